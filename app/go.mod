@@ -1,0 +1,3 @@
+module example.com/dockyard-app
+
+go 1.22

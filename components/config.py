@@ -1,0 +1,604 @@
+"""Typed configuration of one Dockyard environment (one Pulumi stack).
+
+``Pulumi.<stack>.yaml`` holds camelCase keys under the ``dockyard`` namespace. :func:`load` reads them, validates
+everything at once and raises :class:`ConfigError` listing every problem as
+``<stack>: dockyard:<key path>: <what was found>; <what is allowed>`` before any resource is registered.
+
+Secrets never enter the pydantic models: the keys listed in :data:`SECRET_KEYS` are read with
+``Config.get_secret`` and kept as ``pulumi.Output`` values in :class:`StackSecrets`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from components.image_ref import ImageReferenceError, parse_image_reference
+
+NAMESPACE = "dockyard"
+
+#: Keys that must be stored encrypted (``pulumi config set --secret``) and are never parsed into models.
+SECRET_KEYS: dict[str, str] = {
+    "registryPassword": "password or token the pipeline uses to push and the cluster uses to pull",
+    "kubeconfig": "kubeconfig of the target cluster",
+    "appSecrets": "object of environment variables for the app, stored in a Kubernetes Secret",
+    "ciPulumiPassphrase": "passphrase CI uses to decrypt this stack's secrets",
+}
+
+
+class ConfigError(Exception):
+    """Invalid stack configuration. ``problems`` holds one line per problem, already prefixed with the stack."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"invalid Dockyard configuration ({len(problems)} problem(s)):\n" + "\n".join(problems)
+        )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        strict=False,
+    )
+
+
+# --- domain types ---------------------------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
+_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
+_MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
+_PERCENT_OR_INT = re.compile(r"^([0-9]+|[0-9]{1,3}%)$")
+
+
+def _matching(pattern: re.Pattern[str], allowed: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"allowed: {allowed}")
+        return value
+
+    return check
+
+
+def _image_reference(value: str) -> str:
+    try:
+        reference = parse_image_reference(value)
+    except ImageReferenceError as error:
+        raise ValueError(str(error)) from None
+    if reference.tag == "latest" and reference.digest is None:
+        raise ValueError("allowed: a digest-pinned reference (repo@sha256:...) or an immutable tag, never 'latest'")
+    return value
+
+
+def _percent_or_int(value: str | int) -> str | int:
+    if isinstance(value, int) or _PERCENT_OR_INT.match(value):
+        return value
+    raise ValueError("allowed: a whole number of pods (e.g. 1) or a percentage (e.g. 25%)")
+
+
+DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS label: a-z, 0-9, '-', at most 63 chars"))]
+Hostname = Annotated[str, AfterValidator(_matching(_HOSTNAME, "a lower-case DNS host name like app.example.com"))]
+Cpu = Annotated[str, AfterValidator(_matching(_CPU, "a CPU quantity like 100m or 0.5"))]
+Memory = Annotated[str, AfterValidator(_matching(_MEMORY, "a memory quantity like 128Mi or 1Gi"))]
+EnvName = Annotated[str, AfterValidator(_matching(_ENV_NAME, "an environment variable name like LOG_LEVEL"))]
+ImageRef = Annotated[str, AfterValidator(_image_reference)]
+PercentOrInt = Annotated[str | int, AfterValidator(_percent_or_int)]
+Repository = Annotated[
+    str, AfterValidator(_matching(_REPOSITORY, "a lower-case repository path like acme/shop-api"))
+]
+
+
+class Tier(StrEnum):
+    """How strict the rules are: ``staging`` and ``prod`` only deploy promoted, digest-pinned images."""
+
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class RegistryKind(StrEnum):
+    GHCR = "ghcr"
+    DOCKER_HUB = "dockerHub"
+    SELF_HOSTED = "selfHosted"
+
+
+DEFAULT_SERVERS = {RegistryKind.GHCR: "ghcr.io", RegistryKind.DOCKER_HUB: "docker.io"}
+
+
+# --- sections -------------------------------------------------------------------------------------------------
+
+
+class RegistryConfig(_Model):
+    """Where images are pushed and pulled from."""
+
+    kind: RegistryKind
+    server: str | None = Field(default=None, description="host[:port]; defaults to ghcr.io / docker.io by kind")
+    repository: Repository = Field(description="repository path inside the registry, e.g. acme/shop-api")
+    username: str = Field(min_length=1, description="user that pushes and pulls")
+    password_env: EnvName | None = Field(
+        default=None,
+        description="read the password from this environment variable instead of dockyard:registryPassword",
+    )
+    ca_file: str | None = Field(default=None, description="CA bundle that signs a self-hosted registry's TLS")
+
+    @model_validator(mode="after")
+    def _server_matches_kind(self) -> RegistryConfig:
+        if self.kind == RegistryKind.SELF_HOSTED and not self.server:
+            raise ValueError("server: missing; allowed: host[:port] of the self-hosted registry")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.server or DEFAULT_SERVERS[self.kind]
+
+    @property
+    def image_name(self) -> str:
+        return f"{self.host}/{self.repository}"
+
+
+class BuildConfig(_Model):
+    """How a building stack builds the image (build once, then promote the digest)."""
+
+    builder: Literal["docker", "podman"] = Field(
+        default="docker", description="docker (pulumi-docker) or podman (daemonless, rootless CI)"
+    )
+    context: str = Field(default="app", description="build context, relative to the project")
+    dockerfile: str = Field(default="Dockerfile", description="Dockerfile path inside the context")
+    target: str = Field(default="runtime", description="final stage that is pushed")
+    test_target: str | None = Field(default="test", description="stage that runs the tests before the push")
+    platform: str = Field(default="linux/amd64", description="target platform")
+    build_args: dict[EnvName, str] = Field(default_factory=dict, description="extra --build-arg values")
+
+
+class ImageConfig(_Model):
+    """Either ``build`` (this stack builds) or ``ref`` (this stack deploys a promoted reference)."""
+
+    build: BuildConfig | None = None
+    ref: ImageRef | None = Field(default=None, description="registry/repo@sha256:<digest> written by promotion")
+
+    @model_validator(mode="after")
+    def _at_most_one_source(self) -> ImageConfig:
+        if self.build is not None and self.ref is not None:
+            raise ValueError("allowed: one of 'build' (this stack builds) or 'ref' (deploy a digest), not both")
+        return self
+
+
+class ResourceAmounts(_Model):
+    cpu: Cpu
+    memory: Memory
+
+
+class ResourcesConfig(_Model):
+    requests: ResourceAmounts = ResourceAmounts(cpu="50m", memory="64Mi")
+    limits: ResourceAmounts | None = None
+
+
+class RollingStrategy(_Model):
+    """Kubernetes rolling update."""
+
+    type: Literal["rolling"]
+    max_surge: PercentOrInt = "25%"
+    max_unavailable: PercentOrInt = 0
+
+
+class BlueGreenStrategy(_Model):
+    """Two color Deployments, each pinned to its own image; the Service selects ``activeColor``.
+
+    Promotion writes the idle color's image; switching ``activeColor`` then changes only the Service selector,
+    and switching back is the instant rollback (the other color still runs the previous release).
+    """
+
+    type: Literal["blueGreen"]
+    active_color: Literal["blue", "green"] | None = Field(default=None, description="color the Service selects")
+    blue_image: ImageRef | None = Field(default=None, description="image of the blue Deployment")
+    green_image: ImageRef | None = Field(default=None, description="image of the green Deployment")
+
+    @model_validator(mode="after")
+    def _active_color_has_image(self) -> BlueGreenStrategy:
+        if self.active_color is None:
+            raise ValueError("activeColor: missing; allowed: blue or green")
+        if self.image_of(self.active_color) is None:
+            raise ValueError(f"{self.active_color}Image: missing for the active color; allowed: an image reference")
+        return self
+
+    def image_of(self, color: str) -> str | None:
+        return self.blue_image if color == "blue" else self.green_image
+
+    @property
+    def idle_color(self) -> Literal["blue", "green"]:
+        return "green" if self.active_color == "blue" else "blue"
+
+
+class CanaryStrategy(_Model):
+    """Stable and canary Deployments behind one Service; traffic split by replica ratio (and ingress weight)."""
+
+    type: Literal["canary"]
+    weight: int = Field(ge=0, le=100, description="percent of traffic for the canary")
+    canary_image: ImageRef | None = Field(default=None, description="image of the canary; none → no canary pods")
+
+
+Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="type")]
+
+
+class AutoscalingConfig(_Model):
+    min_replicas: int = Field(ge=1, le=1000)
+    max_replicas: int = Field(ge=1, le=1000)
+    cpu_utilization: int = Field(default=70, ge=1, le=100, description="target average CPU utilization, percent")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"maxReplicas {self.max_replicas} < minReplicas {self.min_replicas}; allowed: max ≥ min")
+        return self
+
+
+class IngressConfig(_Model):
+    host: Hostname
+    class_name: str = "nginx"
+    tls_secret_name: DnsLabel | None = None
+
+
+class KubernetesConfig(_Model):
+    """The Deployment, its Service and guard rails."""
+
+    mode: Literal["render", "cluster"] = Field(
+        description="render: write manifests to renderDirectory (GitOps, local); cluster: apply to a cluster"
+    )
+    render_directory: str | None = Field(default=None, description="defaults to rendered/<stack>")
+    context: str | None = Field(default=None, description="kubeconfig context for mode=cluster")
+    namespace: DnsLabel | None = Field(default=None, description="defaults to <app>-<stack>")
+    app_name: DnsLabel = "dockyard-app"
+    replicas: int = Field(default=1, ge=1, le=100)
+    port: int = Field(default=8080, ge=1, le=65535)
+    health_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~/-]*$")] = "/health"
+    resources: ResourcesConfig = ResourcesConfig()
+    strategy: Strategy = RollingStrategy(type="rolling")
+    autoscaling: AutoscalingConfig | None = None
+    ingress: IngressConfig | None = None
+    env: dict[EnvName, str] = Field(default_factory=dict, description="non-secret settings, in a ConfigMap")
+    termination_grace_period_seconds: int = Field(default=30, ge=0, le=3600)
+    revision_history_limit: int = Field(default=5, ge=0, le=50)
+
+
+class Reviewer(_Model):
+    """A required reviewer of a GitHub environment. GitHub's API takes numeric ids; the name is for people."""
+
+    user: str | None = None
+    team: str | None = None
+    id: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Reviewer:
+        if (self.user is None) == (self.team is None):
+            raise ValueError("allowed: exactly one of user or team, plus its numeric id")
+        return self
+
+
+class GitHubConfig(_Model):
+    enabled: bool = False
+    repository: Annotated[str, AfterValidator(_matching(_GITHUB_REPO, "owner/name"))] | None = None
+    reviewers: list[Reviewer] = Field(default_factory=list)
+    wait_timer_minutes: int = Field(default=0, ge=0, le=43200)
+
+    @model_validator(mode="after")
+    def _repository_when_enabled(self) -> GitHubConfig:
+        if self.enabled and self.repository is None:
+            raise ValueError("repository: missing; allowed: owner/name when github.enabled is true")
+        return self
+
+
+class FreezeWindow(_Model):
+    start: datetime
+    end: datetime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreezeWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("allowed: ISO 8601 times with a zone, e.g. 2026-12-24T00:00:00Z")
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end.isoformat()} is not after start; allowed: end > start")
+        return self
+
+
+class PromotionConfig(_Model):
+    upstream: str | None = Field(default=None, description="stack whose image this stack receives")
+    soak_minutes: int = Field(default=0, ge=0, le=60 * 24 * 30)
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+
+
+class EnvironmentConfig(_Model):
+    """Everything non-secret that ``Pulumi.<stack>.yaml`` says under ``dockyard:``."""
+
+    tier: Tier
+    registry: RegistryConfig
+    image: ImageConfig
+    kubernetes: KubernetesConfig
+    github: GitHubConfig = GitHubConfig()
+    promotion: PromotionConfig = PromotionConfig()
+
+    @model_validator(mode="after")
+    def _tier_rules(self) -> EnvironmentConfig:
+        problems: list[str] = []
+        if self.tier in (Tier.STAGING, Tier.PROD):
+            problems += _promoted_only_problems(self)
+        if self.tier == Tier.PROD:
+            problems += _prod_problems(self)
+        strategy = self.kubernetes.strategy
+        if isinstance(strategy, BlueGreenStrategy):
+            if self.image.build is not None or self.image.ref is not None:
+                problems.append(
+                    "image: build or ref set with the blueGreen strategy; allowed: per-color images "
+                    "(kubernetes.strategy.blueImage / greenImage) that promotion writes"
+                )
+        elif self.image.build is None and self.image.ref is None:
+            problems.append("image: neither build nor ref; allowed: image.build (this stack builds) or image.ref")
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
+
+
+def _promoted_only_problems(env: EnvironmentConfig) -> list[str]:
+    problems = []
+    if env.image.build is not None:
+        problems.append(f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds")
+    refs = {"image.ref": env.image.ref}
+    strategy = env.kubernetes.strategy
+    if isinstance(strategy, CanaryStrategy):
+        refs["kubernetes.strategy.canaryImage"] = strategy.canary_image
+    if isinstance(strategy, BlueGreenStrategy):
+        refs["kubernetes.strategy.blueImage"] = strategy.blue_image
+        refs["kubernetes.strategy.greenImage"] = strategy.green_image
+    for key, ref in refs.items():
+        if ref is not None and not parse_image_reference(ref).is_digest_pinned:
+            problems.append(
+                f"{key}: {ref!r} is not digest-pinned; allowed in {env.tier}: registry/repo@sha256:<64 hex>"
+            )
+    return problems
+
+
+def _prod_problems(env: EnvironmentConfig) -> list[str]:
+    problems = []
+    k8s = env.kubernetes
+    if k8s.replicas < 2:
+        problems.append(f"kubernetes.replicas: {k8s.replicas}; allowed in prod: 2 or more")
+    if k8s.autoscaling is not None and k8s.autoscaling.min_replicas < 2:
+        problems.append(
+            f"kubernetes.autoscaling.minReplicas: {k8s.autoscaling.min_replicas}; allowed in prod: 2 or more"
+        )
+    if k8s.resources.limits is None:
+        problems.append("kubernetes.resources.limits: missing; allowed in prod: cpu and memory limits")
+    # A render-only prod (GitOps hand-off, or the local-prod stack) is approved where the manifests are applied;
+    # a prod that Dockyard applies itself must be gated by GitHub environment reviewers.
+    if k8s.mode == "cluster" and not env.github.enabled:
+        problems.append("github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate)")
+    if env.github.enabled and not env.github.reviewers:
+        problems.append("github.reviewers: empty; allowed in prod: at least one required reviewer")
+    return problems
+
+
+# --- secrets --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Secret settings, only ever held as secret ``Output`` values."""
+
+    registry_password: pulumi.Output[str] | None
+    kubeconfig: pulumi.Output[str] | None
+    app_secrets: pulumi.Output[dict[str, str]] | None
+    ci_pulumi_passphrase: pulumi.Output[str] | None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """A validated stack: its name, its settings and its secrets."""
+
+    stack: str
+    env: EnvironmentConfig
+    secrets: StackSecrets
+
+    @property
+    def namespace(self) -> str:
+        return self.env.kubernetes.namespace or f"{self.env.kubernetes.app_name}-{self.stack}"[:63].rstrip("-")
+
+    @property
+    def render_directory(self) -> str:
+        return self.env.kubernetes.render_directory or f"rendered/{self.stack}"
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+
+
+def _format_found(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _allowed_keys(model: type[BaseModel], loc: Iterable[str | int]) -> list[str] | None:
+    """The camelCase keys accepted at ``loc`` (the parent of an unknown key)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {info.alias or name: info for name, info in current.model_fields.items()}
+        if part in fields:
+            annotation = fields[part].annotation
+            candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+            models = [c for c in candidates if issubclass(c, BaseModel)]
+            if not models:
+                return None
+            current = models[0]
+        else:
+            # A tagged-union member name (e.g. "rolling") or a dict key: look it up by discriminator value.
+            member = _union_member(current, part)
+            if member is None:
+                continue
+            current = member
+    return sorted(info.alias or name for name, info in current.model_fields.items())
+
+
+def _union_member(model: Any, tag: str | int) -> type[BaseModel] | None:
+    for candidate in (RollingStrategy, BlueGreenStrategy, CanaryStrategy):
+        if candidate.model_fields["type"].annotation == Literal[tag]:  # type: ignore[valid-type]
+            return candidate
+    return None
+
+
+def _describe(stack: str, error: Mapping[str, Any]) -> list[str]:
+    loc = [str(p) for p in error["loc"] if p not in ("rolling", "blueGreen", "canary")]
+    path = ".".join(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = [p for p in error["loc"][:-1]]
+        allowed = _allowed_keys(EnvironmentConfig, parent)
+        choices = ", ".join(allowed) if allowed else "see the config reference"
+        return [f"{stack}: {NAMESPACE}:{path}: unknown key; allowed keys: {choices}"]
+    if kind == "missing":
+        return [f"{stack}: {NAMESPACE}:{path}: missing; required"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error" and " | " in message:
+        # Cross-field rules report several problems with their own key paths.
+        return [f"{stack}: {NAMESPACE}:{part}" for part in message.split(" | ")]
+    if kind == "value_error" and re.match(r"^(?!allowed)[a-zA-Z][a-zA-Z.]*: ", message):
+        return [f"{stack}: {NAMESPACE}:{path + '.' if path else ''}{message}"]
+    found = _format_found(error.get("input"))
+    if not message.startswith("allowed"):
+        message = f"allowed: {message[0].lower()}{message[1:]}"
+    return [f"{stack}: {NAMESPACE}:{path}: found {found}; {message}"]
+
+
+def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentConfig:
+    """Validate the non-secret ``dockyard:`` keys (without the namespace prefix); raise :class:`ConfigError`."""
+    if not isinstance(document, Mapping):
+        raise ConfigError([f"{stack}: {NAMESPACE}: found {_format_found(document)}; allowed: a mapping of keys"])
+    try:
+        return EnvironmentConfig.model_validate(dict(document), by_alias=True)
+    except ValidationError as error:
+        problems = [line for item in error.errors() for line in _describe(stack, item)]
+        raise ConfigError(problems) from None
+
+
+def _namespace_keys() -> dict[str, Any]:
+    """Every ``dockyard:*`` key the engine passed, with its raw value (strings, JSON for objects)."""
+    raw = {**pulumi.runtime.config.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    prefix = f"{NAMESPACE}:"
+    return {key.removeprefix(prefix): value for key, value in raw.items() if key.startswith(prefix)}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load(stack: str | None = None) -> StackConfig:
+    """Read and validate the current stack's config. Raises :class:`ConfigError` listing every problem."""
+    stack = stack or pulumi.get_stack()
+    config = pulumi.Config(NAMESPACE)
+    raw = _namespace_keys()
+    problems: list[str] = []
+    document: dict[str, Any] = {}
+    for key, value in raw.items():
+        secret = pulumi.runtime.config.is_config_secret(f"{NAMESPACE}:{key}")
+        if key in SECRET_KEYS:
+            if not secret:
+                problems.append(
+                    f"{stack}: {NAMESPACE}:{key}: stored in plaintext; allowed: an encrypted value "
+                    f"(pulumi config set --secret {NAMESPACE}:{key} ...)"
+                )
+            continue
+        if secret:
+            # Decrypting a structured key into a model would strip its secret flag, so refuse it.
+            problems.append(
+                f"{stack}: {NAMESPACE}:{key}: stored as a secret; allowed: secrets only under "
+                f"{', '.join(sorted(SECRET_KEYS))}"
+            )
+            continue
+        document[key] = _decode(value)
+
+    env: EnvironmentConfig | None = None
+    try:
+        env = parse_environment(stack, document)
+    except ConfigError as error:
+        problems = error.problems + problems
+
+    app_secrets = config.get_secret_object("appSecrets") if "appSecrets" in raw else None
+    if env is not None:
+        problems += _secret_problems(stack, env, raw, os.environ)
+    if problems or env is None:
+        raise ConfigError(problems)
+
+    password = config.get_secret("registryPassword")
+    if password is None and env.registry.password_env:
+        if env.registry.password_env in os.environ:
+            password = pulumi.Output.secret(os.environ[env.registry.password_env])
+        else:
+            # A preview needs no credentials; `up` refuses above before anything is touched.
+            pulumi.log.warn(f"{env.registry.password_env} is not set: previewing without registry credentials")
+    secrets = StackSecrets(
+        registry_password=password,
+        kubeconfig=config.get_secret("kubeconfig"),
+        app_secrets=app_secrets,  # type: ignore[arg-type]
+        ci_pulumi_passphrase=config.get_secret("ciPulumiPassphrase"),
+    )
+    return StackConfig(stack=stack, env=env, secrets=secrets)
+
+
+def _secret_problems(
+    stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[str]:
+    problems = []
+    if env.registry.password_env and "registryPassword" in raw:
+        problems.append(
+            f"{stack}: {NAMESPACE}:registry.passwordEnv: set together with {NAMESPACE}:registryPassword; "
+            "allowed: one source for the registry password"
+        )
+    elif env.registry.password_env and env.registry.password_env not in environ and not pulumi.runtime.is_dry_run():
+        problems.append(
+            f"{stack}: {NAMESPACE}:registry.passwordEnv: environment variable {env.registry.password_env} "
+            "is not set; allowed: export it (scripts/local-services.sh env) or use dockyard:registryPassword"
+        )
+    if env.image.build is not None and "registryPassword" not in raw and not env.registry.password_env:
+        problems.append(
+            f"{stack}: {NAMESPACE}:registryPassword: missing on a building stack; allowed: "
+            f"pulumi config set --secret {NAMESPACE}:registryPassword, or registry.passwordEnv"
+        )
+    if "appSecrets" in raw:
+        value = _decode(raw["appSecrets"])
+        # Only the shape is checked here; the values stay inside the secret Output.
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str) for k, v in value.items()
+        ):
+            problems.append(
+                f"{stack}: {NAMESPACE}:appSecrets: not an object of NAME: string; "
+                "allowed: an object of environment variable names to string values"
+            )
+    return problems
