@@ -43,8 +43,11 @@ SECRET_KEYS: dict[str, str] = {
 }
 
 
-class ConfigError(Exception):
-    """Invalid stack configuration. ``problems`` holds one line per problem, already prefixed with the stack."""
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration. ``problems`` holds one line per problem, already prefixed with the stack.
+
+    A ``RunError`` so the engine prints the message alone, without a traceback.
+    """
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -90,7 +93,9 @@ def _image_reference(value: str) -> str:
     except ImageReferenceError as error:
         raise ValueError(str(error)) from None
     if reference.tag == "latest" and reference.digest is None:
-        raise ValueError("allowed: a digest-pinned reference (repo@sha256:...) or an immutable tag, never 'latest'")
+        raise ValueError(
+            "allowed: a digest-pinned reference (repo@sha256:...) or an immutable tag, never 'latest'"
+        )
     return value
 
 
@@ -100,8 +105,12 @@ def _percent_or_int(value: str | int) -> str | int:
     raise ValueError("allowed: a whole number of pods (e.g. 1) or a percentage (e.g. 25%)")
 
 
-DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS label: a-z, 0-9, '-', at most 63 chars"))]
-Hostname = Annotated[str, AfterValidator(_matching(_HOSTNAME, "a lower-case DNS host name like app.example.com"))]
+DnsLabel = Annotated[
+    str, AfterValidator(_matching(_DNS_LABEL, "a DNS label: a-z, 0-9, '-', at most 63 chars"))
+]
+Hostname = Annotated[
+    str, AfterValidator(_matching(_HOSTNAME, "a lower-case DNS host name like app.example.com"))
+]
 Cpu = Annotated[str, AfterValidator(_matching(_CPU, "a CPU quantity like 100m or 0.5"))]
 Memory = Annotated[str, AfterValidator(_matching(_MEMORY, "a memory quantity like 128Mi or 1Gi"))]
 EnvName = Annotated[str, AfterValidator(_matching(_ENV_NAME, "an environment variable name like LOG_LEVEL"))]
@@ -136,7 +145,9 @@ class RegistryConfig(_Model):
     """Where images are pushed and pulled from."""
 
     kind: RegistryKind
-    server: str | None = Field(default=None, description="host[:port]; defaults to ghcr.io / docker.io by kind")
+    server: str | None = Field(
+        default=None, description="host[:port]; defaults to ghcr.io / docker.io by kind"
+    )
     repository: Repository = Field(description="repository path inside the registry, e.g. acme/shop-api")
     username: str = Field(min_length=1, description="user that pushes and pulls")
     password_env: EnvName | None = Field(
@@ -178,12 +189,16 @@ class ImageConfig(_Model):
     """Either ``build`` (this stack builds) or ``ref`` (this stack deploys a promoted reference)."""
 
     build: BuildConfig | None = None
-    ref: ImageRef | None = Field(default=None, description="registry/repo@sha256:<digest> written by promotion")
+    ref: ImageRef | None = Field(
+        default=None, description="registry/repo@sha256:<digest> written by promotion"
+    )
 
     @model_validator(mode="after")
     def _at_most_one_source(self) -> ImageConfig:
         if self.build is not None and self.ref is not None:
-            raise ValueError("allowed: one of 'build' (this stack builds) or 'ref' (deploy a digest), not both")
+            raise ValueError(
+                "allowed: one of 'build' (this stack builds) or 'ref' (deploy a digest), not both"
+            )
         return self
 
 
@@ -213,7 +228,9 @@ class BlueGreenStrategy(_Model):
     """
 
     type: Literal["blueGreen"]
-    active_color: Literal["blue", "green"] | None = Field(default=None, description="color the Service selects")
+    active_color: Literal["blue", "green"] | None = Field(
+        default=None, description="color the Service selects"
+    )
     blue_image: ImageRef | None = Field(default=None, description="image of the blue Deployment")
     green_image: ImageRef | None = Field(default=None, description="image of the green Deployment")
 
@@ -222,7 +239,9 @@ class BlueGreenStrategy(_Model):
         if self.active_color is None:
             raise ValueError("activeColor: missing; allowed: blue or green")
         if self.image_of(self.active_color) is None:
-            raise ValueError(f"{self.active_color}Image: missing for the active color; allowed: an image reference")
+            raise ValueError(
+                f"{self.active_color}Image: missing for the active color; allowed: an image reference"
+            )
         return self
 
     def image_of(self, color: str) -> str | None:
@@ -238,7 +257,9 @@ class CanaryStrategy(_Model):
 
     type: Literal["canary"]
     weight: int = Field(ge=0, le=100, description="percent of traffic for the canary")
-    canary_image: ImageRef | None = Field(default=None, description="image of the canary; none → no canary pods")
+    canary_image: ImageRef | None = Field(
+        default=None, description="image of the canary; none → no canary pods"
+    )
 
 
 Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="type")]
@@ -247,12 +268,16 @@ Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field
 class AutoscalingConfig(_Model):
     min_replicas: int = Field(ge=1, le=1000)
     max_replicas: int = Field(ge=1, le=1000)
-    cpu_utilization: int = Field(default=70, ge=1, le=100, description="target average CPU utilization, percent")
+    cpu_utilization: int = Field(
+        default=70, ge=1, le=100, description="target average CPU utilization, percent"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingConfig:
         if self.max_replicas < self.min_replicas:
-            raise ValueError(f"maxReplicas {self.max_replicas} < minReplicas {self.min_replicas}; allowed: max ≥ min")
+            raise ValueError(
+                f"maxReplicas {self.max_replicas} < minReplicas {self.min_replicas}; allowed: max ≥ min"
+            )
         return self
 
 
@@ -356,7 +381,9 @@ class EnvironmentConfig(_Model):
                     "(kubernetes.strategy.blueImage / greenImage) that promotion writes"
                 )
         elif self.image.build is None and self.image.ref is None:
-            problems.append("image: neither build nor ref; allowed: image.build (this stack builds) or image.ref")
+            problems.append(
+                "image: neither build nor ref; allowed: image.build (this stack builds) or image.ref"
+            )
         if problems:
             raise ValueError(" | ".join(problems))
         return self
@@ -365,7 +392,9 @@ class EnvironmentConfig(_Model):
 def _promoted_only_problems(env: EnvironmentConfig) -> list[str]:
     problems = []
     if env.image.build is not None:
-        problems.append(f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds")
+        problems.append(
+            f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds"
+        )
     refs = {"image.ref": env.image.ref}
     strategy = env.kubernetes.strategy
     if isinstance(strategy, CanaryStrategy):
@@ -395,7 +424,9 @@ def _prod_problems(env: EnvironmentConfig) -> list[str]:
     # A render-only prod (GitOps hand-off, or the local-prod stack) is approved where the manifests are applied;
     # a prod that Dockyard applies itself must be gated by GitHub environment reviewers.
     if k8s.mode == "cluster" and not env.github.enabled:
-        problems.append("github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate)")
+        problems.append(
+            "github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate)"
+        )
     if env.github.enabled and not env.github.reviewers:
         problems.append("github.reviewers: empty; allowed in prod: at least one required reviewer")
     return problems
@@ -424,7 +455,9 @@ class StackConfig:
 
     @property
     def namespace(self) -> str:
-        return self.env.kubernetes.namespace or f"{self.env.kubernetes.app_name}-{self.stack}"[:63].rstrip("-")
+        return self.env.kubernetes.namespace or f"{self.env.kubernetes.app_name}-{self.stack}"[:63].rstrip(
+            "-"
+        )
 
     @property
     def render_directory(self) -> str:
@@ -495,7 +528,9 @@ def _describe(stack: str, error: Mapping[str, Any]) -> list[str]:
 def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentConfig:
     """Validate the non-secret ``dockyard:`` keys (without the namespace prefix); raise :class:`ConfigError`."""
     if not isinstance(document, Mapping):
-        raise ConfigError([f"{stack}: {NAMESPACE}: found {_format_found(document)}; allowed: a mapping of keys"])
+        raise ConfigError(
+            [f"{stack}: {NAMESPACE}: found {_format_found(document)}; allowed: a mapping of keys"]
+        )
     try:
         return EnvironmentConfig.model_validate(dict(document), by_alias=True)
     except ValidationError as error:
@@ -525,6 +560,7 @@ def load(stack: str | None = None) -> StackConfig:
     config = pulumi.Config(NAMESPACE)
     raw = _namespace_keys()
     problems: list[str] = []
+    refused: set[str] = set()
     document: dict[str, Any] = {}
     for key, value in raw.items():
         secret = pulumi.runtime.config.is_config_secret(f"{NAMESPACE}:{key}")
@@ -541,6 +577,7 @@ def load(stack: str | None = None) -> StackConfig:
                 f"{stack}: {NAMESPACE}:{key}: stored as a secret; allowed: secrets only under "
                 f"{', '.join(sorted(SECRET_KEYS))}"
             )
+            refused.add(key)
             continue
         document[key] = _decode(value)
 
@@ -548,7 +585,9 @@ def load(stack: str | None = None) -> StackConfig:
     try:
         env = parse_environment(stack, document)
     except ConfigError as error:
-        problems = error.problems + problems
+        # A key refused above is not also reported as missing.
+        repeated = {f"{stack}: {NAMESPACE}:{key}: missing; required" for key in refused}
+        problems = [p for p in error.problems if p not in repeated] + problems
 
     app_secrets = config.get_secret_object("appSecrets") if "appSecrets" in raw else None
     if env is not None:
@@ -562,7 +601,9 @@ def load(stack: str | None = None) -> StackConfig:
             password = pulumi.Output.secret(os.environ[env.registry.password_env])
         else:
             # A preview needs no credentials; `up` refuses above before anything is touched.
-            pulumi.log.warn(f"{env.registry.password_env} is not set: previewing without registry credentials")
+            pulumi.log.warn(
+                f"{env.registry.password_env} is not set: previewing without registry credentials"
+            )
     secrets = StackSecrets(
         registry_password=password,
         kubeconfig=config.get_secret("kubeconfig"),
@@ -581,7 +622,11 @@ def _secret_problems(
             f"{stack}: {NAMESPACE}:registry.passwordEnv: set together with {NAMESPACE}:registryPassword; "
             "allowed: one source for the registry password"
         )
-    elif env.registry.password_env and env.registry.password_env not in environ and not pulumi.runtime.is_dry_run():
+    elif (
+        env.registry.password_env
+        and env.registry.password_env not in environ
+        and not pulumi.runtime.is_dry_run()
+    ):
         problems.append(
             f"{stack}: {NAMESPACE}:registry.passwordEnv: environment variable {env.registry.password_env} "
             "is not set; allowed: export it (scripts/local-services.sh env) or use dockyard:registryPassword"

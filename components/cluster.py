@@ -1,0 +1,40 @@
+"""The Kubernetes provider of a stack: a real cluster, or manifests rendered to a directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import StackConfig
+
+
+def prepare_private_directory(directory: Path) -> None:
+    """Create ``directory`` readable by its owner only: rendered manifests include Secrets."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for parent in directory.parents:
+        if parent == Path("."):
+            break
+        if parent.name == "rendered":
+            os.chmod(parent, 0o700)
+
+
+def kubernetes_provider(name: str, stack: StackConfig) -> k8s.Provider:
+    """``render``: write YAML to the stack's render directory (GitOps hand-off, local stacks).
+    ``cluster``: apply with the stack's kubeconfig secret and context (or the ambient kubeconfig)."""
+    settings = stack.env.kubernetes
+    if settings.mode == "render":
+        directory = Path(stack.render_directory)
+        prepare_private_directory(directory)
+        return k8s.Provider(name, render_yaml_to_directory=str(directory))
+    return k8s.Provider(
+        name,
+        kubeconfig=stack.secrets.kubeconfig,
+        context=settings.context,
+        # Refuse to guess a namespace: every object names its own.
+        enable_server_side_apply=True,
+        opts=pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]),
+    )

@@ -1,0 +1,391 @@
+"""KubernetesApp: one app per stack, deployed by digest with rolling, blue-green or canary releases."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import BlueGreenStrategy, CanaryStrategy, KubernetesConfig
+from components.k8s_specs import (
+    TRACK_LABEL,
+    AppIdentity,
+    container_spec,
+    deployment_strategy,
+    pod_spec,
+    split_replicas,
+    version_label,
+)
+
+SERVICE_PORT = 80
+
+
+@dataclass(frozen=True)
+class Track:
+    """One Deployment of the app: ``stable`` (rolling), ``stable``/``canary``, or ``blue``/``green``."""
+
+    name: str
+    image: pulumi.Input[str]
+    replicas: int
+
+
+def release_tracks(settings: KubernetesConfig, image: pulumi.Input[str] | None) -> list[Track]:
+    """The Deployments a strategy needs. ``image`` is the release image (unused by blue-green)."""
+    strategy = settings.strategy
+    if isinstance(strategy, BlueGreenStrategy):
+        # Both colors stay warm at full size: switching back is instant.
+        return [
+            Track(color, ref, settings.replicas)
+            for color in ("blue", "green")
+            if (ref := strategy.image_of(color)) is not None
+        ]
+    if image is None:
+        raise ValueError("a rolling or canary release needs an image")
+    if isinstance(strategy, CanaryStrategy):
+        stable, canary = split_replicas(settings.replicas, strategy.weight, strategy.canary_image is not None)
+        tracks = [Track("stable", image, stable)]
+        if canary and strategy.canary_image is not None:
+            tracks.append(Track("canary", strategy.canary_image, canary))
+        return tracks
+    return [Track("stable", image, settings.replicas)]
+
+
+class KubernetesAppArgs(TypedDict):
+    stack: str
+    """Stack name; part of the namespace and of every instance label."""
+    namespace: str
+    """Namespace to create; unique per stack so stacks never collide in one cluster."""
+    settings: KubernetesConfig
+    """The validated ``dockyard:kubernetes`` section."""
+    image: pulumi.Input[str] | None
+    """Digest-pinned release image (rolling and canary stable track)."""
+    app_secrets: pulumi.Input[Mapping[str, str]] | None
+    """Secret environment variables (a Pulumi secret), stored in a Kubernetes Secret."""
+    docker_config_json: pulumi.Input[str] | None
+    """Secret registry credentials for the image pull secret."""
+
+
+class KubernetesApp(pulumi.ComponentResource):
+    """Namespace, config, secrets, Deployments per release track, Service, Ingress, HPA, PDB and NetworkPolicy."""
+
+    namespace: pulumi.Output[str]
+    """Namespace the app runs in."""
+    service_name: pulumi.Output[str]
+    """Service that receives the app's traffic."""
+    url: pulumi.Output[str]
+    """Where the app answers: the Ingress host, or the in-cluster Service DNS name."""
+    deployments: dict[str, k8s.apps.v1.Deployment]
+    """Deployments by track (stable, canary, blue, green)."""
+
+    def __init__(
+        self, name: str, args: KubernetesAppArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("dockyard:index:KubernetesApp", name, None, opts)
+        settings = args["settings"]
+        identity = AppIdentity(app=settings.app_name, stack=args["stack"], namespace=args["namespace"])
+        child = pulumi.ResourceOptions(parent=self)
+        labels = identity.labels()
+
+        # Every object of this stack lives here; the name carries the stack so stacks share clusters safely.
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args["namespace"],
+                labels={**labels, "pod-security.kubernetes.io/enforce": "restricted"},
+            ),
+            opts=child,
+        )
+        ns = namespace.metadata.name
+
+        def meta(object_name: str, extra: Mapping[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=object_name, namespace=ns, labels={**labels, **(extra or {})}
+            )
+
+        # Non-secret settings, injected as environment variables.
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=meta(f"{identity.app}-config"),
+            data={**settings.env, "DOCKYARD_STACK": args["stack"]},
+            opts=child,
+        )
+        secret_name: pulumi.Output[str] | None = None
+        if args["app_secrets"] is not None:
+            # App secrets: the values stay Pulumi secrets in state and in this Secret's inputs.
+            secret = k8s.core.v1.Secret(
+                f"{name}-secrets",
+                metadata=meta(f"{identity.app}-secrets"),
+                type="Opaque",
+                string_data=pulumi.Output.secret(args["app_secrets"]),
+                opts=child,
+            )
+            secret_name = secret.metadata.name
+        pull_secret_name: pulumi.Output[str] | None = None
+        if args["docker_config_json"] is not None:
+            # Lets the kubelet pull from a private registry with the registry component's credentials.
+            pull_secret = k8s.core.v1.Secret(
+                f"{name}-registry",
+                metadata=meta(f"{identity.app}-registry"),
+                type="kubernetes.io/dockerconfigjson",
+                string_data={".dockerconfigjson": pulumi.Output.secret(args["docker_config_json"])},
+                opts=child,
+            )
+            pull_secret_name = pull_secret.metadata.name
+
+        tracks = release_tracks(settings, args["image"])
+        self.deployments = {
+            track.name: self._deployment(
+                name, identity, settings, track, config_map, secret_name, pull_secret_name
+            )
+            for track in tracks
+        }
+
+        strategy = settings.strategy
+        canary_ingress = isinstance(strategy, CanaryStrategy) and settings.ingress is not None
+        if isinstance(strategy, BlueGreenStrategy):
+            live_track: str | None = strategy.active_color
+        elif canary_ingress:
+            live_track = "stable"  # the ingress-nginx canary Ingress sends the weighted share to the canary
+        else:
+            live_track = None  # every track serves; the replica ratio splits the traffic
+        service = self._service(name, f"{identity.app}", identity, live_track, labels, ns)
+        self.service_name = service.metadata.name
+        if isinstance(strategy, BlueGreenStrategy) and strategy.idle_color in self.deployments:
+            # The idle color's own Service: smoke-test the next release before switching activeColor.
+            self._service(
+                name, f"{identity.app}-preview", identity, strategy.idle_color, labels, ns, "preview"
+            )
+
+        if settings.ingress is not None:
+            self._ingress(name, "ingress", identity.app, settings, self.service_name, labels, ns, {})
+            if canary_ingress and "canary" in self.deployments and isinstance(strategy, CanaryStrategy):
+                canary_service = self._service(
+                    name, f"{identity.app}-canary", identity, "canary", labels, ns, "canary"
+                )
+                self._ingress(
+                    name,
+                    "canary-ingress",
+                    f"{identity.app}-canary",
+                    settings,
+                    canary_service.metadata.name,
+                    labels,
+                    ns,
+                    {
+                        "nginx.ingress.kubernetes.io/canary": "true",
+                        "nginx.ingress.kubernetes.io/canary-weight": str(strategy.weight),
+                    },
+                )
+            self.url = pulumi.Output.from_input(f"https://{settings.ingress.host}")
+        else:
+            self.url = pulumi.Output.concat(
+                "http://", self.service_name, ".", ns, ".svc.cluster.local:", str(SERVICE_PORT)
+            )
+
+        autoscaled = [t for t in tracks if t.name != "canary"] if settings.autoscaling else []
+        for track in autoscaled:
+            self._autoscaler(
+                name, identity.app, settings, self.deployments[track.name], labels, ns, track.name
+            )
+
+        minimum_pods = settings.autoscaling.min_replicas if settings.autoscaling else settings.replicas
+        if minimum_pods > 1:
+            # Voluntary disruptions (node drains) take at most one pod at a time.
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=meta(identity.app),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1,
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=identity.selector()),
+                ),
+                opts=child,
+            )
+
+        # Deny all ingress traffic in the namespace by default...
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-deny-all",
+            metadata=meta("default-deny-ingress"),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=["Ingress"]
+            ),
+            opts=child,
+        )
+        # ...then allow only the app port.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-allow-http",
+            metadata=meta(f"{identity.app}-allow-http"),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=identity.selector()),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=settings.port, protocol="TCP")]
+                    )
+                ],
+            ),
+            opts=child,
+        )
+
+        self.namespace = ns
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "serviceName": self.service_name,
+                "url": self.url,
+                "tracks": [t.name for t in tracks],
+            }
+        )
+
+    def _deployment(
+        self,
+        name: str,
+        identity: AppIdentity,
+        settings: KubernetesConfig,
+        track: Track,
+        config_map: k8s.core.v1.ConfigMap,
+        secret_name: pulumi.Output[str] | None,
+        pull_secret_name: pulumi.Output[str] | None,
+    ) -> k8s.apps.v1.Deployment:
+        selector = {**identity.selector(), TRACK_LABEL: track.name}
+        version = pulumi.Output.from_input(track.image).apply(version_label)
+        pod_labels = pulumi.Output.all(identity.labels(), version).apply(
+            lambda parts: {**parts[0], TRACK_LABEL: track.name, "app.kubernetes.io/version": parts[1]}
+        )
+        container = container_spec(settings, track.image, config_map.metadata.name, secret_name)
+        # With an autoscaler the HPA owns the replica count; setting it here would fight it on every update.
+        replicas = None if settings.autoscaling and track.name != "canary" else track.replicas
+        # One release track; the image is the digest-pinned reference.
+        return k8s.apps.v1.Deployment(
+            f"{name}-{track.name}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{identity.app}-{track.name}",
+                namespace=config_map.metadata.namespace,
+                labels=pod_labels,
+            ),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=replicas,
+                revision_history_limit=settings.revision_history_limit,
+                strategy=deployment_strategy(settings),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
+                    spec=pod_spec(settings, selector, container, pull_secret_name, spread=track.replicas > 1),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _service(
+        self,
+        name: str,
+        service_name: str,
+        identity: AppIdentity,
+        track: str | None,
+        labels: Mapping[str, str],
+        ns: pulumi.Output[str],
+        role: str = "service",
+    ) -> k8s.core.v1.Service:
+        if track is not None:
+            # Derived from the Deployment's own selector: a real dependency edge, and never a typo.
+            selector: pulumi.Input[Mapping[str, str]] = self.deployments[track].spec.selector.match_labels
+        else:
+            selector = identity.selector()
+        return k8s.core.v1.Service(
+            f"{name}-{role}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=service_name, namespace=ns, labels=dict(labels)),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=selector,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http")],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.deployments.values())),
+        )
+
+    def _ingress(
+        self,
+        name: str,
+        role: str,
+        ingress_name: str,
+        settings: KubernetesConfig,
+        service_name: pulumi.Input[str],
+        labels: Mapping[str, str],
+        ns: pulumi.Output[str],
+        annotations: Mapping[str, str],
+    ) -> k8s.networking.v1.Ingress:
+        assert settings.ingress is not None
+        ingress = settings.ingress
+        backend = k8s.networking.v1.IngressBackendArgs(
+            service=k8s.networking.v1.IngressServiceBackendArgs(
+                name=service_name, port=k8s.networking.v1.ServiceBackendPortArgs(name="http")
+            )
+        )
+        return k8s.networking.v1.Ingress(
+            f"{name}-{role}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=ingress_name, namespace=ns, labels=dict(labels), annotations=dict(annotations) or None
+            ),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name=ingress.class_name,
+                tls=(
+                    [
+                        k8s.networking.v1.IngressTLSArgs(
+                            hosts=[ingress.host], secret_name=ingress.tls_secret_name
+                        )
+                    ]
+                    if ingress.tls_secret_name
+                    else None
+                ),
+                rules=[
+                    k8s.networking.v1.IngressRuleArgs(
+                        host=ingress.host,
+                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            paths=[
+                                k8s.networking.v1.HTTPIngressPathArgs(
+                                    path="/", path_type="Prefix", backend=backend
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _autoscaler(
+        self,
+        name: str,
+        app: str,
+        settings: KubernetesConfig,
+        deployment: k8s.apps.v1.Deployment,
+        labels: Mapping[str, str],
+        ns: pulumi.Output[str],
+        track: str,
+    ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
+        assert settings.autoscaling is not None
+        scaling = settings.autoscaling
+        # Scales the track on average CPU utilization between the configured bounds.
+        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-{track}-hpa",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{app}-{track}", namespace=ns, labels=dict(labels)),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                ),
+                min_replicas=scaling.min_replicas,
+                max_replicas=scaling.max_replicas,
+                metrics=[
+                    k8s.autoscaling.v2.MetricSpecArgs(
+                        type="Resource",
+                        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                            name="cpu",
+                            target=k8s.autoscaling.v2.MetricTargetArgs(
+                                type="Utilization", average_utilization=scaling.cpu_utilization
+                            ),
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )

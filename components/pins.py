@@ -1,0 +1,59 @@
+"""Every GitHub Action the generated workflows use, pinned to a full commit SHA.
+
+This table is the single place to bump an action: change the SHA and its version here, run
+``python -m scripts.generate_workflows`` and commit the regenerated ``.github/workflows/``. A tag can be moved by
+whoever controls the action's repository (aquasecurity/trivy-action had 75 of its 76 tags force-pushed to a
+credential stealer in March 2026); a commit SHA cannot. Each SHA below was read from public workflow files and
+release notes that pin the same version, in at least two independent places; verify a new one against the
+action's own tag (``git ls-remote https://github.com/<action> refs/tags/<version>``) before committing it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class Pin(NamedTuple):
+    """A commit SHA and the release it is, written as a ``# <version>`` comment next to the ``uses:``."""
+
+    sha: str
+    version: str
+
+
+PINS: dict[str, Pin] = {
+    "actions/checkout": Pin("de0fac2e4500dabe0009e67214ff5f5447ce83dd", "v6.0.2"),
+    "actions/setup-python": Pin("a309ff8b426b58ec0e2a45f0f869d46889d02405", "v6.2.0"),
+    "actions/upload-artifact": Pin("043fb46d1a93c77aae656e7c1c64a875d1fc6a0a", "v7.0.1"),
+    "actions/download-artifact": Pin("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
+    "actions/attest-build-provenance": Pin("a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32", "v4.1.0"),
+    "docker/metadata-action": Pin("030e881283bb7a6894de51c315a6bfe6a94e05cf", "v6.0.0"),
+    "docker/setup-buildx-action": Pin("4d04d5d9486b7bd6fa91e7baf45bbb4f8b9deedd", "v4.0.0"),
+    "docker/login-action": Pin("4907a6ddec9925e35a0a9e82d7399ccc52663121", "v4.1.0"),
+    "docker/build-push-action": Pin("bcafcacb16a39f128d818304e6c9c0c18556b85f", "v7.1.0"),
+    # 0.35.0 is the release made after the March 2026 compromise; it was never rewritten.
+    "aquasecurity/trivy-action": Pin("57a97c7e7821a5776cebc9bb87c984fa69cba8f1", "v0.35.0"),
+    "sigstore/cosign-installer": Pin("faadad0cce49287aee09b3a48701e75088a2c6ad", "v4.0.0"),
+    "pulumi/actions": Pin("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
+    "marocchino/sticky-pull-request-comment": Pin("773744901bac0e8cbb5a0dc842800d45e9b2b405", "v2.9.4"),
+}
+
+#: Trivy binary the action installs. v0.69.4 was the malicious release; the action's default moves with it.
+TRIVY_VERSION = "v0.69.3"
+
+
+def uses(action: str) -> str:
+    """The ``uses:`` value for ``action``; a KeyError names an action that is not in :data:`PINS`."""
+    pin = PINS[action]
+    if not _SHA.match(pin.sha):
+        raise ValueError(f"{action}: pin {pin.sha!r} is not a full 40-hex commit SHA")
+    return f"{action}@{pin.sha}"
+
+
+def version_of(reference: str) -> str | None:
+    """The version comment for a ``owner/repo@sha`` reference, or None if it is not a pin from the table."""
+    action, _, sha = reference.partition("@")
+    pin = PINS.get(action)
+    return pin.version if pin is not None and pin.sha == sha else None

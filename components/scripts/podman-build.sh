@@ -1,0 +1,50 @@
+# Build, test and push one image with podman; print only the pushed manifest digest on stdout.
+# Run by AppImage's podman builder (pulumi-command), configured through the environment:
+#   IMAGE_NAME, TAGS (space separated), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (optional), PLATFORM,
+#   BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER, REGISTRY_PASSWORD (secret),
+#   CACHE_REPO (optional: layer cache in the registry).
+set -euo pipefail
+log() { echo "dockyard-build: $*" >&2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+flags=(--layers --isolation "${BUILDAH_ISOLATION:-chroot}" --platform "$PLATFORM" -f "$CONTEXT/$DOCKERFILE")
+while IFS= read -r arg; do [ -n "$arg" ] && flags+=(--build-arg "$arg"); done <<<"${BUILD_ARGS:-}"
+if [ -n "${CACHE_REPO:-}" ]; then
+  flags+=(--cache-from "$CACHE_REPO" --cache-to "$CACHE_REPO")
+fi
+
+if [ -n "${REGISTRY_PASSWORD:-}" ]; then
+  log "logging in to $REGISTRY as $REGISTRY_USER"
+  # The password goes through stdin, never the command line or the log.
+  if ! printf '%s' "$REGISTRY_PASSWORD" | podman login --username "$REGISTRY_USER" --password-stdin "$REGISTRY" >&2; then
+    log "login to $REGISTRY as $REGISTRY_USER was refused: check dockyard:registryPassword / registry.passwordEnv"
+    exit 1
+  fi
+fi
+
+if [ -n "${TEST_TARGET:-}" ]; then
+  log "running the $TEST_TARGET stage"
+  podman build "${flags[@]}" --target "$TEST_TARGET" "$CONTEXT" >&2
+fi
+
+label_flags=()
+while IFS= read -r label; do [ -n "$label" ] && label_flags+=(--label "$label"); done <<<"${LABELS:-}"
+read -r -a tags <<<"$TAGS"
+log "building $TARGET as $IMAGE_NAME:${tags[0]}"
+podman build "${flags[@]}" "${label_flags[@]}" --target "$TARGET" --iidfile "$work/iid" \
+  --tag "$IMAGE_NAME:${tags[0]}" "$CONTEXT" >&2
+
+digest=""
+for tag in "${tags[@]}"; do
+  podman tag "$(cat "$work/iid")" "$IMAGE_NAME:$tag"
+  log "pushing $IMAGE_NAME:$tag"
+  podman push --digestfile "$work/digest" "$IMAGE_NAME:$tag" >&2
+  pushed=$(cat "$work/digest")
+  if [ -n "$digest" ] && [ "$pushed" != "$digest" ]; then
+    log "tag $tag was pushed as $pushed, expected $digest"
+    exit 1
+  fi
+  digest=$pushed
+done
+printf '%s' "$digest"

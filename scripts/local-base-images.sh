@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Build, offline, the local stand-ins for the two base images of app/Dockerfile and keep them
+# in podman's local storage (shared with buildah and skopeo through containers-storage):
+#
+#   localhost/dockyard/go-builder:<go version>   (stands in for docker.io/library/golang:1.26-bookworm)
+#       busybox-static for /bin/sh and the usual applets, plus this machine's Go toolchain
+#       (`go env GOROOT`) at /usr/local/go; GOPATH=/go, GOTOOLCHAIN=local, GOPROXY=off,
+#       GOSUMDB=off, CGO_ENABLED=0: `go build` / `go test` work offline for modules without
+#       external dependencies (app/ has none). Also tagged :<major.minor>.
+#   localhost/dockyard/static-nonroot:1           (stands in for gcr.io/distroless/static-debian12:nonroot)
+#       FROM scratch: /etc/passwd + /etc/group with nonroot (65532), CA bundle, /tmp (1777),
+#       /home/nonroot; USER 65532:65532.
+#
+# No registry is contacted. Each image carries the label io.dockyard.input-digest, a hash of its
+# recipe and inputs; an image whose label matches is left alone (idempotent), so running this
+# script again costs a second or two.
+#
+# It also makes podman usable here, once per machine (as root):
+#   * installs missing Debian packages (podman, buildah, skopeo, busybox-static, ca-certificates);
+#   * writes /etc/containers/storage.conf with driver "vfs" when that file is absent, so that plain
+#     `podman build` / `buildah` / `skopeo` use the same store with no --storage-driver flag.
+# Builds must still run with --isolation=chroot (or BUILDAH_ISOLATION=chroot): the default OCI
+# runtime cannot set rlimits on this machine.
+#
+# Usage: scripts/local-base-images.sh [build] [--force]   build what is missing or stale (default)
+#        scripts/local-base-images.sh print                print `export DOCKYARD_*_IMAGE=...` lines
+#        scripts/local-base-images.sh setup                packages + storage.conf only
+set -euo pipefail
+
+readonly BUILDER_REPO="localhost/dockyard/go-builder"
+readonly RUNTIME_REF="localhost/dockyard/static-nonroot:1"
+readonly DIGEST_LABEL="io.dockyard.input-digest"
+readonly STORAGE_CONF="${DOCKYARD_STORAGE_CONF:-/etc/containers/storage.conf}"
+readonly CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
+readonly LOCK_FILE="${DOCKYARD_BASE_IMAGES_LOCK:-/tmp/dockyard-base-images.lock}"
+
+log() { printf '[base-images] %s\n' "$*" >&2; }
+die() { printf '[base-images] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- packages and storage
+
+APT_UPDATED=0
+apt_install() {
+    # Installs Debian packages non-interactively (root only); runs `apt-get update` once.
+    [ "$#" -gt 0 ] || return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        die "missing packages: $* (run this script as root, or install them)"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        apt-get -o DPkg::Lock::Timeout=300 update -q >&2
+        APT_UPDATED=1
+    fi
+    log "apt-get install -y $*"
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q "$@" >&2
+}
+
+ensure_packages() {
+    local missing=() pair cmd pkg
+    for pair in podman:podman buildah:buildah skopeo:skopeo flock:util-linux; do
+        cmd=${pair%%:*} pkg=${pair#*:}
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    # busybox-static conflicts with the dynamic busybox package, so when it is installed
+    # /bin/busybox is the static binary the images need.
+    dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' \
+        || missing+=(busybox-static)
+    [ -s "$CA_BUNDLE" ] || missing+=(ca-certificates)
+    apt_install "${missing[@]}"
+}
+
+ensure_storage() {
+    # One store for podman, buildah and skopeo: vfs in the default root location.
+    if [ ! -e "$STORAGE_CONF" ]; then
+        [ "$(id -u)" -eq 0 ] || die "$STORAGE_CONF is missing; run once as root to create it"
+        log "writing $STORAGE_CONF (driver vfs)"
+        mkdir -p "$(dirname "$STORAGE_CONF")"
+        cat >"$STORAGE_CONF.tmp.$$" <<'EOF'
+# Written by dockyard scripts/local-base-images.sh: overlay mounts are not reliable in this
+# sandbox, vfs always works. Shared by podman, buildah and skopeo.
+[storage]
+driver = "vfs"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+EOF
+        mv "$STORAGE_CONF.tmp.$$" "$STORAGE_CONF"
+    elif ! grep -Eq '^[[:space:]]*driver[[:space:]]*=[[:space:]]*"vfs"' "$STORAGE_CONF"; then
+        die "$STORAGE_CONF exists with a storage driver other than \"vfs\"; set driver = \"vfs\" there (then 'podman system reset' if podman complains about a database mismatch)"
+    fi
+    local driver
+    if ! driver=$(podman info --format '{{.Store.GraphDriverName}}' 2>&1); then
+        die "podman cannot open its store: $driver
+  (a libpod database created with another driver: 'podman system reset --force' clears it, with all its images)"
+    fi
+    [ "$driver" = vfs ] || die "podman uses storage driver '$driver', expected vfs (check CONTAINERS_STORAGE_CONF / $STORAGE_CONF)"
+}
+
+# ---------------------------------------------------------------- helpers
+
+find_go() {
+    if command -v go >/dev/null 2>&1; then command -v go; return; fi
+    [ -x /usr/local/go/bin/go ] && { echo /usr/local/go/bin/go; return; }
+    die "no Go toolchain found (go not on PATH, no /usr/local/go): the go-builder image copies the host's"
+}
+
+go_version() { "$(find_go)" env GOVERSION | sed 's/^go//'; }
+
+builder_ref() { echo "$BUILDER_REPO:$(go_version)"; }
+
+image_label() { # ref -> value of the input-digest label, empty if no such image
+    podman image inspect --format "{{index .Labels \"$DIGEST_LABEL\"}}" "$1" 2>/dev/null || true
+}
+
+sha256_of() { sha256sum | cut -d' ' -f1; }
+
+WORK_CTR=""
+WORK_DIR=""
+GO_ROOT=""
+GO_VER=""
+cleanup() {
+    if [ -n "$WORK_CTR" ]; then
+        buildah umount "$WORK_CTR" >/dev/null 2>&1 || true
+        buildah rm "$WORK_CTR" >/dev/null 2>&1 || true
+    fi
+    [ -n "$WORK_DIR" ] && rm -rf "$WORK_DIR"
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+write_passwd_files() { # rootfs dir
+    local root=$1
+    mkdir -p "$root/etc" "$root/tmp" "$root/root" "$root/home/nonroot" "$root/etc/ssl/certs"
+    cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
+nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin
+EOF
+    cat >"$root/etc/group" <<'EOF'
+root:x:0:
+nobody:x:65534:
+nonroot:x:65532:
+EOF
+    printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+    cp "$CA_BUNDLE" "$root/etc/ssl/certs/ca-certificates.crt"
+    chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf" "$root/etc/ssl/certs/ca-certificates.crt"
+    chmod 1777 "$root/tmp"
+    chmod 0700 "$root/root"
+    chown 65532:65532 "$root/home/nonroot"
+    chmod 0700 "$root/home/nonroot"
+}
+
+# The two recipes. Their code (as `declare -f` prints it) is part of each image's input digest,
+# so changing a recipe rebuilds the image.
+
+populate_go_builder() { # rootfs dir (uses GO_ROOT)
+    local root=$1 applet
+    write_passwd_files "$root"
+    mkdir -p "$root/bin" "$root/usr/local" "$root/go/bin" "$root/go/src" "$root/go/pkg" "$root/root/.cache"
+    chmod 0777 "$root/go" "$root/go/bin" "$root/go/src" "$root/go/pkg"
+    cp /bin/busybox "$root/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+    done
+    mkdir -p "$root/usr/bin" && ln -sf ../../bin/env "$root/usr/bin/env"
+    # The toolchain without its own test suite and docs (not needed to build or test modules).
+    mkdir -p "$root/usr/local/go"
+    tar -C "$GO_ROOT" --exclude=./test --exclude=./doc -cf - . | tar -C "$root/usr/local/go" -xf -
+}
+
+configure_go_builder() { # container (uses GO_VER)
+    local ctr=$1 gover=$GO_VER
+    buildah config \
+        --env "PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        --env "GOLANG_VERSION=$gover" \
+        --env "GOROOT=/usr/local/go" \
+        --env "GOPATH=/go" \
+        --env "GOCACHE=/root/.cache/go-build" \
+        --env "GOTOOLCHAIN=local" \
+        --env "GOPROXY=off" \
+        --env "GOSUMDB=off" \
+        --env "CGO_ENABLED=0" \
+        --env "HOME=/root" \
+        --workingdir /go \
+        --user 0:0 \
+        --cmd /bin/sh \
+        --os linux --arch amd64 \
+        --created-by "dockyard scripts/local-base-images.sh (offline stand-in for golang:$gover)" \
+        --label "org.opencontainers.image.title=dockyard go-builder" \
+        --label "org.opencontainers.image.description=Offline Go $gover toolchain on busybox-static" \
+        --label "org.opencontainers.image.version=$gover" \
+        "$ctr"
+}
+
+populate_static_nonroot() { # rootfs dir
+    write_passwd_files "$1"
+}
+
+configure_static_nonroot() { # container
+    buildah config \
+        --env "PATH=/usr/local/bin:/usr/bin:/bin" \
+        --env "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
+        --workingdir /home/nonroot \
+        --user 65532:65532 \
+        --os linux --arch amd64 \
+        --created-by "dockyard scripts/local-base-images.sh (offline stand-in for distroless static:nonroot)" \
+        --label "org.opencontainers.image.title=dockyard static-nonroot" \
+        --label "org.opencontainers.image.description=scratch + passwd/group (nonroot 65532), CA bundle, /tmp" \
+        "$1"
+}
+
+go_builder_digest() { # uses GO_ROOT, GO_VER
+    {
+        echo "recipe"
+        declare -f write_passwd_files populate_go_builder configure_go_builder
+        echo "go $GO_VER"
+        # The toolchain by file list, sizes and mtimes: cheap, and changes with any reinstall.
+        (cd "$GO_ROOT" && find . \( -path ./test -o -path ./doc \) -prune -o -type f -printf '%P %s %T@\n' | LC_ALL=C sort)
+        sha256sum /bin/busybox "$CA_BUNDLE" | cut -d' ' -f1
+    } | sha256_of
+}
+
+static_nonroot_digest() {
+    {
+        echo "recipe"
+        declare -f write_passwd_files populate_static_nonroot configure_static_nonroot
+        sha256sum "$CA_BUNDLE" | cut -d' ' -f1
+    } | sha256_of
+}
+
+# build_image REF DIGEST POPULATE_CMD CONFIGURE_CMD [EXTRA_TAG...]
+#   POPULATE_CMD gets the mounted rootfs appended, CONFIGURE_CMD the working container.
+build_image() {
+    local ref=$1 digest=$2 populate=$3 configure=$4
+    shift 4
+    local start=$SECONDS mnt
+    WORK_CTR=$(buildah from --name "dockyard-base-$$-$RANDOM" scratch)
+    mnt=$(buildah mount "$WORK_CTR")
+    log "  filling the root filesystem"
+    "$populate" "$mnt"
+    buildah umount "$WORK_CTR" >/dev/null
+    "$configure" "$WORK_CTR"
+    buildah config --label "$DIGEST_LABEL=$digest" "$WORK_CTR"
+    log "  committing $ref"
+    buildah commit --quiet --rm --format oci "$WORK_CTR" "$ref" >/dev/null
+    WORK_CTR=""
+    local tag
+    for tag in "$@"; do podman tag "$ref" "$tag"; done
+    log "  built $ref in $((SECONDS - start))s"
+}
+
+ensure_image() { # ref digest populate configure [extra tags]
+    local ref=$1 digest=$2 have
+    have=$(image_label "$ref")
+    if [ "$have" = "$digest" ] && [ "$FORCE" -eq 0 ]; then
+        log "$ref is up to date (input digest ${digest:0:12})"
+        local tag
+        for tag in "${@:5}"; do podman tag "$ref" "$tag"; done
+        return 0
+    fi
+    if [ -n "$have" ]; then log "$ref: inputs changed, rebuilding"; else log "$ref: building"; fi
+    build_image "$@"
+}
+
+smoke_go_builder() { # ref
+    local ctr out
+    ctr=$(buildah from --name "dockyard-base-check-$$-$RANDOM" "$1")
+    WORK_CTR=$ctr
+    if ! out=$(buildah run --isolation chroot "$ctr" -- sh -c 'go version && go env GOROOT GOPROXY GOTOOLCHAIN CGO_ENABLED' 2>&1); then
+        die "go-builder self-check failed: $out"
+    fi
+    buildah rm "$ctr" >/dev/null
+    WORK_CTR=""
+    log "  self-check: $(echo "$out" | head -1)"
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_print() {
+    local gover
+    gover=$(go_version)
+    printf 'export DOCKYARD_BUILDER_IMAGE=%s\n' "$BUILDER_REPO:$gover"
+    printf 'export DOCKYARD_RUNTIME_IMAGE=%s\n' "$RUNTIME_REF"
+}
+
+cmd_build() {
+    local t0=$SECONDS ref d_builder before
+    ensure_packages
+    ensure_storage
+    exec 9>"$LOCK_FILE"
+    flock -w 900 9 || die "another base-image build holds $LOCK_FILE"
+
+    GO_ROOT=$("$(find_go)" env GOROOT)
+    GO_VER=$(go_version)
+    [ -x "$GO_ROOT/bin/go" ] || die "no go binary under GOROOT $GO_ROOT"
+    ref="$BUILDER_REPO:$GO_VER"
+
+    d_builder=$(go_builder_digest)
+    before=$(image_label "$ref")
+    ensure_image "$ref" "$d_builder" populate_go_builder configure_go_builder "$BUILDER_REPO:${GO_VER%.*}"
+    if [ "$before" != "$d_builder" ] || [ "$FORCE" -eq 1 ]; then smoke_go_builder "$ref"; fi
+
+    ensure_image "$RUNTIME_REF" "$(static_nonroot_digest)" populate_static_nonroot configure_static_nonroot
+    log "base images ready in $((SECONDS - t0))s: $ref (also :${GO_VER%.*}), $RUNTIME_REF"
+}
+
+FORCE=0
+CMD=build
+for arg in "$@"; do
+    case "$arg" in
+        build | print | setup) CMD=$arg ;;
+        --force) FORCE=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$arg' (usage: $0 [build|print|setup] [--force])" ;;
+    esac
+done
+
+case "$CMD" in
+    print) cmd_print ;;
+    setup) ensure_packages; ensure_storage; log "podman storage: vfs ($STORAGE_CONF)" ;;
+    build) cmd_build ;;
+esac

@@ -1,0 +1,26 @@
+"""Helpers to read the committed ``Pulumi.<stack>.yaml`` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT.glob("Pulumi.*.yaml"))
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """All config keys of a committed stack file, namespaced (``dockyard:tier``)."""
+    document = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())
+    return dict(document.get("config") or {})
+
+
+def dockyard_document(stack: str) -> dict[str, Any]:
+    """The ``dockyard:`` keys without their namespace, as ``parse_environment`` takes them."""
+    return {
+        key.split(":", 1)[1]: value
+        for key, value in stack_config(stack).items()
+        if key.startswith("dockyard:")
+    }

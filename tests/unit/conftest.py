@@ -1,0 +1,66 @@
+"""Pulumi mocks for unit tests: record every resource, refuse unexpected invokes, restore runtime settings."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi.runtime.settings as runtime_settings
+import pytest
+
+FAKE_DIGEST = "sha256:" + "ab" * 32
+
+
+@dataclass
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records ``new_resource`` calls; answers the outputs a real provider would add."""
+
+    resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
+    digest: str = FAKE_DIGEST
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.resources.append(args)
+        outputs = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            outputs["stdout"] = self.digest
+        if args.typ == "docker:index/image:Image":
+            outputs["repoDigest"] = f"{args.inputs['imageName'].split(':')[0]}@{self.digest}"
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise AssertionError(f"unexpected invoke {args.token} with {dict(args.args)}")
+
+    def of_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, (
+            f"expected one resource named {name}, got {[r.name for r in self.resources]}"
+        )
+        return matches[0]
+
+
+@pytest.fixture
+def mocks() -> Iterator[RecordingMocks]:
+    saved = copy.copy(runtime_settings.SETTINGS.__dict__)
+    saved_root = runtime_settings.get_root_resource()
+    saved_config = dict(pulumi.runtime.config.CONFIG.get())
+    recording = RecordingMocks()
+    pulumi.runtime.set_mocks(recording, project="dockyard", stack="unit", preview=False)
+    try:
+        yield recording
+    finally:
+        runtime_settings.SETTINGS.__dict__.update(saved)
+        runtime_settings.ROOT.set(saved_root)
+        pulumi.runtime.config.set_all_config(saved_config, [])
+
+
+def set_stack_config(values: Mapping[str, Any], secret_keys: list[str] | None = None) -> None:
+    """Install config as the engine passes it: strings, objects JSON-encoded."""
+    encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    pulumi.runtime.config.set_all_config(encoded, secret_keys or [])
