@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import pulumi
 from pydantic import (
@@ -51,9 +51,7 @@ class ConfigError(pulumi.RunError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(
-            f"invalid Dockyard configuration ({len(problems)} problem(s)):\n" + "\n".join(problems)
-        )
+        super().__init__(f"invalid Dockyard configuration ({len(problems)} problem(s)):\n" + "\n".join(problems))
 
 
 class _Model(BaseModel):
@@ -93,9 +91,7 @@ def _image_reference(value: str) -> str:
     except ImageReferenceError as error:
         raise ValueError(str(error)) from None
     if reference.tag == "latest" and reference.digest is None:
-        raise ValueError(
-            "allowed: a digest-pinned reference (repo@sha256:...) or an immutable tag, never 'latest'"
-        )
+        raise ValueError("allowed: a digest-pinned reference (repo@sha256:...) or an immutable tag, never 'latest'")
     return value
 
 
@@ -105,20 +101,14 @@ def _percent_or_int(value: str | int) -> str | int:
     raise ValueError("allowed: a whole number of pods (e.g. 1) or a percentage (e.g. 25%)")
 
 
-DnsLabel = Annotated[
-    str, AfterValidator(_matching(_DNS_LABEL, "a DNS label: a-z, 0-9, '-', at most 63 chars"))
-]
-Hostname = Annotated[
-    str, AfterValidator(_matching(_HOSTNAME, "a lower-case DNS host name like app.example.com"))
-]
+DnsLabel = Annotated[str, AfterValidator(_matching(_DNS_LABEL, "a DNS label: a-z, 0-9, '-', at most 63 chars"))]
+Hostname = Annotated[str, AfterValidator(_matching(_HOSTNAME, "a lower-case DNS host name like app.example.com"))]
 Cpu = Annotated[str, AfterValidator(_matching(_CPU, "a CPU quantity like 100m or 0.5"))]
 Memory = Annotated[str, AfterValidator(_matching(_MEMORY, "a memory quantity like 128Mi or 1Gi"))]
 EnvName = Annotated[str, AfterValidator(_matching(_ENV_NAME, "an environment variable name like LOG_LEVEL"))]
 ImageRef = Annotated[str, AfterValidator(_image_reference)]
 PercentOrInt = Annotated[str | int, AfterValidator(_percent_or_int)]
-Repository = Annotated[
-    str, AfterValidator(_matching(_REPOSITORY, "a lower-case repository path like acme/shop-api"))
-]
+Repository = Annotated[str, AfterValidator(_matching(_REPOSITORY, "a lower-case repository path like acme/shop-api"))]
 
 
 class Tier(StrEnum):
@@ -145,9 +135,7 @@ class RegistryConfig(_Model):
     """Where images are pushed and pulled from."""
 
     kind: RegistryKind
-    server: str | None = Field(
-        default=None, description="host[:port]; defaults to ghcr.io / docker.io by kind"
-    )
+    server: str | None = Field(default=None, description="host[:port]; defaults to ghcr.io / docker.io by kind")
     repository: Repository = Field(description="repository path inside the registry, e.g. acme/shop-api")
     username: str = Field(min_length=1, description="user that pushes and pulls")
     password_env: EnvName | None = Field(
@@ -189,16 +177,12 @@ class ImageConfig(_Model):
     """Either ``build`` (this stack builds) or ``ref`` (this stack deploys a promoted reference)."""
 
     build: BuildConfig | None = None
-    ref: ImageRef | None = Field(
-        default=None, description="registry/repo@sha256:<digest> written by promotion"
-    )
+    ref: ImageRef | None = Field(default=None, description="registry/repo@sha256:<digest> written by promotion")
 
     @model_validator(mode="after")
     def _at_most_one_source(self) -> ImageConfig:
         if self.build is not None and self.ref is not None:
-            raise ValueError(
-                "allowed: one of 'build' (this stack builds) or 'ref' (deploy a digest), not both"
-            )
+            raise ValueError("allowed: one of 'build' (this stack builds) or 'ref' (deploy a digest), not both")
         return self
 
 
@@ -228,9 +212,7 @@ class BlueGreenStrategy(_Model):
     """
 
     type: Literal["blueGreen"]
-    active_color: Literal["blue", "green"] | None = Field(
-        default=None, description="color the Service selects"
-    )
+    active_color: Literal["blue", "green"] | None = Field(default=None, description="color the Service selects")
     blue_image: ImageRef | None = Field(default=None, description="image of the blue Deployment")
     green_image: ImageRef | None = Field(default=None, description="image of the green Deployment")
 
@@ -239,9 +221,7 @@ class BlueGreenStrategy(_Model):
         if self.active_color is None:
             raise ValueError("activeColor: missing; allowed: blue or green")
         if self.image_of(self.active_color) is None:
-            raise ValueError(
-                f"{self.active_color}Image: missing for the active color; allowed: an image reference"
-            )
+            raise ValueError(f"{self.active_color}Image: missing for the active color; allowed: an image reference")
         return self
 
     def image_of(self, color: str) -> str | None:
@@ -257,9 +237,7 @@ class CanaryStrategy(_Model):
 
     type: Literal["canary"]
     weight: int = Field(ge=0, le=100, description="percent of traffic for the canary")
-    canary_image: ImageRef | None = Field(
-        default=None, description="image of the canary; none → no canary pods"
-    )
+    canary_image: ImageRef | None = Field(default=None, description="image of the canary; none → no canary pods")
 
 
 Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="type")]
@@ -268,16 +246,12 @@ Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field
 class AutoscalingConfig(_Model):
     min_replicas: int = Field(ge=1, le=1000)
     max_replicas: int = Field(ge=1, le=1000)
-    cpu_utilization: int = Field(
-        default=70, ge=1, le=100, description="target average CPU utilization, percent"
-    )
+    cpu_utilization: int = Field(default=70, ge=1, le=100, description="target average CPU utilization, percent")
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingConfig:
         if self.max_replicas < self.min_replicas:
-            raise ValueError(
-                f"maxReplicas {self.max_replicas} < minReplicas {self.min_replicas}; allowed: max ≥ min"
-            )
+            raise ValueError(f"maxReplicas {self.max_replicas} < minReplicas {self.min_replicas}; allowed: max ≥ min")
         return self
 
 
@@ -381,9 +355,7 @@ class EnvironmentConfig(_Model):
                     "(kubernetes.strategy.blueImage / greenImage) that promotion writes"
                 )
         elif self.image.build is None and self.image.ref is None:
-            problems.append(
-                "image: neither build nor ref; allowed: image.build (this stack builds) or image.ref"
-            )
+            problems.append("image: neither build nor ref; allowed: image.build (this stack builds) or image.ref")
         if problems:
             raise ValueError(" | ".join(problems))
         return self
@@ -392,9 +364,7 @@ class EnvironmentConfig(_Model):
 def _promoted_only_problems(env: EnvironmentConfig) -> list[str]:
     problems = []
     if env.image.build is not None:
-        problems.append(
-            f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds"
-        )
+        problems.append(f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds")
     refs = {"image.ref": env.image.ref}
     strategy = env.kubernetes.strategy
     if isinstance(strategy, CanaryStrategy):
@@ -424,9 +394,7 @@ def _prod_problems(env: EnvironmentConfig) -> list[str]:
     # A render-only prod (GitOps hand-off, or the local-prod stack) is approved where the manifests are applied;
     # a prod that Dockyard applies itself must be gated by GitHub environment reviewers.
     if k8s.mode == "cluster" and not env.github.enabled:
-        problems.append(
-            "github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate)"
-        )
+        problems.append("github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate)")
     if env.github.enabled and not env.github.reviewers:
         problems.append("github.reviewers: empty; allowed in prod: at least one required reviewer")
     return problems
@@ -455,9 +423,7 @@ class StackConfig:
 
     @property
     def namespace(self) -> str:
-        return self.env.kubernetes.namespace or f"{self.env.kubernetes.app_name}-{self.stack}"[:63].rstrip(
-            "-"
-        )
+        return self.env.kubernetes.namespace or f"{self.env.kubernetes.app_name}-{self.stack}"[:63].rstrip("-")
 
     @property
     def render_directory(self) -> str:
@@ -497,7 +463,7 @@ def _allowed_keys(model: type[BaseModel], loc: Iterable[str | int]) -> list[str]
 
 def _union_member(model: Any, tag: str | int) -> type[BaseModel] | None:
     for candidate in (RollingStrategy, BlueGreenStrategy, CanaryStrategy):
-        if candidate.model_fields["type"].annotation == Literal[tag]:  # type: ignore[valid-type]
+        if get_args(candidate.model_fields["type"].annotation) == (tag,):
             return candidate
     return None
 
@@ -528,9 +494,7 @@ def _describe(stack: str, error: Mapping[str, Any]) -> list[str]:
 def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentConfig:
     """Validate the non-secret ``dockyard:`` keys (without the namespace prefix); raise :class:`ConfigError`."""
     if not isinstance(document, Mapping):
-        raise ConfigError(
-            [f"{stack}: {NAMESPACE}: found {_format_found(document)}; allowed: a mapping of keys"]
-        )
+        raise ConfigError([f"{stack}: {NAMESPACE}: found {_format_found(document)}; allowed: a mapping of keys"])
     try:
         return EnvironmentConfig.model_validate(dict(document), by_alias=True)
     except ValidationError as error:
@@ -601,13 +565,11 @@ def load(stack: str | None = None) -> StackConfig:
             password = pulumi.Output.secret(os.environ[env.registry.password_env])
         else:
             # A preview needs no credentials; `up` refuses above before anything is touched.
-            pulumi.log.warn(
-                f"{env.registry.password_env} is not set: previewing without registry credentials"
-            )
+            pulumi.log.warn(f"{env.registry.password_env} is not set: previewing without registry credentials")
     secrets = StackSecrets(
         registry_password=password,
         kubeconfig=config.get_secret("kubeconfig"),
-        app_secrets=app_secrets,  # type: ignore[arg-type]
+        app_secrets=app_secrets,
         ci_pulumi_passphrase=config.get_secret("ciPulumiPassphrase"),
     )
     return StackConfig(stack=stack, env=env, secrets=secrets)
@@ -622,11 +584,7 @@ def _secret_problems(
             f"{stack}: {NAMESPACE}:registry.passwordEnv: set together with {NAMESPACE}:registryPassword; "
             "allowed: one source for the registry password"
         )
-    elif (
-        env.registry.password_env
-        and env.registry.password_env not in environ
-        and not pulumi.runtime.is_dry_run()
-    ):
+    elif env.registry.password_env and env.registry.password_env not in environ and not pulumi.runtime.is_dry_run():
         problems.append(
             f"{stack}: {NAMESPACE}:registry.passwordEnv: environment variable {env.registry.password_env} "
             "is not set; allowed: export it (scripts/local-services.sh env) or use dockyard:registryPassword"

@@ -102,8 +102,9 @@ class AppImage(pulumi.ComponentResource):
             "REGISTRY": args["registry_server"],
             "REGISTRY_USER": args["username"],
         }
-        if args["password"] is not None:
-            environment["REGISTRY_PASSWORD"] = pulumi.Output.secret(args["password"])
+        # The password travels on stdin (a secret input), so the environment stays reviewable in diffs.
+        password = pulumi.Output.secret(args["password"]) if args["password"] is not None else None
+        environment["REGISTRY_LOGIN"] = "true" if password is not None else "false"
         # Runs the podman CLI once per change of the sent sources; stdout is the pushed digest only.
         build = command.local.Command(
             f"{name}-podman-build",
@@ -111,6 +112,7 @@ class AppImage(pulumi.ComponentResource):
                 create=script,
                 interpreter=["bash", "-c"],
                 environment=environment,
+                stdin=password,
                 triggers=[sources_hash],
                 logging=command.local.Logging.STDERR,
             ),

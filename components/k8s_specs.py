@@ -79,13 +79,9 @@ def container_spec(
     secret: pulumi.Input[str] | None,
 ) -> k8s.core.v1.ContainerArgs:
     """The app container: digest-pinned image, probes on the health path, limits, locked-down security context."""
-    env_from = [
-        k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config_map))
-    ]
+    env_from = [k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=config_map))]
     if secret is not None:
-        env_from.append(
-            k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret))
-        )
+        env_from.append(k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret)))
     probe = k8s.core.v1.HTTPGetActionArgs(path=settings.health_path, port="http")
     resources = settings.resources
     return k8s.core.v1.ContainerArgs(
@@ -101,9 +97,7 @@ def container_spec(
         liveness_probe=k8s.core.v1.ProbeArgs(http_get=probe, period_seconds=10, failure_threshold=3),
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": resources.requests.cpu, "memory": resources.requests.memory},
-            limits=(
-                {"cpu": resources.limits.cpu, "memory": resources.limits.memory} if resources.limits else None
-            ),
+            limits=({"cpu": resources.limits.cpu, "memory": resources.limits.memory} if resources.limits else None),
         ),
         security_context=k8s.core.v1.SecurityContextArgs(
             run_as_non_root=True,

@@ -80,9 +80,7 @@ class KubernetesApp(pulumi.ComponentResource):
     deployments: dict[str, k8s.apps.v1.Deployment]
     """Deployments by track (stable, canary, blue, green)."""
 
-    def __init__(
-        self, name: str, args: KubernetesAppArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: KubernetesAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dockyard:index:KubernetesApp", name, None, opts)
         settings = args["settings"]
         identity = AppIdentity(app=settings.app_name, stack=args["stack"], namespace=args["namespace"])
@@ -101,9 +99,7 @@ class KubernetesApp(pulumi.ComponentResource):
         ns = namespace.metadata.name
 
         def meta(object_name: str, extra: Mapping[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(
-                name=object_name, namespace=ns, labels={**labels, **(extra or {})}
-            )
+            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns, labels={**labels, **(extra or {})})
 
         # Non-secret settings, injected as environment variables.
         config_map = k8s.core.v1.ConfigMap(
@@ -137,9 +133,7 @@ class KubernetesApp(pulumi.ComponentResource):
 
         tracks = release_tracks(settings, args["image"])
         self.deployments = {
-            track.name: self._deployment(
-                name, identity, settings, track, config_map, secret_name, pull_secret_name
-            )
+            track.name: self._deployment(name, identity, settings, track, config_map, secret_name, pull_secret_name)
             for track in tracks
         }
 
@@ -155,16 +149,12 @@ class KubernetesApp(pulumi.ComponentResource):
         self.service_name = service.metadata.name
         if isinstance(strategy, BlueGreenStrategy) and strategy.idle_color in self.deployments:
             # The idle color's own Service: smoke-test the next release before switching activeColor.
-            self._service(
-                name, f"{identity.app}-preview", identity, strategy.idle_color, labels, ns, "preview"
-            )
+            self._service(name, f"{identity.app}-preview", identity, strategy.idle_color, labels, ns, "preview")
 
         if settings.ingress is not None:
             self._ingress(name, "ingress", identity.app, settings, self.service_name, labels, ns, {})
             if canary_ingress and "canary" in self.deployments and isinstance(strategy, CanaryStrategy):
-                canary_service = self._service(
-                    name, f"{identity.app}-canary", identity, "canary", labels, ns, "canary"
-                )
+                canary_service = self._service(name, f"{identity.app}-canary", identity, "canary", labels, ns, "canary")
                 self._ingress(
                     name,
                     "canary-ingress",
@@ -186,9 +176,7 @@ class KubernetesApp(pulumi.ComponentResource):
 
         autoscaled = [t for t in tracks if t.name != "canary"] if settings.autoscaling else []
         for track in autoscaled:
-            self._autoscaler(
-                name, identity.app, settings, self.deployments[track.name], labels, ns, track.name
-            )
+            self._autoscaler(name, identity.app, settings, self.deployments[track.name], labels, ns, track.name)
 
         minimum_pods = settings.autoscaling.min_replicas if settings.autoscaling else settings.replicas
         if minimum_pods > 1:
@@ -329,11 +317,7 @@ class KubernetesApp(pulumi.ComponentResource):
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=ingress.class_name,
                 tls=(
-                    [
-                        k8s.networking.v1.IngressTLSArgs(
-                            hosts=[ingress.host], secret_name=ingress.tls_secret_name
-                        )
-                    ]
+                    [k8s.networking.v1.IngressTLSArgs(hosts=[ingress.host], secret_name=ingress.tls_secret_name)]
                     if ingress.tls_secret_name
                     else None
                 ),
@@ -341,11 +325,7 @@ class KubernetesApp(pulumi.ComponentResource):
                     k8s.networking.v1.IngressRuleArgs(
                         host=ingress.host,
                         http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/", path_type="Prefix", backend=backend
-                                )
-                            ]
+                            paths=[k8s.networking.v1.HTTPIngressPathArgs(path="/", path_type="Prefix", backend=backend)]
                         ),
                     )
                 ],

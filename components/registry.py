@@ -48,9 +48,7 @@ class ContainerRegistry(pulumi.ComponentResource):
     docker_config_json: pulumi.Output[str] | None
     """Secret docker config JSON for ``kubernetes.io/dockerconfigjson`` Secrets and CI logins."""
 
-    def __init__(
-        self, name: str, args: ContainerRegistryArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: ContainerRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dockyard:index:ContainerRegistry", name, None, opts)
         kind = RegistryKind(args["kind"])
         server = args["server"] or DEFAULT_SERVERS.get(kind)

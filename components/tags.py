@@ -111,9 +111,7 @@ class BuildMetadata:
         }
 
 
-def release_identity(
-    facts: GitFacts | None, sources_hash: str, source: str
-) -> tuple[list[str], BuildMetadata]:
+def release_identity(facts: GitFacts | None, sources_hash: str, source: str) -> tuple[list[str], BuildMetadata]:
     """Tags and label values for a build of sources hashing to ``sources_hash``.
 
     Everything is derived from the sources, never from the clock, so building the same sources twice gives the

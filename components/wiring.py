@@ -34,9 +34,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
     context = Path(build.context)
     repository = stack.env.github.repository
     source = SOURCE_URL.format(repository=repository) if repository else f"file:{build.context}"
-    tags, metadata = release_identity(
-        read_git_facts(context), context_hash(context, build.dockerfile), source
-    )
+    tags, metadata = release_identity(read_git_facts(context), context_hash(context, build.dockerfile), source)
     return AppImageArgs(
         builder=build.builder,
         image_name=registry.image_name,
@@ -67,9 +65,7 @@ def promoted_image(stack: StackConfig) -> pulumi.Output[str]:
     return pulumi.Output.from_input(stack.env.image.ref)
 
 
-def app_args(
-    stack: StackConfig, release: pulumi.Output[str], registry: ContainerRegistry
-) -> KubernetesAppArgs:
+def app_args(stack: StackConfig, release: pulumi.Output[str], registry: ContainerRegistry) -> KubernetesAppArgs:
     blue_green = isinstance(stack.env.kubernetes.strategy, BlueGreenStrategy)
     return KubernetesAppArgs(
         stack=stack.stack,

@@ -19,8 +19,4 @@ def stack_config(stack: str) -> dict[str, Any]:
 
 def dockyard_document(stack: str) -> dict[str, Any]:
     """The ``dockyard:`` keys without their namespace, as ``parse_environment`` takes them."""
-    return {
-        key.split(":", 1)[1]: value
-        for key, value in stack_config(stack).items()
-        if key.startswith("dockyard:")
-    }
+    return {key.split(":", 1)[1]: value for key, value in stack_config(stack).items() if key.startswith("dockyard:")}

@@ -1,8 +1,8 @@
 # Build, test and push one image with podman; print only the pushed manifest digest on stdout.
 # Run by AppImage's podman builder (pulumi-command), configured through the environment:
 #   IMAGE_NAME, TAGS (space separated), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (optional), PLATFORM,
-#   BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER, REGISTRY_PASSWORD (secret),
-#   CACHE_REPO (optional: layer cache in the registry).
+#   BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER, REGISTRY_LOGIN (true: the
+#   password is on stdin), CACHE_REPO (optional: layer cache in the registry).
 set -euo pipefail
 log() { echo "dockyard-build: $*" >&2; }
 work=$(mktemp -d)
@@ -14,10 +14,10 @@ if [ -n "${CACHE_REPO:-}" ]; then
   flags+=(--cache-from "$CACHE_REPO" --cache-to "$CACHE_REPO")
 fi
 
-if [ -n "${REGISTRY_PASSWORD:-}" ]; then
+if [ "${REGISTRY_LOGIN:-false}" = true ]; then
   log "logging in to $REGISTRY as $REGISTRY_USER"
-  # The password goes through stdin, never the command line or the log.
-  if ! printf '%s' "$REGISTRY_PASSWORD" | podman login --username "$REGISTRY_USER" --password-stdin "$REGISTRY" >&2; then
+  # The password arrives on stdin and goes on through stdin: never the command line, environment or log.
+  if ! podman login --username "$REGISTRY_USER" --password-stdin "$REGISTRY" >&2; then
     log "login to $REGISTRY as $REGISTRY_USER was refused: check dockyard:registryPassword / registry.passwordEnv"
     exit 1
   fi

@@ -39,9 +39,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
         matches = [r for r in self.resources if r.name == name]
-        assert len(matches) == 1, (
-            f"expected one resource named {name}, got {[r.name for r in self.resources]}"
-        )
+        assert len(matches) == 1, f"expected one resource named {name}, got {[r.name for r in self.resources]}"
         return matches[0]
 
 
@@ -64,3 +62,28 @@ def set_stack_config(values: Mapping[str, Any], secret_keys: list[str] | None = 
     """Install config as the engine passes it: strings, objects JSON-encoded."""
     encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     pulumi.runtime.config.set_all_config(encoded, secret_keys or [])
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def plaintext_paths(value: Any, sentinel: str, path: str = "") -> list[str]:
+    """Where ``sentinel`` occurs in ``value`` outside a Pulumi secret wrapper (as mocks receive inputs)."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return []
+        return [p for key, item in value.items() for p in plaintext_paths(item, sentinel, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in plaintext_paths(item, sentinel, f"{path}[{i}]")]
+    return [path or "."] if isinstance(value, str) and sentinel in value else []
+
+
+def secret_paths(value: Any, sentinel: str, path: str = "") -> list[str]:
+    """Where ``sentinel`` occurs inside a secret wrapper."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return [path] if sentinel in json.dumps(value.get("value")) else []
+        return [p for key, item in value.items() for p in secret_paths(item, sentinel, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in secret_paths(item, sentinel, f"{path}[{i}]")]
+    return []

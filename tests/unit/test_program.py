@@ -1,0 +1,119 @@
+"""The whole program (``__main__.py``) under mocks, once per committed stack."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from tests.stacks import PROJECT, stack_config
+from tests.unit.conftest import FAKE_DIGEST, RecordingMocks, plaintext_paths, secret_paths, set_stack_config
+
+PASSWORD = "sentinel-registry-password"
+APP_SECRET = "sentinel-app-secret"
+KUBECONFIG = "sentinel-kubeconfig"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory with a tiny build context, so unit tests never touch the checkout."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text("FROM scratch AS test\nFROM scratch AS runtime\nCOPY main.go /\n")
+    (app / "main.go").write_text("package main\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCKYARD_REGISTRY_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GHCR_TOKEN", PASSWORD)
+    return tmp_path
+
+
+def run_program(stack: str, extra: dict[str, Any] | None = None, secret_keys: list[str] | None = None) -> None:
+    pulumi.runtime.settings._set_stack(stack)
+    set_stack_config({**stack_config(stack), **(extra or {})}, secret_keys)
+    runpy.run_path(str(PROJECT / "__main__.py"), run_name="__main__")
+
+
+def deployments(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:
+    return {r.inputs["metadata"]["name"]: r.inputs for r in mocks.of_type("kubernetes:apps/v1:Deployment")}
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+@pulumi.runtime.test
+def _run_local(mocks: RecordingMocks, workdir: Path) -> None:
+    run_program("local")
+
+
+def test_local_builds_with_podman_and_deploys_the_pushed_digest(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_local(mocks, workdir)
+    (build,) = mocks.of_type("command:local:Command")
+    assert build.inputs["interpreter"] == ["bash", "-c"]
+    assert "podman build" in build.inputs["create"]
+    (provider,) = mocks.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
+    assert (workdir / "rendered" / "local").stat().st_mode & 0o077 == 0
+    (deployment,) = deployments(mocks).values()
+    assert container(deployment)["image"] == f"127.0.0.1:5443/dockyard/app@{FAKE_DIGEST}"
+    assert not [r for r in mocks.resources if r.typ.startswith("github:")]
+    namespaces = [r.inputs["metadata"]["name"] for r in mocks.of_type("kubernetes:core/v1:Namespace")]
+    assert namespaces == ["dockyard-app-local"]
+
+
+@pulumi.runtime.test
+def _run_prod(mocks: RecordingMocks, workdir: Path) -> None:
+    run_program("prod")
+
+
+def test_prod_never_builds_and_runs_both_colors(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_prod(mocks, workdir)
+    assert not mocks.of_type("command:local:Command")
+    assert not mocks.of_type("docker:index/image:Image")
+    by_name = deployments(mocks)
+    assert sorted(by_name) == ["dockyard-app-blue", "dockyard-app-green"]
+    for deployment in by_name.values():
+        assert "@sha256:" in container(deployment)["image"]
+        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    service = next(
+        r for r in mocks.of_type("kubernetes:core/v1:Service") if r.inputs["metadata"]["name"] == "dockyard-app"
+    )
+    assert service.inputs["spec"]["selector"]["dockyard.dev/track"] == "blue"
+    assert len(mocks.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")) == 2
+    assert len(mocks.of_type("kubernetes:policy/v1:PodDisruptionBudget")) == 1
+
+
+@pulumi.runtime.test
+def _run_local_prod_with_secrets(mocks: RecordingMocks, workdir: Path) -> None:
+    run_program(
+        "local-prod",
+        {"dockyard:appSecrets": {"API_KEY": APP_SECRET}},
+        secret_keys=["dockyard:appSecrets"],
+    )
+
+
+def test_secrets_reach_only_secret_inputs(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_local_prod_with_secrets(mocks, workdir)
+    for sentinel in (PASSWORD, APP_SECRET):
+        leaks = {r.name: plaintext_paths(r.inputs, sentinel) for r in mocks.resources}
+        assert not {name: paths for name, paths in leaks.items() if paths}, f"{sentinel} leaked in plaintext"
+        holders = sorted(r.name for r in mocks.resources if secret_paths(r.inputs, sentinel))
+        assert holders, f"{sentinel} never reached a resource: the test would prove nothing"
+    assert sorted(r.name for r in mocks.resources if secret_paths(r.inputs, PASSWORD)) == ["app-registry"]
+    assert sorted(r.name for r in mocks.resources if secret_paths(r.inputs, APP_SECRET)) == ["app-secrets"]
+
+
+@pulumi.runtime.test
+def _run_staging(mocks: RecordingMocks, workdir: Path) -> None:
+    run_program("staging")
+
+
+def test_staging_canary_at_weight_zero_runs_only_stable(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_staging(mocks, workdir)
+    assert sorted(deployments(mocks)) == ["dockyard-app-stable"]
+    ingresses = mocks.of_type("kubernetes:networking.k8s.io/v1:Ingress")
+    assert [i.inputs["spec"]["rules"][0]["host"] for i in ingresses] == ["staging.dockyard.example.com"]
