@@ -6,6 +6,7 @@ import copy
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -13,6 +14,8 @@ import pulumi.runtime.settings as runtime_settings
 import pytest
 
 FAKE_DIGEST = "sha256:" + "ab" * 32
+PASSWORD = "sentinel-registry-password"
+APP_SECRET = "sentinel-app-secret"
 
 
 @dataclass
@@ -87,3 +90,16 @@ def secret_paths(value: Any, sentinel: str, path: str = "") -> list[str]:
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in secret_paths(item, sentinel, f"{path}[{i}]")]
     return []
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory with a tiny build context, so unit tests never touch the checkout."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text("FROM scratch AS test\nFROM scratch AS runtime\nCOPY main.go /\n")
+    (app / "main.go").write_text("package main\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCKYARD_REGISTRY_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GHCR_TOKEN", PASSWORD)
+    return tmp_path

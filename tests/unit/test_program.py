@@ -7,27 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pytest
 
 from tests.stacks import PROJECT, stack_config
-from tests.unit.conftest import FAKE_DIGEST, RecordingMocks, plaintext_paths, secret_paths, set_stack_config
-
-PASSWORD = "sentinel-registry-password"
-APP_SECRET = "sentinel-app-secret"
-KUBECONFIG = "sentinel-kubeconfig"
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project directory with a tiny build context, so unit tests never touch the checkout."""
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "Dockerfile").write_text("FROM scratch AS test\nFROM scratch AS runtime\nCOPY main.go /\n")
-    (app / "main.go").write_text("package main\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DOCKYARD_REGISTRY_PASSWORD", PASSWORD)
-    monkeypatch.setenv("GHCR_TOKEN", PASSWORD)
-    return tmp_path
+from tests.unit.conftest import (
+    APP_SECRET,
+    FAKE_DIGEST,
+    PASSWORD,
+    RecordingMocks,
+    plaintext_paths,
+    secret_paths,
+    set_stack_config,
+)
 
 
 def run_program(stack: str, extra: dict[str, Any] | None = None, secret_keys: list[str] | None = None) -> None:
