@@ -187,11 +187,15 @@ class ImageConfig(_Model):
 
 
 class ResourceAmounts(_Model):
+    """CPU and memory quantities."""
+
     cpu: Cpu
     memory: Memory
 
 
 class ResourcesConfig(_Model):
+    """Container requests and limits (limits are required in prod)."""
+
     requests: ResourceAmounts = ResourceAmounts(cpu="50m", memory="64Mi")
     limits: ResourceAmounts | None = None
 
@@ -244,6 +248,8 @@ Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field
 
 
 class AutoscalingConfig(_Model):
+    """A HorizontalPodAutoscaler per serving track."""
+
     min_replicas: int = Field(ge=1, le=1000)
     max_replicas: int = Field(ge=1, le=1000)
     cpu_utilization: int = Field(default=70, ge=1, le=100, description="target average CPU utilization, percent")
@@ -256,6 +262,8 @@ class AutoscalingConfig(_Model):
 
 
 class IngressConfig(_Model):
+    """An Ingress for the Service (ingress-nginx annotations for canaries)."""
+
     host: Hostname
     class_name: str = "nginx"
     tls_secret_name: DnsLabel | None = None
@@ -298,6 +306,8 @@ class Reviewer(_Model):
 
 
 class GitHubConfig(_Model):
+    """GitHub Actions secrets and variables, the stack's environment with its approvals, and the workflows."""
+
     enabled: bool = False
     repository: Annotated[str, AfterValidator(_matching(_GITHUB_REPO, "owner/name"))] | None = None
     reviewers: list[Reviewer] = Field(default_factory=list)
@@ -311,6 +321,8 @@ class GitHubConfig(_Model):
 
 
 class FreezeWindow(_Model):
+    """A period in which nothing is promoted into the stack."""
+
     start: datetime
     end: datetime
     reason: str = Field(min_length=1)
@@ -325,6 +337,8 @@ class FreezeWindow(_Model):
 
 
 class PromotionConfig(_Model):
+    """Gates for ``dockyard promote`` into this stack."""
+
     upstream: str | None = Field(default=None, description="stack whose image this stack receives")
     soak_minutes: int = Field(default=0, ge=0, le=60 * 24 * 30)
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
@@ -333,12 +347,12 @@ class PromotionConfig(_Model):
 class EnvironmentConfig(_Model):
     """Everything non-secret that ``Pulumi.<stack>.yaml`` says under ``dockyard:``."""
 
-    tier: Tier
-    registry: RegistryConfig
-    image: ImageConfig
-    kubernetes: KubernetesConfig
-    github: GitHubConfig = GitHubConfig()
-    promotion: PromotionConfig = PromotionConfig()
+    tier: Tier = Field(description="dev builds; staging and prod only deploy promoted digests")
+    registry: RegistryConfig = Field(description="where images are pushed and pulled")
+    image: ImageConfig = Field(description="build here, or deploy a promoted reference")
+    kubernetes: KubernetesConfig = Field(description="the Deployment, its Service and guard rails")
+    github: GitHubConfig = Field(default=GitHubConfig(), description="GitHub environment, secrets and workflows")
+    promotion: PromotionConfig = Field(default=PromotionConfig(), description="where releases come from, gates")
 
     @model_validator(mode="after")
     def _tier_rules(self) -> EnvironmentConfig:
