@@ -1,0 +1,84 @@
+"""pr-summary: counts, changed properties, policy violations, and the comment size limit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dockyard.pr_summary import LIMIT, MARKER, load, read_preview, render
+
+URN = "urn:pulumi:prod::dockyard::dockyard:index:KubernetesApp$kubernetes:apps/v1:Deployment::app-blue"
+
+
+def step(op: str, name: str, diff: list[str] | None = None) -> dict[str, Any]:
+    urn = URN.replace("app-blue", name)
+    return {"op": op, "urn": urn, "detailedDiff": {p: {"kind": "update", "inputDiff": True} for p in diff or []}}
+
+
+def test_counts_changes_and_changed_properties() -> None:
+    digest = {
+        "steps": [
+            step("same", "app-green"),
+            step("update", "app-blue", ["spec.template.spec.containers[0].image"]),
+            step("create", "app-pdb"),
+        ],
+        "changeSummary": {"same": 1, "update": 1, "create": 1},
+    }
+    preview = read_preview("prod", digest)
+    assert preview.counts == {"create": 1, "update": 1, "replace": 0, "delete": 0}
+    text = render([preview])
+    assert text.startswith(MARKER)
+    assert "### `prod`: 1 to create, 1 to update" in text
+    assert "- `update` kubernetes:apps/v1:Deployment **app-blue**: `spec.template.spec.containers[0].image`" in text
+    assert "app-green" not in text
+
+
+def test_policy_violations_from_the_event_log() -> None:
+    events = [
+        {
+            "policyEvent": {
+                "resourceUrn": URN,
+                "message": "containers need\nlimits",
+                "policyName": "resource-limits",
+                "enforcementLevel": "mandatory",
+            }
+        },
+        {"diagnosticEvent": {"message": "x"}},
+    ]
+    text = render([read_preview("prod", {"steps": []}, events)])
+    assert "- ❌ mandatory `resource-limits` on **app-blue**: containers need limits" in text
+
+
+def test_failed_preview_is_flagged() -> None:
+    preview = read_preview("dev", {"diagnostics": [{"severity": "error", "message": "boom"}]})
+    assert "**preview failed**" in render([preview])
+
+
+def test_thousands_of_changes_stay_under_the_limit_and_say_so() -> None:
+    huge = {"steps": [step("update", f"res-{i}", ["spec.replicas", "metadata.labels"]) for i in range(5000)]}
+    small = {"steps": [step("create", "only-one")]}
+    text = render([read_preview("prod", huge), read_preview("staging", small)])
+    assert len(text) <= LIMIT
+    assert "shortened to fit" in text
+    assert "more changes not shown" in text
+    assert "**only-one**" in text, "the short section is kept whole; the longest is shortened first"
+    assert "**res-0**" in text
+
+
+def test_many_large_sections_all_fit() -> None:
+    stacks = [read_preview(f"s{n}", {"steps": [step("delete", f"r{n}-{i}") for i in range(3000)]}) for n in range(6)]
+    text = render(stacks)
+    assert len(text) <= LIMIT
+    for n in range(6):
+        assert f"### `s{n}`: 3000 to delete" in text
+
+
+def test_load_reads_preview_and_event_files(tmp_path: Path) -> None:
+    (tmp_path / "prod.json").write_text(json.dumps({"steps": [step("create", "a")], "changeSummary": {"create": 1}}))
+    (tmp_path / "prod.events.jsonl").write_text(
+        json.dumps({"policyEvent": {"policyName": "p", "message": "m", "enforcementLevel": "advisory"}}) + "\n"
+    )
+    (preview,) = load([tmp_path / "prod.json"])
+    assert preview.stack == "prod"
+    assert preview.violations == ["- ⚠️ advisory `p`: m"]
