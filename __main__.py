@@ -1,9 +1,12 @@
 """Dockyard: one stack is one environment. Load its config, compose the components, export what others need."""
 
+from pathlib import Path
+
 import pulumi
 
-from components import config, wiring
+from components import config, github_ci, wiring
 from components.cluster import kubernetes_provider
+from components.github_ci import CiPipeline
 from components.image import AppImage
 from components.kubernetes_app import KubernetesApp
 from components.registry import ContainerRegistry
@@ -21,6 +24,10 @@ app = KubernetesApp(
     wiring.app_args(stack, release, registry),
     opts=pulumi.ResourceOptions(providers=[kubernetes_provider("kubernetes", stack)]),
 )
+
+# GitHub-enabled stacks: Actions secrets, the stack's environment with its approvals, the workflows.
+if github_ci.wants_ci_pipeline(stack):
+    CiPipeline("ci", github_ci.pipeline_args(stack, project_dir=Path(__file__).resolve().parent))
 
 pulumi.export("environment", stack.stack)
 pulumi.export("image_ref", release)

@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import pulumi
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -514,6 +516,27 @@ def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentCon
     except ValidationError as error:
         problems = [line for item in error.errors() for line in _describe(stack, item)]
         raise ConfigError(problems) from None
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The ``dockyard:`` keys of a ``Pulumi.<stack>.yaml`` file, without the namespace (secure values skipped)."""
+    document = yaml.safe_load(path.read_text()) or {}
+    config = document.get("config") or {}
+    prefix = f"{NAMESPACE}:"
+    return {
+        key.removeprefix(prefix): value
+        for key, value in config.items()
+        if key.startswith(prefix) and key.removeprefix(prefix) not in SECRET_KEYS
+    }
+
+
+def environment_from_file(project_dir: Path, stack: str) -> EnvironmentConfig:
+    """Validate a stack's committed config file without the engine (used by the CLI and tests)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        raise ConfigError([f"{stack}: no such stack (no {path.name}); known stacks: {', '.join(known)}"])
+    return parse_environment(stack, read_stack_file(path))
 
 
 def _namespace_keys() -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from components.config import read_stack_file
+
 PROJECT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT.glob("Pulumi.*.yaml"))
 
@@ -19,4 +21,4 @@ def stack_config(stack: str) -> dict[str, Any]:
 
 def dockyard_document(stack: str) -> dict[str, Any]:
     """The ``dockyard:`` keys without their namespace, as ``parse_environment`` takes them."""
-    return {key.split(":", 1)[1]: value for key, value in stack_config(stack).items() if key.startswith("dockyard:")}
+    return read_stack_file(PROJECT / f"Pulumi.{stack}.yaml")
