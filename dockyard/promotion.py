@@ -264,7 +264,9 @@ class Project:
         env = self.environment(stack_name)
         entries = [e for e in self.history(stack_name) if e.result == "succeeded" and e.kind == "update" and e.image]
         if not entries:
-            raise RefusedError(f"rollback of {stack_name}", [f"{stack_name} has no successful update to roll back from"])
+            raise RefusedError(
+                f"rollback of {stack_name}", [f"{stack_name} has no successful update to roll back from"]
+            )
         current = entries[0].image
         assert current is not None
         image = self._rollback_target(stack_name, current, entries, to)
@@ -278,7 +280,9 @@ class Project:
         if to is None:
             previous = next((e.image for e in entries if e.image and e.image != current), None)
             if previous is None:
-                raise RefusedError(f"rollback of {stack}", [f"{stack} has served only {current}; nothing to roll back to"])
+                raise RefusedError(
+                    f"rollback of {stack}", [f"{stack} has served only {current}; nothing to roll back to"]
+                )
             return previous
         if to.startswith("sha256:"):
             return f"{parse_image_reference(current).name}@{to}"
