@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Literal, TypedDict
 
 import pulumi
-import pulumi_command as command
 import pulumi_docker as docker
 
 from components.build_context import context_hash
+from components.podman_build import PodmanBuild
 from components.tags import BuildMetadata
 
 Builder = Literal["docker", "podman"]
 
 
-def _lines(values: Mapping[str, str]) -> str:
-    return "\n".join(f"{key}={value}" for key, value in sorted(values.items()))
-
-
 class AppImageArgs(TypedDict):
     builder: Builder
-    """docker (pulumi-docker, needs a Docker daemon) or podman (daemonless; pulumi-command runs the podman CLI)."""
+    """docker (pulumi-docker, needs a Docker daemon) or podman (daemonless; a dynamic resource runs the podman CLI)."""
     image_name: pulumi.Input[str]
     """``registry/repository`` to push to."""
     registry_server: pulumi.Input[str]
@@ -88,37 +83,28 @@ class AppImage(pulumi.ComponentResource):
     def _build_with_podman(
         self, name: str, args: AppImageArgs, build_args: Mapping[str, str], sources_hash: str
     ) -> pulumi.Output[str]:
-        script = resources.files("components").joinpath("scripts/podman-build.sh").read_text()
-        environment: dict[str, pulumi.Input[str]] = {
-            "IMAGE_NAME": args["image_name"],
-            "TAGS": " ".join(args["tags"]),
-            "CONTEXT": args["context"],
-            "DOCKERFILE": args["dockerfile"],
-            "TARGET": args["target"],
-            "TEST_TARGET": args["test_target"] or "",
-            "PLATFORM": args["platform"],
-            "BUILD_ARGS": _lines(build_args),
-            "LABELS": _lines(args["metadata"].labels()),
-            "REGISTRY": args["registry_server"],
-            "REGISTRY_USER": args["username"],
-        }
-        # The password travels on stdin (a secret input), so the environment stays reviewable in diffs.
-        password = pulumi.Output.secret(args["password"]) if args["password"] is not None else None
-        environment["REGISTRY_LOGIN"] = "true" if password is not None else "false"
-        # Runs the podman CLI once per change of the sent sources; stdout is the pushed digest only.
-        build = command.local.Command(
+        # Runs the podman CLI only when something that shapes the image changed (see PodmanBuildProvider.diff).
+        build = PodmanBuild(
             f"{name}-podman-build",
-            command.local.CommandArgs(
-                create=script,
-                interpreter=["bash", "-c"],
-                environment=environment,
-                stdin=password,
-                triggers=[sources_hash],
-                logging=command.local.Logging.STDERR,
-            ),
+            {
+                "image_name": args["image_name"],
+                "tags": list(args["tags"]),
+                "project_dir": str(Path.cwd()),
+                "context": args["context"],
+                "dockerfile": args["dockerfile"],
+                "target": args["target"],
+                "test_target": args["test_target"],
+                "platform": args["platform"],
+                "build_args": dict(build_args),
+                "labels": args["metadata"].labels(),
+                "context_hash": sources_hash,
+                "registry_server": args["registry_server"],
+                "username": args["username"],
+                "password": pulumi.Output.secret(args["password"]) if args["password"] is not None else None,
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return build.stdout.apply(lambda out: out.strip())
+        return build.digest
 
     def _build_with_docker(
         self, name: str, args: AppImageArgs, build_args: Mapping[str, str], sources_hash: str

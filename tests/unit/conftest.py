@@ -28,8 +28,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.resources.append(args)
         outputs = dict(args.inputs)
-        if args.typ == "command:local:Command":
-            outputs["stdout"] = self.digest
+        if args.typ == "pulumi-python:dynamic:Resource":
+            outputs["digest"] = self.digest
         if args.typ == "docker:index/image:Image":
             outputs["repoDigest"] = f"{args.inputs['imageName'].split(':')[0]}@{self.digest}"
         return f"{args.name}-id", outputs

@@ -12,6 +12,7 @@ import pytest
 
 from components.config import RegistryKind
 from components.image import AppImage, AppImageArgs, Builder
+from components.podman_build import PodmanBuildProvider
 from components.registry import ContainerRegistry, ContainerRegistryArgs, docker_config_json
 from components.tags import BuildMetadata
 from tests.unit.conftest import FAKE_DIGEST, RecordingMocks, plaintext_paths, secret_paths
@@ -82,28 +83,32 @@ def test_the_password_only_reaches_secret_inputs(mocks: RecordingMocks, context:
 
 def test_podman_build_runs_tests_then_pushes_every_tag(mocks: RecordingMocks, context: Path) -> None:
     build("podman")
-    (command,) = mocks.of_type("command:local:Command")
-    env = command.inputs["environment"]
-    assert env["TARGET"] == "runtime"
-    assert env["TEST_TARGET"] == "test"
-    assert env["TAGS"] == "sha-0123456 main"
-    assert env["BUILD_ARGS"].splitlines() == [
-        "BASE=local/base:1",
-        "BUILD_DATE=2026-11-26T10:00:00Z",
-        "SOURCE=https://x/y",
-        "VCS_REF=abc123",
-        "VERSION=1.2.3",
-    ]
-    assert "org.opencontainers.image.revision=abc123" in env["LABELS"].splitlines()
-    script = command.inputs["create"]
+    (resource,) = mocks.of_type("pulumi-python:dynamic:Resource")
+    props = resource.inputs
+    assert props["target"] == "runtime"
+    assert props["test_target"] == "test"
+    assert props["tags"] == ["sha-0123456", "main"]
+    assert props["build_args"] == {
+        "BASE": "local/base:1",
+        "BUILD_DATE": "2026-11-26T10:00:00Z",
+        "SOURCE": "https://x/y",
+        "VCS_REF": "abc123",
+        "VERSION": "1.2.3",
+    }
+    assert props["labels"]["org.opencontainers.image.revision"] == "abc123"
+    script = (Path(__file__).parents[2] / "components" / "scripts" / "podman-build.sh").read_text()
     assert script.index('--target "$TEST_TARGET"') < script.index("podman push")
     assert "--password-stdin" in script
 
 
-def test_podman_trigger_is_the_context_hash(mocks: RecordingMocks, context: Path) -> None:
-    first = build("podman")
-    (command,) = mocks.of_type("command:local:Command")
-    assert command.inputs["triggers"] == [first["hash"]]
+def test_podman_rebuilds_only_when_the_image_would_change() -> None:
+    provider = PodmanBuildProvider()
+    olds = {"image_name": "r/a", "tags": ["sha-1"], "context_hash": "h1", "password": "old", "project_dir": "/a"}
+    same = provider.diff("id", olds, {**olds, "password": "rotated", "project_dir": "/elsewhere"})
+    assert not same.changes
+    changed = provider.diff("id", olds, {**olds, "context_hash": "h2"})
+    assert changed.changes
+    assert changed.replaces == ["context_hash"]
 
 
 def test_docker_builder_builds_the_test_stage_without_pushing(mocks: RecordingMocks, context: Path) -> None:

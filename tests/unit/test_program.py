@@ -42,9 +42,9 @@ def _run_local(mocks: RecordingMocks, workdir: Path) -> None:
 
 def test_local_builds_with_podman_and_deploys_the_pushed_digest(mocks: RecordingMocks, workdir: Path) -> None:
     _run_local(mocks, workdir)
-    (build,) = mocks.of_type("command:local:Command")
-    assert build.inputs["interpreter"] == ["bash", "-c"]
-    assert "podman build" in build.inputs["create"]
+    (build,) = mocks.of_type("pulumi-python:dynamic:Resource")
+    assert build.inputs["target"] == "runtime"
+    assert build.inputs["test_target"] == "test"
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
     assert (workdir / "rendered" / "local").stat().st_mode & 0o077 == 0
@@ -62,7 +62,7 @@ def _run_prod(mocks: RecordingMocks, workdir: Path) -> None:
 
 def test_prod_never_builds_and_runs_both_colors(mocks: RecordingMocks, workdir: Path) -> None:
     _run_prod(mocks, workdir)
-    assert not mocks.of_type("command:local:Command")
+    assert not mocks.of_type("pulumi-python:dynamic:Resource")
     assert not mocks.of_type("docker:index/image:Image")
     by_name = deployments(mocks)
     assert sorted(by_name) == ["dockyard-app-blue", "dockyard-app-green"]
