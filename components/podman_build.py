@@ -74,7 +74,7 @@ def run_build(props: Mapping[str, Any]) -> str:
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-25:])
         raise PodmanBuildError(f"podman build/push of {props['image_name']} failed:\n{tail}")
-    digest = result.stdout.strip()
+    digest = str(result.stdout).strip()
     if not digest.startswith("sha256:"):
         raise PodmanBuildError(f"podman push of {props['image_name']} reported no digest: {digest!r}")
     return digest
