@@ -18,6 +18,8 @@ from components.image_ref import parse_image_reference
 MANAGED_BY = "pulumi"
 PART_OF = "dockyard"
 TRACK_LABEL = "dockyard.dev/track"
+#: Lets admission and CrossGuard policies apply tier rules (digest pinning in staging/prod, prod availability).
+TIER_LABEL = "dockyard.dev/tier"
 NON_ROOT_UID = 65532
 TMP_VOLUME = "tmp"
 
@@ -29,6 +31,7 @@ class AppIdentity:
     app: str
     stack: str
     namespace: str
+    tier: str
 
     @property
     def instance(self) -> str:
@@ -44,6 +47,7 @@ class AppIdentity:
             "app.kubernetes.io/component": component,
             "app.kubernetes.io/part-of": PART_OF,
             "app.kubernetes.io/managed-by": MANAGED_BY,
+            TIER_LABEL: self.tier,
         }
 
 

@@ -56,6 +56,8 @@ def release_tracks(settings: KubernetesConfig, image: pulumi.Input[str] | None) 
 class KubernetesAppArgs(TypedDict):
     stack: str
     """Stack name; part of the namespace and of every instance label."""
+    tier: str
+    """dev, staging or prod: a label on every object, read by the policy pack."""
     namespace: str
     """Namespace to create; unique per stack so stacks never collide in one cluster."""
     settings: KubernetesConfig
@@ -83,7 +85,9 @@ class KubernetesApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: KubernetesAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dockyard:index:KubernetesApp", name, None, opts)
         settings = args["settings"]
-        identity = AppIdentity(app=settings.app_name, stack=args["stack"], namespace=args["namespace"])
+        identity = AppIdentity(
+            app=settings.app_name, stack=args["stack"], namespace=args["namespace"], tier=args["tier"]
+        )
         child = pulumi.ResourceOptions(parent=self)
         labels = identity.labels()
 

@@ -69,6 +69,7 @@ def app_args(stack: StackConfig, release: pulumi.Output[str], registry: Containe
     blue_green = isinstance(stack.env.kubernetes.strategy, BlueGreenStrategy)
     return KubernetesAppArgs(
         stack=stack.stack,
+        tier=stack.env.tier.value,
         namespace=stack.namespace,
         settings=stack.env.kubernetes,
         image=None if blue_green else release,

@@ -30,6 +30,7 @@ def deploy(kubernetes: KubernetesConfig, image: str | None = STABLE, stack: str 
             "app",
             KubernetesAppArgs(
                 stack=stack,
+                tier="prod" if stack == "prod" else "dev",
                 namespace=f"shop-{stack}",
                 settings=kubernetes,
                 image=image,
