@@ -151,7 +151,7 @@ class Project:
     @contextmanager
     def lock(self, stack: str) -> Iterator[None]:
         """One dockyard operation per stack at a time, on top of the engine's own stack lock."""
-        path = Path(os.environ.get("DOCKYARD_STATE", Path.home() / ".cache" / "dockyard")) / "locks"
+        path = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "locks"
         path.mkdir(parents=True, exist_ok=True)
         with open(path / f"{self.directory.name}-{stack}.lock", "w") as handle:
             try:

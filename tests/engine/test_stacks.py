@@ -1,0 +1,146 @@
+"""The real engine: every committed stack previews, the local stacks deploy, state keeps secrets, bad config stops."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from dockyard.registry_client import MANIFEST_TYPES, RegistryCredentials, manifest_exists
+from tests.engine.harness import Workspace
+from tests.k8s_schema import schema_errors
+from tests.stacks import STACKS
+
+pytestmark = pytest.mark.engine
+
+APP_SECRET = "sentinel-engine-app-secret"
+EXPECTED_TYPES = {
+    "local": {"pulumi-python:dynamic:Resource", "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Secret"},
+    "local-prod": {"kubernetes:apps/v1:Deployment", "kubernetes:policy/v1:PodDisruptionBudget"},
+    "dev": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
+    "staging": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
+    "prod": {"kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:policy/v1:PodDisruptionBudget"},
+}
+
+
+def step_types(preview: dict[str, Any]) -> list[str]:
+    return [step["urn"].split("::")[-2].split("$")[-1] for step in preview.get("steps", [])]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_committed_stack_previews_without_credentials(stack: str, workspace: Workspace) -> None:
+    workspace.init(stack)
+    env = {k: v for k, v in workspace.env.items() if not k.startswith(("DOCKYARD_REGISTRY", "GHCR", "KUBECONFIG"))}
+    workspace.env = env
+    preview = workspace.pulumi("preview", "--stack", stack, "--json").json()
+    types = step_types(preview)
+    assert EXPECTED_TYPES[stack] <= set(types), f"{stack} preview lacks {EXPECTED_TYPES[stack] - set(types)}"
+    assert {
+        "kubernetes:core/v1:Namespace",
+        "kubernetes:core/v1:Service",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    } <= set(types)
+    deployments = types.count("kubernetes:apps/v1:Deployment")
+    assert deployments == (2 if stack == "prod" else 1)
+    errors = [d for d in preview.get("diagnostics", []) if d.get("severity") == "error"]
+    assert not errors
+
+
+def test_invalid_config_stops_with_one_clear_error_and_registers_nothing(workspace: Workspace) -> None:
+    stack_file = workspace.stack_file("local")
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["dockyard:kubernetes"]["replicas"] = 0
+    document["config"]["dockyard:kubernetes"]["replica"] = 2
+    document["config"]["dockyard:image"]["build"]["builder"] = "kaniko"
+    stack_file.write_text(yaml.safe_dump(document))
+    workspace.init("local")
+    result = workspace.pulumi("up", "--stack", "local", "--yes", check=False)
+    assert result.returncode != 0
+    assert "invalid Dockyard configuration (3 problem(s))" in result.output
+    assert (
+        "local: dockyard:kubernetes.replicas: found 0; allowed: input should be greater than or equal to 1"
+        in result.output
+    )
+    assert "local: dockyard:kubernetes.replica: unknown key; allowed keys:" in result.output
+    assert "local: dockyard:image.build.builder: found 'kaniko'; allowed:" in result.output
+    assert "Traceback" not in result.output
+    resources = workspace.export("local")["deployment"].get("resources") or []
+    assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
+
+
+class TestLocalStacks:
+    """`pulumi up` of local and local-prod against the real registry and builder (shared workspace: builds are slow)."""
+
+    @pytest.fixture(scope="class")
+    def deployed(self, local_workspace: Workspace) -> Workspace:
+        for stack in ("local", "local-prod"):
+            local_workspace.init(stack)
+            local_workspace.pulumi(
+                "config", "set", "--secret", "--path", "dockyard:appSecrets.API_KEY", "--stack", stack, stdin=APP_SECRET
+            )
+            local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
+        return local_workspace
+
+    def test_local_pushes_the_digest_it_outputs(self, deployed: Workspace) -> None:
+        image_ref = deployed.outputs("local")["image_ref"]
+        name, digest = image_ref.split("@")
+        env = deployed.env
+        credentials = RegistryCredentials(
+            env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"], env["DOCKYARD_REGISTRY_CA"]
+        )
+        assert manifest_exists(image_ref, credentials)
+        build = next(
+            r
+            for r in deployed.export("local")["deployment"]["resources"]
+            if r["type"] == "pulumi-python:dynamic:Resource"
+        )
+        tag = build["outputs"]["tags"][0]
+        registry, repository = name.split("/", 1)
+        response = httpx.head(
+            f"https://{registry}/v2/{repository}/manifests/{tag}",
+            headers={"Accept": MANIFEST_TYPES},
+            auth=(credentials.username, credentials.password or ""),
+            verify=credentials.ca_file or True,
+            timeout=10,
+        )
+        assert response.headers["docker-content-digest"] == digest
+
+    @pytest.mark.parametrize("stack", ["local", "local-prod"])
+    def test_rendered_manifests_are_private_valid_and_pinned(self, deployed: Workspace, stack: str) -> None:
+        directory = deployed.directory / "rendered" / stack
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        manifests = [
+            doc for path in sorted(directory.rglob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc
+        ]
+        assert {m["kind"] for m in manifests} >= {"Namespace", "Deployment", "Service", "Secret", "NetworkPolicy"}
+        errors = [e for m in manifests for e in schema_errors(m)]
+        assert not errors
+        image_ref = deployed.outputs(stack)["image_ref"]
+        images = {
+            c["image"]
+            for m in manifests
+            if m["kind"] == "Deployment"
+            for c in m["spec"]["template"]["spec"]["containers"]
+        }
+        assert images == {image_ref}
+
+    @pytest.mark.parametrize("stack", ["local", "local-prod"])
+    def test_second_up_changes_nothing(self, deployed: Workspace, stack: str) -> None:
+        result = deployed.pulumi("up", "--stack", stack, "--yes", "--expect-no-changes")
+        assert "podman" not in result.output
+
+    @pytest.mark.parametrize("stack", ["local", "local-prod"])
+    def test_state_holds_no_secret_in_plaintext(self, deployed: Workspace, stack: str) -> None:
+        exported = deployed.pulumi("stack", "export", "--stack", stack).stdout
+        assert APP_SECRET not in exported
+        assert deployed.env["DOCKYARD_REGISTRY_PASSWORD"] not in exported
+        history = deployed.pulumi("stack", "history", "--stack", stack, "--json").stdout
+        assert APP_SECRET not in history
+
+    def test_rendered_secret_directory_is_not_in_git(self, deployed: Workspace) -> None:
+        ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
+        assert "rendered/" in ignored

@@ -1,0 +1,25 @@
+"""Start the local services (registry, base images) once and hand their settings to tests as environment."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+from tests.stacks import PROJECT
+
+SERVICES = PROJECT / "scripts" / "local-services.sh"
+
+
+def start_local_services(timeout: int = 2400) -> dict[str, str]:
+    """``scripts/local-services.sh start`` (idempotent), then its ``env`` exports plus the registry password."""
+    subprocess.run([str(SERVICES), "start"], check=True, timeout=timeout, capture_output=True, text=True)
+    printed = subprocess.run([str(SERVICES), "env"], check=True, timeout=120, capture_output=True, text=True).stdout
+    env: dict[str, str] = {}
+    for line in printed.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+    env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
+    return env
