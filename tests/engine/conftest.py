@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,8 @@ def local_services() -> dict[str, str]:
 
 
 @pytest.fixture
-def workspace(engine: str, tmp_path: Path) -> Iterator[Workspace]:
-    yield make_workspace(tmp_path, {"DOCKYARD_SKIP_GITHUB": "1"})
+def workspace(engine: str, tmp_path: Path) -> Workspace:
+    return make_workspace(tmp_path, {"DOCKYARD_SKIP_GITHUB": "1"})
 
 
 @pytest.fixture(scope="module")
