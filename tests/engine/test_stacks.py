@@ -19,7 +19,7 @@ pytestmark = pytest.mark.engine
 
 APP_SECRET = "sentinel-engine-app-secret"
 EXPECTED_TYPES = {
-    "local": {"pulumi-python:dynamic:Resource", "kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Secret"},
+    "local": {"pulumi-python:dynamic:Resource", "kubernetes:apps/v1:Deployment"},
     "local-prod": {"kubernetes:apps/v1:Deployment", "kubernetes:policy/v1:PodDisruptionBudget"},
     "dev": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
     "staging": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
