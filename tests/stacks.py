@@ -7,16 +7,23 @@ from typing import Any
 
 import yaml
 
-from components.config import read_stack_file
+from components.config import SECRET_KEYS, read_stack_file
 
 PROJECT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT.glob("Pulumi.*.yaml"))
 
 
 def stack_config(stack: str) -> dict[str, Any]:
-    """All config keys of a committed stack file, namespaced (``dockyard:tier``)."""
+    """The plaintext config keys of a committed stack file, namespaced (``dockyard:tier``).
+
+    Encrypted keys are left out: only the engine can decrypt them (the engine tests cover them).
+    """
     document = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())
-    return dict(document.get("config") or {})
+    return {
+        key: value
+        for key, value in (document.get("config") or {}).items()
+        if key.removeprefix("dockyard:") not in SECRET_KEYS
+    }
 
 
 def dockyard_document(stack: str) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 
 from tests.stacks import PROJECT
 
-PASSPHRASE = "dockyard-engine-tests"
+#: The local stacks commit secrets encrypted with this public, local-only passphrase (see README).
+PASSPHRASE = "dockyard-local"
 #: What gets copied: the program, its components and stack files, the app, the policy pack.
 PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "app", "policies", "dockyard", "pyproject.toml")
 

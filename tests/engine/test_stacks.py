@@ -18,6 +18,8 @@ from tests.stacks import STACKS
 pytestmark = pytest.mark.engine
 
 APP_SECRET = "sentinel-engine-app-secret"
+#: The demo values committed (encrypted) in Pulumi.local.yaml and Pulumi.local-prod.yaml.
+COMMITTED_SECRETS = {"local": "demo-local-api-key", "local-prod": "demo-local-prod-api-key"}
 EXPECTED_TYPES = {
     "local": {"pulumi-python:dynamic:Resource", "kubernetes:apps/v1:Deployment"},
     "local-prod": {"kubernetes:apps/v1:Deployment", "kubernetes:policy/v1:PodDisruptionBudget"},
@@ -80,7 +82,14 @@ class TestLocalStacks:
         for stack in ("local", "local-prod"):
             local_workspace.init(stack)
             local_workspace.pulumi(
-                "config", "set", "--secret", "--path", "dockyard:appSecrets.API_KEY", "--stack", stack, stdin=APP_SECRET
+                "config",
+                "set",
+                "--secret",
+                "--path",
+                "dockyard:appSecrets.EXTRA_TOKEN",
+                "--stack",
+                stack,
+                stdin=APP_SECRET,
             )
             local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
         return local_workspace
@@ -137,6 +146,7 @@ class TestLocalStacks:
     def test_state_holds_no_secret_in_plaintext(self, deployed: Workspace, stack: str) -> None:
         exported = deployed.pulumi("stack", "export", "--stack", stack).stdout
         assert APP_SECRET not in exported
+        assert COMMITTED_SECRETS[stack] not in exported
         assert deployed.env["DOCKYARD_REGISTRY_PASSWORD"] not in exported
         history = deployed.pulumi("stack", "history", "--stack", stack, "--json").stdout
         assert APP_SECRET not in history

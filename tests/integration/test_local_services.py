@@ -76,23 +76,27 @@ class Services:
     builder_image: str
     runtime_image: str
 
+    def basic_auth(self) -> httpx.BasicAuth:
+        return httpx.BasicAuth(self.user, self.password.reveal())  # its repr shows nothing
+
     def url(self, path: str) -> str:
         return f"https://{self.registry}{path}"
 
 
 def run(
-    args: list[str], *, timeout: float, input_text: str | None = None, check: bool = True
+    args: list[str], *, timeout: float, stdin: Secret | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command with a bounded timeout; on failure show its output (which holds no secret)."""
+    """Run a command with a bounded timeout; on failure show its output (which holds no secret).
+    Secrets go to the command's stdin only, wrapped so that no traceback shows them."""
     try:
         proc = subprocess.run(
             args,
-            input=input_text,
+            input=stdin.reveal() if stdin is not None else None,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
-            stdin=None if input_text is not None else subprocess.DEVNULL,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"timed out after {timeout}s: {shlex.join(args)}\n{_tail(exc.stdout)}\n{_tail(exc.stderr)}")
@@ -224,11 +228,14 @@ def pushed(
             out[variant] = Pushed(repo, tag, ref, digest_file.read_text().strip(), version)
         yield out
     finally:
-        auth = (services.user, services.password.reveal())
         for p in out.values():
             with contextlib.suppress(httpx.HTTPError):
-                http.delete(services.url(f"/v2/{p.repo}/manifests/{p.digest}"), auth=auth)
-            run(["podman", "rmi", "--force", p.ref], timeout=SHORT_TIMEOUT, check=False)
+                http.delete(services.url(f"/v2/{p.repo}/manifests/{p.digest}"), auth=services.basic_auth())
+            # By image id: that also drops the repo@digest name `buildah from` added when pulling.
+            image_id = run(
+                ["podman", "image", "inspect", "--format", "{{.Id}}", p.ref], timeout=SHORT_TIMEOUT, check=False
+            ).stdout.strip()
+            run(["podman", "rmi", "--force", image_id or p.ref], timeout=SHORT_TIMEOUT, check=False)
 
 
 def descendants(root: int) -> list[int]:
@@ -329,7 +336,7 @@ def test_registry_rejects_anonymous_and_wrong_password(services: Services, http:
     wrong_user = http.get(services.url("/v2/"), auth=("someone-else", services.password.reveal()))
     assert wrong_user.status_code == 401
 
-    right = http.get(services.url("/v2/"), auth=(services.user, services.password.reveal()))
+    right = http.get(services.url("/v2/"), auth=services.basic_auth())
     assert right.status_code == 200
 
 
@@ -351,13 +358,13 @@ def test_podman_login_rejects_wrong_password(services: Services, tmp_path: Path)
     authfile = tmp_path / "auth.json"
     base = ["podman", "login", "--authfile", str(authfile), "--username", services.user, "--password-stdin"]
 
-    bad = run([*base, services.registry], timeout=SHORT_TIMEOUT, input_text="not-the-password\n", check=False)
+    bad = run([*base, services.registry], timeout=SHORT_TIMEOUT, stdin=Secret("not-the-password\n"), check=False)
     assert bad.returncode != 0
     assert "invalid username/password" in bad.stderr.lower(), bad.stderr
     assert not authfile.exists() or services.registry not in authfile.read_text()
 
     good = run(
-        [*base, services.registry], timeout=SHORT_TIMEOUT, input_text=services.password.reveal() + "\n", check=False
+        [*base, services.registry], timeout=SHORT_TIMEOUT, stdin=Secret(services.password.reveal() + "\n"), check=False
     )
     assert good.returncode == 0, good.stderr
     assert services.registry in json.loads(authfile.read_text())["auths"]
@@ -375,7 +382,7 @@ def test_build_test_target(services: Services) -> None:
 
 
 def test_push_digest_matches_registry(services: Services, http: httpx.Client, pushed: dict[str, Pushed]) -> None:
-    auth = (services.user, services.password.reveal())
+    auth = services.basic_auth()
     for p in pushed.values():
         assert p.digest.startswith("sha256:"), p.digest
         assert len(p.digest) == len("sha256:") + 64, p.digest
@@ -390,6 +397,17 @@ def test_push_digest_matches_registry(services: Services, http: httpx.Client, pu
         )
         assert by_digest.status_code == 200
     assert pushed["ok"].digest != pushed["fail"].digest
+    # skopeo (same certs.d trust and auth file) sees the same digest and the OCI labels.
+    ok = pushed["ok"]
+    info = json.loads(
+        run(
+            ["skopeo", "inspect", "--authfile", str(services.authfile), f"docker://{ok.ref}"], timeout=SHORT_TIMEOUT
+        ).stdout
+    )
+    assert info["Digest"] == ok.digest
+    assert info["Labels"]["org.opencontainers.image.version"] == ok.version
+    assert info["Labels"]["org.opencontainers.image.revision"] == "integration-test"
+    assert info["Labels"]["org.opencontainers.image.title"] == "dockyard-app"
     # Anonymous pulls are refused too.
     anon = http.head(services.url(f"/v2/{pushed['ok'].repo}/manifests/{pushed['ok'].tag}"))
     assert anon.status_code == 401

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The main job on the local embedded default, from a fresh machine: virtualenv, Pulumi engine, local registry
+# and builder, then `pulumi up --stack local` (build with podman, push, render manifests) and its outputs.
+# Running it again changes nothing: 0 updates, no rebuild.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+step "virtualenv"; scripts/setup-venv.sh
+step "Pulumi engine"; scripts/bootstrap-engine.sh
+step "local registry and base images"; scripts/local-services.sh start
+# shellcheck source=scripts/local-env.sh
+. scripts/local-env.sh
+stack=${1:-local}
+pulumi stack select "$stack" 2>/dev/null || pulumi stack init "$stack" --secrets-provider passphrase
+step "pulumi up --stack $stack"
+pulumi up --stack "$stack" --yes
+step "outputs"
+pulumi stack output --stack "$stack"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11) with the project and its pinned dev tools; a no-op when pyproject.toml is unchanged.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python=${DOCKYARD_PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+if [ ! -x .venv/bin/python ]; then
+    echo "setup-venv: creating .venv with $($python --version)" >&2
+    "$python" -m venv .venv
+fi
+stamp=.venv/.dockyard-installed
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "setup-venv: installing the project and its pinned dependencies" >&2
+    .venv/bin/python -m pip install --quiet --upgrade pip==25.3
+    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    echo "$wanted" >"$stamp"
+fi
