@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from components.config import EnvironmentConfig
@@ -33,7 +34,7 @@ def soak_problems(source: str, target_env: EnvironmentConfig, deployed_at: datet
         return [f"{source} has no completed deployment to soak"]
     soaked = now - deployed_at
     if soaked < required:
-        remaining = int((required - soaked).total_seconds() // 60) + 1
+        remaining = math.ceil((required - soaked).total_seconds() / 60)
         return [
             f"{source} has soaked {int(soaked.total_seconds() // 60)} min of {target_env.promotion.soak_minutes}; wait {remaining} min"
         ]
