@@ -6,10 +6,10 @@
 #       busybox-static for /bin/sh and the usual applets, plus this machine's Go toolchain
 #       (`go env GOROOT`, trimmed to what builds and tests need) at /usr/local/go; GOPATH=/go, GOTOOLCHAIN=local, GOPROXY=off,
 #       GOSUMDB=off, CGO_ENABLED=0: `go build` / `go test` work offline for modules without
-#       external dependencies (app/ has none). Also tagged :<major.minor>.
+#       external dependencies (app/ has none). Also tagged :<major.minor> and :local.
 #   localhost/dockyard/static-nonroot:1           (stands in for gcr.io/distroless/static-debian12:nonroot)
 #       FROM scratch: /etc/passwd + /etc/group with nonroot (65532), CA bundle, /tmp (1777),
-#       /home/nonroot; USER 65532:65532.
+#       /home/nonroot; USER 65532:65532. Also tagged :local.
 #
 # No registry is contacted. Each image carries the label io.dockyard.input-digest, a hash of its
 # recipe and inputs; an image whose label matches is left alone (idempotent), so running this
@@ -28,7 +28,8 @@
 set -euo pipefail
 
 readonly BUILDER_REPO="localhost/dockyard/go-builder"
-readonly RUNTIME_REF="localhost/dockyard/static-nonroot:1"
+readonly RUNTIME_REPO="localhost/dockyard/static-nonroot"
+readonly RUNTIME_REF="$RUNTIME_REPO:1"
 readonly DIGEST_LABEL="io.dockyard.input-digest"
 readonly STORAGE_CONF="${DOCKYARD_STORAGE_CONF:-/etc/containers/storage.conf}"
 readonly CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
@@ -302,11 +303,13 @@ cmd_build() {
 
     d_builder=$(go_builder_digest)
     before=$(image_label "$ref")
-    ensure_image "$ref" "$d_builder" populate_go_builder configure_go_builder "$BUILDER_REPO:${GO_VER%.*}"
+    ensure_image "$ref" "$d_builder" populate_go_builder configure_go_builder \
+        "$BUILDER_REPO:${GO_VER%.*}" "$BUILDER_REPO:local"
     if [ "$before" != "$d_builder" ] || [ "$FORCE" -eq 1 ]; then smoke_go_builder "$ref"; fi
 
-    ensure_image "$RUNTIME_REF" "$(static_nonroot_digest)" populate_static_nonroot configure_static_nonroot
-    log "base images ready in $((SECONDS - t0))s: $ref (also :${GO_VER%.*}), $RUNTIME_REF"
+    ensure_image "$RUNTIME_REF" "$(static_nonroot_digest)" populate_static_nonroot configure_static_nonroot \
+        "$RUNTIME_REPO:local"
+    log "base images ready in $((SECONDS - t0))s: $ref (also :${GO_VER%.*}, :local), $RUNTIME_REF (also :local)"
 }
 
 FORCE=0

@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# Local services for the "local" Dockyard stacks: a private container registry (the CNCF
+# distribution registry from Debian's docker-registry package) on 127.0.0.1, with TLS from a
+# throwaway CA and htpasswd (bcrypt) auth, plus the offline base images (local-base-images.sh).
+#
+#   scripts/local-services.sh start    idempotent: set up state, start the registry if it is not
+#                                      running, wait until healthy, log podman in (auth file in the
+#                                      state dir), build missing base images
+#   scripts/local-services.sh stop     stop the registry (data and credentials stay)
+#   scripts/local-services.sh status   exit 0 running+healthy, 1 running but unhealthy, 3 stopped
+#   scripts/local-services.sh env      print shell exports:  eval "$(scripts/local-services.sh env)"
+#   scripts/local-services.sh prune    free disk: drop dangling images and the build cache
+#                                      (`podman image prune`); tagged images, base images and the
+#                                      registry's data stay. With vfs every cached build step is a
+#                                      full copy of the root filesystem (~160 MB for Go stages).
+#                                      Not while builds run: it deletes their cache between steps.
+#
+# Settings (environment):
+#   DOCKYARD_STATE                 all state: ${HOME}/.cache/dockyard/local by default
+#   DOCKYARD_REGISTRY_PORT         5443 by default (the registry listens on 127.0.0.1 only)
+#   DOCKYARD_REGISTRY_START_TIMEOUT  seconds to wait for a healthy registry (30)
+#   DOCKYARD_SKIP_BASE_IMAGES=1    start without building the base images
+#
+# State layout (directory 0700; keys, password, config and auth file 0600; nothing is committed):
+#   tls/ca.key ca.crt              throwaway CA made at first start (kept to reissue server.crt)
+#   tls/server.key server.crt      certificate for IP 127.0.0.1 (and DNS localhost)
+#   registry/password htpasswd     user "dockyard", random password, bcrypt hash
+#   registry/config.yml http-secret data/ registry.pid registry.log
+#   auth.json                      podman/buildah/skopeo auth file (--authfile / REGISTRY_AUTH_FILE)
+# podman, buildah and skopeo trust the CA through /etc/containers/certs.d/127.0.0.1:<port>/ca.crt.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly SCRIPT_DIR
+readonly STATE="${DOCKYARD_STATE:-${HOME:-/root}/.cache/dockyard/local}"
+readonly PORT="${DOCKYARD_REGISTRY_PORT:-5443}"
+readonly HOST="127.0.0.1"
+readonly ADDR="$HOST:$PORT"
+readonly USER_NAME="dockyard"
+readonly START_TIMEOUT="${DOCKYARD_REGISTRY_START_TIMEOUT:-30}"
+readonly TLS_DIR="$STATE/tls"
+readonly REG_DIR="$STATE/registry"
+readonly CA_CRT="$TLS_DIR/ca.crt" CA_KEY="$TLS_DIR/ca.key"
+readonly SRV_CRT="$TLS_DIR/server.crt" SRV_KEY="$TLS_DIR/server.key"
+readonly PASSWORD_FILE="$REG_DIR/password"
+readonly HTPASSWD_FILE="$REG_DIR/htpasswd"
+readonly SECRET_FILE="$REG_DIR/http-secret"
+readonly CONFIG_FILE="$REG_DIR/config.yml"
+readonly PID_FILE="$REG_DIR/registry.pid"
+readonly LOG_FILE="$REG_DIR/registry.log"
+readonly DATA_DIR="$REG_DIR/data"
+readonly AUTH_FILE="$STATE/auth.json"
+readonly CERTS_D="/etc/containers/certs.d/$ADDR"
+
+log() { printf '[local-services] %s\n' "$*" >&2; }
+die() { printf '[local-services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+case "$PORT" in
+    '' | *[!0-9]*) die "DOCKYARD_REGISTRY_PORT must be a port number, got '$PORT'" ;;
+esac
+{ [ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ]; } || die "DOCKYARD_REGISTRY_PORT out of range: $PORT"
+
+# ------------------------------------------------------------------------------ packages
+
+ensure_packages() {
+    local missing=() pair cmd pkg
+    for pair in docker-registry:docker-registry htpasswd:apache2-utils openssl:openssl \
+        curl:curl setsid:util-linux podman:podman; do
+        cmd=${pair%%:*} pkg=${pair#*:}
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root, or install them)"
+    export DEBIAN_FRONTEND=noninteractive
+    log "installing ${missing[*]}"
+    apt-get -o DPkg::Lock::Timeout=300 update -q >&2
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}" >&2
+}
+
+# ------------------------------------------------------------------------------ process
+
+registry_pid() { # prints the pid when our registry process is alive, else fails
+    local pid cmdline
+    [ -s "$PID_FILE" ] || return 1
+    pid=$(cat "$PID_FILE")
+    case "$pid" in '' | *[!0-9]*) return 1 ;; esac
+    [ -r "/proc/$pid/cmdline" ] || return 1
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    case "$cmdline" in
+        *docker-registry*"$CONFIG_FILE"*) echo "$pid" ;;
+        *) return 1 ;; # a recycled pid
+    esac
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
+
+# http_code [with-auth|no-auth|bad-auth]: the HTTP status of GET /v2/ (000 when unreachable).
+# Credentials go to curl on stdin (-K -), never on its command line.
+http_code() {
+    local mode=$1 cred
+    case "$mode" in
+        no-auth) cred="" ;;
+        with-auth) cred="user = \"$USER_NAME:$(cat "$PASSWORD_FILE")\"" ;;
+        bad-auth) cred="user = \"$USER_NAME:not-the-password\"" ;;
+    esac
+    printf '%s\n' "$cred" | curl -K - --noproxy '*' -sS -o /dev/null -w '%{http_code}' --max-time 5 \
+        --cacert "$CA_CRT" "https://$ADDR/v2/" 2>/dev/null || true
+}
+
+healthy() { # 401 without credentials, 200 with them, TLS verified against our CA
+    [ -r "$CA_CRT" ] && [ -r "$PASSWORD_FILE" ] || return 1
+    [ "$(http_code no-auth)" = 401 ] && [ "$(http_code with-auth)" = 200 ]
+}
+
+# ------------------------------------------------------------------------------ state
+
+make_ca() {
+    log "creating a throwaway CA in $TLS_DIR"
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$CA_KEY" -out "$CA_CRT" -days 365 -sha256 \
+        -subj "/O=Dockyard local/CN=Dockyard local throwaway CA $(date -u +%Y%m%dT%H%M%SZ)" \
+        -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -addext "subjectKeyIdentifier=hash" 2>/dev/null
+    rm -f "$SRV_CRT" "$SRV_KEY"
+}
+
+make_server_cert() {
+    log "issuing the registry certificate for IP $HOST"
+    local csr ext
+    csr=$(mktemp "$TLS_DIR/server.csr.XXXXXX")
+    ext=$(mktemp "$TLS_DIR/server.ext.XXXXXX")
+    cat >"$ext" <<EOF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$HOST,DNS:localhost
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+EOF
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$SRV_KEY" -out "$csr" -subj "/O=Dockyard local/CN=$HOST" 2>/dev/null
+    openssl x509 -req -in "$csr" -CA "$CA_CRT" -CAkey "$CA_KEY" -set_serial "0x$(openssl rand -hex 16)" \
+        -days 90 -sha256 -extfile "$ext" -out "$SRV_CRT" 2>/dev/null
+    rm -f "$csr" "$ext"
+}
+
+ensure_tls() {
+    mkdir -p "$TLS_DIR" && chmod 0700 "$TLS_DIR"
+    if [ ! -s "$CA_KEY" ] || [ ! -s "$CA_CRT" ] || ! openssl x509 -checkend 172800 -noout -in "$CA_CRT" >/dev/null 2>&1; then
+        make_ca
+    fi
+    if [ ! -s "$SRV_KEY" ] || [ ! -s "$SRV_CRT" ] \
+        || ! openssl x509 -checkend 86400 -noout -in "$SRV_CRT" >/dev/null 2>&1 \
+        || ! openssl verify -CAfile "$CA_CRT" "$SRV_CRT" >/dev/null 2>&1; then
+        make_server_cert
+    fi
+    chmod 0600 "$CA_KEY" "$SRV_KEY"
+    chmod 0644 "$CA_CRT" "$SRV_CRT"
+}
+
+ensure_credentials() {
+    mkdir -p "$REG_DIR" && chmod 0700 "$REG_DIR"
+    if [ ! -s "$PASSWORD_FILE" ]; then
+        log "generating the registry password ($PASSWORD_FILE)"
+        (umask 077 && openssl rand -hex 24 >"$PASSWORD_FILE")
+        rm -f "$HTPASSWD_FILE"
+    fi
+    chmod 0600 "$PASSWORD_FILE"
+    # Rewrite the htpasswd file unless it already verifies against the password file.
+    if [ ! -s "$HTPASSWD_FILE" ] \
+        || ! htpasswd -v -i "$HTPASSWD_FILE" "$USER_NAME" <"$PASSWORD_FILE" >/dev/null 2>&1; then
+        log "writing $HTPASSWD_FILE (bcrypt)"
+        (umask 077 && htpasswd -B -C 10 -i -c "$HTPASSWD_FILE" "$USER_NAME" <"$PASSWORD_FILE" >/dev/null 2>&1) \
+            || die "htpasswd failed"
+    fi
+    chmod 0600 "$HTPASSWD_FILE"
+    if [ ! -s "$SECRET_FILE" ]; then
+        (umask 077 && openssl rand -hex 32 >"$SECRET_FILE")
+    fi
+}
+
+write_config() {
+    mkdir -p "$DATA_DIR"
+    local tmp
+    tmp=$(mktemp "$REG_DIR/config.yml.XXXXXX")
+    cat >"$tmp" <<EOF
+# Generated by scripts/local-services.sh at each start; edits are overwritten.
+version: 0.1
+log:
+  level: info
+  formatter: text
+  fields:
+    service: dockyard-local-registry
+storage:
+  filesystem:
+    rootdirectory: $DATA_DIR
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: $ADDR
+  secret: $(cat "$SECRET_FILE")
+  tls:
+    certificate: $SRV_CRT
+    key: $SRV_KEY
+    minimumtls: tls1.2
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: dockyard-local
+    path: $HTPASSWD_FILE
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+EOF
+    chmod 0600 "$tmp"
+    mv "$tmp" "$CONFIG_FILE"
+}
+
+trust_ca() {
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! cmp -s "$CA_CRT" "$CERTS_D/ca.crt" 2>/dev/null; then
+            log "WARNING: not root: cannot install the CA at $CERTS_D/ca.crt; podman will not trust the registry"
+        fi
+        return 0
+    fi
+    if ! cmp -s "$CA_CRT" "$CERTS_D/ca.crt" 2>/dev/null; then
+        log "trusting the CA for $ADDR: $CERTS_D/ca.crt"
+        mkdir -p "$CERTS_D"
+        install -m 0644 "$CA_CRT" "$CERTS_D/ca.crt"
+    fi
+}
+
+podman_login() { # writes $AUTH_FILE; the password goes through stdin
+    command -v podman >/dev/null 2>&1 || return 0
+    local out
+    if ! out=$(podman login --authfile "$AUTH_FILE" --username "$USER_NAME" --password-stdin "$ADDR" \
+        <"$PASSWORD_FILE" 2>&1); then
+        die "podman login to $ADDR failed: $out"
+    fi
+    chmod 0600 "$AUTH_FILE"
+    log "podman credentials for $ADDR in $AUTH_FILE"
+}
+
+# ------------------------------------------------------------------------------ commands
+
+launch() {
+    : >>"$LOG_FILE"
+    chmod 0600 "$LOG_FILE"
+    # Keep the log bounded across restarts.
+    if [ "$(stat -c %s "$LOG_FILE")" -gt 10485760 ]; then mv -f "$LOG_FILE" "$LOG_FILE.1"; : >"$LOG_FILE"; fi
+    rm -f "$PID_FILE"
+    # setsid + nohup: the registry gets its own session and survives the shell that started it.
+    # The inner shell writes its own pid and then execs the registry, so the pid stays valid.
+    # shellcheck disable=SC2016
+    setsid nohup sh -c 'echo $$ >"$1"; exec docker-registry serve "$2"' sh "$PID_FILE" "$CONFIG_FILE" \
+        >>"$LOG_FILE" 2>&1 </dev/null &
+    disown 2>/dev/null || true
+}
+
+cmd_start() {
+    ensure_packages
+    mkdir -p "$STATE" && chmod 0700 "$STATE"
+    local pid
+    if pid=$(registry_pid); then
+        if healthy; then
+            log "registry already running on https://$ADDR (pid $pid)"
+        else
+            die "registry process $pid is running but unhealthy (see $LOG_FILE); try: $0 stop && $0 start"
+        fi
+    else
+        port_in_use && die "port $PORT on $HOST is taken by another process (set DOCKYARD_REGISTRY_PORT)"
+        ensure_tls
+        ensure_credentials
+        write_config
+        log "starting docker-registry on https://$ADDR (state $STATE)"
+        launch
+        local deadline=$((SECONDS + START_TIMEOUT))
+        until healthy; do
+            if ! registry_pid >/dev/null && [ -s "$PID_FILE" ]; then
+                tail -n 20 "$LOG_FILE" >&2 || true
+                die "docker-registry exited during start-up (log: $LOG_FILE)"
+            fi
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                tail -n 20 "$LOG_FILE" >&2 || true
+                die "registry not healthy after ${START_TIMEOUT}s (GET /v2/: anonymous $(http_code no-auth), authenticated $(http_code with-auth); log: $LOG_FILE)"
+            fi
+            sleep 0.3
+        done
+        log "registry healthy on https://$ADDR (pid $(registry_pid)): /v2/ answers 401 anonymous, 200 authenticated"
+    fi
+    trust_ca
+    if [ "${DOCKYARD_SKIP_BASE_IMAGES:-0}" != 1 ]; then
+        "$SCRIPT_DIR/local-base-images.sh" build
+    fi
+    podman_login
+}
+
+cmd_stop() {
+    local pid
+    if ! pid=$(registry_pid); then
+        rm -f "$PID_FILE"
+        log "registry not running"
+        return 0
+    fi
+    log "stopping registry (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        registry_pid >/dev/null || break
+        sleep 0.2
+    done
+    if registry_pid >/dev/null; then
+        log "registry did not stop in 10s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.2
+    fi
+    rm -f "$PID_FILE"
+    log "registry stopped"
+}
+
+cmd_status() {
+    local pid
+    if ! pid=$(registry_pid); then
+        echo "registry: stopped (state $STATE)"
+        return 3
+    fi
+    if healthy; then
+        echo "registry: running, healthy, https://$ADDR pid $pid (state $STATE)"
+        return 0
+    fi
+    echo "registry: running but UNHEALTHY, https://$ADDR pid $pid (log $LOG_FILE)"
+    return 1
+}
+
+cmd_env() {
+    local q
+    for pair in \
+        "DOCKYARD_STATE=$STATE" \
+        "DOCKYARD_REGISTRY=$ADDR" \
+        "DOCKYARD_REGISTRY_USER=$USER_NAME" \
+        "DOCKYARD_REGISTRY_PASSWORD_FILE=$PASSWORD_FILE" \
+        "DOCKYARD_REGISTRY_CA=$CA_CRT" \
+        "DOCKYARD_REGISTRY_AUTHFILE=$AUTH_FILE"; do
+        printf -v q '%q' "${pair#*=}"
+        printf 'export %s=%s\n' "${pair%%=*}" "$q"
+    done
+    "$SCRIPT_DIR/local-base-images.sh" print
+    registry_pid >/dev/null || log "note: the registry is not running (scripts/local-services.sh start)"
+}
+
+cmd_prune() {
+    command -v podman >/dev/null 2>&1 || { log "podman not installed: nothing to prune"; return 0; }
+    local root before after
+    root=$(podman info --format '{{.Store.GraphRoot}}')
+    before=$(du -sm "$root" 2>/dev/null | cut -f1)
+    podman image prune --force >/dev/null
+    after=$(du -sm "$root" 2>/dev/null | cut -f1)
+    log "pruned dangling images and build cache: $root ${before} MB -> ${after} MB"
+}
+
+case "${1:-}" in
+    start) cmd_start ;;
+    prune) cmd_prune ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
+    *) echo "usage: $0 start|stop|status|env|prune" >&2; exit 2 ;;
+esac

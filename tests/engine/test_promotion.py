@@ -1,0 +1,155 @@
+"""Promotion and rollback with the real engine: local → local-prod, gates, history, locks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import pytest
+import yaml
+
+from dockyard.promotion import Project
+from tests.engine.harness import Result, Workspace
+from tests.stacks import PROJECT
+
+pytestmark = pytest.mark.engine
+
+IMAGE_PROPERTIES = {"spec.template.spec.containers[0].image"}
+VERSION_LABELS = {
+    "metadata.labels.app.kubernetes.io/version",
+    "spec.template.metadata.labels.app.kubernetes.io/version",
+}
+
+
+def dockyard(workspace: Workspace, *args: str) -> Result:
+    completed = subprocess.run(
+        [str(PROJECT / ".venv" / "bin" / "dockyard"), *args, "--project", str(workspace.directory)],
+        env=workspace.env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def rendered(workspace: Workspace, stack: str) -> dict[str, bytes]:
+    directory = workspace.directory / "rendered" / stack
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*.yaml"))}
+
+
+def deployment_images(workspace: Workspace, stack: str) -> set[str]:
+    images = set()
+    for text in rendered(workspace, stack).values():
+        for doc in yaml.safe_load_all(text):
+            if doc and doc["kind"] == "Deployment":
+                images |= {c["image"] for c in doc["spec"]["template"]["spec"]["containers"]}
+    return images
+
+
+def state(workspace: Workspace, stack: str) -> str:
+    return json.dumps(workspace.export(stack)["deployment"].get("resources"), sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def deployed(local_workspace: Workspace) -> Workspace:
+    """local built and pushed; local-prod deployed once with its placeholder digest."""
+    for stack in ("local", "local-prod"):
+        local_workspace.init(stack)
+        local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
+    return local_workspace
+
+
+def test_preview_only_changes_exactly_the_image_and_restores_the_config(
+    deployed: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_before = deployed.stack_file("local-prod").read_bytes()
+    result = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod")
+    assert result.returncode == 0, result.output
+    assert "previewed only" in result.output
+    assert deployed.stack_file("local-prod").read_bytes() == config_before
+    for key, value in deployed.env.items():
+        monkeypatch.setenv(key, value)
+    outcome = Project(deployed.directory).promote("local", "local-prod", yes=False, confirm=lambda: False)
+    assert {c.op for c in outcome.changes} == {"update"}
+    assert {c.name for c in outcome.changes} == {"app-stable"}
+    (change,) = outcome.changes
+    assert set(change.properties) <= IMAGE_PROPERTIES | VERSION_LABELS
+    assert set(change.properties) >= IMAGE_PROPERTIES
+
+
+def test_forbidden_order_unknown_stack_and_freeze_are_refused_untouched(deployed: Workspace) -> None:
+    before = state(deployed, "local-prod"), deployed.stack_file("local-prod").read_bytes()
+    wrong_order = dockyard(deployed, "promote", "--from", "local-prod", "--to", "local", "--yes")
+    assert wrong_order.returncode == 1
+    assert "local accepts no promotions" in wrong_order.output
+    unknown = dockyard(deployed, "promote", "--from", "qa", "--to", "local-prod", "--yes")
+    assert unknown.returncode == 1
+    assert "qa: no such stack" in unknown.output
+
+    frozen = yaml.safe_load(before[1])
+    frozen["config"]["dockyard:promotion"]["freezeWindows"] = [
+        {"start": "2000-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z", "reason": "test freeze"}
+    ]
+    deployed.stack_file("local-prod").write_text(yaml.safe_dump(frozen))
+    try:
+        refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes")
+    finally:
+        deployed.stack_file("local-prod").write_bytes(before[1])
+    assert refused.returncode == 1
+    assert (
+        "local-prod is frozen from 2000-01-01T00:00:00+00:00 to 2100-01-01T00:00:00+00:00 (test freeze)"
+        in refused.output
+    )
+    assert (state(deployed, "local-prod"), deployed.stack_file("local-prod").read_bytes()) == before
+
+
+def test_engine_lock_stops_a_concurrent_promotion(deployed: Workspace) -> None:
+    before = state(deployed, "local-prod"), deployed.stack_file("local-prod").read_bytes()
+    locks = deployed.backend / ".pulumi" / "locks" / "organization" / "dockyard" / "local-prod"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = locks / f"{uuid.uuid4()}.json"
+    lock.write_text(
+        json.dumps({"pid": 1, "username": "someone", "hostname": "elsewhere", "timestamp": "2026-11-26T00:00:00Z"})
+    )
+    try:
+        result = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes")
+    finally:
+        lock.unlink()
+    assert result.returncode == 1, result.output
+    assert "being updated by someone else; nothing changed" in result.output
+    assert (state(deployed, "local-prod"), deployed.stack_file("local-prod").read_bytes()) == before
+
+
+def test_dockyard_lock_stops_a_second_promoter(deployed: Workspace) -> None:
+    with Project(deployed.directory).lock("local-prod"):
+        result = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes")
+    assert result.returncode == 1
+    assert "another dockyard operation on local-prod is in progress" in result.output
+
+
+def test_promote_apply_then_rollback_restores_identical_manifests(deployed: Workspace) -> None:
+    original = rendered(deployed, "local-prod")
+    local_image = deployed.outputs("local")["image_ref"]
+
+    promoted = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes")
+    assert promoted.returncode == 0, promoted.output
+    assert deployment_images(deployed, "local-prod") == {local_image}
+    assert deployed.outputs("local-prod")["image_ref"] == local_image
+
+    unknown = dockyard(deployed, "rollback", "--stack", "local-prod", "--to", "sha256:" + "9" * 64, "--yes")
+    assert unknown.returncode == 1
+    assert "does not exist in local-prod's registry" in unknown.output
+    assert deployment_images(deployed, "local-prod") == {local_image}
+
+    rolled_back = dockyard(deployed, "rollback", "--stack", "local-prod", "--yes")
+    assert rolled_back.returncode == 0, rolled_back.output
+    assert rendered(deployed, "local-prod") == original
+
+    history = json.loads(dockyard(deployed, "history", "--stack", "local-prod", "--json").stdout)
+    assert [entry["action"] for entry in history[:2]] == ["rollback", "promote"]
+    assert history[1]["image"] == local_image
+    assert history[1]["source"] == "local"
+    assert "@" in history[0]["actor"]
