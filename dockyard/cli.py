@@ -16,7 +16,7 @@ from dockyard import pr_summary
 from dockyard.promotion import DockyardError, Outcome, Project
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 ProjectOption = Annotated[Path, typer.Option("--project", help="Pulumi project directory", file_okay=False)]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="apply without asking")]
 

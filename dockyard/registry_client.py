@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -57,7 +58,9 @@ def manifest_exists(image_ref: str, credentials: RegistryCredentials, timeout: f
         raise ValueError(f"{image_ref} must name its registry and a digest")
     url = f"https://{reference.registry}/v2/{reference.repository}/manifests/{reference.digest}"
     auth = httpx.BasicAuth(credentials.username, credentials.password) if credentials.password else None
-    verify: str | bool = credentials.ca_file or True
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=credentials.ca_file) if credentials.ca_file else True
+    )
     headers = {"Accept": MANIFEST_TYPES}
     try:
         with httpx.Client(verify=verify, timeout=timeout, auth=auth) as client:

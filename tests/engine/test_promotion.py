@@ -17,8 +17,8 @@ pytestmark = pytest.mark.engine
 
 IMAGE_PROPERTIES = {"spec.template.spec.containers[0].image"}
 VERSION_LABELS = {
-    "metadata.labels.app.kubernetes.io/version",
-    "spec.template.metadata.labels.app.kubernetes.io/version",
+    'metadata.labels["app.kubernetes.io/version"]',
+    'spec.template.metadata.labels["app.kubernetes.io/version"]',
 }
 
 
@@ -131,25 +131,33 @@ def test_dockyard_lock_stops_a_second_promoter(deployed: Workspace) -> None:
 
 
 def test_promote_apply_then_rollback_restores_identical_manifests(deployed: Workspace) -> None:
-    original = rendered(deployed, "local-prod")
-    local_image = deployed.outputs("local")["image_ref"]
-
+    first = deployed.outputs("local")["image_ref"]
     promoted = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes")
     assert promoted.returncode == 0, promoted.output
-    assert deployment_images(deployed, "local-prod") == {local_image}
-    assert deployed.outputs("local-prod")["image_ref"] == local_image
+    assert deployment_images(deployed, "local-prod") == {first}
+    assert deployed.outputs("local-prod")["image_ref"] == first
+    after_first = rendered(deployed, "local-prod")
+
+    # A new release: change the app, rebuild local (new digest), promote it.
+    main_go = deployed.directory / "app" / "main.go"
+    main_go.write_text(main_go.read_text() + "\n// release 2\n")
+    deployed.pulumi("up", "--stack", "local", "--yes", timeout=2400)
+    second = deployed.outputs("local")["image_ref"]
+    assert second != first
+    assert dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes").returncode == 0
+    assert deployment_images(deployed, "local-prod") == {second}
 
     unknown = dockyard(deployed, "rollback", "--stack", "local-prod", "--to", "sha256:" + "9" * 64, "--yes")
     assert unknown.returncode == 1
     assert "does not exist in local-prod's registry" in unknown.output
-    assert deployment_images(deployed, "local-prod") == {local_image}
+    assert deployment_images(deployed, "local-prod") == {second}
 
     rolled_back = dockyard(deployed, "rollback", "--stack", "local-prod", "--yes")
     assert rolled_back.returncode == 0, rolled_back.output
-    assert rendered(deployed, "local-prod") == original
+    assert rendered(deployed, "local-prod") == after_first
 
     history = json.loads(dockyard(deployed, "history", "--stack", "local-prod", "--json").stdout)
-    assert [entry["action"] for entry in history[:2]] == ["rollback", "promote"]
-    assert history[1]["image"] == local_image
+    assert [entry["action"] for entry in history[:3]] == ["rollback", "promote", "promote"]
+    assert [entry["image"] for entry in history[:3]] == [first, second, first]
     assert history[1]["source"] == "local"
     assert "@" in history[0]["actor"]
