@@ -127,7 +127,9 @@ def prod_availability(resources: Iterable[tuple[str, Props]]) -> list[str]:
     for deployment in deployments:
         name = (deployment.get("metadata") or {}).get("name")
         spec = deployment.get("spec") or {}
-        replicas = hpa_floor.get(name, spec.get("replicas", 1))
+        # The engine hands numbers to policies as floats.
+        floor = hpa_floor.get(name, spec.get("replicas", 1))
+        replicas = int(floor) if isinstance(floor, int | float) else None
         if replicas is None or replicas < 2:
             problems.append(f"Deployment {name}: {replicas} replica(s) in prod; at least 2")
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}

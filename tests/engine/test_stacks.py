@@ -34,11 +34,14 @@ def step_types(preview: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_committed_stack_previews_without_credentials(stack: str, workspace: Workspace) -> None:
+def test_every_committed_stack_previews_without_credentials_and_passes_the_policies(
+    stack: str, workspace: Workspace
+) -> None:
     workspace.init(stack)
     env = {k: v for k, v in workspace.env.items() if not k.startswith(("DOCKYARD_REGISTRY", "GHCR", "KUBECONFIG"))}
     workspace.env = env
-    preview = workspace.pulumi("preview", "--stack", stack, "--json").json()
+    # The delivery policy pack runs on every preview; a mandatory violation would fail it.
+    preview = workspace.pulumi("preview", "--stack", stack, "--json", "--policy-pack", "policies").json()
     types = step_types(preview)
     assert EXPECTED_TYPES[stack] <= set(types), f"{stack} preview lacks {EXPECTED_TYPES[stack] - set(types)}"
     assert {
