@@ -2,7 +2,7 @@
 # Run by AppImage's podman builder (pulumi-command), configured through the environment:
 #   IMAGE_NAME, TAGS (space separated), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (optional), PLATFORM,
 #   BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER, REGISTRY_LOGIN (true: the
-#   password is on stdin), CACHE_REPO (optional: layer cache in the registry).
+#   password is on stdin), CACHE_REPO (optional: layer cache in the registry), DOCKYARD_BUILD_NO_CACHE (1: cold).
 set -euo pipefail
 log() { echo "dockyard-build: $*" >&2; }
 work=$(mktemp -d)
@@ -10,6 +10,10 @@ trap 'rm -rf "$work"' EXIT
 
 flags=(--layers --isolation "${BUILDAH_ISOLATION:-chroot}" --platform "$PLATFORM" -f "$CONTEXT/$DOCKERFILE")
 while IFS= read -r arg; do [ -n "$arg" ] && flags+=(--build-arg "$arg"); done <<<"${BUILD_ARGS:-}"
+# Benchmarks measure a cold build with DOCKYARD_BUILD_NO_CACHE=1; normal builds reuse every cached layer.
+if [ "${DOCKYARD_BUILD_NO_CACHE:-0}" = 1 ]; then
+  flags+=(--no-cache)
+fi
 if [ -n "${CACHE_REPO:-}" ]; then
   flags+=(--cache-from "$CACHE_REPO" --cache-to "$CACHE_REPO")
 fi

@@ -381,7 +381,11 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	args = append(args, program)
 	args = append(args, req.Args...)
 
-	configJSON, err := json.Marshal(req.Config)
+	config := req.Config
+	if config == nil {
+		config = map[string]string{} // the exec script expects a JSON object, never null
+	}
+	configJSON, err := json.Marshal(config)
 	if err != nil {
 		return nil, fmt.Errorf("serializing config: %w", err)
 	}

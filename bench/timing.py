@@ -1,0 +1,36 @@
+"""Shared helpers for the benchmarks: a throw-away project copy and a wall-clock timer around pulumi commands."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from tests.engine.harness import Workspace, make_workspace
+from tests.stacks import PROJECT
+
+
+def workspace(extra_env: dict[str, str] | None = None) -> Workspace:
+    return make_workspace(Path(tempfile.mkdtemp(prefix="dockyard-bench-")), extra_env)
+
+
+def program_workspace(name: str, extra_env: dict[str, str] | None = None) -> Workspace:
+    """A workspace running one of bench/programs/<name> on the project's virtualenv and engine."""
+    base = workspace(extra_env)
+    program = base.directory.parent / name
+    shutil.copytree(Path(__file__).parent / "programs" / name, program)
+    (program / ".venv").symlink_to(PROJECT / ".venv")
+    base.directory = program
+    base.env["PYTHONPATH"] = str(PROJECT)
+    return base
+
+
+def timed(workspace: Workspace, *args: str, repeat: int = 1) -> float:
+    """Best wall-clock seconds of ``pulumi <args>`` over ``repeat`` runs (best-of is robust to a noisy machine)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        workspace.pulumi(*args, timeout=3600)
+        best = min(best, time.perf_counter() - start)
+    return best
