@@ -9,8 +9,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from docker.utils.build import exclude_paths  # type: ignore[import-untyped]
-
 
 def _dockerignore_patterns(context: Path) -> list[str]:
     ignore_file = context / ".dockerignore"
@@ -22,6 +20,9 @@ def _dockerignore_patterns(context: Path) -> list[str]:
 
 def sent_files(context: Path, dockerfile: str = "Dockerfile") -> list[str]:
     """Relative paths (POSIX) of the regular files the builder receives, sorted."""
+    # docker-py implements .dockerignore exactly as the Docker CLI does; imported here as only building stacks need it.
+    from docker.utils.build import exclude_paths  # type: ignore[import-untyped]
+
     included = exclude_paths(str(context), _dockerignore_patterns(context), dockerfile=dockerfile)
     return sorted(p.replace(os.sep, "/") for p in included if (context / p).is_file())
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 import pulumi
-import pulumi_docker as docker
 
 from components.build_context import context_hash
 from components.podman_build import PodmanBuild
@@ -109,6 +108,9 @@ class AppImage(pulumi.ComponentResource):
     def _build_with_docker(
         self, name: str, args: AppImageArgs, build_args: Mapping[str, str], sources_hash: str
     ) -> pulumi.Output[str]:
+        # Imported on use: stacks that build with podman or do not build skip loading the docker SDK.
+        import pulumi_docker as docker
+
         registry = docker.RegistryArgs(
             server=args["registry_server"],
             username=args["username"],

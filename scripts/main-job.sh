@@ -14,6 +14,7 @@ step "local registry and base images"; scripts/local-services.sh start
 stack=${1:-local}
 pulumi stack select "$stack" 2>/dev/null || pulumi stack init "$stack" --secrets-provider passphrase
 step "pulumi up --stack $stack"
-pulumi up --stack "$stack" --yes
+# --skip-preview: the update prints every change as it makes it; a separate preview would run the program twice.
+pulumi up --stack "$stack" --yes --skip-preview
 step "outputs"
 pulumi stack output --stack "$stack"
