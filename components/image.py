@@ -125,7 +125,8 @@ class AppImage(pulumi.ComponentResource):
                 dockerfile=f"{args['context']}/{args['dockerfile']}",
                 target=target,
                 platform=args["platform"],
-                args=dict(build_args),
+                # Inline cache metadata lets the next build use the pushed image as its cache-from source.
+                args={**build_args, "BUILDKIT_INLINE_CACHE": "1"},
                 cache_from=cache,
                 builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
             )
