@@ -27,6 +27,10 @@ def main() -> None:
     empty.init("bench")
     empty_preview = timed(empty, "preview", "--stack", "bench", repeat=repeat)
 
+    floor = program_workspace("provider-only")
+    floor.init("bench")
+    floor_preview = timed(floor, "preview", "--stack", "bench", repeat=repeat)
+
     project = workspace({"DOCKYARD_SKIP_GITHUB": "1"})
     project.init("prod")
     prod_preview = timed(project, "preview", "--stack", "prod", repeat=repeat)
@@ -52,6 +56,7 @@ def main() -> None:
     for column in ("measurement", "ratio", "target"):
         table.add_column(column)
     table.add_row("prod preview / empty program preview", f"{prod_preview / empty_preview:.2f}x", "≤ 1.30x")
+    table.add_row("prod preview / one-ConfigMap kubernetes program preview", f"{prod_preview / floor_preview:.2f}x", "")
     table.add_row("10 services / 1 service preview", f"{per_count[10] / per_count[1]:.2f}x", "")
     table.add_row(
         "cost of each extra service / empty preview",
