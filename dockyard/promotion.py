@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import hashlib
 import json
 import os
 import shlex
@@ -23,7 +24,7 @@ from pulumi import automation as auto
 
 from components.config import BlueGreenStrategy, ConfigError, EnvironmentConfig, environment_from_file
 from components.image_ref import parse_image_reference
-from dockyard import gates
+from dockyard import gates, records
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
 
 RECORD_PREFIX = "dockyard"
@@ -153,7 +154,10 @@ class Project:
         """One dockyard operation per stack at a time, on top of the engine's own stack lock."""
         path = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "locks"
         path.mkdir(parents=True, exist_ok=True)
-        with open(path / f"{self.directory.name}-{stack}.lock", "w") as handle:
+        # The same stack is the same backend + stack name, whichever checkout drives it.
+        identity = f"{os.environ.get('PULUMI_BACKEND_URL', '~/.pulumi')}|{stack}"
+        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        with open(path / f"{stack}-{key}.lock", "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -255,6 +259,12 @@ class Project:
         problems += gates.soak_problems(source, target_env, last.end_time if last else None, now)
         if image and not gates.image_problems(source, image):
             problems += self._registry_problems(image, target_env, target)
+            if gates.requires_verification(target_env):
+                try:
+                    verified = records.latest_for(records.ledger_for(source_stack).verifications(source), image)
+                except records.LedgerError as error:
+                    raise DockyardError(str(error)) from None
+                problems += gates.verification_problems(source, target, target_env, image, verified)
         if problems:
             raise RefusedError(f"promotion {source} → {target}", problems)
         assert image is not None
@@ -286,13 +296,6 @@ class Project:
             return previous
         if to.startswith("sha256:"):
             return f"{parse_image_reference(current).name}@{to}"
-        if to.isdigit():
-            match = next((e.image for e in entries if e.version == int(to)), None)
-            if match is None:
-                raise RefusedError(
-                    f"rollback of {stack}", [f"no successful update #{to} with an image in {stack}'s history"]
-                )
-            return match
         return to
 
     @staticmethod

@@ -41,10 +41,10 @@ def credentials_for(registry: RegistryConfig) -> RegistryCredentials:
     return RegistryCredentials(registry.username, password, ca_file)
 
 
-def _bearer_token(client: httpx.Client, challenge: str) -> str:
+def _bearer_token(client: httpx.Client, challenge: str, auth: httpx.BasicAuth | None) -> str:
     fields = dict(_CHALLENGE.findall(challenge))
     params = {key: fields[key] for key in ("service", "scope") if key in fields}
-    response = client.get(fields["realm"], params=params)
+    response = client.get(fields["realm"], params=params, auth=auth or httpx.USE_CLIENT_DEFAULT)
     if response.status_code != 200:
         raise RegistryUnreachableError(f"token endpoint {fields['realm']} answered {response.status_code}")
     body = response.json()
@@ -63,11 +63,12 @@ def manifest_exists(image_ref: str, credentials: RegistryCredentials, timeout: f
     )
     headers = {"Accept": MANIFEST_TYPES}
     try:
-        with httpx.Client(verify=verify, timeout=timeout, auth=auth) as client:
-            response = client.head(url, headers=headers)
+        # Basic auth goes on the first request only: client-level auth would overwrite the bearer token below.
+        with httpx.Client(verify=verify, timeout=timeout) as client:
+            response = client.head(url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT)
             challenge = response.headers.get("www-authenticate", "")
             if response.status_code == 401 and challenge.lower().startswith("bearer "):
-                token = _bearer_token(client, challenge[7:])
+                token = _bearer_token(client, challenge[7:], auth)
                 response = client.head(url, headers={**headers, "Authorization": f"Bearer {token}"})
     except httpx.HTTPError as error:
         raise RegistryUnreachableError(f"{reference.registry}: {error.__class__.__name__}: {error}") from None

@@ -59,6 +59,9 @@ def deployed(local_workspace: Workspace) -> Workspace:
     for stack in ("local", "local-prod"):
         local_workspace.init(stack)
         local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
+    # local-prod is tier prod: it takes only digests that passed `dockyard verify` on local.
+    verified = dockyard(local_workspace, "verify", "--stack", "local")
+    assert verified.returncode == 0, verified.output
     return local_workspace
 
 
@@ -123,7 +126,8 @@ def test_engine_lock_stops_a_concurrent_promotion(deployed: Workspace) -> None:
     assert (state(deployed, "local-prod"), deployed.stack_file("local-prod").read_bytes()) == before
 
 
-def test_dockyard_lock_stops_a_second_promoter(deployed: Workspace) -> None:
+def test_dockyard_lock_stops_a_second_promoter(deployed: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", deployed.env["PULUMI_BACKEND_URL"])  # the lock is per backend + stack
     with Project(deployed.directory).lock("local-prod"):
         result = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes")
     assert result.returncode == 1
@@ -144,6 +148,7 @@ def test_promote_apply_then_rollback_restores_identical_manifests(deployed: Work
     deployed.pulumi("up", "--stack", "local", "--yes", timeout=2400)
     second = deployed.outputs("local")["image_ref"]
     assert second != first
+    assert dockyard(deployed, "verify", "--stack", "local").returncode == 0
     assert dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes").returncode == 0
     assert deployment_images(deployed, "local-prod") == {second}
 

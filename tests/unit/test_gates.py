@@ -87,3 +87,8 @@ def test_image_from_recorded_config() -> None:
     blue_green = json.dumps({"strategy": {"type": "blueGreen", "activeColor": "green", "greenImage": DIGEST_REF}})
     assert image_from_config({"dockyard:kubernetes": {"value": blue_green}}) == DIGEST_REF
     assert image_from_config({}) is None
+
+
+def test_soak_accepts_the_naive_utc_times_the_automation_api_reports() -> None:
+    naive = (NOW - timedelta(minutes=30)).replace(tzinfo=None)
+    assert gates.soak_problems("staging", prod(), naive, NOW) == ["staging has soaked 30 min of 120; wait 90 min"]

@@ -1,0 +1,482 @@
+"""Verification without a cluster or the engine: Kubernetes API answers recorded as httpx.MockTransport handlers,
+rendered manifests in a temporary directory, the ledger, the promotion gate and promote --verify's rollback."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from components.config import EnvironmentConfig, parse_environment
+from dockyard import gates
+from dockyard.promotion import Change, DockyardError, Outcome
+from dockyard.records import Check, Ledger, LedgerError, Verification, last_verified, latest_for, ledger_root
+from dockyard.verify import (
+    KubeClient,
+    KubeconfigError,
+    client_from_kubeconfig,
+    cluster_checks,
+    expected_images,
+    manifest_check,
+    promote_verified,
+)
+from tests.stacks import dockyard_document
+
+NAMESPACE = "dockyard-app-staging"
+GOOD = "ghcr.io/acme/dockyard-app@sha256:" + "a" * 64
+OLD = "ghcr.io/acme/dockyard-app@sha256:" + "b" * 64
+BAD = "ghcr.io/acme/dockyard-app@sha256:" + "c" * 64
+SELECTOR = {
+    "app.kubernetes.io/instance": "dockyard-app-staging",
+    "app.kubernetes.io/name": "dockyard-app",
+    "dockyard.dev/track": "stable",
+}
+SELECTOR_QUERY = ",".join(f"{k}={v}" for k, v in sorted(SELECTOR.items()))
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+# --- Kubernetes API answers, as a 3-replica rollout of GOOD leaves them -------------------------------------------
+
+
+def deployment(image: str = GOOD, **status: int) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "dockyard-app-stable", "namespace": NAMESPACE, "generation": 4},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": SELECTOR},
+            "template": {"spec": {"containers": [{"name": "app", "image": image}]}},
+        },
+        "status": {
+            "observedGeneration": 4,
+            "replicas": 3,
+            "updatedReplicas": 3,
+            "readyReplicas": 3,
+            "availableReplicas": 3,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+            **status,
+        },
+    }
+
+
+def pod(name: str, image_id: str = GOOD, ready: bool = True) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": SELECTOR},
+        "spec": {"containers": [{"name": "app", "image": GOOD}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"name": "app", "image": GOOD, "imageID": image_id, "ready": ready}],
+        },
+    }
+
+
+def healthy_pods() -> list[dict[str, Any]]:
+    return [pod(f"dockyard-app-stable-7d9f-{n}") for n in ("a1", "b2", "c3")]
+
+
+@dataclass
+class FakeApiServer:
+    """Answers the three GETs the verifier makes; records what it was asked."""
+
+    deployment: dict[str, Any] | None = field(default_factory=deployment)
+    pods: list[dict[str, Any]] = field(default_factory=healthy_pods)
+    health_status: int = 200
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        assert request.headers["authorization"] == "Bearer test-token"
+        if path == f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/dockyard-app-stable" and self.deployment:
+            return httpx.Response(200, json=self.deployment)
+        if path == f"/api/v1/namespaces/{NAMESPACE}/pods":
+            assert request.url.params["labelSelector"] == SELECTOR_QUERY
+            return httpx.Response(200, json={"kind": "PodList", "items": self.pods})
+        if path == f"/api/v1/namespaces/{NAMESPACE}/services/dockyard-app:80/proxy/health":
+            return httpx.Response(self.health_status, json={"status": "ok" if self.health_status == 200 else "fail"})
+        return httpx.Response(404, json={"kind": "Status", "reason": "NotFound"})
+
+    def client(self) -> KubeClient:
+        return KubeClient(
+            "https://k8s.example.test:6443",
+            headers={"Authorization": "Bearer test-token"},
+            transport=httpx.MockTransport(self.handle),
+        )
+
+
+def staging() -> EnvironmentConfig:
+    return parse_environment("staging", dockyard_document("staging"))
+
+
+def run_checks(server: FakeApiServer, url: str | None = None, http: httpx.Client | None = None) -> dict[str, Check]:
+    checks = cluster_checks(
+        server.client(),
+        namespace=NAMESPACE,
+        expected={"dockyard-app-stable": GOOD},
+        health_path="/health",
+        url=url or f"http://dockyard-app.{NAMESPACE}.svc.cluster.local:80",
+        http=http,
+    )
+    return {check.name: check for check in checks}
+
+
+def test_complete_rollout_with_the_digest_on_every_ready_pod_passes() -> None:
+    server = FakeApiServer()
+    checks = run_checks(server)
+    assert [c.name for c in checks.values()] == ["rollout", "pods", "endpoint"]
+    assert all(c.passed for c in checks.values()), checks
+    assert checks["endpoint"].detail.endswith("/services/dockyard-app:80/proxy/health answered 200")
+    assert len(server.requests) == 3
+
+
+def test_a_pod_with_another_digest_fails() -> None:
+    server = FakeApiServer()
+    server.pods[1] = pod("dockyard-app-stable-7d9f-b2", image_id="docker-pullable://" + OLD)
+    checks = run_checks(server)
+    assert checks["rollout"].passed  # the Deployment object says done; only the pod shows the truth
+    assert not checks["pods"].passed
+    assert "pod dockyard-app-stable-7d9f-b2: app runs docker-pullable://" + OLD in checks["pods"].detail
+    assert "2 of 3 pods ready with sha256:" + "a" * 64 in checks["pods"].detail
+
+
+def test_unready_pods_fail() -> None:
+    server = FakeApiServer()
+    server.pods[0] = pod("dockyard-app-stable-7d9f-a1", ready=False)
+    checks = run_checks(server)
+    assert not checks["pods"].passed
+    assert "pod dockyard-app-stable-7d9f-a1 is not ready (Running)" in checks["pods"].detail
+
+
+def test_terminating_pods_of_the_old_release_are_ignored() -> None:
+    server = FakeApiServer()
+    leaving = pod("dockyard-app-stable-5c1e-z9", image_id=OLD, ready=False)
+    leaving["metadata"]["deletionTimestamp"] = "2026-12-01T12:00:00Z"
+    server.pods.append(leaving)
+    assert run_checks(server)["pods"].passed
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"updatedReplicas": 2}, "dockyard-app-stable: 2 of 3 replicas updated"),
+        ({"availableReplicas": 1}, "dockyard-app-stable: 1 of 3 replicas available"),
+        ({"observedGeneration": 3}, "dockyard-app-stable: generation 4 not observed yet"),
+        ({"replicas": 4}, "dockyard-app-stable: 1 old replica(s) remain"),
+    ],
+)
+def test_incomplete_rollout_fails(changes: dict[str, int], problem: str) -> None:
+    server = FakeApiServer(deployment=deployment(**changes))
+    checks = run_checks(server)
+    assert not checks["rollout"].passed
+    assert problem in checks["rollout"].detail
+
+
+def test_deployment_pinned_to_another_image_fails() -> None:
+    checks = run_checks(FakeApiServer(deployment=deployment(image=OLD)))
+    assert not checks["rollout"].passed
+    assert f"container app runs {OLD}, expected {GOOD}" in checks["rollout"].detail
+
+
+def test_missing_deployment_fails_rollout_and_pods() -> None:
+    checks = run_checks(FakeApiServer(deployment=None))
+    assert not checks["rollout"].passed
+    assert (
+        "dockyard-app-stable: GET /apis/apps/v1/namespaces/dockyard-app-staging/deployments/dockyard-app-stable answered HTTP 404"
+        in checks["rollout"].detail
+    )
+    assert not checks["pods"].passed
+
+
+def test_health_path_through_the_service_must_answer_200() -> None:
+    checks = run_checks(FakeApiServer(health_status=503))
+    assert not checks["endpoint"].passed
+    assert "answered HTTP 503, want 200" in checks["endpoint"].detail
+
+
+def test_health_path_through_the_ingress_url() -> None:
+    asked: list[str] = []
+
+    def ingress(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200 if request.url.path == "/health" else 404)
+
+    with httpx.Client(transport=httpx.MockTransport(ingress)) as http:
+        checks = run_checks(FakeApiServer(), url="https://staging.dockyard.example.com", http=http)
+    assert checks["endpoint"].passed
+    assert asked == ["https://staging.dockyard.example.com/health"]
+
+
+# --- kubeconfig -------------------------------------------------------------------------------------------------
+
+
+def kubeconfig(user: dict[str, Any]) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "current-context": "dev",
+            "clusters": [
+                {"name": "c-dev", "cluster": {"server": "https://dev.example.test"}},
+                {
+                    "name": "c-staging",
+                    "cluster": {
+                        "server": "https://staging.example.test:6443",
+                        "insecure-skip-tls-verify": True,
+                    },
+                },
+            ],
+            "users": [{"name": "u", "user": user}],
+            "contexts": [
+                {"name": "dev", "context": {"cluster": "c-dev", "user": "u"}},
+                {"name": "staging", "context": {"cluster": "c-staging", "user": "u"}},
+            ],
+        }
+    )
+
+
+def test_kubeconfig_context_token_and_client_certificate() -> None:
+    text = kubeconfig(
+        {
+            "token": "t0k3n",
+            "client-certificate-data": base64.b64encode(b"CERT").decode(),
+            "client-key-data": base64.b64encode(b"KEY").decode(),
+        }
+    )
+    with client_from_kubeconfig(text, "staging") as client:
+        assert client.server == "https://staging.example.test:6443"
+        assert client.headers["Authorization"] == "Bearer t0k3n"
+        assert client.verify is False
+        assert client.cert is not None
+        assert [Path(p).read_bytes() for p in client.cert] == [b"CERT", b"KEY"]
+        assert all(Path(p).stat().st_mode & 0o077 == 0 for p in client.cert)
+    assert not Path(client.cert[0]).exists(), "key material is removed after use"
+    with client_from_kubeconfig(text, None) as default:
+        assert default.server == "https://dev.example.test"
+
+
+def test_kubeconfig_exec_plugins_and_unknown_contexts_are_refused() -> None:
+    with (
+        pytest.raises(KubeconfigError, match="exec/auth-provider plugin"),
+        client_from_kubeconfig(kubeconfig({"exec": {"command": "aws"}}), None),
+    ):
+        pass
+    with (
+        pytest.raises(KubeconfigError, match="no context named 'prod'"),
+        client_from_kubeconfig(kubeconfig({"token": "x"}), "prod"),
+    ):
+        pass
+
+
+# --- rendered manifests -----------------------------------------------------------------------------------------
+
+
+def write_deployment(directory: Path, name: str, image: str) -> None:
+    manifest = directory / "1-manifest" / f"apps_v1-deployment-{name}.yaml"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}},
+            }
+        )
+    )
+    (directory / "1-manifest" / "v1-service.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
+
+
+def test_rendered_deployments_must_pin_exactly_the_digest(tmp_path: Path) -> None:
+    write_deployment(tmp_path, "dockyard-app-stable", GOOD)
+    assert manifest_check(tmp_path, {"dockyard-app-stable": GOOD}).passed
+    wrong = manifest_check(tmp_path, {"dockyard-app-stable": OLD})
+    assert not wrong.passed
+    assert f"dockyard-app-stable: container app runs {GOOD}, expected {OLD}" in wrong.detail
+    tagged = GOOD.split("@")[0] + ":latest"
+    write_deployment(tmp_path, "dockyard-app-stable", tagged)
+    assert not manifest_check(tmp_path, {"dockyard-app-stable": GOOD}).passed
+
+
+def test_missing_and_unexpected_deployments_fail(tmp_path: Path) -> None:
+    write_deployment(tmp_path, "dockyard-app-canary", GOOD)
+    check = manifest_check(tmp_path, {"dockyard-app-stable": GOOD})
+    assert not check.passed
+    assert check.detail == "Deployment dockyard-app-stable is missing; unexpected Deployment dockyard-app-canary"
+    assert not manifest_check(tmp_path / "nothing-rendered", {"dockyard-app-stable": GOOD}).passed
+
+
+def test_expected_images_follow_the_strategy() -> None:
+    prod = parse_environment("prod", dockyard_document("prod"))  # blue-green, blue active
+    blue = prod.kubernetes.strategy.blue_image  # type: ignore[union-attr]
+    green = prod.kubernetes.strategy.green_image  # type: ignore[union-attr]
+    assert expected_images(prod, str(blue)) == {"dockyard-app-blue": blue, "dockyard-app-green": green}
+    document = copy.deepcopy(dockyard_document("staging"))
+    document["kubernetes"]["strategy"] = {"type": "canary", "weight": 34, "canaryImage": OLD}
+    canary = parse_environment("staging", document)
+    assert expected_images(canary, GOOD) == {"dockyard-app-stable": GOOD, "dockyard-app-canary": OLD}
+    assert expected_images(staging(), GOOD) == {"dockyard-app-stable": GOOD}
+
+
+# --- ledger and gate --------------------------------------------------------------------------------------------
+
+
+def record(image: str, passed: bool, minutes: int, stack: str = "dev") -> Verification:
+    checks = (Check("health", passed, "GET /health answered " + ("200" if passed else "503")),)
+    return Verification(stack, image, passed, T0 + timedelta(minutes=minutes), "ci@runner", "render", "verify", checks)
+
+
+def test_ledger_round_trip_next_to_the_file_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKYARD_LEDGER_DIR", raising=False)
+    root = ledger_root(f"file://{tmp_path}/state")
+    assert root == tmp_path / "state" / ".dockyard"
+    ledger = Ledger(root, "dockyard")
+    ledger.append(record(GOOD, True, 5))
+    ledger.append(record(OLD, False, 1))
+    assert ledger.path("dev") == tmp_path / "state" / ".dockyard" / "dockyard" / "dev.jsonl"
+    assert ledger.verifications("dev") == [record(OLD, False, 1), record(GOOD, True, 5)]
+    assert ledger.verifications("prod") == []
+    with ledger.path("dev").open("a") as handle:
+        handle.write('{"kind": "verification", "stack"')  # a crash mid-write
+    assert len(ledger.verifications("dev")) == 2
+    line = json.loads(ledger.path("dev").read_text().splitlines()[0])
+    assert line["outcome"] == "passed"
+    assert line["checks"] == [{"name": "health", "passed": True, "detail": "GET /health answered 200"}]
+
+
+def test_ledger_root_needs_a_file_backend_or_an_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DOCKYARD_LEDGER_DIR", raising=False)
+    with pytest.raises(LedgerError, match="set DOCKYARD_LEDGER_DIR"):
+        ledger_root("https://api.pulumi.com")
+    monkeypatch.setenv("DOCKYARD_LEDGER_DIR", str(tmp_path))
+    assert ledger_root("https://api.pulumi.com") == tmp_path
+
+
+def test_latest_verification_decides_and_rollback_targets_are_verified() -> None:
+    history = [record(OLD, True, 0), record(GOOD, True, 10), record(GOOD, False, 20)]
+    assert latest_for(history, GOOD) == record(GOOD, False, 20), "a later failure outweighs an earlier pass"
+    assert latest_for(history, "other") is None
+    assert last_verified(history) == record(OLD, True, 0), "GOOD's newest verification failed"
+    assert last_verified([record(OLD, False, 0)]) is None
+
+
+def test_verification_gate_applies_to_staging_and_prod_only() -> None:
+    dev = parse_environment("dev", dockyard_document("dev"))
+    assert gates.verification_problems("local", "dev", dev, GOOD, None) == []
+    (never,) = gates.verification_problems("dev", "staging", staging(), GOOD, None)
+    assert never == (
+        f"staging (tier staging) takes verified releases only: dev's sha256:{'a' * 64} has never been verified "
+        "(dockyard verify --stack dev)"
+    )
+    (failed,) = gates.verification_problems("dev", "staging", staging(), GOOD, record(GOOD, False, 0))
+    assert "failed verification at 2026-12-01T12:00:00+00:00 (health: GET /health answered 503)" in failed
+    assert gates.verification_problems("dev", "staging", staging(), GOOD, record(GOOD, True, 0)) == []
+
+
+# --- promote --verify: verification failure rolls back to the previous verified digest --------------------------
+
+
+@dataclass
+class FakeProject:
+    """Stands in for Project: promotion applies BAD, rollback goes where it is told."""
+
+    served: str = OLD
+    rolled_back_to: list[str] = field(default_factory=list)
+    rollback_error: DockyardError | None = None
+
+    def promote(self, source: str, target: str, *, yes: bool, confirm: Callable[[], bool]) -> Outcome:
+        previous, self.served = self.served, BAD
+        return Outcome(target, BAD, previous, [Change("update", "urn::app-stable", ("image",))], applied=yes)
+
+    def rollback(self, stack: str, *, to: str | None, yes: bool, confirm: Callable[[], bool]) -> Outcome:
+        if self.rollback_error:
+            raise self.rollback_error
+        assert to is not None
+        assert yes
+        self.rolled_back_to.append(to)
+        previous, self.served = self.served, to
+        return Outcome(stack, to, previous, [Change("update", "urn::app-stable", ("image",))], applied=True)
+
+
+@dataclass
+class FakeVerifier:
+    """Verifies by looking up the served image in ``healthy``; keeps a ledger in memory."""
+
+    project: FakeProject
+    healthy: set[str]
+    history: list[Verification] = field(default_factory=list)
+
+    def verify(self, stack: str, *, trigger: str = "verify") -> Verification:
+        passed = self.project.served in self.healthy
+        result = record(self.project.served, passed, len(self.history) + 100, stack)
+        self.history.append(result)
+        return result
+
+    def ledger(self, stack: str) -> FakeVerifier:
+        return self
+
+    def verifications(self, stack: str) -> list[Verification]:
+        return self.history
+
+
+def promote(project: FakeProject, verifier: FakeVerifier, yes: bool = True) -> Any:
+    return promote_verified(project, verifier, "dev", "staging", yes=yes, confirm=lambda: False)  # type: ignore[arg-type]
+
+
+def test_failed_verification_rolls_back_to_the_previous_verified_digest() -> None:
+    project = FakeProject(served=GOOD)
+    verifier = FakeVerifier(project, healthy={GOOD, OLD})
+    verifier.history = [record(OLD, True, 0, "staging"), record(GOOD, True, 10, "staging")]
+    result = promote(project, verifier)
+    assert not result.verification.passed
+    assert result.verification.image == BAD
+    assert project.rolled_back_to == [GOOD]
+    assert result.restored.passed
+    assert result.restored.image == GOOD
+    assert result.healthy
+    assert result.problem is None
+
+
+def test_passed_verification_keeps_the_promotion() -> None:
+    project = FakeProject()
+    verifier = FakeVerifier(project, healthy={BAD})
+    result = promote(project, verifier)
+    assert result.verification.passed
+    assert result.rollback is None
+    assert project.rolled_back_to == []
+    assert result.healthy
+
+
+def test_no_verified_digest_means_no_blind_rollback() -> None:
+    project = FakeProject()
+    verifier = FakeVerifier(project, healthy=set())
+    verifier.history = [record(OLD, False, 0, "staging")]
+    result = promote(project, verifier)
+    assert project.rolled_back_to == []
+    assert result.problem == f"staging has no previously verified digest to roll back to; it still serves {BAD}"
+    assert not result.healthy
+
+
+def test_failed_rollback_is_reported_not_raised() -> None:
+    project = FakeProject(rollback_error=DockyardError("registry down"))
+    verifier = FakeVerifier(project, healthy={OLD})
+    verifier.history = [record(OLD, True, 0, "staging")]
+    result = promote(project, verifier)
+    assert result.problem == f"the rollback of staging to {OLD} failed: registry down"
+    assert not result.healthy
+
+
+def test_preview_only_promotion_is_not_verified() -> None:
+    project = FakeProject()
+    verifier = FakeVerifier(project, healthy=set())
+    result = promote(project, verifier, yes=False)
+    assert result.verification is None
+    assert verifier.history == []
