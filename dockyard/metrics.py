@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,15 +36,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pulumi import automation as auto
 
 from components.config import RegistryConfig
-from components.image_ref import parse_image_reference
 from dockyard import records
 from dockyard.promotion import DockyardError, Project, image_from_config, parse_record
 from dockyard.records import Verification
-from dockyard.registry_client import MANIFEST_TYPES, RegistryCredentials, _bearer_token, credentials_for
+from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
 
 CREATED_LABEL = "org.opencontainers.image.created"
 #: What a build outside a git checkout puts in the created label (components.tags.release_identity).
@@ -287,42 +284,6 @@ def timeline(
 # --- collection -------------------------------------------------------------------------------------------------
 
 
-def image_labels(
-    image: str, credentials: RegistryCredentials, transport: httpx.BaseTransport | None = None
-) -> dict[str, str]:
-    """The OCI config labels of ``registry/repo@sha256:...``, through the registry API (basic auth)."""
-    reference = parse_image_reference(image)
-    base = f"https://{reference.registry}/v2/{reference.repository}"
-    auth = httpx.BasicAuth(credentials.username, credentials.password) if credentials.password else None
-    verify: ssl.SSLContext | bool = (
-        ssl.create_default_context(cafile=credentials.ca_file) if credentials.ca_file else True
-    )
-    headers = {"Accept": MANIFEST_TYPES}
-    with httpx.Client(verify=verify, auth=auth, timeout=10.0, transport=transport, trust_env=False) as client:
-
-        def get(path: str) -> Any:
-            # Once a token is in the headers, the client's basic auth must not replace it.
-            bearer = "Authorization" in headers
-            response = client.get(base + path, headers=headers, auth=None if bearer else auth, follow_redirects=True)
-            challenge = response.headers.get("www-authenticate", "")
-            if response.status_code == 401 and challenge.lower().startswith("bearer "):
-                # GHCR and Docker Hub: trade the credentials for a token once, then keep it.
-                headers["Authorization"] = f"Bearer {_bearer_token(client, challenge[7:], auth)}"
-                response = client.get(base + path, headers=headers, auth=None, follow_redirects=True)
-            response.raise_for_status()
-            return response.json()
-
-        manifest = get(f"/manifests/{reference.digest}")
-        if "manifests" in manifest:  # an index: its linux/amd64 image, else the first
-            chosen = next(
-                (m for m in manifest["manifests"] if m.get("platform", {}).get("architecture") == "amd64"),
-                manifest["manifests"][0],
-            )
-            manifest = get(f"/manifests/{chosen['digest']}")
-        labels = (get(f"/blobs/{manifest['config']['digest']}").get("config") or {}).get("Labels") or {}
-    return {str(k): str(v) for k, v in labels.items()}
-
-
 def commit_time(labels: Mapping[str, str]) -> datetime | None:
     text = labels.get(CREATED_LABEL)
     try:
@@ -376,10 +337,10 @@ def collect(
         if deployment.image and deployment.image not in commit_times and now - since <= deployment.at:
             try:
                 commit_times[deployment.image] = commit_time(read_labels(deployment.image, env.registry))
-            except httpx.HTTPStatusError as error:
-                warn(f"commit time of {deployment.image} unknown: the registry answered {error.response.status_code}")
+            except RegistryUnreachableError as error:
+                warn(f"commit time of {deployment.image} unknown: {error}")
                 commit_times[deployment.image] = None
-            except (httpx.HTTPError, KeyError, ValueError) as error:
+            except (KeyError, ValueError) as error:
                 warn(f"commit time of {deployment.image} unknown: {error.__class__.__name__}: {error}")
                 commit_times[deployment.image] = None
     return compute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import stat
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ class TestLocalStacks:
             f"https://{registry}/v2/{repository}/manifests/{tag}",
             headers={"Accept": MANIFEST_TYPES},
             auth=(credentials.username, credentials.password or ""),
-            verify=credentials.ca_file or True,
+            verify=ssl.create_default_context(cafile=credentials.ca_file) if credentials.ca_file else True,
             timeout=10,
         )
         assert response.headers["docker-content-digest"] == digest

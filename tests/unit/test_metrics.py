@@ -20,13 +20,12 @@ from dockyard.metrics import (
     commit_time,
     compute,
     deployments_of,
-    image_labels,
     parse_since,
     write_chart,
 )
 from dockyard.promotion import record_message
 from dockyard.records import Check, Verification
-from dockyard.registry_client import RegistryCredentials
+from dockyard.registry_client import RegistryCredentials, RegistryUnreachableError, image_labels
 
 REPO = "ghcr.io/acme/dockyard-app"
 A, B, C, D = (f"{REPO}@sha256:{c * 64}" for c in "abcd")
@@ -304,5 +303,5 @@ def test_image_labels_follow_the_index_to_the_config_blob(bearer: bool) -> None:
 
 def test_missing_image_raises() -> None:
     transport, _ = registry(False)
-    with pytest.raises(httpx.HTTPStatusError):
+    with pytest.raises(RegistryUnreachableError, match="answered HTTP 404"):
         image_labels(A, RegistryCredentials("acme-ci", "token", None), transport=transport)

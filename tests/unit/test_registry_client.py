@@ -5,23 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dockyard import registry_client
 from dockyard.registry_client import RegistryCredentials, RegistryUnreachableError, manifest_exists
 
 DIGEST = "sha256:" + "7" * 64
 REF = f"ghcr.io/acme/app@{DIGEST}"
 CREDENTIALS = RegistryCredentials("bot", "pw", None)
-REAL_CLIENT = httpx.Client
 
 
-def use(monkeypatch: pytest.MonkeyPatch, handler: httpx.MockTransport) -> None:
-    def client(**kwargs: object) -> httpx.Client:
-        return REAL_CLIENT(transport=handler, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(registry_client.httpx, "Client", client)
-
-
-def test_bearer_challenge_is_answered_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bearer_challenge_is_answered_with_a_token() -> None:
     seen: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -34,8 +25,7 @@ def test_bearer_challenge_is_answered_with_a_token(monkeypatch: pytest.MonkeyPat
             401, headers={"www-authenticate": 'Bearer realm="https://ghcr.io/token",service="ghcr.io"'}
         )
 
-    use(monkeypatch, httpx.MockTransport(answer))
-    assert manifest_exists(REF, CREDENTIALS)
+    assert manifest_exists(REF, CREDENTIALS, transport=httpx.MockTransport(answer))
     assert seen == [
         f"HEAD /v2/acme/app/manifests/{DIGEST} Basic ",
         "GET /token Basic ",
@@ -43,18 +33,15 @@ def test_bearer_challenge_is_answered_with_a_token(monkeypatch: pytest.MonkeyPat
     ]
 
 
-def test_missing_manifest_and_refused_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    use(monkeypatch, httpx.MockTransport(lambda request: httpx.Response(404)))
-    assert not manifest_exists(REF, CREDENTIALS)
-    use(monkeypatch, httpx.MockTransport(lambda request: httpx.Response(403)))
+def test_missing_manifest_and_refused_credentials() -> None:
+    assert not manifest_exists(REF, CREDENTIALS, transport=httpx.MockTransport(lambda request: httpx.Response(404)))
     with pytest.raises(RegistryUnreachableError, match="refused the credentials of 'bot'"):
-        manifest_exists(REF, CREDENTIALS)
+        manifest_exists(REF, CREDENTIALS, transport=httpx.MockTransport(lambda request: httpx.Response(403)))
 
 
-def test_unreachable_registry_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_registry_is_one_clear_error() -> None:
     def fail(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
-    use(monkeypatch, httpx.MockTransport(fail))
     with pytest.raises(RegistryUnreachableError, match=r"ghcr\.io: ConnectError: connection refused"):
-        manifest_exists(REF, CREDENTIALS)
+        manifest_exists(REF, CREDENTIALS, transport=httpx.MockTransport(fail))
