@@ -78,25 +78,27 @@ def test_invalid_config_stops_with_one_clear_error_and_registers_nothing(workspa
     assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
 
 
+@pytest.fixture(scope="module")
+def deployed(local_workspace: Workspace) -> Workspace:
+    """local and local-prod deployed once, with an extra secret set on each (builds are slow)."""
+    for stack in ("local", "local-prod"):
+        local_workspace.init(stack)
+        local_workspace.pulumi(
+            "config",
+            "set",
+            "--secret",
+            "--path",
+            "dockyard:appSecrets.EXTRA_TOKEN",
+            "--stack",
+            stack,
+            stdin=APP_SECRET,
+        )
+        local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
+    return local_workspace
+
+
 class TestLocalStacks:
     """`pulumi up` of local and local-prod against the real registry and builder (shared workspace: builds are slow)."""
-
-    @pytest.fixture(scope="class")
-    def deployed(self, local_workspace: Workspace) -> Workspace:
-        for stack in ("local", "local-prod"):
-            local_workspace.init(stack)
-            local_workspace.pulumi(
-                "config",
-                "set",
-                "--secret",
-                "--path",
-                "dockyard:appSecrets.EXTRA_TOKEN",
-                "--stack",
-                stack,
-                stdin=APP_SECRET,
-            )
-            local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
-        return local_workspace
 
     def test_local_pushes_the_digest_it_outputs(self, deployed: Workspace) -> None:
         image_ref = deployed.outputs("local")["image_ref"]
