@@ -267,11 +267,11 @@ def history(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"history of {stack}")
-    for column in ("#", "when", "action", "result", "image", "from", "by"):
-        table.add_column(column)
+    # No version column: the file backend numbers every update 0.
+    for column in ("when", "action", "result", "image", "from", "by"):
+        table.add_column(column, overflow="fold", no_wrap=column == "when")
     for entry in entries:
         table.add_row(
-            str(entry.version or ""),
             (entry.ended or entry.started).strftime("%Y-%m-%d %H:%M:%S"),
             entry.action or entry.kind,
             entry.result,
