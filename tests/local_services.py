@@ -11,15 +11,21 @@ from tests.stacks import PROJECT
 SERVICES = PROJECT / "scripts" / "local-services.sh"
 
 
+def parse_exports(text: str) -> dict[str, str]:
+    """The ``export KEY=VALUE`` lines of ``scripts/local-services.sh env`` as a mapping."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, _, value = words[1].partition("=")
+            env[key] = value
+    return env
+
+
 def start_local_services(timeout: int = 2400) -> dict[str, str]:
     """``scripts/local-services.sh start`` (idempotent), then its ``env`` exports plus the registry password."""
     subprocess.run([str(SERVICES), "start"], check=True, timeout=timeout, capture_output=True, text=True)
     printed = subprocess.run([str(SERVICES), "env"], check=True, timeout=120, capture_output=True, text=True).stdout
-    env: dict[str, str] = {}
-    for line in printed.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, value = words[1].split("=", 1)
-            env[key] = value
+    env = parse_exports(printed)
     env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
     return env

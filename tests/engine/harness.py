@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.stacks import PROJECT
 
 #: The local stacks commit secrets encrypted with this public, local-only passphrase (see README).
@@ -117,3 +119,40 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
         **(extra_env or {}),
     }
     return Workspace(directory, backend, env)
+
+
+def dockyard(workspace: Workspace, *args: str) -> Result:
+    """The ``dockyard`` CLI of the project's virtualenv against ``workspace``, as a user runs it (no stdin)."""
+    completed = subprocess.run(
+        [str(PROJECT / ".venv" / "bin" / "dockyard"), *args, "--project", str(workspace.directory)],
+        env=workspace.env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def rendered(workspace: Workspace, stack: str) -> dict[str, bytes]:
+    """The rendered manifests of ``stack`` by relative path, byte for byte."""
+    directory = workspace.directory / "rendered" / stack
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*.yaml"))}
+
+
+def deployment_images(workspace: Workspace, stack: str) -> set[str]:
+    images = set()
+    for text in rendered(workspace, stack).values():
+        for doc in yaml.safe_load_all(text):
+            if doc and doc["kind"] == "Deployment":
+                images |= {c["image"] for c in doc["spec"]["template"]["spec"]["containers"]}
+    return images
+
+
+def deploy_local_stacks(workspace: Workspace) -> Workspace:
+    """``pulumi up`` of local (build, push, render) and local-prod (its placeholder digest)."""
+    for stack in ("local", "local-prod"):
+        workspace.init(stack)
+        workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
+    return workspace

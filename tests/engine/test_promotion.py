@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 
 import pytest
 import yaml
 
 from dockyard.promotion import Project
-from tests.engine.harness import Result, Workspace
-from tests.stacks import PROJECT
+from tests.engine.harness import Workspace, deploy_local_stacks, deployment_images, dockyard, rendered
 
 pytestmark = pytest.mark.engine
 
@@ -22,33 +20,6 @@ VERSION_LABELS = {
 }
 
 
-def dockyard(workspace: Workspace, *args: str) -> Result:
-    completed = subprocess.run(
-        [str(PROJECT / ".venv" / "bin" / "dockyard"), *args, "--project", str(workspace.directory)],
-        env=workspace.env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(completed.returncode, completed.stdout, completed.stderr)
-
-
-def rendered(workspace: Workspace, stack: str) -> dict[str, bytes]:
-    directory = workspace.directory / "rendered" / stack
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*.yaml"))}
-
-
-def deployment_images(workspace: Workspace, stack: str) -> set[str]:
-    images = set()
-    for text in rendered(workspace, stack).values():
-        for doc in yaml.safe_load_all(text):
-            if doc and doc["kind"] == "Deployment":
-                images |= {c["image"] for c in doc["spec"]["template"]["spec"]["containers"]}
-    return images
-
-
 def state(workspace: Workspace, stack: str) -> str:
     return json.dumps(workspace.export(stack)["deployment"].get("resources"), sort_keys=True)
 
@@ -56,9 +27,7 @@ def state(workspace: Workspace, stack: str) -> str:
 @pytest.fixture(scope="module")
 def deployed(local_workspace: Workspace) -> Workspace:
     """local built and pushed; local-prod deployed once with its placeholder digest."""
-    for stack in ("local", "local-prod"):
-        local_workspace.init(stack)
-        local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
+    deploy_local_stacks(local_workspace)
     # local-prod is tier prod: it takes only digests that passed `dockyard verify` on local.
     verified = dockyard(local_workspace, "verify", "--stack", "local")
     assert verified.returncode == 0, verified.output

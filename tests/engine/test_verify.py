@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from dockyard.records import Check, Ledger, Verification
-from tests.engine.harness import Workspace
-from tests.engine.test_promotion import deployment_images, dockyard, rendered
+from tests.engine.harness import Workspace, deploy_local_stacks, deployment_images, dockyard, rendered
 
 pytestmark = pytest.mark.engine
 
@@ -33,10 +32,7 @@ def ledger(workspace: Workspace) -> Ledger:
 @pytest.fixture(scope="module")
 def deployed(local_workspace: Workspace) -> Workspace:
     """local built and pushed; local-prod deployed once with its placeholder digest."""
-    for stack in ("local", "local-prod"):
-        local_workspace.init(stack)
-        local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
-    return local_workspace
+    return deploy_local_stacks(local_workspace)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.local_services import parse_exports
+
 # Per-call timeouts bound every step; the test timeout leaves room for a cold start
 # (package installs, base images) and two image builds inside the first tests' fixtures.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
@@ -113,16 +115,6 @@ def _tail(text: str | bytes | None, lines: int = 40) -> str:
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     return "\n".join(text.splitlines()[-lines:])
-
-
-def parse_exports(text: str) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = shlex.split(line)
-        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
-            key, _, value = parts[1].partition("=")
-            env[key] = value
-    return env
 
 
 def free_port() -> int:
