@@ -1,12 +1,12 @@
-"""Verification without a cluster or the engine: Kubernetes API answers recorded as httpx.MockTransport handlers,
-rendered manifests in a temporary directory, the ledger, the promotion gate and promote --verify's rollback."""
+"""Verification without a cluster or the engine: Kubernetes API objects recorded as a fake ClusterReader, rendered
+manifests in a temporary directory, the ledger, the promotion gate and promote --verify's rollback. The live client
+behind ClusterReader is tested in test_verify_kube.py."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,22 +16,23 @@ import httpx
 import pytest
 import yaml
 
-from components.config import EnvironmentConfig, parse_environment
+from components.config import BlueGreenStrategy, EnvironmentConfig, parse_environment
 from dockyard import gates
 from dockyard.promotion import Change, DockyardError, Outcome
 from dockyard.records import Check, Ledger, LedgerError, Verification, last_verified, latest_for, ledger_root
 from dockyard.verify import (
-    KubeClient,
-    KubeconfigError,
-    client_from_kubeconfig,
+    ClusterReader,
+    VerifiedPromotion,
     cluster_checks,
     expected_images,
     manifest_check,
     promote_verified,
 )
+from dockyard.verify.kube import SERVICE_NAME_LABEL
 from tests.stacks import dockyard_document
 
 NAMESPACE = "dockyard-app-staging"
+SERVICE = "dockyard-app"
 GOOD = "ghcr.io/acme/dockyard-app@sha256:" + "a" * 64
 OLD = "ghcr.io/acme/dockyard-app@sha256:" + "b" * 64
 BAD = "ghcr.io/acme/dockyard-app@sha256:" + "c" * 64
@@ -40,11 +41,10 @@ SELECTOR = {
     "app.kubernetes.io/name": "dockyard-app",
     "dockyard.dev/track": "stable",
 }
-SELECTOR_QUERY = ",".join(f"{k}={v}" for k, v in sorted(SELECTOR.items()))
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-# --- Kubernetes API answers, as a 3-replica rollout of GOOD leaves them -------------------------------------------
+# --- Kubernetes API objects, as a 3-replica rollout of GOOD leaves them -------------------------------------------
 
 
 def deployment(image: str = GOOD, **status: int) -> dict[str, Any]:
@@ -68,139 +68,214 @@ def deployment(image: str = GOOD, **status: int) -> dict[str, Any]:
     }
 
 
-def pod(name: str, image_id: str = GOOD, ready: bool = True) -> dict[str, Any]:
+def pod(name: str, image_id: str = GOOD, ready: bool = True, image: str = GOOD) -> dict[str, Any]:
+    """A pod of the stable track; ``image_id=""`` is a runtime that reports no imageID (kwok, for one)."""
     return {
         "metadata": {"name": name, "labels": SELECTOR},
-        "spec": {"containers": [{"name": "app", "image": GOOD}]},
+        "spec": {"containers": [{"name": "app", "image": image}]},
         "status": {
             "phase": "Running",
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "containerStatuses": [{"name": "app", "image": GOOD, "imageID": image_id, "ready": ready}],
+            "containerStatuses": [
+                {"name": "app", "image": image, "imageID": image_id, "ready": ready, "restartCount": 0}
+            ],
         },
     }
 
 
+POD_NAMES = [f"dockyard-app-stable-7d9f-{n}" for n in ("a1", "b2", "c3")]
+
+
 def healthy_pods() -> list[dict[str, Any]]:
-    return [pod(f"dockyard-app-stable-7d9f-{n}") for n in ("a1", "b2", "c3")]
+    return [pod(name) for name in POD_NAMES]
+
+
+def endpoint_slice(*pods: str, ready: bool | None = True) -> dict[str, Any]:
+    """The slice the EndpointSlice controller keeps for the Service; ``ready=None`` leaves the condition unset."""
+    conditions = {} if ready is None else {"ready": ready, "serving": ready, "terminating": False}
+    return {
+        "metadata": {"name": f"{SERVICE}-x7k2p", "labels": {SERVICE_NAME_LABEL: SERVICE}},
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [f"10.244.0.{n + 10}"],
+                "conditions": conditions,
+                "targetRef": {"kind": "Pod", "name": name, "namespace": NAMESPACE},
+            }
+            for n, name in enumerate(pods)
+        ],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
 
 
 @dataclass
-class FakeApiServer:
-    """Answers the three GETs the verifier makes; records what it was asked."""
+class FakeCluster:
+    """A ClusterReader over recorded objects; records what it was asked."""
 
     deployment: dict[str, Any] | None = field(default_factory=deployment)
     pods: list[dict[str, Any]] = field(default_factory=healthy_pods)
-    health_status: int = 200
-    requests: list[httpx.Request] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=lambda: [endpoint_slice(*POD_NAMES)])
+    asked: list[str] = field(default_factory=list)
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        path = request.url.path
-        assert request.headers["authorization"] == "Bearer test-token"
-        if path == f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/dockyard-app-stable" and self.deployment:
-            return httpx.Response(200, json=self.deployment)
-        if path == f"/api/v1/namespaces/{NAMESPACE}/pods":
-            assert request.url.params["labelSelector"] == SELECTOR_QUERY
-            return httpx.Response(200, json={"kind": "PodList", "items": self.pods})
-        if path == f"/api/v1/namespaces/{NAMESPACE}/services/dockyard-app:80/proxy/health":
-            return httpx.Response(self.health_status, json={"status": "ok" if self.health_status == 200 else "fail"})
-        return httpx.Response(404, json={"kind": "Status", "reason": "NotFound"})
+    def read_deployment(self, namespace: str, name: str, /) -> Mapping[str, Any] | None:
+        self.asked.append(f"deployment {namespace}/{name}")
+        return self.deployment
 
-    def client(self) -> KubeClient:
-        return KubeClient(
-            "https://k8s.example.test:6443",
-            headers={"Authorization": "Bearer test-token"},
-            transport=httpx.MockTransport(self.handle),
-        )
+    def list_pods(self, namespace: str, selector: Mapping[str, str], /) -> list[Mapping[str, Any]]:
+        self.asked.append(f"pods {namespace}")
+        assert selector == SELECTOR
+        return list(self.pods)
+
+    def list_endpoint_slices(self, namespace: str, service: str, /) -> list[Mapping[str, Any]]:
+        self.asked.append(f"endpointslices {namespace}/{service}")
+        return list(self.slices)
 
 
 def staging() -> EnvironmentConfig:
     return parse_environment("staging", dockyard_document("staging"))
 
 
-def run_checks(server: FakeApiServer, url: str | None = None, http: httpx.Client | None = None) -> dict[str, Check]:
+def run_checks(cluster: ClusterReader, url: str | None = None, http: httpx.Client | None = None) -> dict[str, Check]:
     checks = cluster_checks(
-        server.client(),
+        cluster,
         namespace=NAMESPACE,
         expected={"dockyard-app-stable": GOOD},
+        service=SERVICE,
         health_path="/health",
-        url=url or f"http://dockyard-app.{NAMESPACE}.svc.cluster.local:80",
+        url=url or f"http://{SERVICE}.{NAMESPACE}.svc.cluster.local:80",
         http=http,
     )
     return {check.name: check for check in checks}
 
 
 def test_complete_rollout_with_the_digest_on_every_ready_pod_passes() -> None:
-    server = FakeApiServer()
-    checks = run_checks(server)
-    assert [c.name for c in checks.values()] == ["rollout", "pods", "endpoint"]
+    cluster = FakeCluster()
+    checks = run_checks(cluster)
+    assert [c.name for c in checks.values()] == ["rollout", "pods", "endpoints"]
     assert all(c.passed for c in checks.values()), checks
-    assert checks["endpoint"].detail.endswith("/services/dockyard-app:80/proxy/health answered 200")
-    assert len(server.requests) == 3
+    assert checks["endpoints"].detail == f"Service {SERVICE}: 3 ready endpoint(s)"
+    assert cluster.asked == [
+        f"deployment {NAMESPACE}/dockyard-app-stable",
+        f"pods {NAMESPACE}",
+        f"endpointslices {NAMESPACE}/{SERVICE}",
+    ]
 
 
 def test_a_pod_with_another_digest_fails() -> None:
-    server = FakeApiServer()
-    server.pods[1] = pod("dockyard-app-stable-7d9f-b2", image_id="docker-pullable://" + OLD)
-    checks = run_checks(server)
+    cluster = FakeCluster()
+    cluster.pods[1] = pod(POD_NAMES[1], image_id="docker-pullable://" + OLD)
+    checks = run_checks(cluster)
     assert checks["rollout"].passed  # the Deployment object says done; only the pod shows the truth
     assert not checks["pods"].passed
-    assert "pod dockyard-app-stable-7d9f-b2: app runs docker-pullable://" + OLD in checks["pods"].detail
+    assert f"pod {POD_NAMES[1]}: app runs docker-pullable://{OLD}, expected {GOOD}" in checks["pods"].detail
     assert "2 of 3 pods ready with sha256:" + "a" * 64 in checks["pods"].detail
+    assert not checks["endpoints"].passed, "the Service sends traffic to that pod"
+    assert POD_NAMES[1] in checks["endpoints"].detail
+
+
+def test_without_an_image_id_the_pod_spec_image_decides() -> None:
+    cluster = FakeCluster(pods=[pod(name, image_id="") for name in POD_NAMES])
+    assert run_checks(cluster)["pods"].passed
+    cluster.pods[0] = pod(POD_NAMES[0], image_id="", image=OLD)
+    checks = run_checks(cluster)
+    assert not checks["pods"].passed
+    assert f"pod {POD_NAMES[0]}: app runs {OLD}, expected {GOOD}" in checks["pods"].detail
+    tagged = GOOD.split("@")[0] + ":latest"
+    cluster.pods[0] = pod(POD_NAMES[0], image_id="", image=tagged)
+    assert not run_checks(cluster)["pods"].passed, "a tag is not the digest, even if it points there today"
+
+
+def test_an_image_id_wins_over_the_spec() -> None:
+    # The spec names GOOD but the runtime pulled OLD: the imageID is what runs.
+    cluster = FakeCluster(pods=[*healthy_pods()[:2], pod(POD_NAMES[2], image_id=OLD)])
+    assert not run_checks(cluster)["pods"].passed
 
 
 def test_unready_pods_fail() -> None:
-    server = FakeApiServer()
-    server.pods[0] = pod("dockyard-app-stable-7d9f-a1", ready=False)
-    checks = run_checks(server)
+    cluster = FakeCluster()
+    cluster.pods[0] = pod(POD_NAMES[0], ready=False)
+    checks = run_checks(cluster)
     assert not checks["pods"].passed
-    assert "pod dockyard-app-stable-7d9f-a1 is not ready (Running)" in checks["pods"].detail
+    assert f"pod {POD_NAMES[0]} is not ready (Running)" in checks["pods"].detail
+
+
+def test_a_pod_without_started_containers_fails() -> None:
+    cluster = FakeCluster()
+    del cluster.pods[2]["status"]["containerStatuses"]
+    checks = run_checks(cluster)
+    assert f"pod {POD_NAMES[2]}: no container has started" in checks["pods"].detail
 
 
 def test_terminating_pods_of_the_old_release_are_ignored() -> None:
-    server = FakeApiServer()
+    cluster = FakeCluster()
     leaving = pod("dockyard-app-stable-5c1e-z9", image_id=OLD, ready=False)
     leaving["metadata"]["deletionTimestamp"] = "2026-12-01T12:00:00Z"
-    server.pods.append(leaving)
-    assert run_checks(server)["pods"].passed
+    cluster.pods.append(leaving)
+    assert run_checks(cluster)["pods"].passed
 
 
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
         ({"updatedReplicas": 2}, "dockyard-app-stable: 2 of 3 replicas updated"),
+        ({"readyReplicas": 2}, "dockyard-app-stable: 2 of 3 replicas ready"),
         ({"availableReplicas": 1}, "dockyard-app-stable: 1 of 3 replicas available"),
         ({"observedGeneration": 3}, "dockyard-app-stable: generation 4 not observed yet"),
         ({"replicas": 4}, "dockyard-app-stable: 1 old replica(s) remain"),
     ],
 )
 def test_incomplete_rollout_fails(changes: dict[str, int], problem: str) -> None:
-    server = FakeApiServer(deployment=deployment(**changes))
-    checks = run_checks(server)
+    checks = run_checks(FakeCluster(deployment=deployment(**changes)))
     assert not checks["rollout"].passed
     assert problem in checks["rollout"].detail
 
 
+def test_progress_deadline_exceeded_fails() -> None:
+    stuck = deployment()
+    stuck["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}
+    ]
+    assert "progress deadline exceeded (too slow)" in run_checks(FakeCluster(deployment=stuck))["rollout"].detail
+
+
 def test_deployment_pinned_to_another_image_fails() -> None:
-    checks = run_checks(FakeApiServer(deployment=deployment(image=OLD)))
+    checks = run_checks(FakeCluster(deployment=deployment(image=OLD)))
     assert not checks["rollout"].passed
     assert f"container app runs {OLD}, expected {GOOD}" in checks["rollout"].detail
 
 
 def test_missing_deployment_fails_rollout_and_pods() -> None:
-    checks = run_checks(FakeApiServer(deployment=None))
+    checks = run_checks(FakeCluster(deployment=None))
     assert not checks["rollout"].passed
-    assert (
-        "dockyard-app-stable: GET /apis/apps/v1/namespaces/dockyard-app-staging/deployments/dockyard-app-stable answered HTTP 404"
-        in checks["rollout"].detail
-    )
+    assert checks["rollout"].detail == f"dockyard-app-stable: no such Deployment in namespace {NAMESPACE}"
     assert not checks["pods"].passed
+    assert checks["pods"].detail == "no verdict while the rollout is incomplete"
 
 
-def test_health_path_through_the_service_must_answer_200() -> None:
-    checks = run_checks(FakeApiServer(health_status=503))
-    assert not checks["endpoint"].passed
-    assert "answered HTTP 503, want 200" in checks["endpoint"].detail
+@pytest.mark.parametrize(
+    ("slices", "problem"),
+    [
+        ([], f"Service {SERVICE} has no EndpointSlice (no such Service, or it selects no pod)"),
+        ([endpoint_slice(*POD_NAMES, ready=False)], f"Service {SERVICE} has no ready endpoint (3 not ready)"),
+        ([endpoint_slice()], f"Service {SERVICE} has no ready endpoint (0 not ready)"),
+        (
+            [endpoint_slice(*POD_NAMES), endpoint_slice("other-app-6b8c-q1")],
+            f"Service {SERVICE} sends traffic to pods that did not pass the pod checks: other-app-6b8c-q1",
+        ),
+    ],
+)
+def test_the_service_must_have_ready_endpoints_on_verified_pods(slices: list[dict[str, Any]], problem: str) -> None:
+    checks = run_checks(FakeCluster(slices=slices))
+    assert checks["rollout"].passed
+    assert checks["pods"].passed
+    assert not checks["endpoints"].passed
+    assert checks["endpoints"].detail == problem
+
+
+def test_an_unset_ready_condition_counts_as_ready() -> None:
+    checks = run_checks(FakeCluster(slices=[endpoint_slice(*POD_NAMES[:2], ready=None)]))
+    assert checks["endpoints"].passed
+    assert checks["endpoints"].detail == f"Service {SERVICE}: 2 ready endpoint(s)"
 
 
 def test_health_path_through_the_ingress_url() -> None:
@@ -211,69 +286,16 @@ def test_health_path_through_the_ingress_url() -> None:
         return httpx.Response(200 if request.url.path == "/health" else 404)
 
     with httpx.Client(transport=httpx.MockTransport(ingress)) as http:
-        checks = run_checks(FakeApiServer(), url="https://staging.dockyard.example.com", http=http)
-    assert checks["endpoint"].passed
+        checks = run_checks(FakeCluster(), url="https://staging.dockyard.example.com", http=http)
+    assert checks["health"].passed
     assert asked == ["https://staging.dockyard.example.com/health"]
 
 
-# --- kubeconfig -------------------------------------------------------------------------------------------------
-
-
-def kubeconfig(user: dict[str, Any]) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "current-context": "dev",
-            "clusters": [
-                {"name": "c-dev", "cluster": {"server": "https://dev.example.test"}},
-                {
-                    "name": "c-staging",
-                    "cluster": {
-                        "server": "https://staging.example.test:6443",
-                        "insecure-skip-tls-verify": True,
-                    },
-                },
-            ],
-            "users": [{"name": "u", "user": user}],
-            "contexts": [
-                {"name": "dev", "context": {"cluster": "c-dev", "user": "u"}},
-                {"name": "staging", "context": {"cluster": "c-staging", "user": "u"}},
-            ],
-        }
-    )
-
-
-def test_kubeconfig_context_token_and_client_certificate() -> None:
-    text = kubeconfig(
-        {
-            "token": "t0k3n",
-            "client-certificate-data": base64.b64encode(b"CERT").decode(),
-            "client-key-data": base64.b64encode(b"KEY").decode(),
-        }
-    )
-    with client_from_kubeconfig(text, "staging") as client:
-        assert client.server == "https://staging.example.test:6443"
-        assert client.headers["Authorization"] == "Bearer t0k3n"
-        assert client.verify is False
-        assert client.cert is not None
-        assert [Path(p).read_bytes() for p in client.cert] == [b"CERT", b"KEY"]
-        assert all(Path(p).stat().st_mode & 0o077 == 0 for p in client.cert)
-    assert not Path(client.cert[0]).exists(), "key material is removed after use"
-    with client_from_kubeconfig(text, None) as default:
-        assert default.server == "https://dev.example.test"
-
-
-def test_kubeconfig_exec_plugins_and_unknown_contexts_are_refused() -> None:
-    with (
-        pytest.raises(KubeconfigError, match="exec/auth-provider plugin"),
-        client_from_kubeconfig(kubeconfig({"exec": {"command": "aws"}}), None),
-    ):
-        pass
-    with (
-        pytest.raises(KubeconfigError, match="no context named 'prod'"),
-        client_from_kubeconfig(kubeconfig({"token": "x"}), "prod"),
-    ):
-        pass
+def test_health_path_through_the_ingress_must_answer_200() -> None:
+    with httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(503))) as http:
+        checks = run_checks(FakeCluster(), url="https://staging.dockyard.example.com", http=http)
+    assert not checks["health"].passed
+    assert checks["health"].detail == "GET https://staging.dockyard.example.com/health answered HTTP 503, want 200"
 
 
 # --- rendered manifests -----------------------------------------------------------------------------------------
@@ -316,8 +338,9 @@ def test_missing_and_unexpected_deployments_fail(tmp_path: Path) -> None:
 
 def test_expected_images_follow_the_strategy() -> None:
     prod = parse_environment("prod", dockyard_document("prod"))  # blue-green, blue active
-    blue = prod.kubernetes.strategy.blue_image  # type: ignore[union-attr]
-    green = prod.kubernetes.strategy.green_image  # type: ignore[union-attr]
+    strategy = prod.kubernetes.strategy
+    assert isinstance(strategy, BlueGreenStrategy)
+    blue, green = strategy.blue_image, strategy.green_image
     assert expected_images(prod, str(blue)) == {"dockyard-app-blue": blue, "dockyard-app-green": green}
     document = copy.deepcopy(dockyard_document("staging"))
     document["kubernetes"]["strategy"] = {"type": "canary", "weight": 34, "canaryImage": OLD}
@@ -427,8 +450,8 @@ class FakeVerifier:
         return self.history
 
 
-def promote(project: FakeProject, verifier: FakeVerifier, yes: bool = True) -> Any:
-    return promote_verified(project, verifier, "dev", "staging", yes=yes, confirm=lambda: False)  # type: ignore[arg-type]
+def promote(project: FakeProject, verifier: FakeVerifier, yes: bool = True) -> VerifiedPromotion:
+    return promote_verified(project, verifier, "dev", "staging", yes=yes, confirm=lambda: False)
 
 
 def test_failed_verification_rolls_back_to_the_previous_verified_digest() -> None:
@@ -436,9 +459,11 @@ def test_failed_verification_rolls_back_to_the_previous_verified_digest() -> Non
     verifier = FakeVerifier(project, healthy={GOOD, OLD})
     verifier.history = [record(OLD, True, 0, "staging"), record(GOOD, True, 10, "staging")]
     result = promote(project, verifier)
+    assert result.verification is not None
     assert not result.verification.passed
     assert result.verification.image == BAD
     assert project.rolled_back_to == [GOOD]
+    assert result.restored is not None
     assert result.restored.passed
     assert result.restored.image == GOOD
     assert result.healthy
@@ -449,6 +474,7 @@ def test_passed_verification_keeps_the_promotion() -> None:
     project = FakeProject()
     verifier = FakeVerifier(project, healthy={BAD})
     result = promote(project, verifier)
+    assert result.verification is not None
     assert result.verification.passed
     assert result.rollback is None
     assert project.rolled_back_to == []
