@@ -12,6 +12,8 @@ from components.kubernetes_app import KubernetesApp
 from components.registry import ContainerRegistry
 
 stack = config.load()
+# First: a stack that cannot reach its cluster stops here, before any resource is registered.
+kubernetes = kubernetes_provider("kubernetes", stack)
 
 registry = ContainerRegistry("registry", wiring.registry_args(stack))
 
@@ -22,7 +24,7 @@ release = image.ref if image else wiring.promoted_image(stack)
 app = KubernetesApp(
     "app",
     wiring.app_args(stack, release, registry),
-    opts=pulumi.ResourceOptions(providers=[kubernetes_provider("kubernetes", stack)]),
+    opts=pulumi.ResourceOptions(providers=[kubernetes]),
 )
 
 # GitHub-enabled stacks: Actions secrets, the stack's environment with its approvals, the workflows.

@@ -17,12 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.timing import workspace
-from tests.local_services import start_local_services
+from tests.local_services import start_local_cluster, start_local_services
 
 
 def main() -> None:
     console = Console()
-    ws = workspace(start_local_services())
+    ws = workspace({**start_local_services(), **start_local_cluster()})
     ws.init("local")
 
     def up(**env: str) -> tuple[float, str]:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.timing import program_workspace, timed, workspace
-from tests.local_services import start_local_services
+from tests.local_services import start_local_cluster, start_local_services
 from tests.stacks import PROJECT
 
 
@@ -44,7 +44,7 @@ def main() -> None:
         services.pulumi("config", "set", "project", str(PROJECT), "--stack", stack)
         per_count[count] = timed(services, "preview", "--stack", stack, repeat=repeat)
 
-    local = workspace(start_local_services())
+    local = workspace({**start_local_services(), **start_local_cluster()})
     local.init("local")
     local.pulumi("up", "--stack", "local", "--yes", timeout=3600)
     local_preview = timed(local, "preview", "--stack", "local", repeat=repeat)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import StackConfig
+from components.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError, StackConfig
 
 
 def prepare_private_directory(directory: Path) -> None:
@@ -30,8 +30,17 @@ def kubernetes_provider(name: str, stack: StackConfig) -> k8s.Provider:
         directory = Path(stack.render_directory)
         prepare_private_directory(directory)
         return k8s.Provider(name, render_yaml_to_directory=str(directory))
+    if settings.local_cluster and stack.secrets.kubeconfig is None and not os.environ.get("KUBECONFIG"):
+        # Without this the provider falls back to ~/.kube/config and fails on a missing context much later.
+        raise ConfigError(
+            [
+                f"{stack.stack}: {NAMESPACE}:kubernetes.context: {LOCAL_CLUSTER_CONTEXT} needs KUBECONFIG; allowed: "
+                "scripts/local-cluster.sh start, then source scripts/local-env.sh (it exports KUBECONFIG)"
+            ]
+        )
     return k8s.Provider(
         name,
+        # None: the ambient kubeconfig (KUBECONFIG), which never enters the state.
         kubeconfig=stack.secrets.kubeconfig,
         context=settings.context,
         # Refuse to guess a namespace: every object names its own.

@@ -33,8 +33,13 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components.image_ref import ImageReferenceError, parse_image_reference
+from components.quantity import parse_quantity
 
 NAMESPACE = "dockyard"
+
+#: The kubeconfig context of the local control plane (scripts/local-cluster.sh): a throw-away cluster on this
+#: machine, which is why a prod-tier stack on it needs no approval gate.
+LOCAL_CLUSTER_CONTEXT = "dockyard-local"
 
 #: Keys that must be stored encrypted (``pulumi config set --secret``) and are never parsed into models.
 SECRET_KEYS: dict[str, str] = {
@@ -201,6 +206,25 @@ class ResourcesConfig(_Model):
     requests: ResourceAmounts = ResourceAmounts(cpu="50m", memory="64Mi")
     limits: ResourceAmounts | None = None
 
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourcesConfig:
+        # The API server refuses a pod whose request exceeds its limit, and the rollout would wait for it forever.
+        if self.limits is None:
+            return self
+        default = "" if "requests" in self.model_fields_set else " (the default)"
+        problems = [
+            f"requests.{name}: {request!r}{default} is more than limits.{name} {limit!r}; "
+            "allowed: a request at most its limit"
+            for name, request, limit in (
+                ("cpu", self.requests.cpu, self.limits.cpu),
+                ("memory", self.requests.memory, self.limits.memory),
+            )
+            if parse_quantity(request) > parse_quantity(limit)
+        ]
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
+
 
 class RollingStrategy(_Model):
     """Kubernetes rolling update."""
@@ -291,6 +315,14 @@ class KubernetesConfig(_Model):
     env: dict[EnvName, str] = Field(default_factory=dict, description="non-secret settings, in a ConfigMap")
     termination_grace_period_seconds: int = Field(default=30, ge=0, le=3600)
     revision_history_limit: int = Field(default=5, ge=0, le=50)
+    rollout_timeout_seconds: int = Field(
+        default=600, ge=10, le=3600, description="mode=cluster: how long `pulumi up` waits for each rollout"
+    )
+
+    @property
+    def local_cluster(self) -> bool:
+        """Applied to the local control plane that scripts/local-cluster.sh runs."""
+        return self.mode == "cluster" and self.context == LOCAL_CLUSTER_CONTEXT
 
 
 class Reviewer(_Model):
@@ -407,10 +439,13 @@ def _prod_problems(env: EnvironmentConfig) -> list[str]:
         )
     if k8s.resources.limits is None:
         problems.append("kubernetes.resources.limits: missing; allowed in prod: cpu and memory limits")
-    # A render-only prod (GitOps hand-off, or the local-prod stack) is approved where the manifests are applied;
-    # a prod that Dockyard applies itself must be gated by GitHub environment reviewers.
-    if k8s.mode == "cluster" and not env.github.enabled:
-        problems.append("github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate)")
+    # A render-only prod (GitOps hand-off) is approved where the manifests are applied, and the local control plane
+    # is a throw-away cluster on this machine; any other prod that Dockyard applies is gated by GitHub reviewers.
+    if k8s.mode == "cluster" and not k8s.local_cluster and not env.github.enabled:
+        problems.append(
+            "github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate), "
+            f"or kubernetes.context={LOCAL_CLUSTER_CONTEXT} (the local cluster)"
+        )
     if env.github.enabled and not env.github.reviewers:
         problems.append("github.reviewers: empty; allowed in prod: at least one required reviewer")
     return problems
@@ -497,8 +532,8 @@ def _describe(stack: str, error: Mapping[str, Any]) -> list[str]:
         return [f"{stack}: {NAMESPACE}:{path}: missing; required"]
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "value_error" and " | " in message:
-        # Cross-field rules report several problems with their own key paths.
-        return [f"{stack}: {NAMESPACE}:{part}" for part in message.split(" | ")]
+        # Cross-field rules report several problems with their own key paths, relative to the model that checks them.
+        return [f"{stack}: {NAMESPACE}:{path + '.' if path else ''}{part}" for part in message.split(" | ")]
     if kind == "value_error" and re.match(r"^(?!allowed)[a-zA-Z][a-zA-Z.]*: ", message):
         return [f"{stack}: {NAMESPACE}:{path + '.' if path else ''}{message}"]
     found = _format_found(error.get("input"))
@@ -518,21 +553,30 @@ def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentCon
         raise ConfigError(problems) from None
 
 
-def read_stack_file(path: Path) -> dict[str, Any]:
-    """The ``dockyard:`` keys of a ``Pulumi.<stack>.yaml`` file, without the namespace (secure values skipped)."""
+def _written_keys(path: Path) -> dict[str, Any]:
+    """Every ``dockyard:`` key of a ``Pulumi.<stack>.yaml`` file as written, without the namespace.
+
+    Encrypted values stay as the file holds them: ``{secure: v1:...}``.
+    """
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
     prefix = f"{NAMESPACE}:"
-    return {
-        key.removeprefix(prefix): value
-        for key, value in config.items()
-        if key.startswith(prefix) and key.removeprefix(prefix) not in SECRET_KEYS
-    }
+    return {key.removeprefix(prefix): value for key, value in config.items() if key.startswith(prefix)}
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The ``dockyard:`` keys of a ``Pulumi.<stack>.yaml`` file, without the namespace (secure values skipped)."""
+    return {key: value for key, value in _written_keys(path).items() if key not in SECRET_KEYS}
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    """Where the engine reads and ``pulumi config set`` writes a stack's config."""
+    return project_dir / f"Pulumi.{stack}.yaml"
 
 
 def environment_from_file(project_dir: Path, stack: str) -> EnvironmentConfig:
     """Validate a stack's committed config file without the engine (used by the CLI and tests)."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    path = stack_file(project_dir, stack)
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
         raise ConfigError([f"{stack}: no such stack (no {path.name}); known stacks: {', '.join(known)}"])
@@ -555,11 +599,22 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def load(stack: str | None = None) -> StackConfig:
-    """Read and validate the current stack's config. Raises :class:`ConfigError` listing every problem."""
+def load(stack: str | None = None, project_dir: Path | None = None) -> StackConfig:
+    """Read and validate the current stack's config. Raises :class:`ConfigError` listing every problem.
+
+    ``project_dir`` (default: the working directory, where the engine runs the program) holds the stack file and
+    the build context.
+    """
     stack = stack or pulumi.get_stack()
+    project_dir = project_dir or Path.cwd()
     config = pulumi.Config(NAMESPACE)
     raw = _namespace_keys()
+    # The engine passes each key decrypted and flags it secret when any value inside it is encrypted
+    # (sdk/go/common/resource/config: object.Secure() is "any"), so a plaintext value written beside encrypted ones
+    # (`pulumi config set --path 'dockyard:appSecrets.X' v`, no --secret) reaches the program indistinguishable from
+    # them. Only the stack file says which values are `secure:`; without one (config from elsewhere) nothing is in git.
+    path = stack_file(project_dir, stack)
+    written = _written_keys(path) if path.is_file() else {}
     problems: list[str] = []
     refused: set[str] = set()
     document: dict[str, Any] = {}
@@ -571,6 +626,12 @@ def load(stack: str | None = None) -> StackConfig:
                     f"{stack}: {NAMESPACE}:{key}: stored in plaintext; allowed: an encrypted value "
                     f"(pulumi config set --secret {NAMESPACE}:{key} ...)"
                 )
+            elif key in written:
+                problems += [
+                    f"{stack}: {NAMESPACE}:{leaf}: stored in plaintext beside encrypted values; allowed: an "
+                    f"encrypted value (pulumi config set --secret --path '{NAMESPACE}:{leaf}' ...)"
+                    for leaf in _plaintext_leaves(written[key], key)
+                ]
             continue
         if secret:
             # Decrypting a structured key into a model would strip its secret flag, so refuse it.
@@ -592,7 +653,7 @@ def load(stack: str | None = None) -> StackConfig:
 
     app_secrets = config.get_secret_object("appSecrets") if "appSecrets" in raw else None
     if env is not None:
-        problems += _secret_problems(stack, env, raw, os.environ)
+        problems += _secret_problems(stack, env, raw, os.environ) + _build_path_problems(stack, env, project_dir)
     if problems or env is None:
         raise ConfigError(problems)
 
@@ -642,3 +703,33 @@ def _secret_problems(
                 "allowed: an object of environment variable names to string values"
             )
     return problems
+
+
+def _plaintext_leaves(value: Any, path: str) -> list[str]:
+    """Key paths under ``path`` whose values a stack file holds unencrypted (an encrypted one is ``{secure: ...}``)."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return []
+        return [leaf for key, item in value.items() for leaf in _plaintext_leaves(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [leaf for i, item in enumerate(value) for leaf in _plaintext_leaves(item, f"{path}[{i}]")]
+    return [path]
+
+
+def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) -> list[str]:
+    """The build context and its Dockerfile exist, so a typo stops here and not in a traceback mid-deployment."""
+    build = env.image.build
+    if build is None:
+        return []
+    context = project_dir / build.context
+    if not context.is_dir():
+        return [
+            f"{stack}: {NAMESPACE}:image.build.context: found {build.context!r}, no such directory in {project_dir}; "
+            "allowed: the build context directory, relative to the project"
+        ]
+    if not (context / build.dockerfile).is_file():
+        return [
+            f"{stack}: {NAMESPACE}:image.build.dockerfile: found {build.dockerfile!r}, no such file in {context}; "
+            "allowed: the Dockerfile's path inside image.build.context"
+        ]
+    return []

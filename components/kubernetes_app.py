@@ -246,8 +246,10 @@ class KubernetesApp(pulumi.ComponentResource):
             lambda parts: {**parts[0], TRACK_LABEL: track.name, "app.kubernetes.io/version": parts[1]}
         )
         container = container_spec(settings, track.image, config_map.metadata.name, secret_name)
-        # With an autoscaler the HPA owns the replica count; setting it here would fight it on every update.
-        replicas = None if settings.autoscaling and track.name != "canary" else track.replicas
+        autoscaled = settings.autoscaling is not None and track.name != "canary"
+        # With an autoscaler the Deployment starts at the HPA's floor (never the API default of 1 pod), and later
+        # updates leave the count to the HPA (ignore_changes) instead of resetting what it scaled to.
+        replicas = settings.autoscaling.min_replicas if settings.autoscaling and autoscaled else track.replicas
         # One release track; the image is the digest-pinned reference.
         return k8s.apps.v1.Deployment(
             f"{name}-{track.name}",
@@ -266,7 +268,14 @@ class KubernetesApp(pulumi.ComponentResource):
                     spec=pod_spec(settings, selector, container, pull_secret_name, spread=track.replicas > 1),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                ignore_changes=["spec.replicas"] if autoscaled else None,
+                # mode=cluster: `pulumi up` fails with the provider's own message when the rollout does not finish.
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=f"{settings.rollout_timeout_seconds}s", update=f"{settings.rollout_timeout_seconds}s"
+                ),
+            ),
         )
 
     def _service(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,8 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from components.config import stack_file
 from dockyard import metrics as delivery_metrics
 from dockyard import pr_summary
+from dockyard.config_guard import Terminated
 from dockyard.promotion import DockyardError, Outcome, Project
 from dockyard.records import LedgerError, Verification
 from dockyard.verify import HEALTH_TIMEOUT, Verifier, promote_verified
@@ -33,7 +38,14 @@ def _confirm() -> bool:
     if not sys.stdin.isatty():
         console.print("[yellow]not applied:[/] no terminal to confirm on; re-run with --yes to apply")
         return False
-    return typer.confirm("Apply this change?", default=False)
+    try:
+        return typer.confirm("Apply this change?", default=False)
+    except typer.Abort as abort:
+        # click turns an interrupt at a prompt into Abort; re-raise the interrupt (Ctrl-C or a Terminated signal) so
+        # it is reported as one. End of input is no answer, and no answer is "no".
+        if isinstance(abort.__context__, KeyboardInterrupt):
+            raise abort.__context__ from None
+        return False
 
 
 def _report(outcome: Outcome, verb: str) -> None:
@@ -47,6 +59,21 @@ def _report(outcome: Outcome, verb: str) -> None:
 def _fail(error: DockyardError | LedgerError) -> typer.Exit:
     console.print(f"[red]error:[/] {error}")
     return typer.Exit(code=1)
+
+
+@contextmanager
+def _interrupt_reported(project: Path, stack: str) -> Iterator[None]:
+    """Ctrl-C, SIGTERM or SIGHUP during a config change: one line, the shell's exit code, no traceback."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        signum = interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT
+        console.print(
+            f"[yellow]interrupted[/] ({signal.Signals(signum).name}): {stack_file(project, stack).name} holds only "
+            "what was applied; an update that had already started may have changed resources "
+            f"(dockyard history --stack {stack})"
+        )
+        raise typer.Exit(code=128 + signum) from None
 
 
 #: ``promote --verify`` exit codes: the promotion failed verification and was rolled back to a verified digest (1),
@@ -74,21 +101,23 @@ def promote(
     dockyard = _project(project)
     if not verify:
         try:
-            outcome = dockyard.promote(source, target, yes=yes, confirm=_confirm)
+            with _interrupt_reported(project, target):
+                outcome = dockyard.promote(source, target, yes=yes, confirm=_confirm)
         except DockyardError as error:
             raise _fail(error) from None
         _report(outcome, "promoted")
         return
     try:
-        result = promote_verified(
-            dockyard,
-            Verifier(dockyard),
-            source,
-            target,
-            yes=yes,
-            confirm=_confirm,
-            on_failure=_print_checks,
-        )
+        with _interrupt_reported(project, target):
+            result = promote_verified(
+                dockyard,
+                Verifier(dockyard),
+                source,
+                target,
+                yes=yes,
+                confirm=_confirm,
+                on_failure=_print_checks,
+            )
     except (DockyardError, LedgerError) as error:
         raise _fail(error) from None
     _report(result.promotion, "promoted")
@@ -242,7 +271,8 @@ def rollback(
 ) -> None:
     """Roll STACK back to its previously served digest (or --to), previewed first."""
     try:
-        outcome = _project(project).rollback(stack, to=to, yes=yes, confirm=_confirm)
+        with _interrupt_reported(project, stack):
+            outcome = _project(project).rollback(stack, to=to, yes=yes, confirm=_confirm)
     except DockyardError as error:
         raise _fail(error) from None
     _report(outcome, "rolled back")

@@ -18,13 +18,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pulumi import automation as auto
 
-from components.config import BlueGreenStrategy, ConfigError, EnvironmentConfig, environment_from_file
+from components.config import (
+    BlueGreenStrategy,
+    ConfigError,
+    EnvironmentConfig,
+    environment_from_file,
+    stack_file,
+)
 from components.image_ref import parse_image_reference
 from dockyard import gates, records
+from dockyard.config_guard import restored_unless_kept
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
 
 RECORD_PREFIX = "dockyard"
@@ -186,20 +193,6 @@ class Project:
             )
         return entries
 
-    def _preview(self, stack: auto.Stack) -> list[Change]:
-        changes: list[Change] = []
-
-        def on_event(event: auto.EngineEvent) -> None:
-            pre = event.resource_pre_event
-            if pre is None or pre.metadata.op in (auto.OpType.SAME, auto.OpType.READ):
-                return
-            metadata = pre.metadata
-            properties = tuple(sorted((metadata.detailed_diff or {}).keys())) or tuple(metadata.diffs or ())
-            changes.append(Change(str(metadata.op.value), metadata.urn, properties))
-
-        stack.preview(diff=True, on_output=self.print_line, on_event=on_event, color="always")
-        return changes
-
     def _switch_image(
         self,
         action: str,
@@ -209,40 +202,22 @@ class Project:
         yes: bool,
         confirm: Callable[[], bool],
     ) -> Outcome:
-        env = self.environment(stack_name)
-        key = image_key(env)
+        key = image_key(self.environment(stack_name))
         with self.lock(stack_name):
-            stack = self.stack(stack_name, create=True)
-            try:
-                previous: str | None = stack.get_config(key, path=True).value
-            except auto.CommandError:
-                previous = None
-            outcome = Outcome(stack_name, image, previous)
-            stack.set_config(key, auto.ConfigValue(image), path=True)
-            try:
-                outcome.changes = self._preview(stack)
-                if not (yes or confirm()):
-                    self._restore(stack, key, previous)
-                    return outcome
-                stack.up(
+            return switch_image(
+                self.stack(stack_name, create=True),
+                ImageSwitch(
+                    action=action,
+                    stack=stack_name,
+                    config_file=stack_file(self.directory, stack_name),
+                    key=key,
+                    image=image,
                     message=record_message(action, image=image, actor=actor(), **record),
-                    on_output=self.print_line,
-                    color="always",
-                )
-            except auto.ConcurrentUpdateError:
-                self._restore(stack, key, previous)
-                raise DockyardError(f"{stack_name} is being updated by someone else; nothing changed") from None
-            except auto.CommandError as error:
-                raise DockyardError(f"{action} of {stack_name} failed: {_last_error_line(error)}") from None
-            outcome.applied = True
-            return outcome
-
-    @staticmethod
-    def _restore(stack: auto.Stack, key: str, previous: str | None) -> None:
-        if previous is None:
-            stack.remove_config(key, path=True)
-        else:
-            stack.set_config(key, auto.ConfigValue(previous), path=True)
+                ),
+                yes=yes,
+                confirm=confirm,
+                print_line=self.print_line,
+            )
 
     def promote(
         self, source: str, target: str, *, yes: bool, confirm: Callable[[], bool], now: datetime | None = None
@@ -306,6 +281,96 @@ class Project:
         except RegistryUnreachableError as error:
             return [f"cannot check {target}'s registry: {error}"]
         return []
+
+
+OnOutput = Callable[[str], object]
+OnEvent = Callable[[auto.EngineEvent], object]
+
+
+class UpdatableStack(Protocol):
+    """What switching a stack's image needs of it: ``auto.Stack`` has it, tests fake it without the engine."""
+
+    def get_config(self, key: str, *, path: bool = False) -> auto.ConfigValue: ...
+
+    def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None: ...
+
+    def preview(
+        self,
+        *,
+        diff: bool | None = None,
+        color: str | None = None,
+        on_output: OnOutput | None = None,
+        on_event: OnEvent | None = None,
+    ) -> object: ...
+
+    def up(
+        self, *, message: str | None = None, color: str | None = None, on_output: OnOutput | None = None
+    ) -> object: ...
+
+
+@dataclass(frozen=True)
+class ImageSwitch:
+    """One promotion or rollback: which config key of which stack file gets which image, and its record."""
+
+    action: str
+    stack: str
+    config_file: Path
+    key: str
+    image: str
+    message: str
+
+
+def switch_image(
+    stack: UpdatableStack,
+    switch: ImageSwitch,
+    *,
+    yes: bool,
+    confirm: Callable[[], bool],
+    print_line: Callable[[str], None],
+) -> Outcome:
+    """Write the image into the stack's config, preview, and apply when confirmed.
+
+    The config file keeps the new image only once ``up`` succeeded; "no", Ctrl-C, SIGTERM and a failed preview or
+    up all leave it byte-identical (:func:`restored_unless_kept`).
+    """
+    with restored_unless_kept(switch.config_file) as edit:
+        try:
+            previous: str | None = stack.get_config(switch.key, path=True).value
+        except auto.CommandError:
+            previous = None
+        outcome = Outcome(switch.stack, switch.image, previous)
+        stack.set_config(switch.key, auto.ConfigValue(switch.image), path=True)
+        try:
+            outcome.changes = preview_changes(stack, print_line)
+            if not (yes or confirm()):
+                return outcome
+            stack.up(message=switch.message, on_output=print_line, color="always")
+        except auto.ConcurrentUpdateError:
+            raise DockyardError(f"{switch.stack} is being updated by someone else; nothing changed") from None
+        except auto.CommandError as error:
+            raise DockyardError(
+                f"{switch.action} of {switch.stack} failed: {_last_error_line(error)} "
+                f"({switch.config_file.name} left as it was)"
+            ) from None
+        edit.keep()
+        outcome.applied = True
+        return outcome
+
+
+def preview_changes(stack: UpdatableStack, print_line: Callable[[str], None]) -> list[Change]:
+    """The resources a preview would change, with the properties that differ."""
+    changes: list[Change] = []
+
+    def on_event(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is None or pre.metadata.op in (auto.OpType.SAME, auto.OpType.READ):
+            return
+        metadata = pre.metadata
+        properties = tuple(sorted((metadata.detailed_diff or {}).keys())) or tuple(metadata.diffs or ())
+        changes.append(Change(str(metadata.op.value), metadata.urn, properties))
+
+    stack.preview(diff=True, on_output=print_line, on_event=on_event, color="always")
+    return changes
 
 
 def _last_error_line(error: auto.CommandError) -> str:

@@ -17,7 +17,9 @@
 #
 # Settings (environment):
 #   DOCKYARD_STATE                 all state: ${HOME}/.cache/dockyard/local by default
-#   DOCKYARD_REGISTRY_PORT         5443 by default (the registry listens on 127.0.0.1 only)
+#   DOCKYARD_REGISTRY_PORT         5443 by default (the registry listens on 127.0.0.1 only). The stack files
+#                                  name the registry too (dockyard:registry.server, image references): another
+#                                  port needs them changed as well.
 #   DOCKYARD_REGISTRY_START_TIMEOUT  seconds to wait for a healthy registry (30)
 #   DOCKYARD_SKIP_BASE_IMAGES=1    start without building the base images
 #
@@ -32,6 +34,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR
+readonly PROJECT_DIR="${SCRIPT_DIR%/scripts}"
 readonly STATE="${DOCKYARD_STATE:-${HOME:-/root}/.cache/dockyard/local}"
 readonly PORT="${DOCKYARD_REGISTRY_PORT:-5443}"
 readonly HOST="127.0.0.1"
@@ -93,6 +96,31 @@ registry_pid() { # prints the pid when our registry process is alive, else fails
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
+
+# stack_registry_addresses: "<file>: <host:port> ..." for each stack file that names a registry on $HOST.
+stack_registry_addresses() {
+    local file addresses
+    for file in "$PROJECT_DIR"/Pulumi.*.yaml; do
+        [ -f "$file" ] || continue
+        addresses=$(grep -oE "${HOST//./\\.}:[0-9]+" "$file" | sort -u | tr '\n' ' ') || true
+        [ -n "$addresses" ] && printf '%s: %s\n' "${file##*/}" "${addresses% }"
+    done
+    return 0
+}
+
+port_taken_message() {
+    local holders
+    holders=$(stack_registry_addresses | sed 's/^/    /')
+    printf 'port %s on %s is taken by another process.\n' "$PORT" "$HOST"
+    if [ -n "$holders" ]; then
+        printf '  The registry address is also written in the stack files:\n%s\n' "$holders"
+        printf '  Free the port, or move the registry: set DOCKYARD_REGISTRY_PORT and change dockyard:registry.server\n'
+        printf '  and the image references in those files to the same port (DOCKYARD_REGISTRY_PORT alone leaves\n'
+        printf '  the stacks pushing to the old address).'
+    else
+        printf '  Free the port, or set DOCKYARD_REGISTRY_PORT.'
+    fi
+}
 
 # http_code [with-auth|no-auth|bad-auth]: the HTTP status of GET /v2/ (000 when unreachable).
 # Credentials go to curl on stdin (-K -), never on its command line.
@@ -257,8 +285,11 @@ launch() {
     rm -f "$PID_FILE"
     # setsid + nohup: the registry gets its own session and survives the shell that started it.
     # The inner shell writes its own pid and then execs the registry, so the pid stays valid.
+    # env -i: the registry reads every REGISTRY_* variable as configuration (podman's REGISTRY_AUTH_FILE would
+    # make it fail to start), so it gets a clean environment; its config file says everything else.
     # shellcheck disable=SC2016
-    setsid nohup sh -c 'echo $$ >"$1"; exec docker-registry serve "$2"' sh "$PID_FILE" "$CONFIG_FILE" \
+    env -i PATH="$PATH" HOME="${HOME:-/root}" \
+        setsid nohup sh -c 'echo $$ >"$1"; exec docker-registry serve "$2"' sh "$PID_FILE" "$CONFIG_FILE" \
         >>"$LOG_FILE" 2>&1 </dev/null &
     disown 2>/dev/null || true
 }
@@ -274,7 +305,13 @@ cmd_start() {
             die "registry process $pid is running but unhealthy (see $LOG_FILE); try: $0 stop && $0 start"
         fi
     else
-        port_in_use && die "port $PORT on $HOST is taken by another process (set DOCKYARD_REGISTRY_PORT)"
+        port_in_use && die "$(port_taken_message)"
+        local named
+        named=$(stack_registry_addresses | tr '\n' ' ')
+        case " $named" in
+            '' | ' ' | *" $ADDR "*) ;;
+            *) log "WARNING: the registry starts on $ADDR, but the stack files name another address: $named" ;;
+        esac
         ensure_tls
         ensure_credentials
         write_config

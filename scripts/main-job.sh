@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the local embedded default, from a fresh machine: virtualenv, Pulumi engine, local registry
-# and builder, then `pulumi up --stack local` (build with podman, push, render manifests) and its outputs.
+# and builder, local Kubernetes control plane, then `pulumi up --stack local` (build with podman, push, deploy to
+# the live API server and wait for the rollout), its outputs and the live objects.
 # Running it again changes nothing: 0 updates, no rebuild.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -8,7 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 step "virtualenv"; scripts/setup-venv.sh
 step "Pulumi engine"; scripts/bootstrap-engine.sh
+step "Kubernetes control plane"; scripts/bootstrap-cluster.sh
 step "local registry and base images"; scripts/local-services.sh start
+step "local cluster"; scripts/local-cluster.sh start
 # shellcheck source=scripts/local-env.sh
 . scripts/local-env.sh
 stack=${1:-local}
@@ -18,3 +21,5 @@ step "pulumi up --stack $stack"
 pulumi up --stack "$stack" --yes --skip-preview
 step "outputs"
 pulumi stack output --stack "$stack"
+step "live objects"
+kubectl get deploy,svc,pods -n "$(pulumi stack output --stack "$stack" namespace)"

@@ -8,7 +8,9 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 step "virtualenv"; scripts/setup-venv.sh
 step "workflow linters"; scripts/install-linters.sh
 step "Pulumi engine"; scripts/bootstrap-engine.sh
+step "Kubernetes control plane"; scripts/bootstrap-cluster.sh
 step "local registry and base images"; scripts/local-services.sh start
+step "local cluster"; scripts/local-cluster.sh start
 # shellcheck source=scripts/local-env.sh
 . scripts/local-env.sh
 export PATH="${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/bin:$PATH"

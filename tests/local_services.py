@@ -29,3 +29,15 @@ def start_local_services(timeout: int = 2400) -> dict[str, str]:
     env = parse_exports(printed)
     env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
     return env
+
+
+CLUSTER = PROJECT / "scripts" / "local-cluster.sh"
+
+
+def start_local_cluster(timeout: int = 600) -> dict[str, str]:
+    """``scripts/local-cluster.sh start`` (idempotent), then its ``env`` exports (KUBECONFIG)."""
+    started = subprocess.run([str(CLUSTER), "start"], timeout=timeout, capture_output=True, text=True, check=False)
+    if started.returncode != 0:
+        raise RuntimeError(f"scripts/local-cluster.sh start failed:\n{started.stderr[-3000:]}")
+    printed = subprocess.run([str(CLUSTER), "env"], check=True, timeout=60, capture_output=True, text=True).stdout
+    return parse_exports(printed)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,24 @@ class Workspace:
         return self.directory / f"Pulumi.{stack}.yaml"
 
 
+#: The kubeconfig context of the local cluster; stacks that name it deploy there.
+LOCAL_CONTEXT = "dockyard-local"
+#: Marks this test session's namespaces, so its clean-up never touches a user's own local stacks.
+SESSION = f"t{uuid.uuid4().hex[:6]}"
+
+
+def isolate_namespaces(directory: Path, suffix: str) -> None:
+    """Workspaces share one local cluster: give each workspace's local stacks namespaces of their own."""
+    for stack_file in directory.glob("Pulumi.*.yaml"):
+        document = yaml.safe_load(stack_file.read_text())
+        kubernetes = document["config"].get("dockyard:kubernetes") or {}
+        if kubernetes.get("context") != LOCAL_CONTEXT:
+            continue
+        stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        kubernetes["namespace"] = f"dockyard-app-{stack}-{suffix}"[:63].rstrip("-")
+        stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
 def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Workspace:
     directory = root / "project"
     directory.mkdir()
@@ -106,6 +126,7 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
             shutil.copy2(source, directory / item)
     for stack_file in PROJECT.glob("Pulumi.*.yaml"):
         shutil.copy2(stack_file, directory / stack_file.name)
+    isolate_namespaces(directory, f"{SESSION}-" + re.sub(r"[^a-z0-9-]", "-", root.name.lower()).strip("-"))
     # The copy runs on the checkout's virtualenv (Pulumi.yaml names .venv relative to the project).
     (directory / ".venv").symlink_to(PROJECT / ".venv")
     backend = root / "state"
@@ -135,6 +156,42 @@ def dockyard(workspace: Workspace, *args: str) -> Result:
     return Result(completed.returncode, completed.stdout, completed.stderr)
 
 
+def kubectl(workspace: Workspace, *args: str, check: bool = True) -> Result:
+    """The real ``kubectl`` against the local cluster (the workspace's KUBECONFIG)."""
+    completed = subprocess.run(
+        ["kubectl", "--context", LOCAL_CONTEXT, *args],
+        env=workspace.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    result = Result(completed.returncode, completed.stdout, completed.stderr)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({completed.returncode}):\n{result.output[-3000:]}")
+    return result
+
+
+def namespace_of(workspace: Workspace, stack: str) -> str:
+    return str(workspace.outputs(stack)["namespace"])
+
+
+def live(workspace: Workspace, stack: str, kind: str) -> dict[str, dict[str, Any]]:
+    """The live objects of ``kind`` in ``stack``'s namespace, by name."""
+    items = kubectl(workspace, "get", kind, "-n", namespace_of(workspace, stack), "-o", "json").json()["items"]
+    return {item["metadata"]["name"]: item for item in items}
+
+
+#: Metadata the API server changes on every write; what is left is what a user declared.
+VOLATILE_METADATA = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp", "annotations")
+
+
+def declared(obj: dict[str, Any]) -> dict[str, Any]:
+    """A live object without status and server-maintained metadata: comparable across updates."""
+    metadata = {k: v for k, v in obj["metadata"].items() if k not in VOLATILE_METADATA}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
+
+
 def rendered(workspace: Workspace, stack: str) -> dict[str, bytes]:
     """The rendered manifests of ``stack`` by relative path, byte for byte."""
     directory = workspace.directory / "rendered" / stack
@@ -142,17 +199,32 @@ def rendered(workspace: Workspace, stack: str) -> dict[str, bytes]:
 
 
 def deployment_images(workspace: Workspace, stack: str) -> set[str]:
-    images = set()
-    for text in rendered(workspace, stack).values():
-        for doc in yaml.safe_load_all(text):
-            if doc and doc["kind"] == "Deployment":
-                images |= {c["image"] for c in doc["spec"]["template"]["spec"]["containers"]}
-    return images
+    """The images of ``stack``'s live Deployments."""
+    return {
+        container["image"]
+        for deployment in live(workspace, stack, "deployments").values()
+        for container in deployment["spec"]["template"]["spec"]["containers"]
+    }
 
 
 def deploy_local_stacks(workspace: Workspace) -> Workspace:
-    """``pulumi up`` of local (build, push, render) and local-prod (its placeholder digest)."""
-    for stack in ("local", "local-prod"):
+    """``pulumi up`` of local (build, push, deploy) and local-staging (its placeholder digest) on the local cluster."""
+    for stack in ("local", "local-staging"):
         workspace.init(stack)
         workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
     return workspace
+
+
+def set_stack_config(workspace: Workspace, stack: str, path: list[str], value: Any) -> None:
+    """Set ``dockyard:<path>`` in a workspace's stack file (as a user edits it); ``None`` removes the key."""
+    stack_file = workspace.stack_file(stack)
+    document = yaml.safe_load(stack_file.read_text())
+    *parents, last = [f"dockyard:{path[0]}", *path[1:]]
+    node = document["config"]
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is None:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    stack_file.write_text(yaml.safe_dump(document, sort_keys=False))

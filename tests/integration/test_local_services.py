@@ -126,13 +126,17 @@ def free_port() -> int:
 # ----------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="session")
-def services() -> Iterator[Services]:
+def require_root() -> None:
     if os.geteuid() != 0:
         message = "needs root (installs packages, podman storage in /var/lib/containers)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)  # CI must run this tier, never skip it
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    require_root()
     was_running = run([str(SERVICES), "status"], timeout=SHORT_TIMEOUT, check=False).returncode == 0
     run([str(SERVICES), "start"], timeout=BUILD_TIMEOUT)
     env = parse_exports(run([str(SERVICES), "env"], timeout=SHORT_TIMEOUT).stdout)
@@ -445,3 +449,53 @@ def test_health_fail_variant_answers_503(services: Services, pushed: dict[str, P
         checked = smoke(app)
         assert checked.returncode == 1, checked.stdout + checked.stderr
         assert "503" in checked.stderr
+
+
+# ----------------------------------------------------------- a second registry: its environment and its port
+
+
+def services_command(command: str, state: Path, port: int, **environment: str) -> subprocess.CompletedProcess[str]:
+    """``local-services.sh COMMAND`` on its own state and port, without base images (seconds, not minutes)."""
+    settings = {"DOCKYARD_STATE": str(state), "DOCKYARD_REGISTRY_PORT": str(port), "DOCKYARD_SKIP_BASE_IMAGES": "1"}
+    return subprocess.run(
+        [str(SERVICES), command],
+        env={**os.environ, **settings, **environment},
+        capture_output=True,
+        text=True,
+        timeout=SHORT_TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_registry_never_reads_the_callers_registry_variables(tmp_path: Path) -> None:
+    require_root()
+    port, state = free_port(), tmp_path / "state"
+    (tmp_path / "auth.json").write_text("{}")
+    # podman's standard variable, which the registry would read as its `auth` section, and a wrong listen address.
+    callers = {"REGISTRY_AUTH_FILE": str(tmp_path / "auth.json"), "REGISTRY_HTTP_ADDR": "127.0.0.1:1"}
+    try:
+        started = services_command("start", state, port, **callers)
+        assert started.returncode == 0, started.stderr
+        pid = int((state / "registry" / "registry.pid").read_text())
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert [v for v in environment if v.startswith(b"REGISTRY_")] == []
+    finally:
+        services_command("stop", state, port)
+        subprocess.run(["rm", "-rf", f"/etc/containers/certs.d/127.0.0.1:{port}"], check=False)
+
+
+def test_a_taken_port_names_the_stack_files_that_hold_the_registry_address(tmp_path: Path) -> None:
+    require_root()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = int(listener.getsockname()[1])
+        refused = services_command("start", tmp_path / "state", port)
+    assert refused.returncode == 1
+    assert f"port {port} on 127.0.0.1 is taken by another process" in refused.stderr
+    holders = sorted(p.name for p in REPO_ROOT.glob("Pulumi.*.yaml") if "127.0.0.1:" in p.read_text())
+    assert holders, "the local stacks name their registry"
+    for name in holders:
+        assert f"    {name}: 127.0.0.1:" in refused.stderr
+    assert "DOCKYARD_REGISTRY_PORT alone leaves" in refused.stderr

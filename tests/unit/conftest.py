@@ -101,5 +101,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (app / "main.go").write_text("package main\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DOCKYARD_REGISTRY_PASSWORD", PASSWORD)
+    # The local stacks apply to the local cluster through the ambient kubeconfig (scripts/local-env.sh).
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.setenv("GHCR_TOKEN", PASSWORD)
     return tmp_path

@@ -28,7 +28,7 @@ def prod_document() -> dict[str, Any]:
 
 
 def test_committed_stacks_are_the_expected_environments() -> None:
-    assert STACKS == ["dev", "local", "local-prod", "prod", "staging"]
+    assert STACKS == ["dev", "local", "local-prod", "local-staging", "prod", "staging"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -37,7 +37,7 @@ def test_every_committed_stack_validates(stack: str) -> None:
     assert isinstance(env, EnvironmentConfig)
 
 
-@pytest.mark.parametrize("stack", ["staging", "prod", "local-prod"])
+@pytest.mark.parametrize("stack", ["staging", "prod", "local-staging", "local-prod"])
 def test_promoted_stacks_never_build(stack: str) -> None:
     env = parse_environment(stack, dockyard_document(stack))
     assert env.image.build is None

@@ -113,12 +113,14 @@ def test_network_policy_denies_by_default_and_opens_the_app_port(mocks: Recordin
     assert allow["ingress"] == [{"ports": [{"port": 9090, "protocol": "TCP"}]}]
 
 
-def test_autoscaler_owns_replicas(mocks: RecordingMocks) -> None:
-    deploy(settings(replicas=2, autoscaling={"minReplicas": 2, "maxReplicas": 6, "cpuUtilization": 60}))
+def test_autoscaled_deployment_starts_at_the_autoscaler_floor(mocks: RecordingMocks) -> None:
+    # Without a count the API server creates 1 pod, below minReplicas until the HPA acts (seen on a live API).
+    # Later updates leave the count to the HPA (ignore_changes, proven by the engine tier on the live cluster).
+    deploy(settings(replicas=2, autoscaling={"minReplicas": 3, "maxReplicas": 6, "cpuUtilization": 60}))
     (deployment,) = by_kind(mocks, "Deployment").values()
-    assert "replicas" not in deployment["spec"]
+    assert deployment["spec"]["replicas"] == 3
     (hpa,) = by_kind(mocks, "HorizontalPodAutoscaler").values()
-    assert hpa["spec"]["minReplicas"] == 2
+    assert hpa["spec"]["minReplicas"] == 3
     assert hpa["spec"]["maxReplicas"] == 6
     assert hpa["spec"]["scaleTargetRef"]["name"] == "dockyard-app-stable"
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60

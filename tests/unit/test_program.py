@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pytest
 
+from components.config import ConfigError
 from tests.stacks import PROJECT, stack_config
 from tests.unit.conftest import (
     APP_SECRET,
@@ -46,13 +48,40 @@ def test_local_builds_with_podman_and_deploys_the_pushed_digest(mocks: Recording
     assert build.inputs["target"] == "runtime"
     assert build.inputs["test_target"] == "test"
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
-    assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
-    assert (workdir / "rendered" / "local").stat().st_mode & 0o077 == 0
+    assert provider.inputs["context"] == "dockyard-local"
+    assert "renderYamlToDirectory" not in provider.inputs
     (deployment,) = deployments(mocks).values()
     assert container(deployment)["image"] == f"127.0.0.1:5443/dockyard/app@{FAKE_DIGEST}"
     assert not [r for r in mocks.resources if r.typ.startswith("github:")]
     namespaces = [r.inputs["metadata"]["name"] for r in mocks.of_type("kubernetes:core/v1:Namespace")]
     assert namespaces == ["dockyard-app-local"]
+
+
+def test_local_cluster_without_kubeconfig_stops_with_the_next_step(
+    mocks: RecordingMocks, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG")
+    with pytest.raises(ConfigError) as raised:
+        _run_local(mocks, workdir)
+    assert raised.value.problems == [
+        "local: dockyard:kubernetes.context: dockyard-local needs KUBECONFIG; allowed: scripts/local-cluster.sh "
+        "start, then source scripts/local-env.sh (it exports KUBECONFIG)"
+    ]
+    assert not mocks.resources, "nothing is registered before the error"
+
+
+@pulumi.runtime.test
+def _run_local_rendered(mocks: RecordingMocks, workdir: Path) -> None:
+    kubernetes = {**stack_config("local")["dockyard:kubernetes"], "mode": "render"}
+    kubernetes.pop("context")
+    run_program("local", {"dockyard:kubernetes": kubernetes})
+
+
+def test_render_mode_writes_owner_only_manifests_for_gitops(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_local_rendered(mocks, workdir)
+    (provider,) = mocks.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
+    assert (workdir / "rendered" / "local").stat().st_mode & 0o077 == 0, "rendered Secrets are owner-only"
 
 
 @pulumi.runtime.test
@@ -68,7 +97,7 @@ def test_prod_never_builds_and_runs_both_colors(mocks: RecordingMocks, workdir: 
     assert sorted(by_name) == ["dockyard-app-blue", "dockyard-app-green"]
     for deployment in by_name.values():
         assert "@sha256:" in container(deployment)["image"]
-        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+        assert deployment["spec"]["replicas"] == 3, "starts at the HPA's minReplicas"
     service = next(
         r for r in mocks.of_type("kubernetes:core/v1:Service") if r.inputs["metadata"]["name"] == "dockyard-app"
     )

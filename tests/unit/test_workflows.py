@@ -65,7 +65,7 @@ def _env(stack: str, **overrides: Any) -> EnvironmentConfig:
 def test_committed_stacks_are_read_and_only_github_enabled_ones_run_in_ci(
     stacks: dict[str, EnvironmentConfig],
 ) -> None:
-    assert set(stacks) == {"dev", "local", "local-prod", "prod", "staging"}
+    assert set(stacks) == {"dev", "local", "local-prod", "local-staging", "prod", "staging"}
     assert list(workflows.github_stacks(stacks)) == ["dev", "prod", "staging"]
     builder = workflows.building_stack(stacks)
     assert builder is not None
