@@ -33,68 +33,10 @@ export GOFLAGS="${GOFLAGS:--mod=mod}"
 REBUILD="${DOCKYARD_ENGINE_REBUILD:-0}"
 STRICT="${DOCKYARD_ENGINE_STRICT:-0}"
 
-STEP="setup"
-STEP_LOG=""
+LOG_PREFIX=bootstrap-engine
+# shellcheck source=lib/gobuild.sh
+. "$SCRIPT_DIR/lib/gobuild.sh"
 WARNINGS=()
-START=$SECONDS
-
-log() { printf '[bootstrap-engine] %s\n' "$*"; }
-step() {
-    STEP="$1"
-    STEP_LOG="$LOGS/$(printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '_').log"
-    : >"$STEP_LOG"
-    log "==> $1 (t+$((SECONDS - START))s)"
-}
-fail() {
-    trap - ERR
-    printf '[bootstrap-engine] FAILED in step "%s": %s\n' "$STEP" "$*" >&2
-    if [ -n "$STEP_LOG" ] && [ -s "$STEP_LOG" ]; then
-        printf '[bootstrap-engine] last lines of %s:\n' "$STEP_LOG" >&2
-        tail -n 25 "$STEP_LOG" | sed 's/^/    /' >&2
-    fi
-    exit 1
-}
-trap 'fail "unexpected error (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
-
-# run DESCRIPTION CMD...: run a command with its output in the step log; fail with DESCRIPTION if it fails.
-run() {
-    local what="$1"
-    shift
-    printf '+ %s\n' "$*" >>"$STEP_LOG"
-    "$@" >>"$STEP_LOG" 2>&1 || fail "$what (exit $?): $*"
-}
-
-# module_dir MODULE@VERSION: download a module through the Go module proxy, print its directory.
-module_dir() {
-    local json dir err
-    printf '+ go mod download -json %s\n' "$1" >>"$STEP_LOG"
-    json=$(cd "$SRC" && go mod download -json "$1" 2>>"$STEP_LOG") || true
-    printf '%s\n' "$json" >>"$STEP_LOG"
-    dir=$(printf '%s' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-    if [ -z "$dir" ] || [ ! -d "$dir" ]; then
-        err=$(printf '%s' "$json" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' | sed 's/\\n/ /g; s/\\t/ /g')
-        fail "module $1 could not be downloaded: ${err:-see log}"
-    fi
-    printf '%s\n' "$dir"
-}
-
-# fresh_copy SRC_DIR DEST_DIR: writable copy of a (read-only) module directory.
-fresh_copy() {
-    rm -rf "$2"
-    mkdir -p "$(dirname "$2")"
-    cp -R "$1" "$2"
-    chmod -R u+w "$2"
-}
-
-# install_file SRC DEST: copy an executable if missing or different.
-install_file() {
-    if ! cmp -s "$1" "$2" 2>/dev/null; then
-        cp "$1" "$2.tmp"
-        chmod 0755 "$2.tmp"
-        mv -f "$2.tmp" "$2"
-        log "    installed $(basename "$2")"
-    fi
-}
 
 binary_version() { "$1" version 2>/dev/null | head -n1 | tr -d '[:space:]' || true; }
 
@@ -105,8 +47,7 @@ command -v go >/dev/null 2>&1 || fail "the Go toolchain is not on PATH (needed t
 GO_VERSION=$(go env GOVERSION)
 log "    go $GO_VERSION, GOMODCACHE=$(go env GOMODCACHE), cache=$ROOT"
 command -v python3 >/dev/null 2>&1 || WARNINGS+=("python3 is not on PATH: Pulumi Python programs will not run")
-# A scratch module so `go mod download` runs outside any go.mod (e.g. when run from inside a Go module).
-[ -f "$SRC/go.mod" ] || printf 'module dockyard.local/engine-scratch\n\ngo 1.22\n' >"$SRC/go.mod"
+scratch_module
 
 # ---------------------------------------------------------------------------------------------------------
 step "pulumi CLI v$V"
