@@ -10,6 +10,7 @@ from components.github_ci import CiPipeline
 from components.image import AppImage
 from components.kubernetes_app import KubernetesApp
 from components.registry import ContainerRegistry
+from components.signing import SignedImage
 
 stack = config.load()
 # First: a stack that cannot reach its cluster stops here, before any resource is registered.
@@ -20,11 +21,14 @@ registry = ContainerRegistry("registry", wiring.registry_args(stack))
 # Build once: only building stacks (local, dev) create an image; the others deploy a promoted digest.
 image = AppImage("image", wiring.image_args(stack, registry)) if stack.env.image.build else None
 release = image.ref if image else wiring.promoted_image(stack)
+# What was built and tested is what is signed: SBOM, signature and SBOM attestation of the pushed digest.
+signed = SignedImage("signed", wiring.signing_args(stack, registry, image.ref)) if image and stack.env.signing else None
 
 app = KubernetesApp(
     "app",
     wiring.app_args(stack, release, registry),
-    opts=pulumi.ResourceOptions(providers=[kubernetes]),
+    # A signing stack deploys its digest only once the signature and SBOM attestation verify.
+    opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[signed] if signed else None),
 )
 
 # GitHub-enabled stacks: Actions secrets, the stack's environment with its approvals, the workflows.
@@ -35,3 +39,6 @@ pulumi.export("environment", stack.stack)
 pulumi.export("image_ref", release)
 pulumi.export("namespace", app.namespace)
 pulumi.export("url", app.url)
+if signed:
+    pulumi.export("signature_ref", signed.signature_ref)
+    pulumi.export("sbom_attestation_ref", signed.sbom_attestation_ref)

@@ -34,6 +34,23 @@ from pydantic.alias_generators import to_camel
 
 from components.image_ref import ImageReferenceError, parse_image_reference
 from components.quantity import parse_quantity
+from components.release import (
+    ACTIVE_COLOR,
+    CANARY,
+    CANARY_IMAGE,
+    CANARY_WEIGHT,
+    COLORS,
+    IMAGE_REF,
+    PREVIEW_SERVICE,
+    STABLE,
+    Candidate,
+    Color,
+    ConfigWrite,
+    Track,
+    color_image_key,
+    other_color,
+    split_replicas,
+)
 
 NAMESPACE = "dockyard"
 
@@ -47,6 +64,8 @@ SECRET_KEYS: dict[str, str] = {
     "kubeconfig": "kubeconfig of the target cluster",
     "appSecrets": "object of environment variables for the app, stored in a Kubernetes Secret",
     "ciPulumiPassphrase": "passphrase CI uses to decrypt this stack's secrets",
+    "cosignPrivateKey": "cosign private key (encrypted PEM) that signs this stack's builds",
+    "cosignPassword": "password of dockyard:cosignPrivateKey",
 }
 
 
@@ -119,11 +138,26 @@ Repository = Annotated[str, AfterValidator(_matching(_REPOSITORY, "a lower-case 
 
 
 class Tier(StrEnum):
-    """How strict the rules are: ``staging`` and ``prod`` only deploy promoted, digest-pinned images."""
+    """How strict the rules are: only ``dev`` builds; ``qa``, ``staging`` and ``prod`` deploy promoted digests."""
 
     DEV = "dev"
+    QA = "qa"
     STAGING = "staging"
     PROD = "prod"
+
+    @property
+    def promoted_only(self) -> bool:
+        """Deploys only promoted, digest-pinned images (and takes verified releases only, unless config says not)."""
+        return self is not Tier.DEV
+
+    @property
+    def rank(self) -> int:
+        """Position in the usual chain dev → qa → staging → prod."""
+        return list(Tier).index(self)
+
+
+class ReleaseError(ValueError):
+    """A release move the stack's current state does not allow; the message says what the state is."""
 
 
 class RegistryKind(StrEnum):
@@ -164,6 +198,11 @@ class RegistryConfig(_Model):
     @property
     def image_name(self) -> str:
         return f"{self.host}/{self.repository}"
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """``caFile``, else ``DOCKYARD_REGISTRY_CA`` (exported for the local registry by scripts/local-env.sh)."""
+        return self.ca_file or os.environ.get("DOCKYARD_REGISTRY_CA") or None
 
 
 class BuildConfig(_Model):
@@ -233,6 +272,33 @@ class RollingStrategy(_Model):
     max_surge: PercentOrInt = "25%"
     max_unavailable: PercentOrInt = 0
 
+    def served_image(self, ref: str | None) -> str | None:
+        """The one release image: ``image.ref`` (or the build's output on a building stack)."""
+        return ref
+
+    def tracks(self, replicas: int) -> list[Track]:
+        return [Track(STABLE, replicas)]
+
+    def promotion_write(self, image: str) -> ConfigWrite:
+        return ConfigWrite("release", {IMAGE_REF: image})
+
+    def rollback_write(self, image: str) -> ConfigWrite:
+        return ConfigWrite("roll back", {IMAGE_REF: image})
+
+    def service_track(self, ingress: bool) -> str | None:
+        """The track the app's Service selects; None: every track."""
+        return None
+
+    @property
+    def candidate(self) -> Candidate | None:
+        """A release on its way in but not yet fully served (a canary, an idle color): none for rolling."""
+        return None
+
+    @property
+    def instant_rollback(self) -> str | None:
+        """An image that is still running beside the served one, so rolling back to it is a switch: none."""
+        return None
+
 
 class BlueGreenStrategy(_Model):
     """Two color Deployments, each pinned to its own image; the Service selects ``activeColor``.
@@ -258,16 +324,145 @@ class BlueGreenStrategy(_Model):
         return self.blue_image if color == "blue" else self.green_image
 
     @property
-    def idle_color(self) -> Literal["blue", "green"]:
-        return "green" if self.active_color == "blue" else "blue"
+    def active(self) -> Color:
+        return self.active_color or "blue"
+
+    @property
+    def idle_color(self) -> Color:
+        return other_color(self.active)
+
+    def served_image(self, ref: str | None) -> str | None:
+        """The active color's image: the Service selects only that color."""
+        return self.image_of(self.active)
+
+    def tracks(self, replicas: int) -> list[Track]:
+        # Both colors stay warm at full size: switching back is instant.
+        return [Track(color, replicas, image) for color in COLORS if (image := self.image_of(color)) is not None]
+
+    def promotion_write(self, image: str) -> ConfigWrite:
+        """A release lands on the idle color; the served traffic does not move until :meth:`switch_write`."""
+        return ConfigWrite(f"onto the idle color {self.idle_color}", {color_image_key(self.idle_color): image})
+
+    def switch_write(self) -> ConfigWrite:
+        """Flip ``activeColor`` to the idle color: a diff of the Service selectors only."""
+        idle = self.image_of(self.idle_color)
+        if idle is None:
+            raise ReleaseError(f"the idle color {self.idle_color} runs no release; promote one onto it first")
+        return ConfigWrite(f"switch to {self.idle_color}", {ACTIVE_COLOR: self.idle_color})
+
+    def rollback_write(self, image: str) -> ConfigWrite:
+        """Switch back: the idle color still runs the previous release. Any other image is refused."""
+        idle = self.image_of(self.idle_color)
+        if image != idle:
+            raise ReleaseError(
+                f"a blue-green rollback switches back to the idle color {self.idle_color}, which runs "
+                f"{idle or 'nothing'}, not {image}; promote {image} onto the idle color and switch to it instead"
+            )
+        return ConfigWrite(f"switch back to {self.idle_color}", {ACTIVE_COLOR: self.idle_color})
+
+    def service_track(self, ingress: bool) -> str | None:
+        return self.active
+
+    @property
+    def candidate(self) -> Candidate | None:
+        idle = self.image_of(self.idle_color)
+        return Candidate(self.idle_color, idle, serving=False, service=PREVIEW_SERVICE) if idle is not None else None
+
+    @property
+    def instant_rollback(self) -> str | None:
+        return self.image_of(self.idle_color)
+
+
+DEFAULT_CANARY_STEPS = (10, 25, 50, 100)
+
+
+def _canary_steps(steps: list[int]) -> list[int]:
+    if not steps or any(not 1 <= step <= 100 for step in steps) or steps != sorted(set(steps)):
+        raise ValueError("allowed: increasing percentages between 1 and 100, e.g. [10, 25, 50, 100]")
+    return steps
 
 
 class CanaryStrategy(_Model):
-    """Stable and canary Deployments behind one Service; traffic split by replica ratio (and ingress weight)."""
+    """Stable and canary Deployments behind one Service; traffic split by replica ratio (and ingress weight).
+
+    Promotion writes ``canaryImage`` at the first of ``steps``; ``dockyard canary advance`` moves to the next step
+    after analysing the current one, and past the last step makes the canary image the stable one.
+    """
 
     type: Literal["canary"]
-    weight: int = Field(ge=0, le=100, description="percent of traffic for the canary")
+    weight: int = Field(default=0, ge=0, le=100, description="percent of pods (and Ingress traffic) for the canary")
     canary_image: ImageRef | None = Field(default=None, description="image of the canary; none → no canary pods")
+    steps: Annotated[list[int], AfterValidator(_canary_steps)] = Field(
+        default_factory=lambda: list(DEFAULT_CANARY_STEPS), description="canary weights, one per advance"
+    )
+    step_soak_seconds: int = Field(default=0, ge=0, le=3600, description="how long each step runs before its analysis")
+
+    @model_validator(mode="after")
+    def _weight_needs_a_canary(self) -> CanaryStrategy:
+        if self.weight > 0 and self.canary_image is None:
+            raise ValueError(
+                f"weight: {self.weight} without canaryImage; allowed: 0 until a promotion writes canaryImage"
+            )
+        return self
+
+    @property
+    def in_progress(self) -> bool:
+        return self.canary_image is not None
+
+    @property
+    def next_weight(self) -> int | None:
+        """The step after the current weight; None when the next move completes the canary."""
+        return next((step for step in self.steps if step > self.weight), None)
+
+    def served_image(self, ref: str | None) -> str | None:
+        """The stable track's image; the canary serves only its share until it completes."""
+        return ref
+
+    def tracks(self, replicas: int) -> list[Track]:
+        stable, canary = split_replicas(replicas, self.weight, self.canary_image is not None)
+        tracks = [Track(STABLE, stable)]
+        if canary and self.canary_image is not None:
+            tracks.append(Track(CANARY, canary, self.canary_image))
+        return tracks
+
+    def promotion_write(self, image: str) -> ConfigWrite:
+        first = self.steps[0]
+        return ConfigWrite(f"canary at {first}%", {CANARY_IMAGE: image, CANARY_WEIGHT: first})
+
+    def advance_write(self) -> ConfigWrite:
+        """The next step, or completion: the canary image becomes ``image.ref`` and the canary track goes away."""
+        if self.canary_image is None:
+            raise ReleaseError("no canary is in progress (dockyard promote writes one)")
+        weight = self.next_weight
+        if weight is None:
+            return ConfigWrite(
+                "canary complete: it becomes the stable release",
+                {IMAGE_REF: self.canary_image, CANARY_IMAGE: None, CANARY_WEIGHT: 0},
+            )
+        return ConfigWrite(f"canary at {weight}%", {CANARY_WEIGHT: weight})
+
+    def abort_write(self) -> ConfigWrite:
+        """Back to 0: the canary track goes away and the stable track serves everything again."""
+        if self.canary_image is None:
+            raise ReleaseError("no canary is in progress")
+        return ConfigWrite("canary aborted: back to 0%", {CANARY_IMAGE: None, CANARY_WEIGHT: 0})
+
+    def rollback_write(self, image: str) -> ConfigWrite:
+        """The stable track back to ``image``, and any canary in progress gone with it."""
+        return ConfigWrite("roll back", {IMAGE_REF: image, CANARY_IMAGE: None, CANARY_WEIGHT: 0})
+
+    def service_track(self, ingress: bool) -> str | None:
+        # With an Ingress, the ingress-nginx canary Ingress sends the weighted share to the canary's own Service;
+        # without one every track serves and the replica ratio splits the traffic.
+        return STABLE if ingress else None
+
+    @property
+    def candidate(self) -> Candidate | None:
+        return Candidate(CANARY, self.canary_image, serving=True) if self.canary_image is not None else None
+
+    @property
+    def instant_rollback(self) -> str | None:
+        return None
 
 
 Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="type")]
@@ -324,6 +519,16 @@ class KubernetesConfig(_Model):
         """Applied to the local control plane that scripts/local-cluster.sh runs."""
         return self.mode == "cluster" and self.context == LOCAL_CLUSTER_CONTEXT
 
+    @property
+    def tracks(self) -> list[Track]:
+        """The Deployments the strategy runs, with the replicas and image of each."""
+        return self.strategy.tracks(self.replicas)
+
+    @property
+    def service_track(self) -> str | None:
+        """The track the app's Service selects (None: every track)."""
+        return self.strategy.service_track(self.ingress is not None)
+
 
 class Reviewer(_Model):
     """A required reviewer of a GitHub environment. GitHub's API takes numeric ids; the name is for people."""
@@ -376,22 +581,50 @@ class PromotionConfig(_Model):
     upstream: str | None = Field(default=None, description="stack whose image this stack receives")
     soak_minutes: int = Field(default=0, ge=0, le=60 * 24 * 30)
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    require_verification: bool | None = Field(
+        default=None,
+        description="take only digests whose latest dockyard verify on the upstream passed; default: true in the "
+        "qa, staging and prod tiers",
+    )
+
+
+class SigningConfig(_Model):
+    """Supply-chain trust: the key that signs this stack's builds and that a digest promoted into it must carry."""
+
+    public_key_file: str = Field(
+        description="cosign public key (PEM), relative to the project; building stacks sign with the matching "
+        "dockyard:cosignPrivateKey"
+    )
+    require_sbom: bool = Field(default=True, description="promotions also require a signed SPDX SBOM attestation")
 
 
 class EnvironmentConfig(_Model):
     """Everything non-secret that ``Pulumi.<stack>.yaml`` says under ``dockyard:``."""
 
-    tier: Tier = Field(description="dev builds; staging and prod only deploy promoted digests")
+    tier: Tier = Field(description="dev builds; qa, staging and prod only deploy promoted digests")
     registry: RegistryConfig = Field(description="where images are pushed and pulled")
     image: ImageConfig = Field(description="build here, or deploy a promoted reference")
     kubernetes: KubernetesConfig = Field(description="the Deployment, its Service and guard rails")
     github: GitHubConfig = Field(default=GitHubConfig(), description="GitHub environment, secrets and workflows")
     promotion: PromotionConfig = Field(default=PromotionConfig(), description="where releases come from, gates")
+    signing: SigningConfig | None = Field(default=None, description="sign builds; require signatures on promotion")
+
+    @property
+    def served_image(self) -> str | None:
+        """The image this stack's traffic goes to, from its config (None on a building stack: the build decides)."""
+        return self.kubernetes.strategy.served_image(self.image.ref)
+
+    @property
+    def requires_verified_releases(self) -> bool:
+        """Promotions into this stack take only digests verified on the upstream: the tier's rule, unless config
+        says otherwise (``promotion.requireVerification``)."""
+        configured = self.promotion.require_verification
+        return self.tier.promoted_only if configured is None else configured
 
     @model_validator(mode="after")
     def _tier_rules(self) -> EnvironmentConfig:
         problems: list[str] = []
-        if self.tier in (Tier.STAGING, Tier.PROD):
+        if self.tier.promoted_only:
             problems += _promoted_only_problems(self)
         if self.tier == Tier.PROD:
             problems += _prod_problems(self)
@@ -462,6 +695,8 @@ class StackSecrets:
     kubeconfig: pulumi.Output[str] | None
     app_secrets: pulumi.Output[dict[str, str]] | None
     ci_pulumi_passphrase: pulumi.Output[str] | None
+    cosign_private_key: pulumi.Output[str] | None = None
+    cosign_password: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -654,6 +889,7 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
     app_secrets = config.get_secret_object("appSecrets") if "appSecrets" in raw else None
     if env is not None:
         problems += _secret_problems(stack, env, raw, os.environ) + _build_path_problems(stack, env, project_dir)
+        problems += _signing_problems(stack, env, raw, project_dir)
     if problems or env is None:
         raise ConfigError(problems)
 
@@ -669,6 +905,8 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
         kubeconfig=config.get_secret("kubeconfig"),
         app_secrets=app_secrets,
         ci_pulumi_passphrase=config.get_secret("ciPulumiPassphrase"),
+        cosign_private_key=config.get_secret("cosignPrivateKey"),
+        cosign_password=config.get_secret("cosignPassword"),
     )
     return StackConfig(stack=stack, env=env, secrets=secrets)
 
@@ -733,3 +971,28 @@ def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) 
             "allowed: the Dockerfile's path inside image.build.context"
         ]
     return []
+
+
+def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], project_dir: Path) -> list[str]:
+    """A signing stack names a public key that exists, and a building one holds the private key and its password."""
+    signing = env.signing
+    if signing is None:
+        stray = [key for key in ("cosignPrivateKey", "cosignPassword") if key in raw]
+        return [
+            f"{stack}: {NAMESPACE}:{key}: set without {NAMESPACE}:signing; allowed: signing.publicKeyFile beside it"
+            for key in stray
+        ]
+    problems = []
+    if not (project_dir / signing.public_key_file).is_file():
+        problems.append(
+            f"{stack}: {NAMESPACE}:signing.publicKeyFile: found {signing.public_key_file!r}, no such file in "
+            f"{project_dir}; allowed: a cosign public key (PEM) in the project, e.g. from cosign generate-key-pair"
+        )
+    if env.image.build is not None:
+        problems += [
+            f"{stack}: {NAMESPACE}:{key}: missing on a building stack that signs; allowed: "
+            f"pulumi config set --secret {NAMESPACE}:{key} ... (cosign generate-key-pair)"
+            for key in ("cosignPrivateKey", "cosignPassword")
+            if key not in raw
+        ]
+    return problems

@@ -117,7 +117,10 @@ class AppImage(pulumi.ComponentResource):
             password=pulumi.Output.secret(args["password"]) if args["password"] is not None else None,
         )
         primary = pulumi.Output.concat(args["image_name"], ":", args["tags"][0])
-        cache = docker.CacheFromArgs(images=[pulumi.Output.concat(args["image_name"], ":", args["tags"][0])])
+        # The tags that move (branch, major.minor, major) are what the next commit's build finds, pushed by this one
+        # with inline cache metadata; the commit's own tag exists only when the same commit is built again.
+        cache_tags = [*args["tags"][1:], args["tags"][0]]
+        cache = docker.CacheFromArgs(images=[pulumi.Output.concat(args["image_name"], ":", tag) for tag in cache_tags])
 
         def build(target: str) -> docker.DockerBuildArgs:
             return docker.DockerBuildArgs(

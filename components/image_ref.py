@@ -75,3 +75,9 @@ def parse_image_reference(text: str) -> ImageReference:
 
 def is_digest(text: str) -> bool:
     return _DIGEST_ONLY.match(text) is not None
+
+
+def short_image(image: str) -> str:
+    """``sha256:`` and the first 12 hex digits of a digest-pinned reference; any other reference as it is."""
+    digest = image.rsplit("@", 1)[-1]
+    return digest[:19] if digest.startswith("sha256:") else image

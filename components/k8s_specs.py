@@ -6,7 +6,6 @@ without Pulumi.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pulumi
@@ -57,23 +56,6 @@ def version_label(image_ref: str) -> str:
     if reference.digest:
         return f"sha256-{reference.digest.removeprefix('sha256:')[:12]}"
     return (reference.tag or "unknown")[:63]
-
-
-def split_replicas(total: int, weight: int, has_canary: bool) -> tuple[int, int]:
-    """(stable, canary) replicas so the canary's share of pods is at least ``weight`` percent.
-
-    The canary gets ``ceil(total * weight / 100)`` pods (so any weight above 0 gets at least one), and the stable
-    track keeps at least one pod unless the weight is 100.
-    """
-    if not 0 <= weight <= 100:
-        raise ValueError(f"canary weight {weight} is outside 0..100")
-    if not has_canary or weight == 0:
-        return total, 0
-    canary = math.ceil(total * weight / 100)
-    stable = total - canary
-    if stable == 0 and weight < 100:
-        stable, canary = 1, max(total - 1, 1)
-    return stable, canary
 
 
 def container_spec(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TypedDict
 
 import pulumi
@@ -16,41 +15,11 @@ from components.k8s_specs import (
     container_spec,
     deployment_strategy,
     pod_spec,
-    split_replicas,
     version_label,
 )
+from components.release import CANARY, CANARY_SERVICE, PREVIEW_SERVICE, Track, deployment_name, service_name
 
 SERVICE_PORT = 80
-
-
-@dataclass(frozen=True)
-class Track:
-    """One Deployment of the app: ``stable`` (rolling), ``stable``/``canary``, or ``blue``/``green``."""
-
-    name: str
-    image: pulumi.Input[str]
-    replicas: int
-
-
-def release_tracks(settings: KubernetesConfig, image: pulumi.Input[str] | None) -> list[Track]:
-    """The Deployments a strategy needs. ``image`` is the release image (unused by blue-green)."""
-    strategy = settings.strategy
-    if isinstance(strategy, BlueGreenStrategy):
-        # Both colors stay warm at full size: switching back is instant.
-        return [
-            Track(color, ref, settings.replicas)
-            for color in ("blue", "green")
-            if (ref := strategy.image_of(color)) is not None
-        ]
-    if image is None:
-        raise ValueError("a rolling or canary release needs an image")
-    if isinstance(strategy, CanaryStrategy):
-        stable, canary = split_replicas(settings.replicas, strategy.weight, strategy.canary_image is not None)
-        tracks = [Track("stable", image, stable)]
-        if canary and strategy.canary_image is not None:
-            tracks.append(Track("canary", strategy.canary_image, canary))
-        return tracks
-    return [Track("stable", image, settings.replicas)]
 
 
 class KubernetesAppArgs(TypedDict):
@@ -63,7 +32,7 @@ class KubernetesAppArgs(TypedDict):
     settings: KubernetesConfig
     """The validated ``dockyard:kubernetes`` section."""
     image: pulumi.Input[str] | None
-    """Digest-pinned release image (rolling and canary stable track)."""
+    """Digest-pinned release image: what the tracks that name no image of their own run (the stable track)."""
     app_secrets: pulumi.Input[Mapping[str, str]] | None
     """Secret environment variables (a Pulumi secret), stored in a Kubernetes Secret."""
     docker_config_json: pulumi.Input[str] | None
@@ -135,34 +104,49 @@ class KubernetesApp(pulumi.ComponentResource):
             )
             pull_secret_name = pull_secret.metadata.name
 
-        tracks = release_tracks(settings, args["image"])
+        # Which Deployments exist, and the image and replicas of each, is the strategy's to say.
+        tracks = settings.tracks
+        release = args["image"]
+
+        def image_of(track: Track) -> pulumi.Input[str]:
+            if track.image is not None:
+                return track.image
+            if release is None:
+                raise ValueError(f"{args['stack']}: the {track.name} track runs the release image, and there is none")
+            return release
+
         self.deployments = {
-            track.name: self._deployment(name, identity, settings, track, config_map, secret_name, pull_secret_name)
+            track.name: self._deployment(
+                name, identity, settings, track, image_of(track), config_map, secret_name, pull_secret_name
+            )
             for track in tracks
         }
 
         strategy = settings.strategy
-        canary_ingress = isinstance(strategy, CanaryStrategy) and settings.ingress is not None
-        if isinstance(strategy, BlueGreenStrategy):
-            live_track: str | None = strategy.active_color
-        elif canary_ingress:
-            live_track = "stable"  # the ingress-nginx canary Ingress sends the weighted share to the canary
-        else:
-            live_track = None  # every track serves; the replica ratio splits the traffic
-        service = self._service(name, f"{identity.app}", identity, live_track, labels, ns)
+        service = self._service(name, service_name(identity.app), identity, settings.service_track, labels, ns)
         self.service_name = service.metadata.name
         if isinstance(strategy, BlueGreenStrategy) and strategy.idle_color in self.deployments:
             # The idle color's own Service: smoke-test the next release before switching activeColor.
-            self._service(name, f"{identity.app}-preview", identity, strategy.idle_color, labels, ns, "preview")
+            self._service(
+                name,
+                service_name(identity.app, PREVIEW_SERVICE),
+                identity,
+                strategy.idle_color,
+                labels,
+                ns,
+                PREVIEW_SERVICE,
+            )
 
         if settings.ingress is not None:
             self._ingress(name, "ingress", identity.app, settings, self.service_name, labels, ns, {})
-            if canary_ingress and "canary" in self.deployments and isinstance(strategy, CanaryStrategy):
-                canary_service = self._service(name, f"{identity.app}-canary", identity, "canary", labels, ns, "canary")
+            if isinstance(strategy, CanaryStrategy) and CANARY in self.deployments:
+                canary_service = self._service(
+                    name, service_name(identity.app, CANARY_SERVICE), identity, CANARY, labels, ns, CANARY_SERVICE
+                )
                 self._ingress(
                     name,
                     "canary-ingress",
-                    f"{identity.app}-canary",
+                    service_name(identity.app, CANARY_SERVICE),
                     settings,
                     canary_service.metadata.name,
                     labels,
@@ -178,7 +162,7 @@ class KubernetesApp(pulumi.ComponentResource):
                 "http://", self.service_name, ".", ns, ".svc.cluster.local:", str(SERVICE_PORT)
             )
 
-        autoscaled = [t for t in tracks if t.name != "canary"] if settings.autoscaling else []
+        autoscaled = [t for t in tracks if t.name != CANARY] if settings.autoscaling else []
         for track in autoscaled:
             self._autoscaler(name, identity.app, settings, self.deployments[track.name], labels, ns, track.name)
 
@@ -236,16 +220,17 @@ class KubernetesApp(pulumi.ComponentResource):
         identity: AppIdentity,
         settings: KubernetesConfig,
         track: Track,
+        image: pulumi.Input[str],
         config_map: k8s.core.v1.ConfigMap,
         secret_name: pulumi.Output[str] | None,
         pull_secret_name: pulumi.Output[str] | None,
     ) -> k8s.apps.v1.Deployment:
         selector = {**identity.selector(), TRACK_LABEL: track.name}
-        version = pulumi.Output.from_input(track.image).apply(version_label)
+        version = pulumi.Output.from_input(image).apply(version_label)
         pod_labels = pulumi.Output.all(identity.labels(), version).apply(
             lambda parts: {**parts[0], TRACK_LABEL: track.name, "app.kubernetes.io/version": parts[1]}
         )
-        container = container_spec(settings, track.image, config_map.metadata.name, secret_name)
+        container = container_spec(settings, image, config_map.metadata.name, secret_name)
         autoscaled = settings.autoscaling is not None and track.name != "canary"
         # With an autoscaler the Deployment starts at the HPA's floor (never the API default of 1 pod), and later
         # updates leave the count to the HPA (ignore_changes) instead of resetting what it scaled to.
@@ -254,9 +239,12 @@ class KubernetesApp(pulumi.ComponentResource):
         return k8s.apps.v1.Deployment(
             f"{name}-{track.name}",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{identity.app}-{track.name}",
+                name=deployment_name(identity.app, track.name),
                 namespace=config_map.metadata.namespace,
                 labels=pod_labels,
+                # The stack is the source of truth: an update takes back fields changed by hand (`kubectl scale`)
+                # instead of failing on a server-side-apply conflict. Replicas an HPA owns are ignore_changes.
+                annotations={"pulumi.com/patchForce": "true"},
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=replicas,

@@ -29,7 +29,6 @@ PINS: dict[str, Pin] = {
     "actions/upload-artifact": Pin("043fb46d1a93c77aae656e7c1c64a875d1fc6a0a", "v7.0.1"),
     "actions/download-artifact": Pin("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
     "actions/attest-build-provenance": Pin("a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32", "v4.1.0"),
-    "docker/metadata-action": Pin("030e881283bb7a6894de51c315a6bfe6a94e05cf", "v6.0.0"),
     "docker/setup-buildx-action": Pin("4d04d5d9486b7bd6fa91e7baf45bbb4f8b9deedd", "v4.0.0"),
     "docker/login-action": Pin("4907a6ddec9925e35a0a9e82d7399ccc52663121", "v4.1.0"),
     "docker/build-push-action": Pin("bcafcacb16a39f128d818304e6c9c0c18556b85f", "v7.1.0"),

@@ -16,7 +16,8 @@ from typing import Any
 import pulumi
 import pulumi.dynamic as dynamic
 
-#: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable).
+#: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable). Not among
+#: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster.
 REBUILD_KEYS = (
     "image_name",
     "tags",
@@ -58,6 +59,7 @@ def run_build(props: Mapping[str, Any]) -> str:
         "REGISTRY": props["registry_server"],
         "REGISTRY_USER": props["username"],
         "REGISTRY_LOGIN": "true" if password else "false",
+        "CACHE_REPO": props.get("cache_repo") or "",
     }
     try:
         result = subprocess.run(
@@ -98,7 +100,11 @@ class PodmanBuildProvider(dynamic.ResourceProvider):
 
 
 class PodmanBuild(dynamic.Resource):
-    """One podman build + push. Output ``digest`` is the pushed manifest digest."""
+    """One podman build + push. Output ``digest`` is the pushed manifest digest.
+
+    The optional input ``cache_repo`` (a repository without a tag) becomes the script's ``CACHE_REPO``: layers are
+    pulled from and pushed to it, so a fresh CI runner reuses the previous build's layers.
+    """
 
     digest: pulumi.Output[str]
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pulumi
 
 from components.build_context import context_hash
-from components.config import BlueGreenStrategy, StackConfig
+from components.config import StackConfig
 from components.image import AppImageArgs
 from components.kubernetes_app import KubernetesAppArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
+from components.signing import SignedImageArgs
 from components.tags import read_git_facts, release_identity
 
 SOURCE_URL = "https://github.com/{repository}"
@@ -53,26 +54,38 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
 
 
 def promoted_image(stack: StackConfig) -> pulumi.Output[str]:
-    """The digest a non-building stack serves: image.ref, or the active color's image for blue-green."""
-    strategy = stack.env.kubernetes.strategy
-    if isinstance(strategy, BlueGreenStrategy):
-        active = strategy.image_of(strategy.active_color or "blue")
-        if active is None:
-            raise ValueError(f"{stack.stack}: blue-green without an image for the active color")
-        return pulumi.Output.from_input(active)
-    if stack.env.image.ref is None:
-        raise ValueError(f"{stack.stack}: dockyard:image.ref is required on a stack that does not build")
-    return pulumi.Output.from_input(stack.env.image.ref)
+    """The digest a non-building stack serves, as its strategy says (image.ref, or the active color's image)."""
+    served = stack.env.served_image
+    if served is None:
+        raise ValueError(f"{stack.stack}: a stack that does not build serves a promoted image; none is configured")
+    return pulumi.Output.from_input(served)
 
 
 def app_args(stack: StackConfig, release: pulumi.Output[str], registry: ContainerRegistry) -> KubernetesAppArgs:
-    blue_green = isinstance(stack.env.kubernetes.strategy, BlueGreenStrategy)
     return KubernetesAppArgs(
         stack=stack.stack,
         tier=stack.env.tier.value,
         namespace=stack.namespace,
         settings=stack.env.kubernetes,
-        image=None if blue_green else release,
+        image=release,
         app_secrets=stack.secrets.app_secrets,
         docker_config_json=registry.docker_config_json,
+    )
+
+
+def signing_args(stack: StackConfig, registry: ContainerRegistry, image: pulumi.Output[str]) -> SignedImageArgs:
+    """Sign what the build pushed, with the stack's key pair; the public key verifies it before the update ends."""
+    signing = stack.env.signing
+    secrets = stack.secrets
+    if signing is None or secrets.cosign_private_key is None or secrets.cosign_password is None:
+        raise ValueError(f"{stack.stack}: signing_args needs dockyard:signing and the cosign key secrets")
+    return SignedImageArgs(
+        image_ref=image,
+        registry_server=registry.server,
+        username=registry.username,
+        password=registry.password,
+        ca_file=stack.env.registry.ca_bundle,
+        private_key=secrets.cosign_private_key,
+        key_password=secrets.cosign_password,
+        public_key=(Path.cwd() / signing.public_key_file).read_text(),
     )

@@ -1,13 +1,15 @@
-"""``dockyard``: promote, verify, roll back and inspect releases; delivery metrics; summarize previews for PRs."""
+"""``dockyard``: promote, verify, roll back and inspect releases; canary steps and blue-green switches; delivery
+metrics; summarize previews for PRs."""
 
 from __future__ import annotations
 
 import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Annotated
 
@@ -17,17 +19,38 @@ from rich.table import Table
 from rich.text import Text
 
 from components.config import stack_file
+from components.image_ref import short_image
 from dockyard import metrics as delivery_metrics
 from dockyard import pr_summary
 from dockyard.config_guard import Terminated
-from dockyard.promotion import DockyardError, Outcome, Project
-from dockyard.records import LedgerError, Verification
-from dockyard.verify import HEALTH_TIMEOUT, Verifier, promote_verified
+from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
+from dockyard.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
+from dockyard.image_diff import OCI_VERSION_LABEL
+from dockyard.ledger import Verification
+from dockyard.progressive import Ending, Run, abort_canary, advance_canary, failed, promote_verified, switch_colors
+from dockyard.project import Project
+from dockyard.promotion import Releases
+from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
+from dockyard.stack_update import Outcome
+from dockyard.verify import HEALTH_TIMEOUT, Verifier
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+EXIT_CODES = (
+    f"Exit codes: {EXIT_DONE} done (applied, previewed, or nothing to do); {EXIT_REFUSED} refused (nothing changed), "
+    f"or a failed check was answered by a rollback or abort; {EXIT_UNHEALTHY} left unhealthy (a failed check could "
+    "not be undone to a verified release); 128+N interrupted by signal N (the stack file holds only what was applied)."
+)
+
+app = typer.Typer(help=__doc__, epilog=EXIT_CODES, no_args_is_help=True, add_completion=False)
+canary_app = typer.Typer(
+    help="Step a canary through its configured steps with analysis between them, or abort it.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+)
+app.add_typer(canary_app, name="canary")
 console = Console(stderr=True, soft_wrap=True)
 ProjectOption = Annotated[Path, typer.Option("--project", help="Pulumi project directory", file_okay=False)]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="apply without asking")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="apply without asking (the update shows its diff)")]
+StackOption = Annotated[str, typer.Option("--stack", help="the stack")]
 
 
 def _project(directory: Path) -> Project:
@@ -48,24 +71,103 @@ def _confirm() -> bool:
         return False
 
 
-def _report(outcome: Outcome, verb: str) -> None:
+def _versions(project: Project, stack: str) -> Callable[[str], str | None]:
+    """The OCI version label of an image in the stack's registry (None when the registry cannot say)."""
+    registry = project.environment(stack).registry
+
+    @cache
+    def version(image: str) -> str | None:
+        try:
+            return image_labels(image, credentials_for(registry)).get(OCI_VERSION_LABEL)
+        except (RegistryUnreachableError, KeyError, ValueError):
+            return None
+
+    return version
+
+
+#: How each move is reported once applied.
+VERBS = {
+    PROMOTE: "promoted",
+    ROLLBACK: "rolled back",
+    CANARY_STEP: "advanced",
+    CANARY_COMPLETE: "completed",
+    CANARY_ABORT: "aborted",
+    SWITCH: "switched",
+    REVERT: "reverted",
+}
+
+
+def _report_move(project: Project, outcome: Outcome) -> None:
+    verb = VERBS.get(outcome.action, "applied")
     changed = ", ".join(f"{c.op} {c.name}" for c in outcome.changes) or "no resource changes"
     if outcome.applied:
-        console.print(f"[green]{verb}[/] {outcome.stack} → {outcome.image} ({changed})")
+        console.print(f"[green]{verb}[/] {outcome.stack} → {outcome.image} ({outcome.what}; {changed})")
     else:
-        console.print(f"[yellow]previewed only[/] {outcome.stack} → {outcome.image} ({changed}); config restored")
+        console.print(
+            f"[yellow]previewed only[/] {outcome.stack} → {outcome.image} ({outcome.what}; {changed}); config restored"
+        )
+    versions = _versions(project, outcome.stack)
+    for change in outcome.changes:
+        console.print(f"  {change.op} {change.name}: {', '.join(change.properties) or '(no property diff)'}")
+        for image in change.images:
+            console.print(f"    image {image.render(versions)}")
 
 
-def _fail(error: DockyardError | LedgerError) -> typer.Exit:
+def _print_checks(record: Verification) -> None:
+    subject = f" {record.track} track" if record.track else ""
+    table = Table(
+        title=f"verification of {record.stack}{subject} ({record.mode}): {'passed' if record.passed else 'FAILED'}"
+    )
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for check in record.checks:
+        table.add_row(check.name, "[green]ok[/]" if check.passed else "[red]FAILED[/]", check.detail)
+    console.print(table)
+    console.print(f"{record.image} verified by {record.actor} at {record.at.isoformat(timespec='seconds')}")
+
+
+def _reporter(project: Project) -> Callable[[Outcome | Verification], None]:
+    """Prints each move and check of a flow as it happens."""
+
+    def report(event: Outcome | Verification) -> None:
+        if isinstance(event, Outcome):
+            _report_move(project, event)
+            return
+        _print_checks(event)
+        if not event.passed:
+            console.print(f"[red]verification of {event.stack} failed[/] on {event.image}: {failed(event)}")
+
+    return report
+
+
+Report = Callable[[Outcome | Verification], None]
+Flow = Callable[[Releases, Verifier, Report], Run]
+
+
+def _run_flow(project: Path, stack: str, what: str, flow: Flow) -> Run:
+    """Run a flow that looks before and after it moves, printing each move and check and how it ended."""
+    dockyard = _project(project)
+    with _handled(project, stack):
+        run = flow(Releases(dockyard), Verifier(dockyard), _reporter(dockyard))
+    if run.ending is not Ending.DONE and run.ending is not Ending.PREVIEWED:
+        colour = "red" if run.ending is Ending.UNHEALTHY else "yellow"
+        console.print(f"[{colour}]{what} {run.ending}[/]: {run.problem}")
+    return run
+
+
+def _fail(error: DockyardError) -> typer.Exit:
     console.print(f"[red]error:[/] {error}")
-    return typer.Exit(code=1)
+    return typer.Exit(code=error.exit_code)
 
 
 @contextmanager
-def _interrupt_reported(project: Path, stack: str) -> Iterator[None]:
-    """Ctrl-C, SIGTERM or SIGHUP during a config change: one line, the shell's exit code, no traceback."""
+def _handled(project: Path, stack: str) -> Iterator[None]:
+    """A refusal: its message and exit code. Ctrl-C, SIGTERM or SIGHUP during a config change: one line, the
+    shell's exit code, no traceback."""
     try:
         yield
+    except DockyardError as error:
+        raise _fail(error) from None
     except KeyboardInterrupt as interrupt:
         signum = interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT
         console.print(
@@ -76,13 +178,7 @@ def _interrupt_reported(project: Path, stack: str) -> Iterator[None]:
         raise typer.Exit(code=128 + signum) from None
 
 
-#: ``promote --verify`` exit codes: the promotion failed verification and was rolled back to a verified digest (1),
-#: or the target is left on a release that is not verified (3).
-EXIT_ROLLED_BACK = 1
-EXIT_UNHEALTHY = 3
-
-
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def promote(
     source: Annotated[str, typer.Option("--from", help="stack whose deployed digest is promoted")],
     target: Annotated[str, typer.Option("--to", help="stack that receives it")],
@@ -91,91 +187,122 @@ def promote(
         bool,
         typer.Option(
             "--verify",
-            help="verify TARGET after applying; on failure roll it back to its previous verified digest and exit "
-            f"{EXIT_ROLLED_BACK} ({EXIT_UNHEALTHY} when no verified release could be restored)",
+            help="after applying, check the release where it landed (what TARGET serves, its canary, or its idle "
+            f"color); on failure undo it (roll back, abort the canary, revert the idle color) and exit "
+            f"{EXIT_REFUSED} ({EXIT_UNHEALTHY} when no verified release could be restored)",
         ),
     ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Promote the digest SOURCE serves into TARGET: gate, write config, preview the diff, apply with --yes."""
-    dockyard = _project(project)
+    """Promote the digest SOURCE serves into TARGET: gate, write it where TARGET's strategy takes a release (image.ref,
+    the canary at its first step, or the idle color), preview the diff, apply with --yes."""
     if not verify:
-        try:
-            with _interrupt_reported(project, target):
-                outcome = dockyard.promote(source, target, yes=yes, confirm=_confirm)
-        except DockyardError as error:
-            raise _fail(error) from None
-        _report(outcome, "promoted")
+        dockyard = _project(project)
+        with _handled(project, target):
+            _report_move(dockyard, Releases(dockyard).promote(source, target, yes=yes, confirm=_confirm))
         return
-    try:
-        with _interrupt_reported(project, target):
-            result = promote_verified(
-                dockyard,
-                Verifier(dockyard),
-                source,
-                target,
-                yes=yes,
-                confirm=_confirm,
-                on_failure=_print_checks,
-            )
-    except (DockyardError, LedgerError) as error:
-        raise _fail(error) from None
-    _report(result.promotion, "promoted")
-    if result.verification is None:
-        return
-    if result.verification.passed:
-        _print_checks(result.verification)
-        return
-    failed = "; ".join(f"{c.name}: {c.detail}" for c in result.verification.failed_checks)
-    console.print(f"[red]verification of {target} failed[/] on {result.promotion.image}: {failed}")
-    if result.rollback is not None:
-        _report(result.rollback, "rolled back")
-        for change in result.rollback.changes:
-            console.print(f"  {change.op} {change.name}: {', '.join(change.properties) or '(no property diff)'}")
-    if result.restored is not None:
-        _print_checks(result.restored)
-    if result.problem:
-        console.print(f"[red]error:[/] {result.problem}")
-    if result.healthy and result.rollback is not None:
-        console.print(
-            f"[red]promotion {source} → {target} failed verification ({failed}); "
-            f"{target} was rolled back to its verified release {result.rollback.image}[/]"
-        )
-        raise typer.Exit(code=EXIT_ROLLED_BACK)
-    console.print(f"[red]promotion {source} → {target} failed verification ({failed}); {target} is NOT healthy[/]")
-    raise typer.Exit(code=EXIT_UNHEALTHY)
+    run = _run_flow(
+        project,
+        target,
+        f"promotion {source} → {target}",
+        lambda moves, checks, report: promote_verified(
+            moves, checks, source, target, yes=yes, confirm=_confirm, report=report
+        ),
+    )
+    if run.ending is Ending.ROLLED_BACK and run.moves[-1].action == ROLLBACK:
+        console.print(f"[red]{target} was rolled back to its verified release {run.moves[-1].image}[/]")
+    raise typer.Exit(code=run.exit_code)
 
 
-def _print_checks(record: Verification) -> None:
-    table = Table(title=f"verification of {record.stack} ({record.mode}): {'passed' if record.passed else 'FAILED'}")
-    for column in ("check", "result", "detail"):
-        table.add_column(column)
-    for check in record.checks:
-        table.add_row(check.name, "[green]ok[/]" if check.passed else "[red]FAILED[/]", check.detail)
-    console.print(table)
-    console.print(f"{record.image} verified by {record.actor} at {record.at.isoformat(timespec='seconds')}")
+@app.command(epilog=EXIT_CODES)
+def rollback(
+    stack: Annotated[str, typer.Option("--stack", help="stack to roll back")],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="digest (sha256:...) or image ref; default: the previously served image (blue-green: the idle "
+            "color, which still runs it)",
+        ),
+    ] = None,
+    yes: YesOption = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Roll STACK back to its previously served digest (or --to), previewed first; a blue-green stack switches back."""
+    dockyard = _project(project)
+    with _handled(project, stack):
+        outcome = Releases(dockyard).rollback(stack, to=to, yes=yes, confirm=_confirm)
+    _report_move(dockyard, outcome)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
+def switch(stack: StackOption, yes: YesOption = False, project: ProjectOption = Path(".")) -> None:
+    """Switch a blue-green STACK to its idle color: verify the idle color first (rollout, pod digests, its preview
+    Service, health), then flip activeColor (only the Service selectors change), then verify what is served; a
+    failure there switches back."""
+    run = _run_flow(
+        project,
+        stack,
+        f"switch of {stack}",
+        lambda moves, checks, report: switch_colors(moves, checks, stack, yes=yes, confirm=_confirm, report=report),
+    )
+    raise typer.Exit(code=run.exit_code)
+
+
+@canary_app.command("advance", epilog=EXIT_CODES)
+def canary_advance(
+    stack: StackOption,
+    auto: Annotated[bool, typer.Option("--auto", help="walk every remaining step, analysing and soaking each")] = False,
+    yes: YesOption = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Analyse STACK's canary at its current step (its track's rollout and pod digests on the live API, the health of
+    its digest), then move to the next step; past the last step the canary image becomes the stable one. A failed
+    analysis aborts the canary."""
+    run = _run_flow(
+        project,
+        stack,
+        f"canary of {stack}",
+        lambda moves, checks, report: advance_canary(
+            moves, checks, stack, auto=auto, yes=yes, confirm=_confirm, report=report
+        ),
+    )
+    raise typer.Exit(code=run.exit_code)
+
+
+@canary_app.command("abort", epilog=EXIT_CODES)
+def canary_abort(stack: StackOption, yes: YesOption = False, project: ProjectOption = Path(".")) -> None:
+    """Abort STACK's canary: back to 0 %, the canary Deployment removed, the stable track serving everything."""
+    run = _run_flow(
+        project,
+        stack,
+        f"canary of {stack}",
+        lambda moves, checks, report: abort_canary(moves, stack, yes=yes, confirm=_confirm, report=report),
+    )
+    raise typer.Exit(code=run.exit_code)
+
+
+@app.command(epilog=EXIT_CODES)
 def verify(
     stack: Annotated[str, typer.Option("--stack", help="stack whose deployment is checked")],
+    candidate: Annotated[
+        bool, typer.Option("--candidate", help="check the release on its way in: the canary, or the idle color")
+    ] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="seconds the health path may take to answer 200 (local run)")
     ] = HEALTH_TIMEOUT,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Check that what STACK deployed is healthy, and record the outcome where promote reads it.
+    """Check that what STACK serves (or its --candidate) is healthy, and record the outcome where promote reads it.
 
-    Rendered stacks: the manifests pin the stack's image_ref in every Deployment, and the image, pulled from the
+    Rendered stacks: the manifests pin the stack's images in every Deployment, and the image, pulled from the
     registry and run here, answers its health path and the smoke checks. Cluster stacks: the rollout is complete with
-    that digest on every ready pod, and the health path answers through the Service or Ingress.
+    the expected digest on every ready pod, the Service's ready endpoints are those pods, and the health path answers
+    through the Ingress; on the local cluster the digest is also run here.
     """
-    dockyard = _project(project)
-    try:
-        record = Verifier(dockyard, health_timeout=timeout).verify(stack)
-    except (DockyardError, LedgerError) as error:
-        raise _fail(error) from None
+    with _handled(project, stack):
+        record = Verifier(_project(project), health_timeout=timeout).verify(stack, candidate=candidate)
     if as_json:
         typer.echo(json.dumps(record.to_json(), indent=2))
     else:
@@ -183,10 +310,10 @@ def verify(
     if not record.passed:
         failed = ", ".join(check.name for check in record.failed_checks)
         console.print(f"[red]verification of {stack} failed:[/] {failed}")
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_REFUSED)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def metrics(
     stack: Annotated[str, typer.Option("--stack")],
     since: Annotated[str, typer.Option("--since", help="window: 30d, 12h, 2w, 90m")] = "30d",
@@ -201,7 +328,7 @@ def metrics(
         window = delivery_metrics.parse_since(since)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    try:
+    with _handled(project, stack):
         figures = delivery_metrics.collect(
             _project(project),
             stack,
@@ -209,8 +336,6 @@ def metrics(
             now=datetime.now(UTC),
             warn=lambda message: console.print(f"[yellow]warning:[/] {message}"),
         )
-    except (DockyardError, LedgerError) as error:
-        raise _fail(error) from None
     if chart is not None:
         delivery_metrics.write_chart(figures, chart)
         console.print(f"chart written to {chart}")
@@ -251,7 +376,7 @@ def _metrics_table(figures: delivery_metrics.Metrics) -> Table:
         ("n/a" if rate is None else f"{rate:.0%}") + f" ({figures.failed_changes} of {figures.changes} changes)",
     )
     table.add_row("failed updates / verifications", f"{figures.failed_updates} / {figures.failed_verifications}")
-    table.add_row("rollbacks", str(figures.rollbacks))
+    table.add_row("rollbacks and switch-backs / aborted canaries", f"{figures.rollbacks} / {figures.aborted_canaries}")
     table.add_row(
         "time to restore",
         summary(figures.time_to_restore) + (f"; {figures.open_incidents} still open" if figures.open_incidents else ""),
@@ -260,53 +385,31 @@ def _metrics_table(figures: delivery_metrics.Metrics) -> Table:
     return table
 
 
-@app.command()
-def rollback(
-    stack: Annotated[str, typer.Option("--stack", help="stack to roll back")],
-    to: Annotated[
-        str | None, typer.Option("--to", help="digest (sha256:...) or image ref; default: the previously served image")
-    ] = None,
-    yes: YesOption = False,
-    project: ProjectOption = Path("."),
-) -> None:
-    """Roll STACK back to its previously served digest (or --to), previewed first."""
-    try:
-        with _interrupt_reported(project, stack):
-            outcome = _project(project).rollback(stack, to=to, yes=yes, confirm=_confirm)
-    except DockyardError as error:
-        raise _fail(error) from None
-    _report(outcome, "rolled back")
-
-
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def history(
     stack: Annotated[str, typer.Option("--stack")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """The updates of STACK, newest first: promotions, rollbacks and plain updates with the image served."""
-    try:
+    """The updates of STACK, newest first: promotions, canary steps, switches, rollbacks and plain updates."""
+    with _handled(project, stack):
         entries = _project(project).history(stack)
-    except DockyardError as error:
-        raise _fail(error) from None
     if as_json:
-        rows = [
-            {**entry.__dict__, "started": entry.started.isoformat(), "ended": entry.ended and entry.ended.isoformat()}
-            for entry in entries
-        ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([entry.to_json() for entry in entries], indent=2))
         return
     table = Table(title=f"history of {stack}")
-    # No version column: the file backend numbers every update 0.
-    for column in ("when", "action", "result", "image", "from", "by"):
-        table.add_column(column, overflow="fold", no_wrap=column == "when")
+    # No version column: the file backend numbers every update 0. The image a move names in full; what the stack
+    # then served, and served before, by digest.
+    for column in ("when", "action", "result", "image", "then serving", "before", "by"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("when", "then serving", "before"))
     for entry in entries:
         table.add_row(
-            (entry.ended or entry.started).strftime("%Y-%m-%d %H:%M:%S"),
+            entry.at.strftime("%Y-%m-%d %H:%M:%S"),
             entry.action or entry.kind,
             entry.result,
             entry.image or "",
-            entry.source or "",
+            short_image(entry.served) if entry.served else "",
+            entry.source or (short_image(entry.previous) if entry.previous else ""),
             entry.actor or "",
         )
     Console().print(table)

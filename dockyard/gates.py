@@ -1,94 +1,181 @@
-"""Promotion gates as pure functions: each returns the reasons to refuse (empty when the gate passes)."""
+"""Promotion gates: one pure function of the facts, :func:`evaluate`, returning every reason to refuse at once.
+
+The facts (the source's output and last update, the registry's answer, the ledger's newest verification) are fetched
+first, by :mod:`dockyard.promotion`; judging them here needs no engine, no registry and no clock, so every refusal is
+unit-tested on plain values.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from components.config import EnvironmentConfig, Tier
+from components.config import CanaryStrategy, EnvironmentConfig
 from components.image_ref import ImageReferenceError, parse_image_reference
-from dockyard.records import Verification
+from dockyard.ledger import Verification
 
 
-def order_problems(source: str, target: str, target_env: EnvironmentConfig) -> list[str]:
-    upstream = target_env.promotion.upstream
+@dataclass(frozen=True)
+class RegistryAnswer:
+    """Whether an image exists in a stack's registry; ``problem`` when the registry could not be asked."""
+
+    exists: bool | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class PromotionFacts:
+    """Everything the gates judge about promoting ``source``'s release into ``target``."""
+
+    source: str
+    target: str
+    target_env: EnvironmentConfig
+    now: datetime
+    #: The source's ``image_ref`` output.
+    image: str | None
+    #: Result and end of the source's newest update (None: never deployed).
+    last_result: str | None
+    last_deployed: datetime | None
+    #: The target registry's answer for ``image`` (None when the image was not worth asking about).
+    registry: RegistryAnswer | None
+    #: The newest verification of ``image`` on the source.
+    verification: Verification | None
+    #: What verifying ``image``'s signature and SBOM attestation with the target's trusted key found (one line per
+    #: refusal; empty: trusted; None: not asked, because the target has no trust policy or the image is unusable).
+    signature: list[str] | None = None
+
+
+Rule = Callable[[PromotionFacts], list[str]]
+
+
+def order(facts: PromotionFacts) -> list[str]:
+    upstream = facts.target_env.promotion.upstream
     if upstream is None:
-        return [f"{target} accepts no promotions (dockyard:promotion.upstream is not set)"]
-    if upstream != source:
-        return [f"{target} accepts releases from {upstream} only, not from {source}"]
+        return [f"{facts.target} accepts no promotions (dockyard:promotion.upstream is not set)"]
+    if upstream != facts.source:
+        return [f"{facts.target} accepts releases from {upstream} only, not from {facts.source}"]
     return []
 
 
-def freeze_problems(target: str, target_env: EnvironmentConfig, now: datetime) -> list[str]:
+def freeze(facts: PromotionFacts) -> list[str]:
     return [
-        f"{target} is frozen from {w.start.isoformat()} to {w.end.isoformat()} ({w.reason})"
-        for w in target_env.promotion.freeze_windows
-        if w.start <= now < w.end
+        f"{facts.target} is frozen from {w.start.isoformat()} to {w.end.isoformat()} ({w.reason})"
+        for w in facts.target_env.promotion.freeze_windows
+        if w.start <= facts.now < w.end
     ]
 
 
-def soak_problems(source: str, target_env: EnvironmentConfig, deployed_at: datetime | None, now: datetime) -> list[str]:
-    required = timedelta(minutes=target_env.promotion.soak_minutes)
-    if not required:
+def source_update(facts: PromotionFacts) -> list[str]:
+    if facts.last_result is None:
+        return [f"{facts.source} has never been deployed"]
+    if facts.last_result != "succeeded":
+        return [f"{facts.source}'s last update {facts.last_result}; promote only what deployed successfully"]
+    return []
+
+
+def soak(facts: PromotionFacts) -> list[str]:
+    minutes = facts.target_env.promotion.soak_minutes
+    if not minutes or facts.last_result is None:  # never deployed: source_update says so
         return []
-    if deployed_at is None:
-        return [f"{source} has no completed deployment to soak"]
+    if facts.last_deployed is None:
+        return [f"{facts.source} has no completed deployment to soak"]
+    deployed = facts.last_deployed
     # The Automation API reports naive UTC times.
-    if deployed_at.tzinfo is None:
-        deployed_at = deployed_at.replace(tzinfo=UTC)
-    soaked = now - deployed_at
+    soaked = facts.now - (deployed.replace(tzinfo=UTC) if deployed.tzinfo is None else deployed)
+    required = timedelta(minutes=minutes)
     if soaked < required:
         remaining = math.ceil((required - soaked).total_seconds() / 60)
-        return [
-            f"{source} has soaked {int(soaked.total_seconds() // 60)} min of {target_env.promotion.soak_minutes}; wait {remaining} min"
-        ]
+        return [f"{facts.source} has soaked {int(soaked.total_seconds() // 60)} min of {minutes}; wait {remaining} min"]
     return []
 
 
-def source_update_problems(source: str, last_result: str | None) -> list[str]:
-    if last_result is None:
-        return [f"{source} has never been deployed"]
-    if last_result != "succeeded":
-        return [f"{source}'s last update {last_result}; promote only what deployed successfully"]
-    return []
+def pinned_image(facts: PromotionFacts) -> list[str]:
+    return image_problems(facts.source, facts.image)
 
 
-def image_problems(source: str, image_ref: str | None) -> list[str]:
-    if not image_ref:
+def image_problems(source: str, image: str | None) -> list[str]:
+    """The source serves a digest-pinned image (what promotion may copy)."""
+    if not image:
         return [f"{source} has no image_ref output (run pulumi up --stack {source} first)"]
     try:
-        reference = parse_image_reference(image_ref)
+        reference = parse_image_reference(image)
     except ImageReferenceError as error:
         return [f"{source}'s image_ref: {error}"]
     if not reference.is_digest_pinned:
-        return [f"{source}'s image_ref {image_ref} is not digest-pinned"]
+        return [f"{source}'s image_ref {image} is not digest-pinned"]
     return []
 
 
-#: Tiers that take only releases whose digest passed ``dockyard verify`` on the source stack.
-VERIFIED_TIERS = (Tier.STAGING, Tier.PROD)
-
-
-def requires_verification(target_env: EnvironmentConfig) -> bool:
-    return target_env.tier in VERIFIED_TIERS
-
-
-def verification_problems(
-    source: str, target: str, target_env: EnvironmentConfig, image_ref: str, last: Verification | None
-) -> list[str]:
-    """Staging and prod take a digest only when its newest verification on ``source`` passed."""
-    if not requires_verification(target_env):
+def in_registry(facts: PromotionFacts) -> list[str]:
+    if facts.image is None or facts.registry is None:
         return []
-    digest = image_ref.rsplit("@", 1)[-1]
+    return registry_problems(facts.target, facts.target_env, facts.image, facts.registry)
+
+
+def registry_problems(stack: str, env: EnvironmentConfig, image: str, answer: RegistryAnswer) -> list[str]:
+    """The stack's registry holds ``image`` (promotion and rollback both move only to what the cluster can pull)."""
+    if answer.problem is not None:
+        return [f"cannot check {stack}'s registry: {answer.problem}"]
+    if answer.exists is False:
+        return [f"{image} does not exist in {stack}'s registry {env.registry.host}"]
+    return []
+
+
+def verified(facts: PromotionFacts) -> list[str]:
+    """Targets that take verified releases only (qa, staging, prod by default) need the digest's newest
+    verification on the source to have passed."""
+    env = facts.target_env
+    if not env.requires_verified_releases or not facts.image or pinned_image(facts):
+        return []
+    digest = facts.image.rsplit("@", 1)[-1]
+    why = f"{facts.target} (tier {env.tier}) takes verified releases only"
+    last = facts.verification
     if last is None:
-        return [
-            f"{target} (tier {target_env.tier}) takes verified releases only: {source}'s {digest} has never been "
-            f"verified (dockyard verify --stack {source})"
-        ]
+        return [f"{why}: {facts.source}'s {digest} has never been verified (dockyard verify --stack {facts.source})"]
     if not last.passed:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in last.failed_checks) or "no check passed"
         return [
-            f"{target} (tier {target_env.tier}) takes verified releases only: {source}'s {digest} failed "
-            f"verification at {last.at.isoformat(timespec='seconds')} ({failed})"
+            f"{why}: {facts.source}'s {digest} failed verification at {last.at.isoformat(timespec='seconds')} "
+            f"({failed})"
         ]
     return []
+
+
+def target_ready(facts: PromotionFacts) -> list[str]:
+    """A canary in progress on the target is finished or aborted before the next release starts one."""
+    strategy = facts.target_env.kubernetes.strategy
+    if isinstance(strategy, CanaryStrategy) and strategy.canary_image is not None:
+        return [
+            f"{facts.target} runs a canary of {strategy.canary_image} at {strategy.weight}%: finish it "
+            f"(dockyard canary advance --stack {facts.target}) or abort it (dockyard canary abort --stack "
+            f"{facts.target}) first"
+        ]
+    return []
+
+
+def trusted(facts: PromotionFacts) -> list[str]:
+    """A target with ``dockyard:signing`` takes only digests signed (and SBOM-attested) by the key it trusts."""
+    if not facts.signature:
+        return []
+    return [f"{facts.target}'s trust policy refuses it: {problem}" for problem in facts.signature]
+
+
+#: Every gate, in the order its refusals are listed.
+RULES: tuple[Rule, ...] = (
+    order,
+    freeze,
+    source_update,
+    soak,
+    pinned_image,
+    in_registry,
+    trusted,
+    verified,
+    target_ready,
+)
+
+
+def evaluate(facts: PromotionFacts) -> list[str]:
+    """Every reason to refuse the promotion (empty: it may go ahead)."""
+    return [problem for rule in RULES for problem in rule(facts)]

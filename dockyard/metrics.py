@@ -2,25 +2,27 @@
 
 Inputs are plain records, so the figures are pure functions of them (:func:`compute`):
 
-- the stack's updates (Pulumi's update history: promotions and rollbacks carry a ``dockyard`` message, every update
-  the config it ran with, hence the image it served);
-- its verifications (the ledger, :mod:`dockyard.records`);
+- the stack's updates (:mod:`dockyard.history`: dockyard's moves carry a ``dockyard`` message, every update the config
+  it ran with, hence the image it served);
+- its verifications (the ledger, :mod:`dockyard.ledger`);
 - the commit time of each deployed image (OCI label ``org.opencontainers.image.created``, which the build sets to the
   commit time of the build context; the epoch placeholder of a build outside git means unknown);
 - the updates of the stack that builds the images (itself, or the first building stack upstream).
 
 Definitions (all within the window ``[now - since, now]``):
 
-- **deployment**: a successful update, not a rollback, that changed the image the stack serves; on a building stack
-  (whose history names no image) a successful update that created or replaced resources: the image build is the
-  resource such an update replaces.
+- **deployment**: a successful update, not a rollback, that changed the image the stack serves (a promotion onto a
+  rolling stack, a canary's completion, a blue-green switch); on a building stack (whose history names no image) a
+  successful update that created or replaced resources: the image build is the resource such an update replaces.
 - **deployment frequency**: deployments per day.
 - **lead time for changes**: deployment end minus the commit time of the deployed image.
-- **change failure rate**: failed changes over changes. Changes are deployments plus failed updates (rollbacks are
-  remedies, not changes). A deployment failed when a verification of its image on the stack failed, or a rollback
-  followed, before the next deployment.
-- **time to restore**: from a failure (failed verification, failed update, or rollback) to the next passed
-  verification of the stack; failures before that restore belong to the same incident.
+- **change failure rate**: failed changes over changes. Changes are deployments, failed updates and aborted canaries
+  (rollbacks and switch-backs are remedies, not changes). A deployment failed when a verification of its image on
+  the stack failed, or a rollback (a switch back, on blue-green) came before the next deployment; an aborted canary
+  is a failed change of its own.
+- **time to restore**: from a failure (a failed verification of what took traffic, a failed update, a rollback or
+  switch-back, an aborted canary) to the next passed verification of what the stack serves; failures before that
+  restore belong to the same incident. A failed check of an idle color, which serves nobody, is no failure.
 - **build duration**: wall time of the building stack's updates that built an image.
 """
 
@@ -36,12 +38,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pulumi import automation as auto
-
 from components.config import RegistryConfig
-from dockyard import records
-from dockyard.promotion import DockyardError, Project, image_from_config, parse_record
-from dockyard.records import Verification
+from dockyard.errors import DockyardError
+from dockyard.history import ABANDONS, RESTORES, Update
+from dockyard.ledger import Verification
+from dockyard.project import Project
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
 
 CREATED_LABEL = "org.opencontainers.image.created"
@@ -57,47 +58,6 @@ def parse_since(text: str) -> timedelta:
     if match is None or int(match[1]) == 0:
         raise ValueError(f"--since {text!r}: expected a positive number with m, h, d or w, e.g. 30d")
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
-
-
-def _utc(moment: datetime) -> datetime:
-    # The Automation API parses update times as naive datetimes in UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class Update:
-    """One update of a stack, as the metrics read it."""
-
-    started: datetime
-    ended: datetime | None
-    result: str
-    action: str | None = None
-    image: str | None = None
-    changes: Mapping[str, int] | None = None
-    kind: str = "update"
-
-    @property
-    def at(self) -> datetime:
-        return _utc(self.ended or self.started)
-
-    @property
-    def built(self) -> bool:
-        """A successful update that created or replaced resources (on a building stack: the image build)."""
-        changes = self.changes or {}
-        return self.result == "succeeded" and (changes.get("create", 0) > 0 or changes.get("replace", 0) > 0)
-
-    @classmethod
-    def from_summary(cls, summary: auto.UpdateSummary) -> Update:
-        record = parse_record(summary.message or "")
-        return cls(
-            started=_utc(summary.start_time),
-            ended=_utc(summary.end_time) if summary.end_time else None,
-            result=summary.result,
-            action=record.get("action"),
-            image=record.get("image") or image_from_config(summary.config or {}),
-            changes={str(getattr(op, "value", op)): count for op, count in (summary.resource_changes or {}).items()},
-            kind=summary.kind,
-        )
 
 
 @dataclass(frozen=True)
@@ -138,6 +98,7 @@ class Metrics:
     failed_updates: int
     failed_verifications: int
     rollbacks: int
+    aborted_canaries: int
     time_to_restore: Summary
     open_incidents: int
     build_duration: Summary
@@ -154,16 +115,16 @@ def _in(moment: datetime, start: datetime, end: datetime) -> bool:
 
 
 def deployments_of(updates: Iterable[Update], building: bool) -> list[Update]:
-    """Successful non-rollback updates that changed the served image (or built one), oldest first."""
+    """Successful updates, not rollbacks, that changed the served image (or built one), oldest first."""
     served: str | None = None
     found = []
     for update in sorted(updates, key=lambda u: u.started):
         if update.kind != "update" or update.result != "succeeded":
             continue
-        changed = update.built if building or update.image is None else update.image != served
-        if update.action != "rollback" and changed:
+        changed = update.built if building or update.served is None else update.served != served
+        if update.action not in RESTORES and changed:
             found.append(update)
-        served = update.image or served
+        served = update.served or served
     return found
 
 
@@ -174,27 +135,29 @@ def _failed_deployments(
     for index, deployment in enumerate(deployments):
         until = deployments[index + 1].at if index + 1 < len(deployments) else datetime.max.replace(tzinfo=UTC)
         failed_check = any(
-            not v.passed and deployment.at <= v.at < until and (deployment.image in (None, v.image))
+            not v.passed and v.track is None and deployment.at <= v.at < until and deployment.served in (None, v.image)
             for v in verifications
         )
-        rolled_back = any(u.action == "rollback" and deployment.at <= _utc(u.started) < until for u in updates)
-        result.append(Deployment(deployment.at, deployment.image, failed_check or rolled_back))
+        rolled_back = any(u.action in RESTORES and deployment.at <= u.started < until for u in updates)
+        result.append(Deployment(deployment.at, deployment.served, failed_check or rolled_back))
     return result
 
 
 def incidents(
     updates: Iterable[Update], verifications: Iterable[Verification]
 ) -> list[tuple[datetime, datetime | None]]:
-    """(failure, restore) pairs: a failure opens an incident, the next passed verification closes it."""
+    """(failure, restore) pairs: a failure opens an incident, the next passed verification of what the stack
+    serves closes it."""
     events: list[tuple[datetime, bool]] = []  # (time, is_restore)
     for update in updates:
         if update.kind != "update":
             continue
         if update.result == "failed":
             events.append((update.at, False))
-        elif update.action == "rollback":
-            events.append((_utc(update.started), False))
-    events += [(v.at, v.passed) for v in verifications]
+        elif update.action in RESTORES | ABANDONS:
+            events.append((update.started, False))
+    events += [(v.at, False) for v in verifications if not v.passed and v.serving]
+    events += [(v.at, True) for v in verifications if v.passed and v.track is None]
     found: list[tuple[datetime, datetime | None]] = []
     opened: datetime | None = None
     for moment, restore in sorted(events, key=lambda e: (e[0], e[1])):
@@ -224,9 +187,10 @@ def compute(
     updates = [u for u in updates if u.kind == "update"]
     all_deployments = deployments_of(updates, building)
     judged = [d for d in _failed_deployments(all_deployments, updates, list(verifications)) if _in(d.at, start, now)]
-    failed_updates = [u for u in updates if u.result == "failed" and u.action != "rollback" and _in(u.at, start, now)]
-    changes = len(judged) + len(failed_updates)
-    failed_changes = sum(d.failed for d in judged) + len(failed_updates)
+    failed_updates = [u for u in updates if u.result == "failed" and u.action not in RESTORES and _in(u.at, start, now)]
+    aborted = [u for u in updates if u.action in ABANDONS and u.result == "succeeded" and _in(u.at, start, now)]
+    changes = len(judged) + len(failed_updates) + len(aborted)
+    failed_changes = sum(d.failed for d in judged) + len(failed_updates) + len(aborted)
 
     lead_times, unknown = [], 0
     for deployment in judged:
@@ -238,8 +202,8 @@ def compute(
 
     windowed = [(opened, closed) for opened, closed in incidents(updates, verifications) if _in(opened, start, now)]
     restores = [closed - opened for opened, closed in windowed if closed is not None]
-    rollbacks = [u for u in updates if u.action == "rollback" and u.result == "succeeded" and _in(u.at, start, now)]
-    failed_verifications = [v for v in verifications if not v.passed and _in(v.at, start, now)]
+    rollbacks = [u for u in updates if u.action in RESTORES and u.result == "succeeded" and _in(u.at, start, now)]
+    failed_verifications = [v for v in verifications if not v.passed and v.serving and _in(v.at, start, now)]
     build_times = [u.at - u.started for u in builds if u.built and u.ended and _in(u.at, start, now)]
 
     return Metrics(
@@ -256,10 +220,13 @@ def compute(
         failed_updates=len(failed_updates),
         failed_verifications=len(failed_verifications),
         rollbacks=len(rollbacks),
+        aborted_canaries=len(aborted),
         time_to_restore=Summary.of(restores),
         open_incidents=sum(closed is None for _, closed in windowed),
         build_duration=Summary.of(build_times),
-        timeline=timeline(judged, failed_updates, failed_verifications, rollbacks, start.date(), now.date()),
+        timeline=timeline(
+            judged, [*failed_updates, *aborted], failed_verifications, rollbacks, start.date(), now.date()
+        ),
     )
 
 
@@ -271,7 +238,8 @@ def timeline(
     first: date,
     last: date,
 ) -> list[dict[str, Any]]:
-    """Per day: deployments, failures (failed updates and verifications) and rollbacks, every day of the window."""
+    """Per day: deployments, failures (failed updates, aborted canaries, failed verifications) and rollbacks, every
+    day of the window."""
     counts: dict[str, Counter[date]] = {
         "deployments": Counter(d.at.date() for d in deployments),
         "failures": Counter([u.at.date() for u in failed_updates] + [v.at.date() for v in failed_verifications]),
@@ -287,9 +255,12 @@ def timeline(
 def commit_time(labels: Mapping[str, str]) -> datetime | None:
     text = labels.get(CREATED_LABEL)
     try:
-        return _utc(datetime.fromisoformat(text)) if text else None
+        moment = datetime.fromisoformat(text) if text else None
     except ValueError:
         return None
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def building_stack(project: Project, stack: str) -> str | None:
@@ -305,11 +276,6 @@ def building_stack(project: Project, stack: str) -> str | None:
     return None
 
 
-def _updates(project: Project, stack: str) -> list[Update]:
-    # Project.history's entries carry no resource changes, which tell a build from a config-only update.
-    return [Update.from_summary(summary) for summary in project.stack(stack).history()]
-
-
 def collect(
     project: Project,
     stack: str,
@@ -322,27 +288,28 @@ def collect(
     """Read the records of ``stack`` (history, ledger, image labels, the builder's history) and compute."""
     read_labels = labels or (lambda image, registry: image_labels(image, credentials_for(registry)))
     env = project.environment(stack)
-    updates = _updates(project, stack)
-    verifications = records.ledger_for(project.stack(stack)).verifications(stack)
+    updates = project.history(stack)
+    verifications = project.ledger().verifications(stack)
     builder = building_stack(project, stack)
     builds: list[Update] = []
     if builder is not None:
         try:
-            builds = updates if builder == stack else _updates(project, builder)
+            builds = updates if builder == stack else project.history(builder)
         except DockyardError as error:
             warn(f"build durations unknown: {error}")
     building = env.image.build is not None
     commit_times: dict[str, datetime | None] = {}
     for deployment in deployments_of(updates, building):
-        if deployment.image and deployment.image not in commit_times and now - since <= deployment.at:
+        image = deployment.served
+        if image and image not in commit_times and now - since <= deployment.at:
             try:
-                commit_times[deployment.image] = commit_time(read_labels(deployment.image, env.registry))
+                commit_times[image] = commit_time(read_labels(image, env.registry))
             except RegistryUnreachableError as error:
-                warn(f"commit time of {deployment.image} unknown: {error}")
-                commit_times[deployment.image] = None
+                warn(f"commit time of {image} unknown: {error}")
+                commit_times[image] = None
             except (KeyError, ValueError) as error:
-                warn(f"commit time of {deployment.image} unknown: {error.__class__.__name__}: {error}")
-                commit_times[deployment.image] = None
+                warn(f"commit time of {image} unknown: {error.__class__.__name__}: {error}")
+                commit_times[image] = None
     return compute(
         stack,
         updates,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.image_diff import WORKLOAD_TYPES, image_changes
+
 LIMIT = 60_000
 MARKER = "<!-- dockyard-pr-summary -->"
 COUNTED_OPS = ("create", "update", "replace", "delete")
@@ -46,7 +48,13 @@ def _change_line(step: Mapping[str, Any]) -> str | None:
     shown = ", ".join(f"`{p}`" for p in properties[:8])
     more = f" (+{len(properties) - 8} more)" if len(properties) > 8 else ""
     suffix = f": {shown}{more}" if shown and op in ("update", "replace") else ""
-    return f"- `{op}` {resource_type} **{name}**{suffix}"
+    line = f"- `{op}` {resource_type} **{name}**{suffix}"
+    if resource_type not in WORKLOAD_TYPES:
+        return line
+    # What a reviewer approves is the image: old → new with repository, short digest and version label.
+    old, new = (step.get(key) or {} for key in ("oldState", "newState"))
+    images = image_changes(name, old.get("inputs"), new.get("inputs"))
+    return "\n".join([line, *(f"  - image {change.render()}" for change in images)])
 
 
 def _policy_violations(events: Iterable[Mapping[str, Any]]) -> list[str]:

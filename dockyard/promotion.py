@@ -1,378 +1,216 @@
-"""Promotion and rollback: a stack update of an immutable image digest, previewed, gated and recorded.
+"""Release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary, switch colors.
 
-Every record lives in Pulumi's own update history: the update message says what dockyard did and who did it, and the
-update's config says which image the stack then served. Nothing else has to be kept in sync.
+What each move writes is the target's strategy's to say (:mod:`components.config`); this module fetches the facts
+the gates judge (:mod:`dockyard.gates`), refuses with every reason at once, and applies the write as one stack update
+(:mod:`dockyard.stack_update`) under the dockyard lock, recorded in Pulumi's update history (:mod:`dockyard.history`).
 """
 
 from __future__ import annotations
 
-import fcntl
-import getpass
-import hashlib
-import json
-import os
-import shlex
-import socket
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
 
-from pulumi import automation as auto
-
-from components.config import (
-    BlueGreenStrategy,
-    ConfigError,
-    EnvironmentConfig,
-    environment_from_file,
-    stack_file,
-)
+from components.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, ReleaseError
 from components.image_ref import parse_image_reference
-from dockyard import gates, records
-from dockyard.config_guard import restored_unless_kept
+from components.release import ConfigWrite
+from dockyard import gates
+from dockyard.errors import RefusedError
+from dockyard.gates import PromotionFacts, RegistryAnswer
+from dockyard.history import (
+    CANARY_ABORT,
+    CANARY_COMPLETE,
+    CANARY_STEP,
+    PROMOTE,
+    REVERT,
+    ROLLBACK,
+    SWITCH,
+    record_message,
+)
+from dockyard.ledger import latest_for
+from dockyard.project import Project, actor, output_text
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
+from dockyard.stack_update import Outcome, StackUpdate, apply_update
+from dockyard.trust import trust_problems
 
-RECORD_PREFIX = "dockyard"
-
-
-class DockyardError(Exception):
-    """A refusal or failure with a message a user can act on; nothing was changed unless it says so."""
-
-
-class RefusedError(DockyardError):
-    def __init__(self, action: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"{action} refused:\n" + "\n".join(f"  - {p}" for p in problems))
+Confirm = Callable[[], bool]
+RegistryCheck = Callable[[str, EnvironmentConfig], RegistryAnswer]
+#: (project directory, target stack, its config, image) → why its trust policy refuses the image.
+TrustCheck = Callable[[Path, str, EnvironmentConfig, str], list[str]]
 
 
-@dataclass(frozen=True)
-class Change:
-    """One resource the preview would change, with the properties that differ."""
-
-    op: str
-    urn: str
-    properties: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return self.urn.split("::")[-1]
-
-
-@dataclass
-class Outcome:
-    """What a promotion or rollback previewed and whether it was applied."""
-
-    stack: str
-    image: str
-    previous: str | None
-    changes: list[Change] = field(default_factory=list)
-    applied: bool = False
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    version: int | None
-    kind: str
-    result: str
-    started: datetime
-    ended: datetime | None
-    action: str | None
-    actor: str | None
-    image: str | None
-    source: str | None
-
-
-def actor() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-def record_message(action: str, **fields: str) -> str:
-    """``dockyard <action> key=value ...``: the update message that makes the history readable."""
-    return " ".join([RECORD_PREFIX, action, *(f"{k}={shlex.quote(v)}" for k, v in fields.items())])
-
-
-def parse_record(message: str) -> dict[str, str]:
+def check_registry(image: str, env: EnvironmentConfig) -> RegistryAnswer:
+    """Ask ``env``'s registry whether it holds ``image`` (Registry HTTP API v2)."""
     try:
-        words = shlex.split(message)
-    except ValueError:
-        return {}
-    if len(words) < 2 or words[0] != RECORD_PREFIX:
-        return {}
-    fields = dict(word.split("=", 1) for word in words[2:] if "=" in word)
-    return {"action": words[1], **fields}
-
-
-def image_key(env: EnvironmentConfig) -> str:
-    """The config path promotion writes: ``image.ref``, or the idle color's image for blue-green."""
-    strategy = env.kubernetes.strategy
-    if isinstance(strategy, BlueGreenStrategy):
-        return f"dockyard:kubernetes.strategy.{strategy.idle_color}Image"
-    return "dockyard:image.ref"
-
-
-def image_from_config(config: Mapping[str, Any]) -> str | None:
-    """The image a stack served, from the config recorded with an update (values are ConfigValue or dicts)."""
-
-    def value(key: str) -> Any:
-        raw = config.get(key)
-        text = getattr(raw, "value", raw.get("value") if isinstance(raw, dict) else raw)
-        try:
-            return json.loads(text) if isinstance(text, str) else text
-        except ValueError:
-            return text
-
-    image = value("dockyard:image")
-    if isinstance(image, dict) and image.get("ref"):
-        return str(image["ref"])
-    kubernetes = value("dockyard:kubernetes")
-    strategy = kubernetes.get("strategy") if isinstance(kubernetes, dict) else None
-    if isinstance(strategy, dict) and strategy.get("type") == "blueGreen":
-        color = strategy.get("activeColor")
-        return strategy.get(f"{color}Image") if color else None
-    return None
+        return RegistryAnswer(manifest_exists(image, credentials_for(env.registry)))
+    except RegistryUnreachableError as error:
+        return RegistryAnswer(None, str(error))
 
 
 @dataclass
-class Project:
-    """The Pulumi project the CLI drives: stacks are selected by name, the config files live here."""
+class Releases:
+    """The release moves of ``project``'s stacks. ``registry`` and ``now`` are the facts' sources (fakes in tests)."""
 
-    directory: Path
-    print_line: Callable[[str], None] = print
+    project: Project
+    registry: RegistryCheck = check_registry
+    trust: TrustCheck = trust_problems
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def environment(self, stack: str) -> EnvironmentConfig:
-        try:
-            return environment_from_file(self.directory, stack)
-        except ConfigError as error:
-            raise DockyardError(str(error)) from None
+    def environment(self, stack: str, /) -> EnvironmentConfig:
+        return self.project.environment(stack)
 
-    def stack(self, name: str, *, create: bool = False) -> auto.Stack:
-        self.environment(name)  # unknown stack or invalid config: refuse before touching anything
-        try:
-            if create:
-                return auto.create_or_select_stack(stack_name=name, work_dir=str(self.directory))
-            return auto.select_stack(stack_name=name, work_dir=str(self.directory))
-        except auto.StackNotFoundError:
-            raise DockyardError(f"stack {name} has never been deployed (pulumi up --stack {name})") from None
+    # --- facts ------------------------------------------------------------------------------------------------
 
-    @contextmanager
-    def lock(self, stack: str) -> Iterator[None]:
-        """One dockyard operation per stack at a time, on top of the engine's own stack lock."""
-        path = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "locks"
-        path.mkdir(parents=True, exist_ok=True)
-        # The same stack is the same backend + stack name, whichever checkout drives it.
-        identity = f"{os.environ.get('PULUMI_BACKEND_URL', '~/.pulumi')}|{stack}"
-        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-        with open(path / f"{stack}-{key}.lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DockyardError(f"another dockyard operation on {stack} is in progress; nothing changed") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def history(self, stack: str, limit: int | None = None) -> list[HistoryEntry]:
-        entries = []
-        for update in self.stack(stack).history(page_size=limit):
-            record = parse_record(update.message or "")
-            entries.append(
-                HistoryEntry(
-                    version=update.version,
-                    kind=update.kind,
-                    result=update.result,
-                    started=update.start_time,
-                    ended=update.end_time,
-                    action=record.get("action"),
-                    actor=record.get("actor"),
-                    image=record.get("image") or image_from_config(update.config),
-                    source=record.get("source"),
-                )
-            )
-        return entries
-
-    def _switch_image(
-        self,
-        action: str,
-        stack_name: str,
-        image: str,
-        record: dict[str, str],
-        yes: bool,
-        confirm: Callable[[], bool],
-    ) -> Outcome:
-        key = image_key(self.environment(stack_name))
-        with self.lock(stack_name):
-            return switch_image(
-                self.stack(stack_name, create=True),
-                ImageSwitch(
-                    action=action,
-                    stack=stack_name,
-                    config_file=stack_file(self.directory, stack_name),
-                    key=key,
-                    image=image,
-                    message=record_message(action, image=image, actor=actor(), **record),
-                ),
-                yes=yes,
-                confirm=confirm,
-                print_line=self.print_line,
+    def promotion_facts(self, source: str, target: str) -> PromotionFacts:
+        """What the gates judge, fetched at once: two engine reads run side by side, then the registry and ledger."""
+        target_env = self.project.environment(target)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            outputs = pool.submit(self.project.outputs, source)
+            history = pool.submit(self.project.history, source, 1)
+            image = output_text(outputs.result(), "image_ref")
+            pinned = image is not None and not gates.image_problems(source, image)
+            registry = pool.submit(self.registry, image, target_env) if image and pinned else None
+            signature = None
+            if image is not None and pinned and target_env.signing is not None:
+                signature = pool.submit(self.trust, self.project.directory, target, target_env, image)
+            verification = None
+            if image and pinned and target_env.requires_verified_releases:
+                verification = latest_for(self.project.ledger().verifications(source), image)
+            last = next(iter(history.result()), None)
+            return PromotionFacts(
+                source=source,
+                target=target,
+                target_env=target_env,
+                now=self.now(),
+                image=image,
+                last_result=last.result if last else None,
+                last_deployed=last.ended if last else None,
+                registry=registry.result() if registry else None,
+                verification=verification,
+                signature=signature.result() if signature else None,
             )
 
-    def promote(
-        self, source: str, target: str, *, yes: bool, confirm: Callable[[], bool], now: datetime | None = None
-    ) -> Outcome:
-        now = now or datetime.now(UTC)
-        target_env = self.environment(target)
-        problems = gates.order_problems(source, target, target_env) + gates.freeze_problems(target, target_env, now)
-        source_stack = self.stack(source)
-        output = source_stack.outputs().get("image_ref")
-        image = str(output.value) if output is not None else None
-        problems += gates.image_problems(source, image)
-        last = next(iter(source_stack.history(page_size=1)), None)
-        problems += gates.source_update_problems(source, last.result if last else None)
-        problems += gates.soak_problems(source, target_env, last.end_time if last else None, now)
-        if image and not gates.image_problems(source, image):
-            problems += self._registry_problems(image, target_env, target)
-            if gates.requires_verification(target_env):
-                try:
-                    verified = records.latest_for(records.ledger_for(source_stack).verifications(source), image)
-                except records.LedgerError as error:
-                    raise DockyardError(str(error)) from None
-                problems += gates.verification_problems(source, target, target_env, image, verified)
-        if problems:
-            raise RefusedError(f"promotion {source} → {target}", problems)
-        assert image is not None
-        return self._switch_image("promote", target, image, {"source": source}, yes, confirm)
+    # --- moves ------------------------------------------------------------------------------------------------
 
-    def rollback(self, stack_name: str, *, to: str | None, yes: bool, confirm: Callable[[], bool]) -> Outcome:
-        env = self.environment(stack_name)
-        entries = [e for e in self.history(stack_name) if e.result == "succeeded" and e.kind == "update" and e.image]
-        if not entries:
+    def promote(self, source: str, target: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
+        """Gate, then write the source's digest where the target's strategy takes a release, preview and apply."""
+        with self.project.lock(target):
+            facts = self.promotion_facts(source, target)
+            problems = gates.evaluate(facts)
+            if problems or facts.image is None:
+                raise RefusedError(f"promotion {source} → {target}", problems)
+            write = facts.target_env.kubernetes.strategy.promotion_write(facts.image)
+            return self._apply(target, PROMOTE, write, facts.image, {"source": source}, yes, confirm)
+
+    def rollback(self, stack: str, /, *, to: str | None, yes: bool, confirm: Confirm) -> Outcome:
+        """Back to the previously served release (or ``to``): a switch back on blue-green, else a new ``image.ref``."""
+        with self.project.lock(stack):
+            env = self.project.environment(stack)
+            image = self._rollback_target(stack, env, to)
+            write = self._write(f"rollback of {stack}", lambda: env.kubernetes.strategy.rollback_write(image))
+            problems = gates.registry_problems(stack, env, image, self.registry(image, env))
+            if not problems and env.signing is not None:
+                # A rollback serves a digest again: the stack's trust policy holds for it as for a promotion.
+                problems = [
+                    f"{stack}'s trust policy refuses it: {p}"
+                    for p in self.trust(self.project.directory, stack, env, image)
+                ]
+            if problems:
+                raise RefusedError(f"rollback of {stack}", problems)
+            return self._apply(stack, ROLLBACK, write, image, {}, yes, confirm)
+
+    def canary_step(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
+        """The canary's next step; past the last one, the canary image becomes the stable one."""
+        with self.project.lock(stack):
+            canary = self._canary(stack)
+            write = self._write(f"canary step of {stack}", canary.advance_write)
+            action = CANARY_STEP if canary.next_weight is not None else CANARY_COMPLETE
+            weight = str(canary.next_weight or 100)
+            return self._apply(stack, action, write, str(canary.canary_image), {"weight": weight}, yes, confirm)
+
+    def canary_abort(self, stack: str, /, *, yes: bool, confirm: Confirm, reason: str) -> Outcome:
+        """Back to 0 %: the canary track goes away, the stable track serves everything."""
+        with self.project.lock(stack):
+            canary = self._canary(stack)
+            write = self._write(f"canary abort of {stack}", canary.abort_write)
+            record = {"weight": str(canary.weight), "reason": reason}
+            return self._apply(stack, CANARY_ABORT, write, str(canary.canary_image), record, yes, confirm)
+
+    def switch(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
+        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`dockyard.progressive`)."""
+        with self.project.lock(stack):
+            strategy = self.project.environment(stack).kubernetes.strategy
+            if not isinstance(strategy, BlueGreenStrategy):
+                raise RefusedError(f"switch of {stack}", [f"{stack} is not a blue-green stack ({strategy.type})"])
+            write = self._write(f"switch of {stack}", strategy.switch_write)
+            image = str(strategy.image_of(strategy.idle_color))
+            return self._apply(stack, SWITCH, write, image, {"color": strategy.idle_color}, yes, confirm)
+
+    def revert(self, stack: str, moved: Outcome, /) -> Outcome:
+        """Put back what ``moved`` overwrote (a release on an idle color that failed its checks), at once."""
+        with self.project.lock(stack):
+            write = ConfigWrite(f"revert {moved.what}", moved.before)
+            image = self.project.environment(stack).served_image or moved.image
+            return self._apply(stack, REVERT, write, image, {"reverted": moved.image}, True, lambda: True)
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _canary(self, stack: str) -> CanaryStrategy:
+        strategy = self.project.environment(stack).kubernetes.strategy
+        if not isinstance(strategy, CanaryStrategy):
+            raise RefusedError(f"canary move on {stack}", [f"{stack} is not a canary stack ({strategy.type})"])
+        return strategy
+
+    @staticmethod
+    def _write(action: str, choose: Callable[[], ConfigWrite]) -> ConfigWrite:
+        try:
+            return choose()
+        except ReleaseError as error:
+            raise RefusedError(action, [str(error)]) from None
+
+    def _rollback_target(self, stack: str, env: EnvironmentConfig, to: str | None) -> str:
+        current = env.served_image
+        if current is None:
             raise RefusedError(
-                f"rollback of {stack_name}", [f"{stack_name} has no successful update to roll back from"]
+                f"rollback of {stack}", [f"{stack} builds its image; roll back by deploying an earlier commit"]
             )
-        current = entries[0].image
-        assert current is not None
-        image = self._rollback_target(stack_name, current, entries, to)
-        problems = self._registry_problems(image, env, stack_name)
-        if problems:
-            raise RefusedError(f"rollback of {stack_name}", problems)
-        return self._switch_image("rollback", stack_name, image, {"from": current}, yes, confirm)
-
-    @staticmethod
-    def _rollback_target(stack: str, current: str, entries: list[HistoryEntry], to: str | None) -> str:
-        if to is None:
-            previous = next((e.image for e in entries if e.image and e.image != current), None)
-            if previous is None:
+        if to is not None:
+            return f"{parse_image_reference(current).name}@{to}" if to.startswith("sha256:") else to
+        served = [u.served for u in self.project.history(stack) if u.result == "succeeded" and u.kind == "update"]
+        instant = env.kubernetes.strategy.instant_rollback
+        if instant is not None:
+            # The idle color runs the previous release only once a switch made it idle; after a promotion it runs the
+            # next one, which never served: switching to that is a switch, not a rollback.
+            if instant not in served:
                 raise RefusedError(
-                    f"rollback of {stack}", [f"{stack} has served only {current}; nothing to roll back to"]
+                    f"rollback of {stack}",
+                    [
+                        f"the idle color of {stack} runs {instant}, which {stack} has never served (dockyard switch "
+                        f"--stack {stack} releases it)"
+                    ],
                 )
-            return previous
-        if to.startswith("sha256:"):
-            return f"{parse_image_reference(current).name}@{to}"
-        return to
+            return instant
+        previous = next((image for image in served if image and image != current), None)
+        if previous is None:
+            raise RefusedError(f"rollback of {stack}", [f"{stack} has served only {current}; nothing to roll back to"])
+        return previous
 
-    @staticmethod
-    def _registry_problems(image: str, env: EnvironmentConfig, target: str) -> list[str]:
-        try:
-            if not manifest_exists(image, credentials_for(env.registry)):
-                return [f"{image} does not exist in {target}'s registry {env.registry.host}"]
-        except RegistryUnreachableError as error:
-            return [f"cannot check {target}'s registry: {error}"]
-        return []
-
-
-OnOutput = Callable[[str], object]
-OnEvent = Callable[[auto.EngineEvent], object]
-
-
-class UpdatableStack(Protocol):
-    """What switching a stack's image needs of it: ``auto.Stack`` has it, tests fake it without the engine."""
-
-    def get_config(self, key: str, *, path: bool = False) -> auto.ConfigValue: ...
-
-    def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None: ...
-
-    def preview(
+    def _apply(
         self,
-        *,
-        diff: bool | None = None,
-        color: str | None = None,
-        on_output: OnOutput | None = None,
-        on_event: OnEvent | None = None,
-    ) -> object: ...
-
-    def up(
-        self, *, message: str | None = None, color: str | None = None, on_output: OnOutput | None = None
-    ) -> object: ...
-
-
-@dataclass(frozen=True)
-class ImageSwitch:
-    """One promotion or rollback: which config key of which stack file gets which image, and its record."""
-
-    action: str
-    stack: str
-    config_file: Path
-    key: str
-    image: str
-    message: str
-
-
-def switch_image(
-    stack: UpdatableStack,
-    switch: ImageSwitch,
-    *,
-    yes: bool,
-    confirm: Callable[[], bool],
-    print_line: Callable[[str], None],
-) -> Outcome:
-    """Write the image into the stack's config, preview, and apply when confirmed.
-
-    The config file keeps the new image only once ``up`` succeeded; "no", Ctrl-C, SIGTERM and a failed preview or
-    up all leave it byte-identical (:func:`restored_unless_kept`).
-    """
-    with restored_unless_kept(switch.config_file) as edit:
-        try:
-            previous: str | None = stack.get_config(switch.key, path=True).value
-        except auto.CommandError:
-            previous = None
-        outcome = Outcome(switch.stack, switch.image, previous)
-        stack.set_config(switch.key, auto.ConfigValue(switch.image), path=True)
-        try:
-            outcome.changes = preview_changes(stack, print_line)
-            if not (yes or confirm()):
-                return outcome
-            stack.up(message=switch.message, on_output=print_line, color="always")
-        except auto.ConcurrentUpdateError:
-            raise DockyardError(f"{switch.stack} is being updated by someone else; nothing changed") from None
-        except auto.CommandError as error:
-            raise DockyardError(
-                f"{switch.action} of {switch.stack} failed: {_last_error_line(error)} "
-                f"({switch.config_file.name} left as it was)"
-            ) from None
-        edit.keep()
-        outcome.applied = True
-        return outcome
-
-
-def preview_changes(stack: UpdatableStack, print_line: Callable[[str], None]) -> list[Change]:
-    """The resources a preview would change, with the properties that differ."""
-    changes: list[Change] = []
-
-    def on_event(event: auto.EngineEvent) -> None:
-        pre = event.resource_pre_event
-        if pre is None or pre.metadata.op in (auto.OpType.SAME, auto.OpType.READ):
-            return
-        metadata = pre.metadata
-        properties = tuple(sorted((metadata.detailed_diff or {}).keys())) or tuple(metadata.diffs or ())
-        changes.append(Change(str(metadata.op.value), metadata.urn, properties))
-
-    stack.preview(diff=True, on_output=print_line, on_event=on_event, color="always")
-    return changes
-
-
-def _last_error_line(error: auto.CommandError) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if "error:" in line]
-    return lines[-1] if lines else str(error).strip().splitlines()[-1]
+        stack: str,
+        action: str,
+        write: ConfigWrite,
+        image: str,
+        record: Mapping[str, str],
+        yes: bool,
+        confirm: Confirm,
+    ) -> Outcome:
+        path = self.project.stack_file(stack)
+        previous = self.project.environment(stack).served_image
+        fields = {"image": image, **({"from": previous} if previous else {}), "actor": actor(), **record}
+        update = StackUpdate(action, stack, path, write, image, previous, record_message(action, **fields))
+        return apply_update(
+            self.project.stack(stack, create=True), update, yes=yes, confirm=confirm, print_line=self.project.print_line
+        )

@@ -12,6 +12,7 @@ import httpx
 
 from components.config import RegistryConfig
 from components.image_ref import parse_image_reference
+from dockyard.errors import DockyardError
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -24,7 +25,7 @@ MANIFEST_TYPES = ", ".join(
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
-class RegistryUnreachableError(Exception):
+class RegistryUnreachableError(DockyardError):
     """The registry did not answer, or refused the credentials."""
 
 
@@ -38,8 +39,7 @@ class RegistryCredentials:
 def credentials_for(registry: RegistryConfig) -> RegistryCredentials:
     """Credentials from the environment: ``registry.passwordEnv``; the CA from ``caFile`` or DOCKYARD_REGISTRY_CA."""
     password = os.environ.get(registry.password_env) if registry.password_env else None
-    ca_file = registry.ca_file or os.environ.get("DOCKYARD_REGISTRY_CA")
-    return RegistryCredentials(registry.username, password, ca_file)
+    return RegistryCredentials(registry.username, password, registry.ca_bundle)
 
 
 class RegistrySession:

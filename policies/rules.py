@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 TIER_LABEL = "dockyard.dev/tier"
-PROMOTED_TIERS = ("staging", "prod")
+#: Tiers that deploy only promoted, digest-pinned images (components.config.Tier.promoted_only; the pack stays free
+#: of the project's modules, and a unit test keeps the two the same).
+PROMOTED_TIERS = ("qa", "staging", "prod")
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)", re.IGNORECASE)
 PINNED_USES = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 USES_LINE = re.compile(r"^\s*-?\s*uses:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)

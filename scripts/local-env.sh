@@ -14,5 +14,5 @@ export DOCKYARD_REGISTRY_PASSWORD
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/state}"
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-dockyard-local}"
 mkdir -p "${PULUMI_BACKEND_URL#file://}"
-export PATH="$_dockyard_root/.venv/bin:$PATH"
+export PATH="$_dockyard_root/.venv/bin:${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/supply-chain/bin:$PATH"
 unset _dockyard_root

@@ -10,6 +10,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 step "virtualenv"; scripts/setup-venv.sh
 step "Pulumi engine"; scripts/bootstrap-engine.sh
 step "Kubernetes control plane"; scripts/bootstrap-cluster.sh
+step "supply-chain tools (cosign, syft, regctl)"; scripts/bootstrap-supply-chain.sh
 step "local registry and base images"; scripts/local-services.sh start
 step "local cluster"; scripts/local-cluster.sh start
 # shellcheck source=scripts/local-env.sh

@@ -9,6 +9,7 @@ step "virtualenv"; scripts/setup-venv.sh
 step "workflow linters"; scripts/install-linters.sh
 step "Pulumi engine"; scripts/bootstrap-engine.sh
 step "Kubernetes control plane"; scripts/bootstrap-cluster.sh
+step "supply-chain tools (cosign, syft, regctl)"; scripts/bootstrap-supply-chain.sh
 step "local registry and base images"; scripts/local-services.sh start
 step "local cluster"; scripts/local-cluster.sh start
 # shellcheck source=scripts/local-env.sh

@@ -1,8 +1,11 @@
 # Build, test and push one image with podman; print only the pushed manifest digest on stdout.
-# Run by AppImage's podman builder (pulumi-command), configured through the environment:
-#   IMAGE_NAME, TAGS (space separated), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (optional), PLATFORM,
-#   BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER, REGISTRY_LOGIN (true: the
-#   password is on stdin), CACHE_REPO (optional: layer cache in the registry), DOCKYARD_BUILD_NO_CACHE (1: cold).
+# Run as `bash -c` by components/podman_build.py (the PodmanBuild dynamic resource behind AppImage's podman builder),
+# which sets from the resource's inputs:
+#   IMAGE_NAME, TAGS (space separated, the first is the primary), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (empty: no
+#   test stage), PLATFORM, BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER,
+#   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (the cache_repo input: a repository without a tag
+#   that layers are pulled from and pushed to; empty: the local layer cache only).
+# From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION.
 set -euo pipefail
 log() { echo "dockyard-build: $*" >&2; }
 work=$(mktemp -d)

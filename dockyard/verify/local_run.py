@@ -24,9 +24,10 @@ from pathlib import Path
 import httpx
 
 from components.config import EnvironmentConfig
-from dockyard.records import Check
+from components.image_ref import short_image
+from dockyard.ledger import Check
 from dockyard.registry_client import credentials_for
-from dockyard.verify.common import VerifierError, short_image
+from dockyard.verify.common import VerifierError
 
 #: How long the health path may take to answer 200 after the process starts (seconds).
 HEALTH_TIMEOUT = 30.0

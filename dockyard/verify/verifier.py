@@ -1,48 +1,80 @@
-"""``dockyard verify``: is what a stack deployed healthy? And ``promote --verify``: roll back when it is not.
+"""``dockyard verify``: is what a stack deployed healthy? The check behind every release move that looks first.
 
 Two ways to look, chosen by the stack's ``kubernetes.mode``:
 
-- ``render``: the manifests in the render directory must pin exactly the stack's ``image_ref`` in every Deployment,
+- ``render``: the manifests in the render directory must pin exactly the stack's images in every Deployment,
   and the image itself must start and answer on this machine (:mod:`dockyard.verify.local_run`).
 - ``cluster``: through the Kubernetes API (:mod:`dockyard.verify.kube`), every Deployment is rolled out with the
   expected image, every live pod is ready and runs the expected digest, the Service has ready endpoints, and with an
   Ingress the health path answers 200 through it.
 
-Every outcome is appended to the stack's ledger (:mod:`dockyard.records`), where the promotion gate reads it.
+What is checked is a :class:`Subject`, from the stack's strategy: what the stack serves, or the release on its way in
+(the canary track, or the idle color of a blue-green pair through its preview Service). Every outcome is appended to
+the stack's ledger (:mod:`dockyard.ledger`), where the promotion gate and the metrics read it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import yaml
-from pulumi import automation as auto
 
 from components.config import EnvironmentConfig
-from components.image_ref import ImageReferenceError, parse_image_reference
-from components.kubernetes_app import release_tracks
-from dockyard import records
-from dockyard.promotion import DockyardError, Outcome, Project, actor
-from dockyard.records import Check, Verification
-from dockyard.verify.common import VerifierError, short_image
-from dockyard.verify.kube import ClusterReader, KubeApi, cluster_checks, connect, template_problems
+from components.image_ref import ImageReferenceError, parse_image_reference, short_image
+from components.release import deployment_name, service_name
+from dockyard.history import Update
+from dockyard.ledger import Check, Ledger, Verification
+from dockyard.project import actor, output_text
+from dockyard.verify.common import VerifierError
+from dockyard.verify.kube import ClusterReader, cluster_checks, template_problems
 from dockyard.verify.local_run import HEALTH_TIMEOUT, LocalRun
 
 
-def expected_images(env: EnvironmentConfig, image_ref: str) -> dict[str, str]:
-    """Deployment name → image it must run, from the same track rules the program deploys with.
+@dataclass(frozen=True)
+class Subject:
+    """What one verification checks: the image under test, the Deployments and the Service it looks at."""
 
-    Rolling: the one ``stable`` Deployment runs ``image_ref``. Canary: ``stable`` runs it, ``canary`` the canary
-    image. Blue-green: each color its own image (``image_ref`` is the active color's).
-    """
-    tracks = release_tracks(env.kubernetes, image_ref)
-    return {f"{env.kubernetes.app_name}-{track.name}": str(track.image) for track in tracks}
+    image: str
+    #: Deployment → the image it must run.
+    deployments: Mapping[str, str]
+    #: The Service whose ready endpoints must be pods that passed the pod checks.
+    service: str
+    #: None: what the stack serves; else the candidate track checked (``canary``, ``blue``, ``green``).
+    track: str | None = None
+    #: Whether that track takes user traffic (an idle color does not).
+    serving: bool = True
+
+
+def expected_images(env: EnvironmentConfig, served: str) -> dict[str, str]:
+    """Deployment name → image it must run, from the same tracks the program deploys (``served``: the stack's
+    ``image_ref``, which the tracks without an image of their own run)."""
+    app = env.kubernetes.app_name
+    return {deployment_name(app, track.name): track.image_or(served) for track in env.kubernetes.tracks}
+
+
+def subject_of(stack: str, env: EnvironmentConfig, served: str, *, candidate: bool) -> Subject:
+    """What the stack serves, or (``candidate``) the release its strategy has on the way in."""
+    app = env.kubernetes.app_name
+    everything = expected_images(env, served)
+    if not candidate:
+        return Subject(served, everything, service_name(app))
+    coming = env.kubernetes.strategy.candidate
+    if coming is None:
+        raise VerifierError(
+            f"{stack} has no release on its way in (no canary in progress, no idle color): "
+            f"dockyard verify --stack {stack} checks what it serves"
+        )
+    # A canary serves beside the stable track, behind the same Service: check both tracks. An idle color serves
+    # nobody yet: check it alone, through the Service that reaches only it.
+    deployments = everything if coming.serving else {deployment_name(app, coming.track): coming.image}
+    return Subject(coming.image, deployments, service_name(app, coming.service), coming.track, coming.serving)
 
 
 # --- rendered manifests -----------------------------------------------------------------------------------------
@@ -76,180 +108,134 @@ def manifest_check(directory: Path, expected: Mapping[str, str]) -> Check:
 # --- the command ------------------------------------------------------------------------------------------------
 
 
+LocalCheck = Callable[[str, EnvironmentConfig, float], list[Check]]
+
+
+class StackFacts(Protocol):
+    """What the verifier reads of a project (:class:`~dockyard.project.Project`; a fake in unit tests)."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    def environment(self, stack: str, /) -> EnvironmentConfig: ...
+
+    def outputs(self, stack: str, /) -> dict[str, Any]: ...
+
+    def history(self, stack: str, /, limit: int | None = None) -> list[Update]: ...
+
+    def secret_config(self, stack: str, key: str, /) -> str | None: ...
+
+    def ledger(self) -> Ledger: ...
+
+    def lock(self, stack: str, /) -> contextlib.AbstractContextManager[None]: ...
+
+
+def run_locally(image: str, env: EnvironmentConfig, timeout: float) -> list[Check]:
+    return LocalRun(image, env, timeout).run()
+
+
 @dataclass
 class Verifier:
-    """Verifies stacks of ``project`` and records each outcome; ``kube`` replaces the live cluster in tests."""
+    """Verifies stacks of ``project`` and records each outcome; ``kube`` replaces the live cluster in tests.
 
-    project: Project
+    A digest answers its health path the same way on this machine each time it is run, so one verifier (one CLI
+    command, e.g. a canary walk) runs each digest locally once and reuses that answer at every step; the live API
+    is read again at every step.
+    """
+
+    project: StackFacts
     health_timeout: float = HEALTH_TIMEOUT
     kube: ClusterReader | None = None
     http: httpx.Client | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    local_check: LocalCheck = run_locally
+    _ran: dict[str, list[Check]] = field(default_factory=dict, init=False, repr=False)
 
-    def ledger(self, stack_name: str) -> records.Ledger:
-        return records.ledger_for(self.project.stack(stack_name))
+    def verifications(self, stack_name: str, /) -> list[Verification]:
+        return self.project.ledger().verifications(stack_name)
 
-    def verify(self, stack_name: str, *, trigger: str = "verify") -> Verification:
-        """Check ``stack_name``'s deployment and append the outcome to its ledger (under the dockyard lock)."""
+    def verify(self, stack_name: str, /, *, candidate: bool = False, trigger: str = "verify") -> Verification:
+        """Check what ``stack_name`` serves (or its ``candidate``) and append the outcome to its ledger."""
         env = self.project.environment(stack_name)
-        stack = self.project.stack(stack_name)
-        with self.project.lock(stack_name):
-            outputs = stack.outputs()
-            image = str(outputs["image_ref"].value) if "image_ref" in outputs else ""
-            if not image:
+        with self.project.lock(stack_name), ThreadPoolExecutor(max_workers=1) as pool:
+            updates = pool.submit(self._update_checks, stack_name)  # one engine read beside the other
+            outputs = self.project.outputs(stack_name)
+            served = output_text(outputs, "image_ref")
+            if not served:
                 raise VerifierError(f"{stack_name} has no image_ref output (pulumi up --stack {stack_name})")
-            ledger = records.ledger_for(stack)
-            checks = self._deployment_checks(stack)
+            subject = subject_of(stack_name, env, served, candidate=candidate)
+            checks = updates.result()
             try:
-                checks += self._checks(stack_name, stack, env, image, outputs)
+                checks += self._checks(stack_name, env, subject, outputs)
             except Exception as error:  # a verifier that cannot look has not verified anything: record a failure
                 checks.append(Check("verifier", False, f"{error.__class__.__name__}: {error}"))
             record = Verification(
                 stack=stack_name,
-                image=image,
+                image=subject.image,
                 passed=all(check.passed for check in checks),
                 at=self.now(),
                 actor=actor(),
                 mode=env.kubernetes.mode,
                 trigger=trigger,
                 checks=tuple(checks),
+                track=subject.track,
+                serving=subject.serving,
             )
-            ledger.append(record)
+            self.project.ledger().append(record)
         return record
 
-    @staticmethod
-    def _deployment_checks(stack: auto.Stack) -> list[Check]:
-        last = next(iter(stack.history(page_size=1)), None)
+    def _update_checks(self, stack_name: str) -> list[Check]:
+        last = next(iter(self.project.history(stack_name, limit=1)), None)
         if last is None:
             return [Check("update", False, "the stack has no update")]
-        when = (last.end_time or last.start_time).isoformat(timespec="seconds")
-        return [Check("update", last.result == "succeeded", f"last update ({when} UTC) {last.result}")]
+        when = last.at.isoformat(timespec="seconds")
+        return [Check("update", last.result == "succeeded", f"last update ({when}) {last.result}")]
 
     def _checks(
-        self,
-        stack_name: str,
-        stack: auto.Stack,
-        env: EnvironmentConfig,
-        image: str,
-        outputs: Mapping[str, auto.OutputValue],
+        self, stack_name: str, env: EnvironmentConfig, subject: Subject, outputs: Mapping[str, Any]
     ) -> list[Check]:
         try:
-            pinned = parse_image_reference(image).is_digest_pinned
+            pinned = parse_image_reference(subject.image).is_digest_pinned
         except ImageReferenceError as error:
             return [Check("image", False, str(error))]
         if not pinned:
-            return [Check("image", False, f"image_ref {image} is not digest-pinned")]
-        expected = expected_images(env, image)
+            return [Check("image", False, f"{subject.image} is not digest-pinned")]
         if env.kubernetes.mode == "render":
             directory = self.project.directory / (env.kubernetes.render_directory or f"rendered/{stack_name}")
-            checks = [manifest_check(directory, expected)]
-            run = LocalRun(image, env, self.health_timeout)
-            checks += run.run()
-            return checks
-        namespace = str(outputs["namespace"].value) if "namespace" in outputs else ""
+            served = output_text(outputs, "image_ref") or subject.image
+            return [manifest_check(directory, expected_images(env, served)), *self._run(subject.image, env)]
+        namespace = output_text(outputs, "namespace")
         if not namespace:
             return [Check("rollout", False, f"{stack_name} has no namespace output (pulumi up --stack {stack_name})")]
-        url = str(outputs["url"].value) if "url" in outputs else None
-        with contextlib.ExitStack() as exits:
-            reader = self.kube or exits.enter_context(self._connect(stack_name, stack, env))
+        with self._reader(stack_name, env) as reader:
             checks = cluster_checks(
                 reader,
                 namespace=namespace,
-                expected=expected,
-                # KubernetesApp names the app's Service after the app.
-                service=env.kubernetes.app_name,
+                expected=subject.deployments,
+                service=subject.service,
                 health_path=env.kubernetes.health_path,
-                url=url,
+                url=output_text(outputs, "url") if subject.track is None else None,
                 http=self.http,
             )
         if env.kubernetes.local_cluster:
-            # The local cluster's kwok nodes never run a container: the served digest answers here instead.
-            checks += LocalRun(image, env, self.health_timeout).run()
+            # The local cluster's kwok nodes never run a container: the digest under test answers here instead.
+            checks += self._run(subject.image, env)
         return checks
 
-    @staticmethod
-    def _connect(
-        stack_name: str, stack: auto.Stack, env: EnvironmentConfig
-    ) -> contextlib.AbstractContextManager[KubeApi]:
-        """The stack's ``dockyard:kubeconfig`` secret, else the ambient kubeconfig (as the provider does)."""
-        try:
-            kubeconfig: str | None = stack.get_config("dockyard:kubeconfig").value
-        except auto.CommandError:
-            kubeconfig = None
-        return connect(stack_name, kubeconfig=kubeconfig, context=env.kubernetes.context)
+    def _run(self, image: str, env: EnvironmentConfig) -> list[Check]:
+        if image not in self._ran:
+            self._ran[image] = self.local_check(image, env, self.health_timeout)
+        return self._ran[image]
 
+    @contextlib.contextmanager
+    def _reader(self, stack_name: str, env: EnvironmentConfig) -> Iterator[ClusterReader]:
+        """The live API of the stack's cluster: its ``dockyard:kubeconfig`` secret, else the ambient kubeconfig (as
+        the provider does); ``kube`` when given."""
+        if self.kube is not None:
+            yield self.kube
+            return
+        from dockyard.verify.kube_api import connect  # the official client: only a cluster read pays its import
 
-# --- promote, verify, roll back ---------------------------------------------------------------------------------
-
-
-class Releases(Protocol):
-    """The release moves ``promote --verify`` makes (:class:`~dockyard.promotion.Project`)."""
-
-    def promote(self, source: str, target: str, /, *, yes: bool, confirm: Callable[[], bool]) -> Outcome: ...
-
-    def rollback(self, stack: str, /, *, to: str | None, yes: bool, confirm: Callable[[], bool]) -> Outcome: ...
-
-
-class VerificationHistory(Protocol):
-    """A stack's recorded verifications, oldest first (:class:`~dockyard.records.Ledger`)."""
-
-    def verifications(self, stack: str, /) -> list[Verification]: ...
-
-
-class StackVerifier(Protocol):
-    """Verifies a stack and keeps the outcomes (:class:`Verifier`)."""
-
-    def verify(self, stack: str, /, *, trigger: str = ...) -> Verification: ...
-
-    def ledger(self, stack: str, /) -> VerificationHistory: ...
-
-
-@dataclass
-class VerifiedPromotion:
-    """What ``promote --verify`` did: the promotion, its verification and, on failure, the rollback."""
-
-    promotion: Outcome
-    verification: Verification | None = None
-    rollback: Outcome | None = None
-    restored: Verification | None = None
-    problem: str | None = None
-
-    @property
-    def healthy(self) -> bool:
-        """The target ends on a verified release (the promoted one, or the one it was rolled back to)."""
-        if self.verification is not None and self.verification.passed:
-            return True
-        return self.restored is not None and self.restored.passed
-
-
-def promote_verified(
-    project: Releases,
-    verifier: StackVerifier,
-    source: str,
-    target: str,
-    *,
-    yes: bool,
-    confirm: Callable[[], bool],
-    on_failure: Callable[[Verification], None] = lambda _: None,
-) -> VerifiedPromotion:
-    """Promote, verify the target, and on failure roll back to the target's previous verified digest."""
-    outcome = project.promote(source, target, yes=yes, confirm=confirm)
-    result = VerifiedPromotion(outcome)
-    if not outcome.applied:
-        return result
-    result.verification = verifier.verify(target, trigger=f"promote from {source}")
-    if result.verification.passed:
-        return result
-    on_failure(result.verification)
-    # The promoted image has just failed, so its newest record is a failure: it cannot be the target.
-    previous = records.last_verified(verifier.ledger(target).verifications(target))
-    if previous is None:
-        result.problem = f"{target} has no previously verified digest to roll back to; it still serves {outcome.image}"
-        return result
-    try:
-        result.rollback = project.rollback(target, to=previous.image, yes=True, confirm=confirm)
-    except DockyardError as error:
-        result.problem = f"the rollback of {target} to {previous.image} failed: {error}"
-        return result
-    result.restored = verifier.verify(target, trigger=f"rollback after failed verification of {outcome.image}")
-    return result
+        kubeconfig = self.project.secret_config(stack_name, "dockyard:kubeconfig")
+        with connect(stack_name, kubeconfig=kubeconfig, context=env.kubernetes.context) as reader:
+            yield reader

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from tests.stacks import PROJECT
 #: The local stacks commit secrets encrypted with this public, local-only passphrase (see README).
 PASSPHRASE = "dockyard-local"
 #: What gets copied: the program, its components and stack files, the app, the policy pack.
-PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "app", "policies", "dockyard", "pyproject.toml")
+PROJECT_ITEMS = ("Pulumi.yaml", "__main__.py", "components", "app", "policies", "dockyard", "keys", "pyproject.toml")
 
 
 class EngineMissingError(RuntimeError):
@@ -192,10 +193,9 @@ def declared(obj: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
 
 
-def rendered(workspace: Workspace, stack: str) -> dict[str, bytes]:
-    """The rendered manifests of ``stack`` by relative path, byte for byte."""
-    directory = workspace.directory / "rendered" / stack
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*.yaml"))}
+def live_specs(workspace: Workspace, stack: str) -> dict[str, dict[str, Any]]:
+    """The declared spec of each of ``stack``'s live Deployments, by name."""
+    return {name: declared(d)["spec"] for name, d in live(workspace, stack, "deployments").items()}
 
 
 def deployment_images(workspace: Workspace, stack: str) -> set[str]:
@@ -228,3 +228,18 @@ def set_stack_config(workspace: Workspace, stack: str, path: list[str], value: A
     else:
         node[last] = value
     stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def commit_sources(workspace: Workspace, committed: datetime) -> None:
+    """Make the workspace a git checkout whose sources were committed at ``committed``: a build then labels its
+    image with that commit time (org.opencontainers.image.created), which the lead-time metric reads."""
+    when = committed.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    env = {**workspace.env, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+    identity = ["-c", "user.name=Dockyard Tests", "-c", "user.email=tests@dockyard.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A", "app"], [*identity, "commit", "-q", "-m", "release"]):
+        subprocess.run(["git", *args], cwd=workspace.directory, env=env, check=True, capture_output=True, timeout=60)
+
+
+def rolling(workspace: Workspace, stack: str) -> None:
+    """Give a workspace's promoted stack the rolling strategy: a promotion then writes image.ref, a rollback too."""
+    set_stack_config(workspace, stack, ["kubernetes", "strategy"], {"type": "rolling"})

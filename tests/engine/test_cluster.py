@@ -31,7 +31,8 @@ CHAIN = ("local", "local-staging", "local-prod")
 
 @pytest.fixture(scope="module")
 def chain(local_workspace: Workspace) -> Workspace:
-    """local built and deployed, verified, promoted to local-staging (canary) and on to local-prod (blue-green)."""
+    """local built and deployed, verified, promoted to local-staging (a canary walked to completion) and on to
+    local-prod (the idle color of its blue-green pair)."""
     workspace = local_workspace
     workspace.init("local")
     workspace.pulumi("up", "--stack", "local", "--yes", timeout=2400)
@@ -41,6 +42,9 @@ def chain(local_workspace: Workspace) -> Workspace:
         workspace.init(target)
         promoted = dockyard(workspace, "promote", "--from", source, "--to", target, "--yes")
         assert promoted.returncode == 0, promoted.output
+        if target == "local-staging":
+            walked = dockyard(workspace, "canary", "advance", "--stack", target, "--auto", "--yes")
+            assert walked.returncode == 0, walked.output
     return workspace
 
 
@@ -197,7 +201,13 @@ def test_a_rollout_that_cannot_finish_fails_the_update_and_a_rerun_converges(cha
     set_stack_config(chain, "local", ["kubernetes", "rolloutTimeoutSeconds"], 15)
     failed = chain.pulumi("up", "--stack", "local", "--yes", check=False, timeout=600)
     assert failed.returncode != 0
-    assert "Insufficient cpu" in failed.output or "Unschedulable" in failed.output, failed.output[-3000:]
+    assert "timed out waiting to be Ready" in failed.output, failed.output[-3000:]
+    pods = live(chain, "local", "pods")
+    pending = [p for p in pods.values() if p["status"]["phase"] == "Pending"]
+    assert pending, "the new pod never left Pending"
+    scheduled = next(c for c in pending[0]["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+    assert "Insufficient cpu" in scheduled["message"]
     exported = chain.export("local")
     assert exported["deployment"]["resources"], "the state stays valid and complete"
     assert not exported["deployment"].get("pending_operations")
@@ -222,10 +232,12 @@ def test_the_api_server_rejects_pods_that_break_pod_security(chain: Workspace) -
         specs.write_text(original)
         set_stack_config(chain, "local", ["kubernetes", "rolloutTimeoutSeconds"], 120)
     assert failed.returncode != 0
-    assert "PodSecurity" in failed.output, failed.output[-3000:]
-    assert "allowPrivilegeEscalation" in failed.output
+    assert "timed out waiting to be Ready" in failed.output, failed.output[-3000:]
+    # The API server's admission refused every pod of the new ReplicaSet (the provider reports the timeout).
     events = kubectl(chain, "get", "events", "-n", namespace_of(chain, "local"), "-o", "json").json()["items"]
-    assert any("violates PodSecurity" in e.get("message", "") for e in events)
+    refusals = [e["message"] for e in events if e.get("reason") == "FailedCreate"]
+    assert any('violates PodSecurity "restricted:latest"' in m and "allowPrivilegeEscalation" in m for m in refusals)
+    assert ready_endpoints(chain, "local", "dockyard-app"), "the running release kept serving"
     chain.pulumi("up", "--stack", "local", "--yes", timeout=600)
     chain.pulumi("up", "--stack", "local", "--yes", "--expect-no-changes")
 

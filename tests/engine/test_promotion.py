@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from dockyard.promotion import Project
-from tests.engine.harness import Workspace, declared, deploy_local_stacks, deployment_images, dockyard, live
+from dockyard.project import Project
+from dockyard.promotion import Releases
+from tests.engine.harness import Workspace, deploy_local_stacks, deployment_images, dockyard, live_specs, rolling
 
 pytestmark = pytest.mark.engine
 
@@ -19,10 +20,6 @@ VERSION_LABELS = {
     'metadata.labels["app.kubernetes.io/version"]',
     'spec.template.metadata.labels["app.kubernetes.io/version"]',
 }
-
-
-def live_specs(workspace: Workspace) -> dict[str, dict[str, object]]:
-    return {name: declared(d)["spec"] for name, d in live(workspace, "local-staging", "deployments").items()}
 
 
 def changed_paths(before: Any, after: Any, prefix: str = "") -> set[str]:
@@ -43,7 +40,9 @@ def state(workspace: Workspace, stack: str) -> str:
 
 @pytest.fixture(scope="module")
 def deployed(local_workspace: Workspace) -> Workspace:
-    """local built and pushed; local-staging deployed once with its placeholder digest."""
+    """local built and pushed; local-staging, made rolling (a promotion writes image.ref; canary and blue-green
+    moves are test_progressive's), deployed once with its placeholder digest."""
+    rolling(local_workspace, "local-staging")
     deploy_local_stacks(local_workspace)
     # local-staging is tier staging: it takes only digests that passed `dockyard verify` on local.
     verified = dockyard(local_workspace, "verify", "--stack", "local")
@@ -61,7 +60,7 @@ def test_preview_only_changes_exactly_the_image_and_restores_the_config(
     assert deployed.stack_file("local-staging").read_bytes() == config_before
     for key, value in deployed.env.items():
         monkeypatch.setenv(key, value)
-    outcome = Project(deployed.directory).promote("local", "local-staging", yes=False, confirm=lambda: False)
+    outcome = Releases(Project(deployed.directory)).promote("local", "local-staging", yes=False, confirm=lambda: False)
     assert {c.op for c in outcome.changes} == {"update"}
     assert {c.name for c in outcome.changes} == {"app-stable"}
     (change,) = outcome.changes
@@ -126,7 +125,7 @@ def test_promote_apply_then_rollback_restores_identical_manifests(deployed: Work
     assert promoted.returncode == 0, promoted.output
     assert deployment_images(deployed, "local-staging") == {first}
     assert deployed.outputs("local-staging")["image_ref"] == first
-    after_first = live_specs(deployed)
+    after_first = live_specs(deployed, "local-staging")
 
     # A new release: change the app, rebuild local (new digest), promote it.
     main_go = deployed.directory / "app" / "main.go"
@@ -137,7 +136,7 @@ def test_promote_apply_then_rollback_restores_identical_manifests(deployed: Work
     assert dockyard(deployed, "verify", "--stack", "local").returncode == 0
     assert dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes").returncode == 0
     assert deployment_images(deployed, "local-staging") == {second}
-    assert changed_paths(after_first, live_specs(deployed)) == {
+    assert changed_paths(after_first, live_specs(deployed, "local-staging")) == {
         "dockyard-app-stable.template.spec.containers.0.image",
         "dockyard-app-stable.template.metadata.labels.app.kubernetes.io/version",
     }, "a promotion changes only the image (and the version label derived from it) on the live Deployment"
@@ -149,7 +148,9 @@ def test_promote_apply_then_rollback_restores_identical_manifests(deployed: Work
 
     rolled_back = dockyard(deployed, "rollback", "--stack", "local-staging", "--yes")
     assert rolled_back.returncode == 0, rolled_back.output
-    assert live_specs(deployed) == after_first, "the rollback restores the live Deployment spec exactly"
+    assert live_specs(deployed, "local-staging") == after_first, (
+        "the rollback restores the live Deployment spec exactly"
+    )
 
     history = json.loads(dockyard(deployed, "history", "--stack", "local-staging", "--json").stdout)
     assert [entry["action"] for entry in history[:3]] == ["rollback", "promote", "promote"]

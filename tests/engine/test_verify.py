@@ -1,28 +1,37 @@
-"""Verification with the real engine, registry and buildah: local → local-prod, a broken build, automatic rollback.
+"""Verification with the real engine, registry and buildah: local → local-staging, a broken build, automatic rollback.
 
 The tests run in order on one workspace (builds are slow): a good release is verified and promoted with --verify;
 then the sample app is rebuilt with HEALTH_FAIL=true. Verification of the source catches that build first, so the
-gate never lets it reach local-prod. To exercise the target side too, the test then records a passed verification of
+gate never lets it reach local-staging. To exercise the target side too, the test then records a passed verification of
 the broken digest on `local` by hand: the stand-in for a release that looked healthy where it was built and fails
-where it is promoted. `promote --verify` must then fail verification on local-prod, roll back to the previously
+where it is promoted. `promote --verify` must then fail verification on local-staging, roll back to the previously
 verified digest with byte-identical manifests, and exit non-zero naming the failed check.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from dockyard.records import Check, Ledger, Verification
-from tests.engine.harness import Workspace, deploy_local_stacks, deployment_images, dockyard, rendered
+from dockyard.ledger import Check, Ledger, Verification
+from tests.engine.harness import (
+    Workspace,
+    commit_sources,
+    deploy_local_stacks,
+    deployment_images,
+    dockyard,
+    live_specs,
+    rolling,
+)
 
 pytestmark = pytest.mark.engine
 
-LOCAL_CHECKS = ["update", "manifests", "pull", "start", "health", "smoke"]
+LOCAL_CHECKS = ["update", "rollout", "pods", "endpoints", "pull", "start", "health", "smoke"]
+COMMITTED = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
 def ledger(workspace: Workspace) -> Ledger:
@@ -31,7 +40,10 @@ def ledger(workspace: Workspace) -> Ledger:
 
 @pytest.fixture(scope="module")
 def deployed(local_workspace: Workspace) -> Workspace:
-    """local built and pushed; local-prod deployed once with its placeholder digest."""
+    """local built from sources committed an hour ago, and pushed; local-staging, made rolling (a promotion writes
+    image.ref, a failed one rolls back), deployed once with its placeholder digest."""
+    commit_sources(local_workspace, COMMITTED)
+    rolling(local_workspace, "local-staging")
     return deploy_local_stacks(local_workspace)
 
 
@@ -42,11 +54,11 @@ def good(deployed: Workspace) -> str:
 
 
 def test_unverified_source_is_refused_for_a_prod_target(deployed: Workspace, good: str) -> None:
-    before = rendered(deployed, "local-prod")
-    refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes")
+    before = live_specs(deployed, "local-staging")
+    refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes")
     assert refused.returncode == 1, refused.output
     assert f"local's {good.split('@')[1]} has never been verified (dockyard verify --stack local)" in refused.output
-    assert rendered(deployed, "local-prod") == before
+    assert live_specs(deployed, "local-staging") == before
 
 
 def test_good_release_verifies_and_promotes_with_verify(deployed: Workspace, good: str) -> None:
@@ -57,11 +69,11 @@ def test_good_release_verifies_and_promotes_with_verify(deployed: Workspace, goo
     assert [c["name"] for c in document["checks"]] == LOCAL_CHECKS
     assert "@" in document["actor"]
 
-    promoted = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes", "--verify")
+    promoted = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes", "--verify")
     assert promoted.returncode == 0, promoted.output
-    assert "verification of local-prod (render): passed" in promoted.output
-    assert deployment_images(deployed, "local-prod") == {good}
-    (record,) = ledger(deployed).verifications("local-prod")
+    assert "verification of local-staging (cluster): passed" in promoted.output
+    assert deployment_images(deployed, "local-staging") == {good}
+    (record,) = ledger(deployed).verifications("local-staging")
     assert (record.image, record.passed, record.trigger) == (good, True, "promote from local")
     assert not (deployed.directory / ".dockyard").exists(), "records live next to the state, not in the project"
 
@@ -80,8 +92,8 @@ def broken(deployed: Workspace, good: str) -> str:
 
 
 def test_broken_build_is_caught_at_the_source(deployed: Workspace, good: str, broken: str) -> None:
-    before = rendered(deployed, "local-prod")
-    refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes", "--verify")
+    before = live_specs(deployed, "local-staging")
+    refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes", "--verify")
     assert refused.returncode == 1, refused.output
     assert "has never been verified" in refused.output
 
@@ -94,48 +106,48 @@ def test_broken_build_is_caught_at_the_source(deployed: Workspace, good: str, br
     assert health.name == "health"
     assert "HTTP 503" in health.detail
 
-    again = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes", "--verify")
+    again = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes", "--verify")
     assert again.returncode == 1, again.output
     assert f"local's {broken.split('@')[1]} failed verification" in again.output
-    assert rendered(deployed, "local-prod") == before
-    assert deployment_images(deployed, "local-prod") == {good}
+    assert live_specs(deployed, "local-staging") == before
+    assert deployment_images(deployed, "local-staging") == {good}
 
 
 def test_failed_target_verification_rolls_back_to_the_verified_digest(
     deployed: Workspace, good: str, broken: str
 ) -> None:
-    before = rendered(deployed, "local-prod")
+    before = live_specs(deployed, "local-staging")
     # The stand-in for "healthy where it was built": a passed record of the broken digest on the source.
     ledger(deployed).append(
         Verification(
-            "local", broken, True, datetime.now(UTC), "engine-test", "render", "test", (Check("stand-in", True, ""),)
+            "local", broken, True, datetime.now(UTC), "engine-test", "cluster", "test", (Check("stand-in", True, ""),)
         )
     )
-    result = dockyard(deployed, "promote", "--from", "local", "--to", "local-prod", "--yes", "--verify")
+    result = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes", "--verify")
 
     assert result.returncode == 1, result.output
-    assert f"promoted local-prod → {broken}" in result.output
-    assert "verification of local-prod failed" in result.output
+    assert f"promoted local-staging → {broken}" in result.output
+    assert "verification of local-staging failed" in result.output
     assert "health: GET http://127.0.0.1:" in result.output
     assert "HTTP 503" in result.output
     # The rollback is shown as a diff: the engine's preview and the changed properties.
-    assert f"rolled back local-prod → {good}" in result.output
+    assert f"rolled back local-staging → {good}" in result.output
     assert "update app-stable:" in result.output
     assert "spec.template.spec.containers[0].image" in result.output
-    assert f"local-prod was rolled back to its verified release {good}" in result.output
+    assert f"local-staging was rolled back to its verified release {good}" in result.output
 
-    assert rendered(deployed, "local-prod") == before, "the rollback restores byte-identical manifests"
-    assert deployed.outputs("local-prod")["image_ref"] == good
-    history = json.loads(dockyard(deployed, "history", "--stack", "local-prod", "--json").stdout)
+    assert live_specs(deployed, "local-staging") == before, "the rollback restores the live Deployment spec exactly"
+    assert deployed.outputs("local-staging")["image_ref"] == good
+    history = json.loads(dockyard(deployed, "history", "--stack", "local-staging", "--json").stdout)
     assert [(e["action"], e["image"]) for e in history[:2]] == [("rollback", good), ("promote", broken)]
-    failed, restored = ledger(deployed).verifications("local-prod")[-2:]
+    failed, restored = ledger(deployed).verifications("local-staging")[-2:]
     assert (failed.image, failed.passed, restored.image, restored.passed) == (broken, False, good, True)
     assert restored.trigger == f"rollback after failed verification of {broken}"
 
 
 def test_metrics_of_the_run(deployed: Workspace, tmp_path: Path) -> None:
-    chart = tmp_path / "local-prod.png"
-    result = dockyard(deployed, "metrics", "--stack", "local-prod", "--since", "1d", "--json", "--chart", str(chart))
+    chart = tmp_path / "local-staging.png"
+    result = dockyard(deployed, "metrics", "--stack", "local-staging", "--since", "1d", "--json", "--chart", str(chart))
     assert result.returncode == 0, result.output
     figures = json.loads(result.stdout)
     # Deployments: the placeholder, the good release, the broken one (rolled back).
@@ -143,7 +155,9 @@ def test_metrics_of_the_run(deployed: Workspace, tmp_path: Path) -> None:
     assert (figures["rollbacks"], figures["failed_verifications"], figures["open_incidents"]) == (1, 1, 0)
     assert figures["time_to_restore"]["count"] == 1
     assert 0 < figures["time_to_restore"]["median"] < 600
-    # Sources copied outside git carry no commit time; local's two builds are the build durations.
-    assert figures["lead_time"]["count"] == 0
+    # Both releases were built from sources committed at COMMITTED (the broken one only adds a build argument): the
+    # label carries that time; the placeholder has none. local's two builds are the build durations.
+    assert (figures["lead_time"]["count"], figures["lead_time_unknown"]) == (2, 1)
+    assert 3600 <= figures["lead_time"]["median"] <= (datetime.now(UTC) - COMMITTED).total_seconds()
     assert figures["build_duration"]["count"] == 2
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

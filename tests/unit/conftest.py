@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import pulumi
 import pulumi.runtime.settings as runtime_settings
 import pytest
+
+from tests.stacks import PROJECT
 
 FAKE_DIGEST = "sha256:" + "ab" * 32
 PASSWORD = "sentinel-registry-password"
@@ -99,6 +102,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     app.mkdir()
     (app / "Dockerfile").write_text("FROM scratch AS test\nFROM scratch AS runtime\nCOPY main.go /\n")
     (app / "main.go").write_text("package main\n")
+    # The signing public key the local stacks name (dockyard:signing.publicKeyFile).
+    shutil.copytree(PROJECT / "keys", tmp_path / "keys")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DOCKYARD_REGISTRY_PASSWORD", PASSWORD)
     # The local stacks apply to the local cluster through the ambient kubeconfig (scripts/local-env.sh).

@@ -1,7 +1,8 @@
-"""A stack for promotion tests without the engine: config in a real ``Pulumi.<stack>.yaml``, preview and up scripted.
+"""A stack for release-move tests without the engine: config in a real ``Pulumi.<stack>.yaml``, preview and up scripted.
 
-``set_config`` rewrites the file through a YAML round-trip, as ``pulumi config set`` does: comments and layout change,
-so only a byte-for-byte restore makes the file identical again. Also run as a child process by the signal tests.
+The move itself writes the file (:func:`dockyard.stack_update.write_config`, a YAML round-trip like ``pulumi config
+set``): comments and layout change, so only a byte-for-byte restore makes it identical again. Preview and up report
+the events a real engine would (a Deployment whose image changes). Also run as a child process by the signal tests.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pulumi import automation as auto
 
+from components.release import ConfigWrite
 from dockyard.config_guard import Terminated
-from dockyard.promotion import ImageSwitch, OnEvent, OnOutput, switch_image
+from dockyard.engine import EngineError, failure
+from dockyard.stack_update import OnEvent, OnOutput, StackUpdate, apply_update
 
+OLD = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
 IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "b" * 64
+DEPLOYMENT = "urn:pulumi:local-prod::dockyard::dockyard:index:KubernetesApp$kubernetes:apps/v1:Deployment::app-stable"
 STACK_FILE = """\
 # Local prod. This comment and the flow style below do not survive a YAML round-trip.
 config:
@@ -39,49 +43,53 @@ encryptionsalt: v1:T9p/N3X4MzU=:v1:/4BZo50885IpPKRY:nXjlz4AUH0SvtQnhMlZxlGRgl632
 Effect = Callable[[], None]
 
 
-def command_error(message: str) -> auto.CommandError:
-    return auto.CommandError(auto.CommandResult(stdout="", stderr=f"error: {message}", code=255))
+def command_error(message: str) -> EngineError:
+    """What :class:`dockyard.engine.Engine` raises when ``pulumi up`` ends with ``error: <message>``."""
+    return failure(["up"], f"error: {message}\n")
 
 
-def _split(key: str) -> tuple[str, list[str]]:
-    namespace, _, rest = key.partition(":")
-    top, *path = rest.split(".")
-    return f"{namespace}:{top}", path
+def inputs(image: str) -> dict[str, Any]:
+    template = {"metadata": {"labels": {"app.kubernetes.io/version": f"sha256-{image[-64:][:12]}"}}}
+    return {"spec": {"template": {**template, "spec": {"containers": [{"name": "app", "image": image}]}}}}
+
+
+def image_update_event(old: str, new: str) -> auto.EngineEvent:
+    """The engine's resourcePreEvent for a Deployment whose image changes, as its event log writes it."""
+
+    def state(image: str) -> dict[str, Any]:
+        return {"type": "kubernetes:apps/v1:Deployment", "urn": DEPLOYMENT, "inputs": inputs(image)}
+
+    return auto.EngineEvent.from_json(
+        {
+            "sequence": 3,
+            "timestamp": 0,
+            "resourcePreEvent": {
+                "metadata": {
+                    "op": "update",
+                    "urn": DEPLOYMENT,
+                    "type": "kubernetes:apps/v1:Deployment",
+                    "provider": "",
+                    "old": state(old),
+                    "new": state(new),
+                    "diffs": ["spec"],
+                    "detailedDiff": {
+                        "spec.template.spec.containers[0].image": {"diffKind": "update", "inputDiff": True}
+                    },
+                }
+            },
+        }
+    )
 
 
 @dataclass
 class FakeStack:
-    """Implements :class:`dockyard.promotion.UpdatableStack`; ``on_preview``/``on_up`` may raise to fail."""
+    """Implements :class:`dockyard.stack_update.UpdatableStack`; ``on_preview``/``on_up`` may raise to fail."""
 
     config_file: Path
     on_preview: Effect | None = None
     on_up: Effect | None = None
     messages: list[str] = field(default_factory=list)
-
-    def _document(self) -> dict[str, Any]:
-        return yaml.safe_load(self.config_file.read_text()) if self.config_file.exists() else {}
-
-    def get_config(self, key: str, *, path: bool = False) -> auto.ConfigValue:
-        top, parts = _split(key)
-        node: Any = (self._document().get("config") or {}).get(top)
-        for part in parts:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            raise command_error(f"configuration key '{key}' not found for stack")
-        return auto.ConfigValue(str(node))
-
-    def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None:
-        document = self._document()
-        top, parts = _split(key)
-        config = document.setdefault("config", {})
-        if not parts:
-            config[top] = value.value
-        else:
-            node = config.setdefault(top, {})
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = value.value
-        self.config_file.write_text(yaml.safe_dump(document, sort_keys=True))
+    runs: list[str] = field(default_factory=list)
 
     def preview(
         self,
@@ -91,15 +99,29 @@ class FakeStack:
         on_output: OnOutput | None = None,
         on_event: OnEvent | None = None,
     ) -> object:
+        self.runs.append("preview")
         if on_output is not None:
             on_output("previewing update")
         if self.on_preview is not None:
             self.on_preview()
+        if on_event is not None:
+            on_event(image_update_event(OLD, IMAGE))
         return None
 
-    def up(self, *, message: str | None = None, color: str | None = None, on_output: OnOutput | None = None) -> object:
+    def up(
+        self,
+        *,
+        message: str | None = None,
+        diff: bool | None = None,
+        color: str | None = None,
+        on_output: OnOutput | None = None,
+        on_event: OnEvent | None = None,
+    ) -> object:
+        self.runs.append("up")
         if self.on_up is not None:
             self.on_up()
+        if on_event is not None:
+            on_event(image_update_event(OLD, IMAGE))
         self.messages.append(message or "")
         return None
 
@@ -108,13 +130,14 @@ def cancelled_mark(config_file: Path) -> Path:
     return config_file.with_name("engine-cancelled")
 
 
-def switch(config_file: Path, key: str = "dockyard:image.ref") -> ImageSwitch:
-    return ImageSwitch(
+def update(config_file: Path) -> StackUpdate:
+    return StackUpdate(
         action="promote",
         stack="local-prod",
         config_file=config_file,
-        key=key,
+        write=ConfigWrite(f"release {IMAGE}", {"image.ref": IMAGE}),
         image=IMAGE,
+        previous=OLD,
         message=f"dockyard promote image={IMAGE}",
     )
 
@@ -160,7 +183,14 @@ if __name__ == "__main__":
         return True
 
     try:
-        switch_image(stack, switch(config_file), yes=step != "confirm", confirm=confirm, print_line=lambda _: None)
+        # The preview runs only when asking: every step but "up" asks (and "up" is reached by confirming).
+        apply_update(
+            stack,
+            update(config_file),
+            yes=step == "up",
+            confirm=confirm if step == "confirm" else lambda: True,
+            print_line=lambda _: None,
+        )
     except KeyboardInterrupt as interrupt:
         sys.exit(128 + (interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT))
     sys.exit(0)

@@ -134,7 +134,7 @@ def test_unknown_keys_name_the_allowed_ones() -> None:
     document["registy"] = {}
     problems = problems_of("local", document)
     assert (
-        "local: dockyard:registy: unknown key; allowed keys: github, image, kubernetes, promotion, registry, tier"
+        "local: dockyard:registy: unknown key; allowed keys: github, image, kubernetes, promotion, registry, signing, tier"
         in (problems)
     )
     assert any(
@@ -148,7 +148,8 @@ def test_unknown_key_inside_a_strategy_names_that_strategy_keys() -> None:
     document["kubernetes"]["strategy"]["wieght"] = 5
     (problem,) = problems_of("staging", document)
     assert problem == (
-        "staging: dockyard:kubernetes.strategy.wieght: unknown key; allowed keys: canaryImage, type, weight"
+        "staging: dockyard:kubernetes.strategy.wieght: unknown key; allowed keys: canaryImage, stepSoakSeconds, steps, "
+        "type, weight"
     )
 
 
@@ -156,14 +157,14 @@ def test_wrong_types_and_ranges() -> None:
     document = copy.deepcopy(dockyard_document("local"))
     document["kubernetes"]["port"] = "http"
     document["kubernetes"]["resources"]["limits"]["memory"] = "lots"
-    document["tier"] = "qa"
+    document["tier"] = "uat"
     problems = problems_of("local", document)
     assert len(problems) == 3
     assert any(p.startswith("local: dockyard:kubernetes.port: found 'http'; allowed: ") for p in problems)
     assert "local: dockyard:kubernetes.resources.limits.memory: found 'lots'; allowed: a memory quantity" in (
         " ".join(problems)
     )
-    assert any(p.startswith("local: dockyard:tier: found 'qa'; allowed: ") and "'prod'" in p for p in problems)
+    assert any(p.startswith("local: dockyard:tier: found 'uat'; allowed: ") and "'qa'" in p for p in problems)
 
 
 def test_freeze_window_must_be_ordered_and_zoned() -> None:
@@ -214,7 +215,7 @@ def test_load_refuses_plaintext_secrets_and_encrypted_settings(mocks: RecordingM
         "dev: dockyard:kubeconfig: stored in plaintext; allowed: an encrypted value "
         "(pulumi config set --secret dockyard:kubeconfig ...)",
         "dev: dockyard:kubernetes: stored as a secret; allowed: secrets only under appSecrets, "
-        "ciPulumiPassphrase, kubeconfig, registryPassword",
+        "ciPulumiPassphrase, cosignPassword, cosignPrivateKey, kubeconfig, registryPassword",
     ]
 
 

@@ -158,3 +158,42 @@ def test_a_missing_build_context_stops_the_program_before_any_resource(mocks: Re
     with pytest.raises(ConfigError, match=r"local: dockyard:image.build.context: found 'app', no such directory"):
         runpy.run_path(str(PROJECT / "__main__.py"), run_name="__main__")
     assert mocks.resources == []
+
+
+# --- signing: a public key that exists, and the private key on a building stack ------------------------------------
+
+
+def test_a_signing_building_stack_without_its_key_pair_or_public_key_is_refused(
+    mocks: RecordingMocks, workdir: Path
+) -> None:
+    set_stack_config(
+        {**stack_config("local"), "dockyard:signing": {"publicKeyFile": "keys/missing.pub"}}, secret_keys=[]
+    )
+    with pytest.raises(ConfigError) as caught:
+        load("local", workdir)
+    assert caught.value.problems == [
+        f"local: dockyard:signing.publicKeyFile: found 'keys/missing.pub', no such file in {workdir}; allowed: a "
+        "cosign public key (PEM) in the project, e.g. from cosign generate-key-pair",
+        "local: dockyard:cosignPrivateKey: missing on a building stack that signs; allowed: pulumi config set "
+        "--secret dockyard:cosignPrivateKey ... (cosign generate-key-pair)",
+        "local: dockyard:cosignPassword: missing on a building stack that signs; allowed: pulumi config set "
+        "--secret dockyard:cosignPassword ... (cosign generate-key-pair)",
+    ]
+
+
+def test_a_promotion_target_trusts_a_key_without_holding_the_private_half(mocks: RecordingMocks, workdir: Path) -> None:
+    set_stack_config(stack_config("local-prod"), secret_keys=[])
+    loaded = load("local-prod", workdir)
+    assert loaded.env.signing is not None
+    assert loaded.env.signing.public_key_file == "keys/dockyard-local-cosign.pub"
+    assert loaded.secrets.cosign_private_key is None
+
+
+def test_a_cosign_key_without_a_signing_section_is_refused(mocks: RecordingMocks, workdir: Path) -> None:
+    document = {k: v for k, v in stack_config("local").items() if k != "dockyard:signing"}
+    set_stack_config({**document, "dockyard:cosignPrivateKey": "x"}, secret_keys=["dockyard:cosignPrivateKey"])
+    with pytest.raises(ConfigError) as caught:
+        load("local", workdir)
+    assert caught.value.problems == [
+        "local: dockyard:cosignPrivateKey: set without dockyard:signing; allowed: signing.publicKeyFile beside it"
+    ]

@@ -1,94 +1,164 @@
-"""Promotion gates and history records, without the engine."""
+"""Promotion gates on plain facts: every refusal through ``gates.evaluate``, no engine, registry or clock."""
 
 from __future__ import annotations
 
 import copy
-import json
+import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from components.config import EnvironmentConfig, parse_environment
 from dockyard import gates
-from dockyard.promotion import image_from_config, image_key, parse_record, record_message
+from dockyard.gates import PromotionFacts, RegistryAnswer
+from dockyard.ledger import Check, Verification
 from tests.stacks import dockyard_document
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-DIGEST_REF = "ghcr.io/acme/dockyard-app@sha256:" + "5" * 64
+IMAGE = "ghcr.io/acme/dockyard-app@sha256:" + "5" * 64
+DIGEST = IMAGE.split("@")[1]
 
 
-def prod() -> EnvironmentConfig:
-    return parse_environment("prod", dockyard_document("prod"))
+def environment(stack: str, **changes: Any) -> EnvironmentConfig:
+    document = copy.deepcopy(dockyard_document(stack))
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = document
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return parse_environment(stack, document)
 
 
-def test_order_follows_the_configured_upstream() -> None:
-    assert gates.order_problems("staging", "prod", prod()) == []
-    assert gates.order_problems("dev", "prod", prod()) == ["prod accepts releases from staging only, not from dev"]
-    local = parse_environment("local", dockyard_document("local"))
-    assert gates.order_problems("local-prod", "local", local) == [
-        "local accepts no promotions (dockyard:promotion.upstream is not set)"
-    ]
+def verification(passed: bool) -> Verification:
+    checks = (Check("health", passed, "GET /health answered " + ("200" if passed else "503")),)
+    return Verification("staging", IMAGE, passed, NOW - timedelta(hours=3), "ci@runner", "cluster", "verify", checks)
 
 
-def test_freeze_window() -> None:
-    frozen = datetime(2026, 12, 24, tzinfo=UTC)
-    (problem,) = gates.freeze_problems("prod", prod(), frozen)
-    assert (
-        problem == "prod is frozen from 2026-12-23T00:00:00+00:00 to 2027-01-04T00:00:00+00:00 (year-end change freeze)"
+def facts(**changes: Any) -> PromotionFacts:
+    """staging → prod, everything in order: soaked, verified, in the registry, outside the freeze."""
+    good = PromotionFacts(
+        source="staging",
+        target="prod",
+        target_env=environment("prod"),
+        now=NOW,
+        image=IMAGE,
+        last_result="succeeded",
+        last_deployed=NOW - timedelta(hours=3),
+        registry=RegistryAnswer(True),
+        verification=verification(True),
     )
-    assert gates.freeze_problems("prod", prod(), NOW) == []
-    assert gates.freeze_problems("prod", prod(), datetime(2027, 1, 4, tzinfo=UTC)) == [], "the end is exclusive"
+    return dataclasses.replace(good, **changes)
 
 
-def test_soak_time() -> None:
-    env = prod()  # soakMinutes: 120
-    assert gates.soak_problems("staging", env, NOW - timedelta(minutes=121), NOW) == []
-    (problem,) = gates.soak_problems("staging", env, NOW - timedelta(minutes=30), NOW)
-    assert problem == "staging has soaked 30 min of 120; wait 90 min"
-    assert gates.soak_problems("staging", env, None, NOW) == ["staging has no completed deployment to soak"]
+def test_everything_in_order_passes() -> None:
+    assert gates.evaluate(facts()) == []
 
 
-def test_no_soak_configured() -> None:
-    document = copy.deepcopy(dockyard_document("prod"))
-    document["promotion"]["soakMinutes"] = 0
-    assert gates.soak_problems("staging", parse_environment("prod", document), None, NOW) == []
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"source": "dev"}, "prod accepts releases from staging only, not from dev"),
+        (
+            {"target_env": environment("local")},
+            "prod accepts no promotions (dockyard:promotion.upstream is not set)",
+        ),
+        (
+            {"now": datetime(2026, 12, 24, tzinfo=UTC)},
+            "prod is frozen from 2026-12-23T00:00:00+00:00 to 2027-01-04T00:00:00+00:00 (year-end change freeze)",
+        ),
+        ({"last_result": "failed"}, "staging's last update failed; promote only what deployed successfully"),
+        ({"last_result": None, "last_deployed": None}, "staging has never been deployed"),
+        ({"last_deployed": NOW - timedelta(minutes=30)}, "staging has soaked 30 min of 120; wait 90 min"),
+        ({"image": None}, "staging has no image_ref output (run pulumi up --stack staging first)"),
+        ({"image": "ghcr.io/a/b:1.0"}, "staging's image_ref ghcr.io/a/b:1.0 is not digest-pinned"),
+        ({"registry": RegistryAnswer(False)}, f"{IMAGE} does not exist in prod's registry ghcr.io"),
+        (
+            {"registry": RegistryAnswer(None, "ghcr.io refused the credentials of 'acme-ci'")},
+            "cannot check prod's registry: ghcr.io refused the credentials of 'acme-ci'",
+        ),
+        (
+            {"verification": None},
+            f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified "
+            "(dockyard verify --stack staging)",
+        ),
+        (
+            {"verification": verification(False)},
+            f"prod (tier prod) takes verified releases only: staging's {DIGEST} failed verification at "
+            "2026-12-01T09:00:00+00:00 (health: GET /health answered 503)",
+        ),
+        (
+            {"signature": [f"{IMAGE} carries no signature by keys/prod.pub that prod trusts (no signatures found)"]},
+            f"prod's trust policy refuses it: {IMAGE} carries no signature by keys/prod.pub that prod trusts "
+            "(no signatures found)",
+        ),
+    ],
+    ids=[
+        "order",
+        "no-upstream",
+        "freeze",
+        "failed-source",
+        "never-deployed",
+        "soak",
+        "no-image",
+        "unpinned",
+        "not-in-registry",
+        "registry-unreachable",
+        "unverified",
+        "failed-verification",
+        "untrusted-signature",
+    ],
+)
+def test_each_refusal(changes: dict[str, Any], problem: str) -> None:
+    assert gates.evaluate(facts(**changes)) == [problem]
 
 
-def test_source_must_have_succeeded_and_be_pinned() -> None:
-    assert gates.source_update_problems("staging", "failed") == [
-        "staging's last update failed; promote only what deployed successfully"
+def test_every_refusal_is_reported_at_once() -> None:
+    problems = gates.evaluate(facts(source="dev", last_result="failed", registry=RegistryAnswer(False)))
+    assert [p.split(" ")[0] for p in problems] == ["prod", "dev's", IMAGE]
+
+
+def test_the_freeze_end_is_exclusive_and_no_soak_needs_no_deployment() -> None:
+    assert gates.evaluate(facts(now=datetime(2027, 1, 4, tzinfo=UTC))) == []
+    unsoaked = environment("prod", promotion__soakMinutes=0)
+    assert gates.evaluate(facts(target_env=unsoaked, last_deployed=None)) == []
+
+
+def test_soak_accepts_the_naive_utc_times_the_engine_reports() -> None:
+    naive = (NOW - timedelta(minutes=30)).replace(tzinfo=None)
+    assert gates.evaluate(facts(last_deployed=naive)) == ["staging has soaked 30 min of 120; wait 90 min"]
+
+
+def test_verification_is_required_by_tier_unless_config_says_otherwise() -> None:
+    dev = environment("dev", promotion__upstream="staging")
+    assert gates.evaluate(facts(target_env=dev, verification=None)) == []
+    relaxed = environment("prod", promotion__requireVerification=False)
+    assert gates.evaluate(facts(target_env=relaxed, verification=None)) == []
+    qa = environment("staging", tier="qa", promotion__upstream="staging")
+    assert gates.evaluate(facts(target="qa", target_env=qa, verification=None)) == [
+        f"qa (tier qa) takes verified releases only: staging's {DIGEST} has never been verified "
+        "(dockyard verify --stack staging)"
     ]
-    assert gates.source_update_problems("staging", None) == ["staging has never been deployed"]
-    assert gates.image_problems("staging", "ghcr.io/a/b:1.0") == [
+
+
+def test_a_canary_in_progress_on_the_target_is_finished_first() -> None:
+    running = environment(
+        "staging",
+        promotion__upstream="dev",
+        kubernetes__strategy={"type": "canary", "weight": 25, "canaryImage": IMAGE},
+    )
+    (problem,) = gates.evaluate(facts(source="dev", target="staging", target_env=running))
+    assert problem.startswith(f"staging runs a canary of {IMAGE} at 25%: finish it (dockyard canary advance")
+    assert "dockyard canary abort --stack staging" in problem
+
+
+def test_an_image_without_a_digest_is_not_judged_by_the_later_gates() -> None:
+    assert gates.evaluate(facts(image="ghcr.io/a/b:1.0", verification=None, registry=None)) == [
         "staging's image_ref ghcr.io/a/b:1.0 is not digest-pinned"
     ]
-    assert gates.image_problems("staging", None)
-    assert gates.image_problems("staging", DIGEST_REF) == []
 
 
-def test_records_round_trip() -> None:
-    message = record_message("promote", image=DIGEST_REF, source="staging", actor="ana@ci host")
-    assert parse_record(message) == {
-        "action": "promote",
-        "image": DIGEST_REF,
-        "source": "staging",
-        "actor": "ana@ci host",
-    }
-    assert parse_record("a plain pulumi up") == {}
-
-
-def test_image_key_targets_the_idle_color_for_blue_green() -> None:
-    assert image_key(prod()) == "dockyard:kubernetes.strategy.greenImage"
-    assert image_key(parse_environment("staging", dockyard_document("staging"))) == "dockyard:image.ref"
-
-
-def test_image_from_recorded_config() -> None:
-    assert (
-        image_from_config({"dockyard:image": {"value": json.dumps({"ref": DIGEST_REF}), "secret": False}}) == DIGEST_REF
-    )
-    blue_green = json.dumps({"strategy": {"type": "blueGreen", "activeColor": "green", "greenImage": DIGEST_REF}})
-    assert image_from_config({"dockyard:kubernetes": {"value": blue_green}}) == DIGEST_REF
-    assert image_from_config({}) is None
-
-
-def test_soak_accepts_the_naive_utc_times_the_automation_api_reports() -> None:
-    naive = (NOW - timedelta(minutes=30)).replace(tzinfo=None)
-    assert gates.soak_problems("staging", prod(), naive, NOW) == ["staging has soaked 30 min of 120; wait 90 min"]
+def test_a_trusted_or_unasked_signature_refuses_nothing() -> None:
+    assert gates.evaluate(facts(signature=[])) == []
+    assert gates.evaluate(facts(signature=None)) == []

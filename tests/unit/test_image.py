@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 
+from components import podman_build
 from components.config import RegistryKind
 from components.image import AppImage, AppImageArgs, Builder
 from components.podman_build import PodmanBuildProvider
 from components.registry import ContainerRegistry, ContainerRegistryArgs, docker_config_json
-from components.tags import BuildMetadata
+from components.tags import BuildMetadata, GitFacts, image_tags
 from tests.unit.conftest import FAKE_DIGEST, RecordingMocks, plaintext_paths, secret_paths
 
 PASSWORD = "sentinel-push-password"
+PODMAN_SCRIPT = Path(__file__).parents[2] / "components" / "scripts" / "podman-build.sh"
 METADATA = BuildMetadata(created="2026-11-26T10:00:00Z", revision="abc123", version="1.2.3", source="https://x/y")
 
 
@@ -96,7 +101,7 @@ def test_podman_build_runs_tests_then_pushes_every_tag(mocks: RecordingMocks, co
         "VERSION": "1.2.3",
     }
     assert props["labels"]["org.opencontainers.image.revision"] == "abc123"
-    script = (Path(__file__).parents[2] / "components" / "scripts" / "podman-build.sh").read_text()
+    script = PODMAN_SCRIPT.read_text()
     assert script.index('--target "$TEST_TARGET"') < script.index("podman push")
     assert "--password-stdin" in script
 
@@ -122,6 +127,53 @@ def test_docker_builder_builds_the_test_stage_without_pushing(mocks: RecordingMo
         "image-push-1.2",
         "image-push-1.2.3",
     ]
+
+
+def test_docker_cache_comes_from_a_tag_the_previous_commit_pushed(mocks: RecordingMocks, context: Path) -> None:
+    previous = image_tags(GitFacts(commit="a" * 40, branch="main"))
+    build("docker", tags=image_tags(GitFacts(commit="b" * 40, branch="main")))
+    pushed_before = {f"127.0.0.1:5443/dockyard/app:{tag}" for tag in previous}
+    for name in ("image-test", "image-image"):
+        cache = mocks.named(name).inputs["build"]["cacheFrom"]["images"]
+        assert pushed_before & set(cache), f"{name}: cache_from {cache} names nothing the previous commit pushed"
+
+
+def test_the_podman_script_reads_what_its_header_and_run_build_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    script = PODMAN_SCRIPT.read_text()
+    header = "".join(line for line in script.splitlines(keepends=True) if line.startswith("#"))
+    body = script.removeprefix(header)
+    seen: dict[str, Any] = {}
+
+    def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        seen.update(kwargs["env"])
+        return subprocess.CompletedProcess(command, 0, stdout=FAKE_DIGEST, stderr="")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    props: dict[str, Any] = {
+        "image_name": "r/a",
+        "tags": ["sha-1", "main"],
+        "project_dir": "/p",
+        "context": "app",
+        "dockerfile": "Dockerfile",
+        "target": "runtime",
+        "test_target": "test",
+        "platform": "linux/amd64",
+        "build_args": {},
+        "labels": {},
+        "registry_server": "r",
+        "username": "u",
+        "password": None,
+        "cache_repo": "r/a/cache",
+    }
+    assert podman_build.run_build(props) == FAKE_DIGEST
+    set_by_run_build = {name for name in seen if name not in os.environ or seen[name] != os.environ[name]}
+    inherited = {"DOCKYARD_BUILD_NO_CACHE", "BUILDAH_ISOLATION"}
+    read_by_script = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", body))
+    named_in_header = set(re.findall(r"\b([A-Z][A-Z0-9_]{2,})\b", header)) - {"KEY", "VALUE"}
+    assert read_by_script == named_in_header == set_by_run_build | inherited
+    assert seen["CACHE_REPO"] == "r/a/cache"
+    podman_build.run_build({**props, "cache_repo": None})
+    assert seen["CACHE_REPO"] == ""
 
 
 def test_an_image_needs_a_tag(mocks: RecordingMocks, context: Path) -> None:

@@ -8,8 +8,9 @@ import pulumi
 import pytest
 
 from components.config import KubernetesConfig
-from components.k8s_specs import split_replicas, version_label
+from components.k8s_specs import version_label
 from components.kubernetes_app import KubernetesApp, KubernetesAppArgs
+from components.release import split_replicas
 from tests.unit.conftest import RecordingMocks
 
 STABLE = "ghcr.io/acme/app@sha256:" + "1" * 64

@@ -10,21 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from pulumi import automation as auto
 
+from dockyard.history import Update, record_message
+from dockyard.ledger import Check, Verification
 from dockyard.metrics import (
     UNKNOWN_COMMIT_TIME,
     Metrics,
     Summary,
-    Update,
     commit_time,
     compute,
     deployments_of,
     parse_since,
     write_chart,
 )
-from dockyard.promotion import record_message
-from dockyard.records import Check, Verification
 from dockyard.registry_client import RegistryCredentials, RegistryUnreachableError, image_labels
 
 REPO = "ghcr.io/acme/dockyard-app"
@@ -37,22 +35,36 @@ def at(text: str) -> datetime:
 
 
 def summary(
-    start: str, end: str, result: str, image: str, action: str | None = None, changes: dict[str, int] | None = None
-) -> auto.UpdateSummary:
-    """One entry as ``pulumi stack history --json`` records it (naive UTC times, config values as JSON text)."""
-    message = record_message(action, image=image, actor="ci@runner", source="dev") if action else ""
-    return auto.UpdateSummary(
-        kind="update",
-        start_time=datetime.fromisoformat(start),
-        end_time=datetime.fromisoformat(end),
-        message=message,
-        environment={},
-        config={
-            "dockyard:image": {"value": json.dumps({"ref": image}), "secret": False},
-            "dockyard:appSecrets": {"secret": True},
-        },
-        result=result,
-        resource_changes=changes or {"same": 12, "update": 1},  # type: ignore[arg-type]
+    start: str,
+    end: str,
+    result: str,
+    image: str,
+    action: str | None = None,
+    changes: dict[str, int] | None = None,
+    strategy: dict[str, Any] | None = None,
+    named: str | None = None,
+) -> Update:
+    """One entry as ``pulumi stack history --json`` records it (UTC times, config values as JSON text).
+
+    ``image`` is what the recorded config serves; ``named`` the image the move names, when that differs.
+    """
+    message = record_message(action, image=named or image, actor="ci@runner", source="dev") if action else ""
+    kubernetes = {"strategy": strategy or {"type": "rolling"}}
+    return Update.from_json(
+        {
+            "kind": "update",
+            "startTime": f"{start}.000Z",
+            "endTime": f"{end}.000Z",
+            "message": message,
+            "environment": {},
+            "config": {
+                "dockyard:image": {"value": json.dumps({"ref": image}), "secret": False},
+                "dockyard:kubernetes": {"value": json.dumps(kubernetes), "secret": False},
+                "dockyard:appSecrets": {"secret": True},
+            },
+            "result": result,
+            "resourceChanges": changes or {"same": 12, "update": 1},
+        }
     )
 
 
@@ -69,9 +81,9 @@ STAGING = [
 ]
 
 
-def verification(image: str, passed: bool, when: str) -> Verification:
+def verification(image: str, passed: bool, when: str, track: str | None = None, serving: bool = True) -> Verification:
     checks = (Check("health", passed, "200" if passed else "503"),)
-    return Verification("staging", image, passed, at(when), "ci@runner", "cluster", "verify", checks)
+    return Verification("staging", image, passed, at(when), "ci@runner", "cluster", "verify", checks, track, serving)
 
 
 VERIFICATIONS = [
@@ -108,7 +120,7 @@ DEV_BUILDS = [
 def staging_metrics() -> Metrics:
     return compute(
         "staging",
-        [Update.from_summary(s) for s in STAGING],
+        STAGING,
         VERIFICATIONS,
         commit_times=COMMIT_TIMES,
         builds=DEV_BUILDS,
@@ -156,7 +168,7 @@ def test_timeline_has_every_day_of_the_window() -> None:
 def test_a_shorter_window_sees_only_its_own_records() -> None:
     metrics = compute(
         "staging",
-        [Update.from_summary(s) for s in STAGING],
+        STAGING,
         VERIFICATIONS,
         commit_times=COMMIT_TIMES,
         builds=DEV_BUILDS,
@@ -180,7 +192,7 @@ def test_a_manual_rollback_marks_the_deployment_failed_and_opens_an_incident() -
     restored = [verification(B, True, "2026-11-21T11:05:00")]
     metrics = compute(
         "staging",
-        [Update.from_summary(s) for s in history],
+        history,
         restored,
         commit_times={},
         builds=[],
@@ -193,13 +205,86 @@ def test_a_manual_rollback_marks_the_deployment_failed_and_opens_an_incident() -
     assert metrics.lead_time_unknown == 2
 
 
+def window(history: list[Update], verifications: list[Verification]) -> Metrics:
+    return compute(
+        "staging",
+        history,
+        verifications,
+        commit_times={},
+        builds=[],
+        building=False,
+        since=timedelta(days=30),
+        now=NOW,
+    )
+
+
+def test_an_aborted_canary_is_a_failed_change_restored_by_the_next_passed_verification() -> None:
+    def canary(weight: int, image: str | None) -> dict[str, Any]:
+        return {"type": "canary", "weight": weight, **({"canaryImage": image} if image else {})}
+
+    history = [
+        summary("2026-11-20T10:00:00", "2026-11-20T10:01:00", "succeeded", B, "promote", strategy=canary(0, None)),
+        summary("2026-11-21T10:00:00", "2026-11-21T10:01:00", "succeeded", B, "promote", None, canary(10, C), C),
+        summary("2026-11-21T10:04:00", "2026-11-21T10:05:00", "succeeded", B, "canary-step", None, canary(25, C), C),
+        summary("2026-11-21T10:11:00", "2026-11-21T10:12:00", "succeeded", B, "canary-abort", None, canary(0, None), C),
+        summary("2026-11-22T10:00:00", "2026-11-22T10:01:00", "succeeded", B, "promote", None, canary(10, D), D),
+        summary("2026-11-22T11:00:00", "2026-11-22T11:01:00", "succeeded", D, "canary-complete", None, canary(0, None)),
+    ]
+    checks = [
+        verification(C, False, "2026-11-21T10:10:00", track="canary"),  # the analysis at 25 % fails: users saw it
+        verification(B, True, "2026-11-21T10:15:00"),  # what is served after the abort passes
+        verification(D, True, "2026-11-22T11:05:00"),
+    ]
+    metrics = window(history, checks)
+    assert metrics.deployments == 2, "the first release and the completed canary; steps change no served image"
+    assert (metrics.changes, metrics.failed_changes, metrics.aborted_canaries) == (3, 1, 1)
+    assert metrics.failed_verifications == 1
+    assert metrics.time_to_restore == Summary(1, 300.0, 300.0)  # failed analysis → passed verification after abort
+    assert metrics.open_incidents == 0
+    assert [row["failures"] for row in metrics.timeline if row["day"] == "2026-11-21"] == [2]
+
+
+def test_an_abort_by_hand_opens_an_incident_of_its_own() -> None:
+    running = {"type": "canary", "weight": 10, "canaryImage": C}
+    history = [
+        summary("2026-11-21T10:00:00", "2026-11-21T10:01:00", "succeeded", B, "promote", None, running, C),
+        summary("2026-11-21T10:30:00", "2026-11-21T10:31:00", "succeeded", B, "canary-abort", None, None, C),
+    ]
+    metrics = window(history, [verification(B, True, "2026-11-21T10:34:00")])
+    assert (metrics.changes, metrics.failed_changes, metrics.failed_verifications) == (2, 1, 0)
+    assert metrics.time_to_restore == Summary(1, 240.0, 240.0)  # the abort's start → the next passed verification
+
+
+def test_a_switch_back_marks_the_switch_failed_and_an_idle_failure_is_no_incident() -> None:
+    def pair(active: str, green: str | None) -> dict[str, Any]:
+        return {"type": "blueGreen", "activeColor": active, "blueImage": B, **({"greenImage": green} if green else {})}
+
+    history = [
+        summary("2026-11-20T10:00:00", "2026-11-20T10:01:00", "succeeded", B, None, strategy=pair("blue", None)),
+        summary("2026-11-21T10:00:00", "2026-11-21T10:01:00", "succeeded", B, "promote", None, pair("blue", C), C),
+        summary("2026-11-21T10:04:00", "2026-11-21T10:05:00", "succeeded", C, "switch", None, pair("green", C)),
+        summary("2026-11-21T10:08:00", "2026-11-21T10:09:00", "succeeded", B, "rollback", None, pair("blue", C)),
+    ]
+    checks = [
+        verification(C, False, "2026-11-21T09:30:00", track="green", serving=False),  # an idle color serves nobody
+        verification(C, True, "2026-11-21T10:02:00", track="green", serving=False),
+        verification(C, False, "2026-11-21T10:07:00"),
+        verification(B, True, "2026-11-21T10:10:00"),
+    ]
+    metrics = window(history, checks)
+    assert metrics.deployments == 2, "the first release and the switch; the promotion onto the idle color is none"
+    assert (metrics.changes, metrics.failed_changes, metrics.rollbacks) == (2, 1, 1)
+    assert metrics.failed_verifications == 1
+    assert metrics.time_to_restore == Summary(1, 180.0, 180.0)
+
+
 def test_history_entries_are_read_like_the_engine_writes_them() -> None:
-    rollback = Update.from_summary(STAGING[3])
+    rollback = STAGING[3]
     assert rollback.action == "rollback"
     assert rollback.image == B
     assert rollback.started == at("2026-11-05T09:12:00"), "naive engine times are UTC"
     assert rollback.changes == {"same": 12, "update": 1}
-    plain = Update.from_summary(STAGING[6])
+    plain = STAGING[6]
     assert plain.action is None
     assert plain.image == D, "a plain update's image comes from the config it ran with"
 

@@ -82,3 +82,33 @@ def test_load_reads_preview_and_event_files(tmp_path: Path) -> None:
     (preview,) = load([tmp_path / "prod.json"])
     assert preview.stack == "prod"
     assert preview.violations == ["- ⚠️ advisory `p`: m"]
+
+
+def deployment_state(image: str) -> dict[str, Any]:
+    """A Deployment's state as ``pulumi preview --json`` writes it: inputs with the pod template."""
+    labels = {"app.kubernetes.io/version": f"sha256-{image[-64:][:12]}"}
+    template = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": image}]}}
+    return {"type": "kubernetes:apps/v1:Deployment", "inputs": {"spec": {"template": template}}}
+
+
+def test_an_image_change_shows_old_and_new_repository_digest_and_version() -> None:
+    old, new = (f"ghcr.io/acme/dockyard-app@sha256:{c * 64}" for c in "ab")
+    promoted = {
+        **step("update", "app-green", ["spec.template.spec.containers[0].image"]),
+        "oldState": deployment_state(old),
+        "newState": deployment_state(new),
+    }
+    canary = {**step("create", "app-canary"), "newState": deployment_state(new)}
+    text = render([read_preview("prod", {"steps": [promoted, canary]})])
+    assert f"  - image app-green: ghcr.io/acme/dockyard-app sha256:{'a' * 12} → sha256:{'b' * 12}" in text
+    assert f"  - image app-canary: (none) → ghcr.io/acme/dockyard-app sha256:{'b' * 12}" in text
+
+
+def test_a_tagged_image_shows_its_version_label() -> None:
+    tagged = deployment_state("ghcr.io/acme/dockyard-app:1.4.0")
+    tagged["inputs"]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] = "1.4.0"
+    moved = deployment_state("ghcr.io/acme/other@sha256:" + "c" * 64)
+    text = render(
+        [read_preview("dev", {"steps": [{**step("update", "app-stable"), "oldState": tagged, "newState": moved}]})]
+    )
+    assert f"  - image app-stable: ghcr.io/acme/dockyard-app 1.4.0 → ghcr.io/acme/other sha256:{'c' * 12}" in text

@@ -8,6 +8,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from components.config import ConfigError
 from tests.stacks import PROJECT, stack_config
@@ -21,10 +22,17 @@ from tests.unit.conftest import (
     set_stack_config,
 )
 
+COSIGN_KEY = "sentinel-cosign-private-key"
+#: The local stack signs what it builds; its key pair is secret config (encrypted in Pulumi.local.yaml).
+SIGNING_SECRETS = {"dockyard:cosignPrivateKey": COSIGN_KEY, "dockyard:cosignPassword": "sentinel-cosign-password"}
+
 
 def run_program(stack: str, extra: dict[str, Any] | None = None, secret_keys: list[str] | None = None) -> None:
+    """Run ``__main__.py`` for a committed stack; its encrypted signing key pair is stood in for by sentinels."""
+    committed = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    signing = SIGNING_SECRETS if "dockyard:cosignPrivateKey" in committed else {}
     pulumi.runtime.settings._set_stack(stack)
-    set_stack_config({**stack_config(stack), **(extra or {})}, secret_keys)
+    set_stack_config({**stack_config(stack), **signing, **(extra or {})}, [*signing, *(secret_keys or [])])
     runpy.run_path(str(PROJECT / "__main__.py"), run_name="__main__")
 
 
@@ -44,7 +52,7 @@ def _run_local(mocks: RecordingMocks, workdir: Path) -> None:
 
 def test_local_builds_with_podman_and_deploys_the_pushed_digest(mocks: RecordingMocks, workdir: Path) -> None:
     _run_local(mocks, workdir)
-    (build,) = mocks.of_type("pulumi-python:dynamic:Resource")
+    build = mocks.named("image-podman-build")
     assert build.inputs["target"] == "runtime"
     assert build.inputs["test_target"] == "test"
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
@@ -55,6 +63,17 @@ def test_local_builds_with_podman_and_deploys_the_pushed_digest(mocks: Recording
     assert not [r for r in mocks.resources if r.typ.startswith("github:")]
     namespaces = [r.inputs["metadata"]["name"] for r in mocks.of_type("kubernetes:core/v1:Namespace")]
     assert namespaces == ["dockyard-app-local"]
+
+
+def test_local_signs_the_pushed_digest_with_its_key_as_a_secret(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_local(mocks, workdir)
+    signing = mocks.named("signed-cosign")
+    assert signing.inputs["image_ref"] == f"127.0.0.1:5443/dockyard/app@{FAKE_DIGEST}", "the digest that was pushed"
+    assert signing.inputs["public_key"] == (workdir / "keys" / "dockyard-local-cosign.pub").read_text()
+    for sentinel in (COSIGN_KEY, SIGNING_SECRETS["dockyard:cosignPassword"], PASSWORD):
+        assert secret_paths(signing.inputs, sentinel), f"{sentinel} must reach the signer as a secret"
+        leaks = {r.name: plaintext_paths(r.inputs, sentinel) for r in mocks.resources}
+        assert not {name: paths for name, paths in leaks.items() if paths}
 
 
 def test_local_cluster_without_kubeconfig_stops_with_the_next_step(

@@ -1,4 +1,4 @@
-"""Promotion and rollback leave the target's ``Pulumi.<stack>.yaml`` byte-identical unless the update is applied.
+"""Every release move leaves the target's ``Pulumi.<stack>.yaml`` byte-identical unless the update is applied.
 
 No engine: the stack is a :class:`FakeStack` whose config is a real file, and whose preview and up are scripted to
 succeed, fail or be interrupted. The signal tests run that flow in a child process and signal it.
@@ -18,11 +18,14 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from components.release import ConfigWrite
 from dockyard import cli
 from dockyard.config_guard import Terminated, restored_unless_kept
-from dockyard.promotion import DockyardError, Outcome, switch_image
+from dockyard.errors import DockyardError
+from dockyard.image_diff import ImageChange
+from dockyard.stack_update import Outcome, apply_update, edited, write_config
 from tests.stacks import PROJECT
-from tests.unit.fake_stack import IMAGE, STACK_FILE, FakeStack, cancelled_mark, command_error, switch
+from tests.unit.fake_stack import IMAGE, OLD, STACK_FILE, FakeStack, cancelled_mark, command_error, update
 
 CHILD = Path(__file__).with_name("fake_stack.py")
 
@@ -36,7 +39,7 @@ def config_file(tmp_path: Path) -> Path:
 
 
 def run(stack: FakeStack, *, yes: bool = False, confirm: Callable[[], bool] = lambda: False) -> Outcome:
-    return switch_image(stack, switch(stack.config_file), yes=yes, confirm=confirm, print_line=lambda _: None)
+    return apply_update(stack, update(stack.config_file), yes=yes, confirm=confirm, print_line=lambda _: None)
 
 
 def fail(error: BaseException) -> Callable[[], None]:
@@ -46,11 +49,49 @@ def fail(error: BaseException) -> Callable[[], None]:
     return effect
 
 
-def test_the_fake_rewrites_the_file_so_only_a_byte_restore_makes_it_identical(config_file: Path) -> None:
-    stack = FakeStack(config_file)
-    stack.set_config("dockyard:image.ref", stack.get_config("dockyard:image.ref"), path=True)
+def test_a_write_rewrites_the_file_so_only_a_byte_restore_makes_it_identical(config_file: Path) -> None:
+    write_config(config_file, ConfigWrite("same", {"image.ref": OLD}))
     assert config_file.read_text() != STACK_FILE
     assert yaml.safe_load(config_file.read_text()) == yaml.safe_load(STACK_FILE)
+
+
+def test_writes_set_nested_keys_and_remove_them_like_config_set_and_rm() -> None:
+    document = {"config": {"dockyard:kubernetes": {"strategy": {"type": "canary", "weight": 0}}, "other:key": 1}}
+    started = edited(document, ConfigWrite("start", {"kubernetes.strategy.canaryImage": IMAGE, "image.ref": OLD}))
+    assert started["config"]["dockyard:kubernetes"]["strategy"] == {"type": "canary", "weight": 0, "canaryImage": IMAGE}
+    assert started["config"]["dockyard:image"] == {"ref": OLD}
+    assert started["config"]["other:key"] == 1
+    removed = edited(started, ConfigWrite("abort", {"kubernetes.strategy.canaryImage": None, "nothing.here": None}))
+    assert removed["config"]["dockyard:kubernetes"]["strategy"] == {"type": "canary", "weight": 0}
+    assert "dockyard:nothing" not in removed["config"]
+    assert document["config"]["dockyard:kubernetes"]["strategy"] == {"type": "canary", "weight": 0}, "a copy"
+
+
+def test_asking_previews_first_and_yes_applies_in_one_run(config_file: Path) -> None:
+    asked = FakeStack(config_file)
+    assert run(asked, confirm=lambda: True).applied
+    assert asked.runs == ["preview", "up"]
+    config_file.write_text(STACK_FILE)
+    direct = FakeStack(config_file)
+    assert run(direct, yes=True).applied
+    assert direct.runs == ["up"], "with --yes the update is the only engine run; its own output shows the diff"
+
+
+def test_the_outcome_shows_each_image_change_old_to_new(config_file: Path) -> None:
+    outcome = run(FakeStack(config_file), confirm=lambda: False)
+    (change,) = outcome.changes
+    assert (change.op, change.name, change.properties) == (
+        "update",
+        "app-stable",
+        ("spec.template.spec.containers[0].image",),
+    )
+    assert outcome.images == [
+        ImageChange("app-stable", "app", OLD, IMAGE, "sha256-000000000000", "sha256-bbbbbbbbbbbb")
+    ]
+    assert outcome.images[0].render() == (
+        f"app-stable: 127.0.0.1:5443/dockyard/app sha256:{'0' * 12} → sha256:{'b' * 12}"
+    )
+    assert outcome.before == {"image.ref": OLD}, "what the write replaced, so the move can be undone"
 
 
 def test_no_at_the_prompt_restores_the_file(config_file: Path) -> None:
@@ -87,7 +128,7 @@ def test_a_failed_or_interrupted_update_restores_the_file(
         config_file, on_preview=effect if step == "preview" else None, on_up=effect if step == "up" else None
     )
     with pytest.raises(expected):
-        run(stack, yes=True)
+        run(stack, confirm=lambda: True)
     assert config_file.read_text() == STACK_FILE
     assert oct(config_file.stat().st_mode & 0o777) == oct(0o640)
 
@@ -111,7 +152,7 @@ def test_a_failed_up_names_the_untouched_file(config_file: Path) -> None:
 def test_a_file_that_did_not_exist_is_removed_again(tmp_path: Path) -> None:
     missing = tmp_path / "Pulumi.new.yaml"
     with pytest.raises(DockyardError):
-        run(FakeStack(missing, on_preview=fail(command_error("no"))), yes=True)
+        run(FakeStack(missing, on_preview=fail(command_error("no"))), confirm=lambda: True)
     assert not missing.exists()
 
 
@@ -195,20 +236,16 @@ def test_sigterm_during_up_cancels_the_engine_before_the_file_is_restored(tmp_pa
 # --- the CLI reports an interrupt in one line, with the shell's exit code -------------------------------------
 
 
-class InterruptedProject:
-    """Stands in for Project: promote and rollback are interrupted by ``signum``."""
+class InterruptedReleases:
+    """Stands in for Releases: every move is interrupted by ``signum``."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, *args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt() if self.signum == signal.SIGINT else Terminated(self.signum)
 
-    def promote(self, *args: object, **kwargs: object) -> None:
-        self._interrupt()
-
-    def rollback(self, *args: object, **kwargs: object) -> None:
-        self._interrupt()
+    promote = rollback = _interrupt
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -218,7 +255,7 @@ class InterruptedProject:
 def test_the_cli_reports_an_interrupt_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, signum: signal.Signals, command: list[str]
 ) -> None:
-    monkeypatch.setattr(cli, "_project", lambda directory: InterruptedProject(signum))
+    monkeypatch.setattr(cli, "Releases", lambda project: InterruptedReleases(signum))
     result = CliRunner().invoke(cli.app, command)
     assert result.exit_code == 128 + signum
     assert f"interrupted ({signum.name}): Pulumi.local-prod.yaml holds only what was applied" in result.output

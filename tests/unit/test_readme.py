@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typer.testing import CliRunner
+
+from dockyard import cli
+from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY
 from scripts.config_reference import README, render_readme
 
 
@@ -15,3 +19,11 @@ def test_readme_opens_with_the_main_job_and_the_tests() -> None:
     fence = lines.index("```bash")
     assert lines[fence + 1].startswith("./scripts/main-job.sh")
     assert lines[fence + 2].startswith("./scripts/test.sh")
+
+
+def test_exit_codes_are_the_same_in_help_and_readme() -> None:
+    shown = " ".join(CliRunner().invoke(cli.app, ["--help"], terminal_width=200).output.split())
+    readme = " ".join(README.read_text().split())
+    for code, meaning in ((EXIT_DONE, "done"), (EXIT_REFUSED, "refused"), (EXIT_UNHEALTHY, "left unhealthy")):
+        assert f"{code} {meaning}" in shown
+        assert f"**{code}** {meaning}" in readme

@@ -1,12 +1,14 @@
 """Verification without a cluster or the engine: Kubernetes API objects recorded as a fake ClusterReader, rendered
-manifests in a temporary directory, the ledger, the promotion gate and promote --verify's rollback. The live client
-behind ClusterReader is tested in test_verify_kube.py."""
+manifests in a temporary directory, what each strategy's verification looks at, the ledger. The live client behind
+ClusterReader is tested in test_verify_kube.py; the flows that verify before and after a move in
+test_progressive.py."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,16 +19,15 @@ import pytest
 import yaml
 
 from components.config import BlueGreenStrategy, EnvironmentConfig, parse_environment
-from dockyard import gates
-from dockyard.promotion import Change, DockyardError, Outcome
-from dockyard.records import Check, Ledger, LedgerError, Verification, last_verified, latest_for, ledger_root
+from dockyard.ledger import Check, Ledger, LedgerError, Verification, last_verified, latest_for, ledger_root
 from dockyard.verify import (
     ClusterReader,
-    VerifiedPromotion,
+    Subject,
+    VerifierError,
     cluster_checks,
     expected_images,
     manifest_check,
-    promote_verified,
+    subject_of,
 )
 from dockyard.verify.kube import SERVICE_NAME_LABEL
 from tests.stacks import dockyard_document
@@ -349,6 +350,38 @@ def test_expected_images_follow_the_strategy() -> None:
     assert expected_images(staging(), GOOD) == {"dockyard-app-stable": GOOD}
 
 
+def test_what_is_served_is_every_track_behind_the_apps_service() -> None:
+    prod = parse_environment("prod", dockyard_document("prod"))
+    strategy = prod.kubernetes.strategy
+    assert isinstance(strategy, BlueGreenStrategy)
+    assert subject_of("prod", prod, str(strategy.blue_image), candidate=False) == Subject(
+        str(strategy.blue_image),
+        {"dockyard-app-blue": str(strategy.blue_image), "dockyard-app-green": str(strategy.green_image)},
+        "dockyard-app",
+    )
+
+
+def test_an_idle_color_is_checked_alone_through_its_preview_service() -> None:
+    prod = parse_environment("prod", dockyard_document("prod"))  # blue active, green idle
+    strategy = prod.kubernetes.strategy
+    assert isinstance(strategy, BlueGreenStrategy)
+    green = str(strategy.green_image)
+    assert subject_of("prod", prod, str(strategy.blue_image), candidate=True) == Subject(
+        green, {"dockyard-app-green": green}, "dockyard-app-preview", track="green", serving=False
+    )
+
+
+def test_a_canary_is_checked_with_the_stable_track_it_serves_beside() -> None:
+    document = copy.deepcopy(dockyard_document("staging"))
+    document["kubernetes"]["strategy"] = {"type": "canary", "weight": 25, "canaryImage": BAD}
+    canary = parse_environment("staging", document)
+    assert subject_of("staging", canary, GOOD, candidate=True) == Subject(
+        BAD, {"dockyard-app-stable": GOOD, "dockyard-app-canary": BAD}, "dockyard-app", track="canary", serving=True
+    )
+    with pytest.raises(VerifierError, match="staging has no release on its way in"):
+        subject_of("staging", staging(), GOOD, candidate=True)
+
+
 # --- ledger and gate --------------------------------------------------------------------------------------------
 
 
@@ -389,120 +422,14 @@ def test_latest_verification_decides_and_rollback_targets_are_verified() -> None
     assert latest_for(history, "other") is None
     assert last_verified(history) == record(OLD, True, 0), "GOOD's newest verification failed"
     assert last_verified([record(OLD, False, 0)]) is None
+    canary = dataclasses.replace(record(BAD, True, 30), track="canary")
+    assert last_verified([*history, canary]) == record(OLD, True, 0), "a passed canary was never what is served"
 
 
-def test_verification_gate_applies_to_staging_and_prod_only() -> None:
-    dev = parse_environment("dev", dockyard_document("dev"))
-    assert gates.verification_problems("local", "dev", dev, GOOD, None) == []
-    (never,) = gates.verification_problems("dev", "staging", staging(), GOOD, None)
-    assert never == (
-        f"staging (tier staging) takes verified releases only: dev's sha256:{'a' * 64} has never been verified "
-        "(dockyard verify --stack dev)"
-    )
-    (failed,) = gates.verification_problems("dev", "staging", staging(), GOOD, record(GOOD, False, 0))
-    assert "failed verification at 2026-12-01T12:00:00+00:00 (health: GET /health answered 503)" in failed
-    assert gates.verification_problems("dev", "staging", staging(), GOOD, record(GOOD, True, 0)) == []
-
-
-# --- promote --verify: verification failure rolls back to the previous verified digest --------------------------
-
-
-@dataclass
-class FakeProject:
-    """Stands in for Project: promotion applies BAD, rollback goes where it is told."""
-
-    served: str = OLD
-    rolled_back_to: list[str] = field(default_factory=list)
-    rollback_error: DockyardError | None = None
-
-    def promote(self, source: str, target: str, *, yes: bool, confirm: Callable[[], bool]) -> Outcome:
-        previous, self.served = self.served, BAD
-        return Outcome(target, BAD, previous, [Change("update", "urn::app-stable", ("image",))], applied=yes)
-
-    def rollback(self, stack: str, *, to: str | None, yes: bool, confirm: Callable[[], bool]) -> Outcome:
-        if self.rollback_error:
-            raise self.rollback_error
-        assert to is not None
-        assert yes
-        self.rolled_back_to.append(to)
-        previous, self.served = self.served, to
-        return Outcome(stack, to, previous, [Change("update", "urn::app-stable", ("image",))], applied=True)
-
-
-@dataclass
-class FakeVerifier:
-    """Verifies by looking up the served image in ``healthy``; keeps a ledger in memory."""
-
-    project: FakeProject
-    healthy: set[str]
-    history: list[Verification] = field(default_factory=list)
-
-    def verify(self, stack: str, *, trigger: str = "verify") -> Verification:
-        passed = self.project.served in self.healthy
-        result = record(self.project.served, passed, len(self.history) + 100, stack)
-        self.history.append(result)
-        return result
-
-    def ledger(self, stack: str) -> FakeVerifier:
-        return self
-
-    def verifications(self, stack: str) -> list[Verification]:
-        return self.history
-
-
-def promote(project: FakeProject, verifier: FakeVerifier, yes: bool = True) -> VerifiedPromotion:
-    return promote_verified(project, verifier, "dev", "staging", yes=yes, confirm=lambda: False)
-
-
-def test_failed_verification_rolls_back_to_the_previous_verified_digest() -> None:
-    project = FakeProject(served=GOOD)
-    verifier = FakeVerifier(project, healthy={GOOD, OLD})
-    verifier.history = [record(OLD, True, 0, "staging"), record(GOOD, True, 10, "staging")]
-    result = promote(project, verifier)
-    assert result.verification is not None
-    assert not result.verification.passed
-    assert result.verification.image == BAD
-    assert project.rolled_back_to == [GOOD]
-    assert result.restored is not None
-    assert result.restored.passed
-    assert result.restored.image == GOOD
-    assert result.healthy
-    assert result.problem is None
-
-
-def test_passed_verification_keeps_the_promotion() -> None:
-    project = FakeProject()
-    verifier = FakeVerifier(project, healthy={BAD})
-    result = promote(project, verifier)
-    assert result.verification is not None
-    assert result.verification.passed
-    assert result.rollback is None
-    assert project.rolled_back_to == []
-    assert result.healthy
-
-
-def test_no_verified_digest_means_no_blind_rollback() -> None:
-    project = FakeProject()
-    verifier = FakeVerifier(project, healthy=set())
-    verifier.history = [record(OLD, False, 0, "staging")]
-    result = promote(project, verifier)
-    assert project.rolled_back_to == []
-    assert result.problem == f"staging has no previously verified digest to roll back to; it still serves {BAD}"
-    assert not result.healthy
-
-
-def test_failed_rollback_is_reported_not_raised() -> None:
-    project = FakeProject(rollback_error=DockyardError("registry down"))
-    verifier = FakeVerifier(project, healthy={OLD})
-    verifier.history = [record(OLD, True, 0, "staging")]
-    result = promote(project, verifier)
-    assert result.problem == f"the rollback of staging to {OLD} failed: registry down"
-    assert not result.healthy
-
-
-def test_preview_only_promotion_is_not_verified() -> None:
-    project = FakeProject()
-    verifier = FakeVerifier(project, healthy=set())
-    result = promote(project, verifier, yes=False)
-    assert result.verification is None
-    assert verifier.history == []
+def test_records_of_candidates_round_trip_and_old_records_read_as_served(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path, "dockyard")
+    idle = dataclasses.replace(record(GOOD, True, 5), track="green", serving=False)
+    ledger.append(idle)
+    assert ledger.verifications("dev") == [idle]
+    old = {k: v for k, v in record(OLD, True, 1).to_json().items() if k not in ("track", "serving")}
+    assert Verification.from_json(old) == record(OLD, True, 1)

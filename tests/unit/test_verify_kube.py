@@ -19,8 +19,9 @@ import kubernetes
 import pytest
 import yaml
 
-from dockyard.verify import KubeconfigError, VerifierError, connect
+from dockyard.verify import VerifierError
 from dockyard.verify.kube import SERVICE_NAME_LABEL
+from dockyard.verify.kube_api import KubeconfigError, connect
 from tests.unit.test_verify import NAMESPACE, SELECTOR, SERVICE, deployment, endpoint_slice, healthy_pods, run_checks
 
 TOKEN = "sentinel-kube-token-5f1e9c"

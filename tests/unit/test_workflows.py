@@ -1,12 +1,17 @@
-"""The generated workflows: pinning, permissions, script injection, deploy gating, and drift from the committed files.
+"""The generated workflows: one build per commit, the scan gate, digests between jobs, verify and promote, prod behind
+its environment, policy violations in the preview comment; pinning, permissions, script injection, and drift.
 
-Pure tests of :mod:`components.workflows`; no Pulumi runtime.
+Pure tests of :mod:`components.workflows` (and of the shell it writes, run against a fake ``pulumi``); the program is
+run under mocks only to check which resources the build job's target pattern selects.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
+import runpy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,15 +19,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
+import typer
 import yaml
 
 from components import workflows
 from components.config import EnvironmentConfig, parse_environment
 from components.pins import PINS, uses
+from dockyard import pr_summary
+from dockyard.cli import app as dockyard_app
+from tests.stacks import stack_config
+from tests.unit.conftest import RecordingMocks, set_stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SHA = re.compile(r"^[0-9a-f]{40}$")
+THIS_RUN_IMAGE = "${{ needs.build.outputs.image-ref }}"
+DIGEST_REF = "ghcr.io/acme/dockyard-app@sha256:" + "0123456789abcdef" * 4
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +47,12 @@ def stacks() -> dict[str, EnvironmentConfig]:
 @pytest.fixture(scope="module")
 def documents(stacks: dict[str, EnvironmentConfig]) -> dict[str, workflows.Document]:
     return workflows.workflow_documents(stacks)
+
+
+@pytest.fixture(scope="module")
+def delivery(documents: dict[str, workflows.Document]) -> dict[str, Any]:
+    jobs: dict[str, Any] = documents[workflows.DELIVERY_WORKFLOW]["jobs"]
+    return jobs
 
 
 def _steps(document: workflows.Document) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -47,6 +67,18 @@ def _all_steps(documents: dict[str, workflows.Document]) -> Iterator[tuple[str, 
             yield filename, job_id, step
 
 
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def _env(stack: str, **overrides: Any) -> EnvironmentConfig:
     document: dict[str, Any] = {
         "tier": "dev",
@@ -59,17 +91,361 @@ def _env(stack: str, **overrides: Any) -> EnvironmentConfig:
     return parse_environment(stack, document)
 
 
+def _promoted(stack: str, tier: str, upstream: str) -> EnvironmentConfig:
+    return _env(stack, tier=tier, image={"ref": DIGEST_REF}, promotion={"upstream": upstream})
+
+
+def _runs(job: dict[str, Any]) -> list[str]:
+    return [step["run"] for step in job["steps"] if "run" in step]
+
+
+def _step(job: dict[str, Any], command: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [step for step in job["steps"] if command in step.get("run", "")]
+    assert len(found) == 1, f"{len(found)} steps run {command!r}"
+    return found[0]
+
+
+def _run_with_fake_pulumi(step: dict[str, Any], tmp_path: Path, image_ref: str, current: str) -> tuple[int, str]:
+    """Run ``step``'s script as Actions does (bash -eo pipefail), ``pulumi`` answering ``current`` for any output."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "pulumi"
+    fake.write_text('#!/bin/sh\nif [ "$1" = stack ]; then printf \'%s\\n\' "$FAKE_OUTPUT"; fi\n')
+    fake.chmod(0o755)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    environment = {
+        **{name: value for name, value in step.get("env", {}).items() if "${{" not in value},
+        "IMAGE_REF": image_ref,
+        "FAKE_OUTPUT": current,
+        "GITHUB_OUTPUT": str(output),
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode, output.read_text()
+
+
 # --- the committed configs produce the expected set ----------------------------------------------------------
 
 
 def test_committed_stacks_are_read_and_only_github_enabled_ones_run_in_ci(
     stacks: dict[str, EnvironmentConfig],
 ) -> None:
-    assert set(stacks) == {"dev", "local", "local-prod", "local-staging", "prod", "staging"}
+    assert set(stacks) >= {"dev", "local", "local-prod", "local-staging", "prod", "staging"}
     assert list(workflows.github_stacks(stacks)) == ["dev", "prod", "staging"]
     builder = workflows.building_stack(stacks)
     assert builder is not None
     assert builder[0] == "dev"
+    assert workflows.promotions(stacks) == [("dev", "staging"), ("staging", "prod")]
+
+
+# --- one build per commit, and that digest is what every later job uses ----------------------------------------
+
+
+def _builds(filename: str, document: workflows.Document, stacks: dict[str, EnvironmentConfig]) -> list[str]:
+    """Steps that build the application image: BuildKit on its runtime target, podman/docker/buildah, or a
+    ``pulumi up`` of the building stack that does not leave its AppImage out."""
+    builder = workflows.building_stack(stacks)
+    assert builder is not None
+    stack, env = builder
+    assert env.image.build is not None
+    found = []
+    for job_id, step in _steps(document):
+        where = f"{filename}:{job_id}:{step.get('name')}"
+        if step.get("uses") == uses("docker/build-push-action") and step["with"]["target"] == env.image.build.target:
+            found.append(where)
+        run = step.get("run", "")
+        if re.search(r"\b(podman|docker|buildah) (build|buildx)\b", run):
+            found.append(where)
+        for line in run.splitlines():
+            words = shlex.split(line) if "pulumi up" in line else []
+            if words[:2] != ["pulumi", "up"] or step["env"].get("STACK") != stack:
+                continue
+            excluded = "--exclude" in words and step["env"].get(words[words.index("--exclude") + 1].strip("$"))
+            if excluded != workflows.image_urn_pattern(stack):
+                found.append(where)
+    return found
+
+
+def test_exactly_one_image_build_per_commit_across_all_workflows(
+    stacks: dict[str, EnvironmentConfig], documents: dict[str, workflows.Document]
+) -> None:
+    for event, expected in (("push", [f"{workflows.DELIVERY_WORKFLOW}:build:"]), ("pull_request", ["ci.yml:"])):
+        builds = [
+            where
+            for filename, document in documents.items()
+            if event in document["on"]
+            for where in _builds(filename, document, stacks)
+        ]
+        assert len(builds) == 1, f"{event}: {builds}"
+        assert builds[0].startswith(expected[0]), builds
+    pull_request_pushes = [
+        step
+        for _, document in documents.items()
+        if "pull_request" in document["on"]
+        for _, step in _steps(document)
+        if step.get("with", {}).get("push") is not False and step.get("uses") == uses("docker/build-push-action")
+    ]
+    assert pull_request_pushes == [], "a pull request must never push"
+
+
+def test_the_build_targets_the_image_and_the_deploy_leaves_it_out(delivery: dict[str, Any]) -> None:
+    pattern = workflows.image_urn_pattern("dev")
+    build = _step(delivery[workflows.BUILD_JOB], "pulumi up")
+    assert '--target "$IMAGE_URN"' in build["run"]
+    assert build["env"] == {**build["env"], "STACK": "dev", "IMAGE_URN": pattern}
+    deploy = _step(delivery["deploy-dev"], "pulumi up")
+    assert '--exclude "$IMAGE_URN"' in deploy["run"]
+    assert deploy["env"]["IMAGE_URN"] == pattern
+    assert deploy["env"]["STACK"] == "dev"
+
+
+def test_the_image_pattern_selects_the_building_stacks_image_and_nothing_else(
+    mocks: RecordingMocks, workdir: Path
+) -> None:
+    urns: dict[str, str] = {}
+
+    @pulumi.runtime.test
+    async def run() -> None:
+        pulumi.runtime.settings._set_stack("dev")
+        set_stack_config(stack_config("dev"))
+        program = runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        for name in ("image", "registry", "app"):
+            # The engine leaves the root stack's type out of its children's URNs; the mock monitor keeps it.
+            urns[name] = (await program[name].urn.future()).replace("::pulumi:pulumi:Stack$", "::")
+
+    run()
+    pattern = workflows.image_urn_pattern("dev")
+    # Pulumi's URN globs: ** spans anything, * one name segment (checked against the engine's --target/--exclude).
+    regex = re.compile(re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^:]*") + "$")
+    assert regex.match(urns["image"]), (pattern, urns["image"])
+    assert regex.match(urns["image"].replace("::image", "$pulumi-python:dynamic:Resource::image-podman-build"))
+    assert not regex.match(urns["registry"])
+    assert not regex.match(urns["app"])
+
+
+def test_the_build_hands_on_only_a_digest_pinned_reference(delivery: dict[str, Any], tmp_path: Path) -> None:
+    build_job = delivery[workflows.BUILD_JOB]
+    assert build_job["outputs"] == {"image-ref": "${{ steps.build.outputs.image-ref }}"}
+    step = _step(build_job, "pulumi up")
+    assert step["id"] == "build"
+    rc, output = _run_with_fake_pulumi(step, tmp_path, "", DIGEST_REF)
+    assert (rc, output) == (0, f"image-ref={DIGEST_REF}\n")
+    for mutable in ("ghcr.io/acme/dockyard-app:main", "ghcr.io/acme/dockyard-app@sha256:short", ""):
+        rc, output = _run_with_fake_pulumi(step, tmp_path, "", mutable)
+        assert rc == 1, f"{mutable!r} was accepted"
+        assert output == "", f"{mutable!r} was handed on"
+
+
+def test_every_image_reference_between_jobs_is_this_runs_digest(delivery: dict[str, Any]) -> None:
+    handed = {
+        match
+        for job in delivery.values()
+        for text in _strings(job)
+        for match in EXPRESSION.findall(text)
+        if match.startswith("needs.")
+    }
+    assert handed == {"needs.build.outputs.image-ref"}
+    for job_id, job in delivery.items():
+        for step in job["steps"]:
+            for key in ("image-ref", "IMAGE_REF"):
+                value = step.get("with", {}).get(key) or step.get("env", {}).get(key)
+                assert value in (None, THIS_RUN_IMAGE), f"{job_id}:{step['name']}: {key}={value}"
+    every = "\n".join(text for job in delivery.values() for text in _strings(job))
+    assert not re.search(r"dockyard-app:|:main\b|:latest\b|metadata-action", every), "a tag is re-read"
+
+
+def test_a_job_refuses_a_stack_that_no_longer_has_this_runs_digest(delivery: dict[str, Any], tmp_path: Path) -> None:
+    for job_id, source in (("deploy-dev", "dev"), ("promote-staging", "dev"), ("promote-prod", "staging")):
+        steps = delivery[job_id]["steps"]
+        guard = _step(delivery[job_id], "pulumi stack output")
+        assert guard["env"]["STACK"] == source
+        assert guard["env"]["IMAGE_REF"] == THIS_RUN_IMAGE
+        act = next(i for i, s in enumerate(steps) if re.search(r"pulumi up|dockyard promote", s.get("run", "")))
+        assert steps.index(guard) < act, f"{job_id}: the check must come before the update"
+        newer = DIGEST_REF.replace("0123", "4567")
+        assert _run_with_fake_pulumi(guard, tmp_path, DIGEST_REF, newer)[0] == 1
+        assert _run_with_fake_pulumi(guard, tmp_path, DIGEST_REF, DIGEST_REF)[0] == 0
+
+
+# --- the scan gate ---------------------------------------------------------------------------------------------
+
+
+def _signs_or_deploys(job: dict[str, Any]) -> bool:
+    for step in job["steps"]:
+        run = step.get("run", "")
+        if step.get("uses") == uses("actions/attest-build-provenance") or re.search(r"cosign (sign|attest)", run):
+            return True
+        if re.search(r"dockyard (promote|switch|canary)", run):
+            return True
+        if "pulumi up" in run and "--target" not in run:
+            return True
+    return False
+
+
+def test_the_scan_gate_is_needed_by_every_job_that_signs_or_deploys(delivery: dict[str, Any]) -> None:
+    gates = [
+        job_id
+        for job_id, job in delivery.items()
+        for step in job["steps"]
+        if step.get("uses") == uses("aquasecurity/trivy-action") and step["with"].get("exit-code") == "1"
+    ]
+    assert gates == [workflows.SCAN_JOB]
+    scan = delivery[workflows.SCAN_JOB]
+    assert scan["needs"] == [workflows.BUILD_JOB]
+    gate = scan["steps"][1]
+    assert gate["with"]["image-ref"] == THIS_RUN_IMAGE
+    assert gate["with"]["severity"] == "CRITICAL,HIGH"
+    gated = [job_id for job_id, job in delivery.items() if _signs_or_deploys(job)]
+    assert gated == [workflows.SUPPLY_CHAIN_JOB, "deploy-dev", "promote-staging", "promote-prod"]
+    for job_id in gated:
+        assert workflows.SCAN_JOB in delivery[job_id]["needs"], f"{job_id} does not wait for the scan"
+    for job_id, job in delivery.items():
+        # A failed scan must skip its dependants: no job or step may run regardless.
+        assert not re.search(r"always\(\)|failure\(\)|cancelled\(\)", str(job.get("if", ""))), job_id
+        assert not any(step.get("continue-on-error") for step in job["steps"]), job_id
+
+
+# --- SBOM, signature, attestations -----------------------------------------------------------------------------
+
+
+def test_keyless_signing_sboms_signs_and_attests_the_scanned_digest(delivery: dict[str, Any]) -> None:
+    job = delivery[workflows.SUPPLY_CHAIN_JOB]
+    assert job["needs"] == [workflows.BUILD_JOB, workflows.SCAN_JOB]
+    runs = "\n".join(_runs(job))
+    order = [
+        runs.index('syft scan "registry:$IMAGE_REF"'),
+        runs.index('cosign sign --yes "$IMAGE_REF"'),
+        runs.index("cosign attest --yes --type spdxjson"),
+        runs.index("cosign attest --yes --type vuln"),
+        runs.index("cosign verify "),
+    ]
+    assert order == sorted(order)
+    assert "--key" not in runs, "keyless by default"
+    verify = _step(job, "cosign verify ")
+    assert verify["env"]["IDENTITY"] == workflows.keyless_identity("acme/dockyard")
+    assert verify["env"]["IDENTITY"].endswith(f"/{workflows.DELIVERY_WORKFLOW}@refs/heads/main")
+    assert workflows.DELIVERY_WORKFLOW in {f"{name}" for name in workflows.workflow_documents({"dev": _env("dev")})}
+    provenance = next(s for s in job["steps"] if s.get("uses") == uses("actions/attest-build-provenance"))
+    assert provenance["with"]["push-to-registry"] is True
+    installer = next(s for s in job["steps"] if s.get("uses") == uses("sigstore/cosign-installer"))
+    assert installer["with"]["cosign-release"] == workflows.COSIGN_VERSION
+
+
+def test_a_stack_with_a_signing_key_signs_in_the_program_after_the_scan() -> None:
+    env = _env("dev", signing={"publicKeyFile": "cosign.pub"})
+    jobs = workflows.delivery_workflow({"dev": env})["jobs"]
+    supply = "\n".join(_runs(jobs[workflows.SUPPLY_CHAIN_JOB]))
+    assert "cosign" not in supply, "the program signs with the stack's key"
+    assert "syft" not in supply, "the program makes the SBOM"
+    assert [s["name"] for s in jobs[workflows.SCAN_JOB]["steps"]][-1].startswith("Scan the image")
+    deploy = jobs["deploy-dev"]
+    names = [step["name"] for step in deploy["steps"]]
+    up = names.index(_step(deploy, "pulumi up")["name"])
+    assert names.index(f"Install cosign {workflows.COSIGN_VERSION}") < up
+    assert names.index(f"Install syft {workflows.SYFT_VERSION}") < up
+    assert workflows.SCAN_JOB in deploy["needs"]
+
+
+def test_supply_chain_tools_are_the_versions_the_local_stacks_use() -> None:
+    pins = dict(
+        line.split("=", 1)
+        for line in (ROOT / "scripts" / "supply-chain" / "versions.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert pins["DOCKYARD_COSIGN_VERSION"] == workflows.COSIGN_VERSION
+    assert pins["DOCKYARD_SYFT_VERSION"] == workflows.SYFT_VERSION
+
+
+# --- deploy, verify, promote, prod ----------------------------------------------------------------------------
+
+
+def test_dev_is_deployed_then_verified_and_each_stack_promoted_with_verify(delivery: dict[str, Any]) -> None:
+    assert list(delivery) == ["build", "scan", "supply-chain", "deploy-dev", "promote-staging", "promote-prod"]
+    deploy = _runs(delivery["deploy-dev"])
+    assert deploy[-2].startswith("pulumi up --yes --stack")
+    assert deploy[-1] == '.venv/bin/dockyard verify --stack "$STACK"\n'
+    assert delivery["deploy-dev"]["needs"] == ["build", "scan", "supply-chain"]
+    expected = {
+        "promote-staging": ("dev", "staging", "deploy-dev", 'dockyard canary advance --stack "$STACK" --auto --yes'),
+        "promote-prod": ("staging", "prod", "promote-staging", 'dockyard switch --stack "$STACK" --yes'),
+    }
+    for job_id, (source, target, after, release) in expected.items():
+        job = delivery[job_id]
+        assert job["needs"][-1] == after
+        assert job["environment"] == target
+        promote = _step(job, "dockyard promote")
+        assert promote["run"] == '.venv/bin/dockyard promote --from "$SOURCE" --to "$STACK" --yes --verify\n'
+        assert (promote["env"]["SOURCE"], promote["env"]["STACK"]) == (source, target)
+        # Taken all the way to serving, so the next promotion carries this run's digest, not the previous one.
+        runs = _runs(job)
+        assert runs.index(promote["run"]) < runs.index(f".venv/bin/{release}\n")
+
+
+def test_the_dockyard_commands_in_the_workflows_exist_with_those_options(
+    documents: dict[str, workflows.Document],
+) -> None:
+    cli = typer.main.get_command(dockyard_app)
+    commands = [
+        shlex.split(line)
+        for _, _, step in _all_steps(documents)
+        for line in step.get("run", "").splitlines()
+        if re.match(r"(\.venv/bin/)?dockyard ", line)
+    ]
+    assert len(commands) >= 5
+    for words in commands:
+        # Typer vendors its own click, so the command tree is walked by its shape: groups have ``commands``.
+        command: Any = cli
+        arguments = words[1:]
+        while hasattr(command, "commands"):
+            command = command.commands[arguments.pop(0)]
+        known = {option for param in command.params for option in param.opts}
+        used = {word for word in arguments if word.startswith("--")}
+        assert used <= known, f"{shlex.join(words)}: {sorted(used - known)} not in {sorted(known)}"
+
+
+def test_prod_is_reached_only_through_its_environment(
+    stacks: dict[str, EnvironmentConfig], documents: dict[str, workflows.Document]
+) -> None:
+    touching_prod = [
+        (filename, job_id)
+        for filename, document in documents.items()
+        for job_id, job in document["jobs"].items()
+        if any(step.get("env", {}).get("STACK") == "prod" for step in job["steps"])
+    ]
+    assert touching_prod == [(workflows.DELIVERY_WORKFLOW, "promote-prod")]
+    assert documents[workflows.DELIVERY_WORKFLOW]["jobs"]["promote-prod"]["environment"] == "prod"
+    assert stacks["prod"].github.reviewers, "the prod environment's reviewers are what holds this job"
+    assert documents["preview.yml"]["jobs"][workflows.PREVIEW_JOB]["environment"] == "${{ matrix.stack }}-preview"
+
+
+def test_a_stack_ci_cannot_deliver_to_is_refused() -> None:
+    stacks = {"dev": _env("dev"), "staging": _promoted("staging", "staging", "elsewhere")}
+    with pytest.raises(workflows.WorkflowConfigError, match=re.escape("staging: promotion.upstream is 'elsewhere'")):
+        workflows.workflow_documents(stacks)
+    with pytest.raises(workflows.WorkflowConfigError, match=re.escape("no GitHub-enabled stack has image.build")):
+        workflows.promotions({"staging": _promoted("staging", "staging", "dev")})
+
+
+def test_two_building_stacks_are_rejected() -> None:
+    with pytest.raises(workflows.WorkflowConfigError, match="one building stack"):
+        workflows.building_stack({"a": _env("a"), "b": _env("b")})
+
+
+def test_registry_password_env_is_fed_where_the_dev_program_runs(delivery: dict[str, Any]) -> None:
+    for job_id in ("build", "deploy-dev"):
+        assert _step(delivery[job_id], "pulumi up")["env"]["GHCR_TOKEN"] == "${{ secrets.REGISTRY_PASSWORD }}"
+    assert "GHCR_TOKEN" not in _step(delivery["promote-prod"], "dockyard promote")["env"]
+    assert "GITHUB_TOKEN" not in _step(delivery["build"], "pulumi up")["env"], "the build needs no admin token"
+
+
+# --- preview.yml -----------------------------------------------------------------------------------------------
 
 
 def test_preview_matrix_covers_every_github_stack(documents: dict[str, workflows.Document]) -> None:
@@ -77,16 +453,48 @@ def test_preview_matrix_covers_every_github_stack(documents: dict[str, workflows
     assert job["strategy"]["matrix"]["stack"] == ["dev", "prod", "staging"]
     assert job["strategy"]["fail-fast"] is False
     preview = next(step for step in job["steps"] if step.get("name") == "Preview")
-    assert 'pulumi preview --stack "$STACK" --policy-pack policies --json' in preview["run"]
+    assert 'pulumi preview --stack "$STACK" --policy-pack policies --json --event-log' in preview["run"]
     assert preview["env"]["STACK"] == "${{ matrix.stack }}"
+    # Without it the 3.260 CLI refuses --event-log as an unknown flag (checked with the engine built here).
+    assert preview["env"]["PULUMI_DEBUG_COMMANDS"] == "true"
+
+
+def test_preview_sections_are_named_by_stack_and_carry_policy_violations(
+    documents: dict[str, workflows.Document], tmp_path: Path
+) -> None:
+    """Write the files the Preview step's command names, collect them as the summary job does, and read them with
+    the real ``dockyard pr-summary`` loader."""
+    jobs = documents["preview.yml"]["jobs"]
+    preview = next(s for s in jobs[workflows.PREVIEW_JOB]["steps"] if s.get("name") == "Preview")
+    command = shlex.split(preview["run"].splitlines()[-1])
+    upload = next(s for s in jobs[workflows.PREVIEW_JOB]["steps"] if s.get("uses") == uses("actions/upload-artifact"))
+    collect = next(s for s in jobs[workflows.SUMMARY_JOB]["steps"] if s.get("name") == "Collect the previews")
+    summarize = next(s for s in jobs[workflows.SUMMARY_JOB]["steps"] if s.get("name") == "Summarize")
+    assert upload["with"]["path"] == f"{preview['env']['PREVIEWS']}/", "the artifact holds the files at its root"
+    collected = tmp_path / str(collect["with"]["path"])
+    collected.mkdir()
+    stacks = jobs[workflows.PREVIEW_JOB]["strategy"]["matrix"]["stack"]
+    for stack in stacks:
+
+        def file(template: str, stack: str = stack) -> Path:
+            return collected / Path(template.replace("$STACK", stack)).name
+
+        file(command[command.index("--event-log") + 1]).write_text(
+            json.dumps({"policyEvent": {"policyName": "pod-security", "enforcementLevel": "mandatory"}}) + "\n"
+        )
+        file(command[-1]).write_text(json.dumps({"changeSummary": {"update": 1}}))
+    pattern = shlex.split(summarize["run"].replace('"$PREVIEWS"', summarize["env"]["PREVIEWS"]))[2]
+    previews = pr_summary.load(sorted(tmp_path.glob(pattern)))
+    assert [p.stack for p in previews] == sorted(stacks)
+    assert all(len(p.violations) == 1 and "pod-security" in p.violations[0] for p in previews)
+    assert "### `prod`: 1 to update" in pr_summary.render(previews)
 
 
 def test_preview_summary_posts_one_sticky_comment(documents: dict[str, workflows.Document]) -> None:
     jobs = documents["preview.yml"]["jobs"]
     summary = jobs[workflows.SUMMARY_JOB]
     assert summary["needs"] == workflows.PREVIEW_JOB
-    runs = [step["run"] for step in summary["steps"] if "run" in step]
-    assert any(run.startswith("dockyard pr-summary previews/*.json") for run in runs)
+    assert any(run.startswith("dockyard pr-summary ") for run in _runs(summary))
     comment_job = jobs[workflows.COMMENT_JOB]
     assert comment_job["needs"] == workflows.SUMMARY_JOB
     comments = [s for s in comment_job["steps"] if s.get("uses") == uses("marocchino/sticky-pull-request-comment")]
@@ -100,6 +508,20 @@ def test_the_job_that_writes_to_the_pull_request_runs_none_of_its_code(
     comment_job = documents["preview.yml"]["jobs"][workflows.COMMENT_JOB]
     assert all("run" not in step for step in comment_job["steps"])
     assert all(step["uses"] != uses("actions/checkout") for step in comment_job["steps"])
+
+
+# --- ci.yml ----------------------------------------------------------------------------------------------------
+
+
+def test_a_pull_request_runs_the_test_stage_and_scans_without_pushing(documents: dict[str, workflows.Document]) -> None:
+    ci = documents["ci.yml"]
+    assert ci["on"] == {"pull_request": {"branches": ["main"]}}
+    (job,) = ci["jobs"].values()
+    test_build, runtime_build, scan = job["steps"][2:]
+    assert test_build["with"]["target"] == "test"
+    assert runtime_build["with"]["target"] == "runtime"
+    assert scan["with"]["image-ref"] == runtime_build["with"]["tags"]
+    assert scan["with"]["exit-code"] == "1"
 
 
 # --- pinning ---------------------------------------------------------------------------------------------------
@@ -154,19 +576,21 @@ def test_every_job_has_a_timeout(documents: dict[str, workflows.Document]) -> No
 
 
 EXPECTED_PERMISSIONS = {
-    ("ci.yml", workflows.CI_TEST_JOB): {"contents": "read", "packages": "read"},
-    ("ci.yml", workflows.CI_PUBLISH_JOB): {
+    ("ci.yml", workflows.CI_TEST_JOB): {"contents": "read"},
+    ("preview.yml", workflows.PREVIEW_JOB): {"contents": "read"},
+    ("preview.yml", workflows.SUMMARY_JOB): {"contents": "read"},
+    ("preview.yml", workflows.COMMENT_JOB): {"pull-requests": "write"},
+    ("delivery.yml", workflows.BUILD_JOB): {"contents": "read"},
+    ("delivery.yml", workflows.SCAN_JOB): {"packages": "read"},
+    ("delivery.yml", workflows.SUPPLY_CHAIN_JOB): {
         "contents": "read",
         "packages": "write",
         "id-token": "write",
         "attestations": "write",
     },
-    ("preview.yml", workflows.PREVIEW_JOB): {"contents": "read"},
-    ("preview.yml", workflows.SUMMARY_JOB): {"contents": "read"},
-    ("preview.yml", workflows.COMMENT_JOB): {"pull-requests": "write"},
-    ("deploy.yml", "deploy-dev"): {"contents": "read"},
-    ("deploy.yml", "deploy-staging"): {"contents": "read"},
-    ("deploy.yml", "deploy-prod"): {"contents": "read"},
+    ("delivery.yml", "deploy-dev"): {"contents": "read"},
+    ("delivery.yml", "promote-staging"): {"contents": "read"},
+    ("delivery.yml", "promote-prod"): {"contents": "read"},
 }
 
 
@@ -184,108 +608,13 @@ def test_a_registry_other_than_ghcr_gets_no_packages_permission_and_uses_the_env
         "dev",
         registry={"kind": "selfHosted", "server": "registry.example.com", "repository": "acme/app", "username": "ci"},
     )
-    document = workflows.ci_workflow("dev", env)
-    assert document["jobs"][workflows.CI_TEST_JOB]["permissions"] == {"contents": "read"}
-    publish = document["jobs"][workflows.CI_PUBLISH_JOB]
-    assert "packages" not in publish["permissions"]
-    login = next(step for step in publish["steps"] if step.get("uses") == uses("docker/login-action"))
-    assert login["with"]["password"] == "${{ secrets.REGISTRY_PASSWORD }}"
-    assert publish["environment"] == "dev"
-
-
-# --- ci.yml ----------------------------------------------------------------------------------------------------
-
-
-def test_ci_tests_scans_then_pushes_signs_and_attests_only_outside_pull_requests(
-    documents: dict[str, workflows.Document],
-) -> None:
-    ci = documents["ci.yml"]
-    assert set(ci["on"]) == {"push", "pull_request"}
-    assert ci["on"]["push"] == {"branches": ["main"], "tags": ["v*"]}
-    test_job = ci["jobs"][workflows.CI_TEST_JOB]
-    publish = ci["jobs"][workflows.CI_PUBLISH_JOB]
-    assert test_job["if"] == "github.event_name == 'pull_request'"
-    assert publish["if"] == "github.event_name == 'push'"
-
-    def names(job: dict[str, Any]) -> list[str]:
-        return [step["uses"].split("@")[0] if "uses" in step else step["name"] for step in job["steps"]]
-
-    assert names(publish) == [
-        "actions/checkout",
-        "docker/metadata-action",
-        "docker/setup-buildx-action",
-        "docker/login-action",
-        "docker/build-push-action",  # --target test
-        "docker/build-push-action",  # runtime, loaded for the scan
-        "aquasecurity/trivy-action",
-        "docker/build-push-action",  # push
-        "sigstore/cosign-installer",
-        "Sign the image (keyless)",
-        "actions/attest-build-provenance",
-    ]
-    pushes = [step for step in test_job["steps"] if step.get("with", {}).get("push") is True]
-    assert pushes == [], "a pull request must never push"
-    test_build, runtime_build, scan, push = (publish["steps"][i] for i in (4, 5, 6, 7))
-    assert test_build["with"]["target"] == "test"
-    assert runtime_build["with"]["target"] == "runtime"
-    for build in (test_build, runtime_build, push):
-        assert "type=registry,ref=" in build["with"]["cache-from"]
-        assert build["with"]["cache-to"].startswith("type=registry,ref=")
-    assert scan["with"]["severity"] == "CRITICAL,HIGH"
-    assert scan["with"]["exit-code"] == "1"
-    assert scan["with"]["image-ref"] == runtime_build["with"]["tags"]
-    assert push["with"]["push"] is True
-    assert push["with"]["sbom"] is True
-    assert push["with"]["provenance"] == "mode=max"
-    sign = publish["steps"][9]
-    assert sign["env"]["DIGEST"] == "${{ steps.push.outputs.digest }}"
-    assert "cosign sign --yes" in sign["run"]
-
-
-def test_two_building_stacks_are_rejected() -> None:
-    with pytest.raises(workflows.WorkflowConfigError, match="one building stack"):
-        workflows.building_stack({"a": _env("a"), "b": _env("b")})
-
-
-# --- deploy.yml ------------------------------------------------------------------------------------------------
-
-
-def test_prod_deploys_only_on_release_tags_in_the_prod_environment(documents: dict[str, workflows.Document]) -> None:
-    jobs = documents["deploy.yml"]["jobs"]
-    prod = jobs["deploy-prod"]
-    assert prod["environment"] == "prod"
-    assert prod["if"] == "startsWith(github.ref, 'refs/tags/v')"
-    assert "needs" not in prod, "a job that needs a main-only job would be skipped on tags"
-
-
-def test_dev_then_staging_deploy_from_main(documents: dict[str, workflows.Document]) -> None:
-    deploy = documents["deploy.yml"]
-    assert deploy["on"] == {"push": {"branches": ["main"], "tags": ["v*"]}}
-    jobs = deploy["jobs"]
-    assert list(jobs) == ["deploy-dev", "deploy-staging", "deploy-prod"]
-    for stack in ("dev", "staging"):
-        assert jobs[f"deploy-{stack}"]["if"] == "github.ref == 'refs/heads/main'"
-    assert "needs" not in jobs["deploy-dev"]
-    assert jobs["deploy-staging"]["needs"] == "deploy-dev"
-
-
-def test_each_deploy_job_runs_in_its_stack_environment_without_cancelling(
-    documents: dict[str, workflows.Document],
-) -> None:
-    for job_id, job in documents["deploy.yml"]["jobs"].items():
-        stack = job_id.removeprefix("deploy-")
-        assert job["environment"] == stack
-        assert job["concurrency"] == {"group": f"deploy-{stack}", "cancel-in-progress": False}
-        up = job["steps"][-1]
-        assert up["env"]["STACK"] == stack
-        assert up["run"].startswith('pulumi up --yes --stack "$STACK"')
-
-
-def test_registry_password_env_is_fed_from_the_environment_secret(documents: dict[str, workflows.Document]) -> None:
-    dev_up = documents["deploy.yml"]["jobs"]["deploy-dev"]["steps"][-1]
-    assert dev_up["env"]["GHCR_TOKEN"] == "${{ secrets.REGISTRY_PASSWORD }}"
-    prod_up = documents["deploy.yml"]["jobs"]["deploy-prod"]["steps"][-1]
-    assert "GHCR_TOKEN" not in prod_up["env"]
+    jobs = workflows.delivery_workflow({"dev": env})["jobs"]
+    for job_id in (workflows.SCAN_JOB, workflows.SUPPLY_CHAIN_JOB):
+        job = jobs[job_id]
+        assert "packages" not in job["permissions"], job_id
+        assert job["environment"] == "dev", job_id
+        login = next(step for step in job["steps"] if step.get("uses") == uses("docker/login-action"))
+        assert login["with"]["password"] == "${{ secrets.REGISTRY_PASSWORD }}"
 
 
 def test_required_checks_name_real_jobs(
@@ -329,13 +658,11 @@ def test_check_mode_lists_a_differing_file_and_exits_non_zero(tmp_path: Path) ->
     clean = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
-    deploy = tmp_path / ".github" / "workflows" / "deploy.yml"
-    deploy.write_text(
-        deploy.read_text(encoding="utf-8").replace("cancel-in-progress: false", "cancel-in-progress: true")
-    )
+    delivery = tmp_path / ".github" / "workflows" / workflows.DELIVERY_WORKFLOW
+    delivery.write_text(delivery.read_text(encoding="utf-8").replace("--exclude", "--target"))
     drifted = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert drifted.returncode == 1
-    assert ".github/workflows/deploy.yml" in drifted.stdout
+    assert f".github/workflows/{workflows.DELIVERY_WORKFLOW}" in drifted.stdout
 
 
 def test_pulumi_cli_matches_the_pinned_sdk() -> None:

@@ -4,8 +4,8 @@
 backend does store tags at v3.260.0 (``pulumi stack tag set`` writes ``.pulumi/stacks/<project>/<stack>.pulumi-tags``),
 but a tag set is one current value per name, and the metrics need every verification with its time and outcome
 (failures, time to restore). An append-only file next to the state is backed up, copied and deleted with the state,
-so every backend, and every test workspace, has its own ledger. Promotions and rollbacks are not repeated here: they
-live in Pulumi's update history (see :mod:`dockyard.promotion`).
+so every backend, and every test workspace, has its own ledger. Promotions, rollbacks, canary steps and switches are not
+repeated here: they live in Pulumi's update history (see :mod:`dockyard.history`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from pulumi import automation as auto
+from dockyard.errors import DockyardError
 
 #: Overrides where ledgers live (a directory); needed only for backends that are not ``file://``.
 LEDGER_ENV = "DOCKYARD_LEDGER_DIR"
 
 
-class LedgerError(Exception):
+class LedgerError(DockyardError):
     """The ledger cannot be located or read; the message says what to set."""
 
 
@@ -41,7 +41,11 @@ class Check:
 
 @dataclass(frozen=True)
 class Verification:
-    """Who verified which image on which stack, when, how, and the outcome of every check."""
+    """Who verified which image on which stack, when, how, and the outcome of every check.
+
+    ``track`` is None for what the stack serves, else the candidate track that was checked (``canary``, or the idle
+    color of a blue-green pair); ``serving`` says whether that track took user traffic when it was checked.
+    """
 
     stack: str
     image: str
@@ -51,6 +55,8 @@ class Verification:
     mode: str
     trigger: str = "verify"
     checks: tuple[Check, ...] = field(default_factory=tuple)
+    track: str | None = None
+    serving: bool = True
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -66,6 +72,8 @@ class Verification:
             "actor": self.actor,
             "mode": self.mode,
             "trigger": self.trigger,
+            "track": self.track,
+            "serving": self.serving,
             "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
         }
 
@@ -80,6 +88,8 @@ class Verification:
             mode=str(data.get("mode", "")),
             trigger=str(data.get("trigger", "verify")),
             checks=tuple(Check(str(c["name"]), bool(c["passed"]), str(c.get("detail", ""))) for c in data["checks"]),
+            track=data.get("track"),
+            serving=bool(data.get("serving", True)),
         )
 
 
@@ -149,16 +159,10 @@ def latest_for(records: Iterable[Verification], image: str) -> Verification | No
 
 
 def last_verified(records: Iterable[Verification]) -> Verification | None:
-    """The newest record among images whose latest verification passed: where a rollback may go."""
+    """The newest record among served images whose latest verification passed: where a rollback may go."""
     latest: dict[str, Verification] = {}
     for record in sorted(records, key=lambda r: r.at):
-        latest[record.image] = record
+        if record.track is None:
+            latest[record.image] = record
     passed = [record for record in latest.values() if record.passed]
     return max(passed, key=lambda r: r.at) if passed else None
-
-
-def ledger_for(stack: auto.Stack) -> Ledger:
-    """The ledger of ``stack``'s project in the backend the stack lives in."""
-    workspace = stack.workspace
-    url = os.environ.get("PULUMI_BACKEND_URL") or workspace.who_am_i().url
-    return Ledger(ledger_root(url), workspace.project_settings().name)

@@ -1,0 +1,103 @@
+"""Progressive delivery on the local cluster, as figures and ratios measured in one run.
+
+    source scripts/local-env.sh && .venv/bin/python -m bench.progressive [--pairs 5]
+
+Targets: ``dockyard promote`` without ``--yes`` (gates, then the preview diff) ≤ 1.5x a plain ``pulumi preview`` of
+the target (median of interleaved pairs, local-staging → local-prod); each canary step of ``dockyard canary advance
+--yes`` (analysis of the current step, then the next step applied and rolled out) ≤ 15 s on the local cluster.
+Builds local once (cached layers make it quick after the first run), on a throw-away copy of the project whose
+namespaces are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.timing import workspace
+from components.config import read_stack_file
+from tests.engine.harness import Result, Workspace, dockyard, kubectl
+from tests.local_services import start_local_cluster, start_local_services
+
+STACKS = ("local", "local-staging", "local-prod")
+
+
+def timed_dockyard(project: Workspace, *args: str) -> tuple[float, Result]:
+    start = time.perf_counter()
+    result = dockyard(project, *args)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"dockyard {' '.join(args)} failed ({result.returncode}):\n{result.output[-4000:]}")
+    return elapsed, result
+
+
+def timed_pulumi(project: Workspace, *args: str) -> float:
+    start = time.perf_counter()
+    project.pulumi(*args, timeout=1800)
+    return time.perf_counter() - start
+
+
+def verdict(met: bool) -> str:
+    return "[green]met[/green]" if met else "[red]MISSED[/red]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=5, help="interleaved promote/preview pairs; the median is kept")
+    pairs = parser.parse_args().pairs
+    console = Console()
+    project = workspace({**start_local_services(), **start_local_cluster()})
+    try:
+        table = measure(project, pairs)
+    finally:
+        # The workspace gave each stack a namespace of its own (tests.engine.harness.isolate_namespaces).
+        namespaces = [read_stack_file(project.stack_file(stack))["kubernetes"]["namespace"] for stack in STACKS]
+        kubectl(project, "delete", "--wait=false", *(f"namespace/{n}" for n in namespaces), check=False)
+    console.print(table)
+
+
+def measure(project: Workspace, pairs: int) -> Table:
+    for stack in STACKS:
+        project.init(stack)
+        project.pulumi("up", "--stack", stack, "--yes", "--skip-preview", timeout=3600)
+    timed_dockyard(project, "verify", "--stack", "local")
+    timed_dockyard(project, "promote", "--from", "local", "--to", "local-staging", "--yes")
+
+    # Every step of the canary: analysis of the step it is at, then the next one applied (the last completes it).
+    steps: list[tuple[str, float]] = []
+    while True:
+        elapsed, result = timed_dockyard(project, "canary", "advance", "--stack", "local-staging", "--yes")
+        completed = "completed local-staging" in result.output
+        steps.append(
+            ("completion (+ verification of what is served)" if completed else f"step {len(steps) + 2}", elapsed)
+        )
+        if completed:
+            break
+
+    # local-staging now serves the verified release: promote it onto local-prod's idle color, preview only.
+    promote, preview = [], []
+    for _ in range(pairs):
+        promote.append(timed_dockyard(project, "promote", "--from", "local-staging", "--to", "local-prod")[0])
+        preview.append(timed_pulumi(project, "preview", "--stack", "local-prod"))
+    ratio = statistics.median(promote) / statistics.median(preview)
+
+    table = Table(title=f"bench/progressive.py (one run; promote/preview: median of {pairs} interleaved pairs)")
+    for column in ("measurement", "value", "target", ""):
+        table.add_column(column)
+    table.add_row(
+        f"promote preview-only {statistics.median(promote):.2f} s / pulumi preview {statistics.median(preview):.2f} s",
+        f"{ratio:.2f}x",
+        "≤ 1.50x",
+        verdict(ratio <= 1.5),
+    )
+    for name, elapsed in steps:
+        table.add_row(f"canary advance --yes: {name}", f"{elapsed:.1f} s", "≤ 15 s", verdict(elapsed <= 15))
+    return table
+
+
+if __name__ == "__main__":
+    main()

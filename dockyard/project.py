@@ -1,0 +1,116 @@
+"""The Pulumi project the CLI drives: its stacks' config files, their outputs and history, the lock, the ledger.
+
+Reads are one engine process each (:mod:`dockyard.engine`); independent ones run side by side where they are asked for
+(:mod:`dockyard.promotion`, :mod:`dockyard.verify.verifier`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config import ConfigError, EnvironmentConfig, environment_from_file, stack_file
+from dockyard.engine import Engine, EngineStack, StackMissingError
+from dockyard.errors import DockyardError
+from dockyard.history import Update
+from dockyard.ledger import Ledger, ledger_root
+
+
+def actor() -> str:
+    """Who is acting: ``user@host``, recorded with every move and verification."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass
+class Project:
+    """The Pulumi project in ``directory``: stacks by name, their config files beside ``Pulumi.yaml``."""
+
+    directory: Path
+    print_line: Callable[[str], None] = print
+
+    @cached_property
+    def name(self) -> str:
+        document = yaml.safe_load((self.directory / "Pulumi.yaml").read_text())
+        return str(document["name"])
+
+    @cached_property
+    def engine(self) -> Engine:
+        return Engine(self.directory)
+
+    def stack_file(self, stack: str) -> Path:
+        return stack_file(self.directory, stack)
+
+    def environment(self, stack: str) -> EnvironmentConfig:
+        """The stack's validated config, from its file; an unknown stack or invalid config refuses."""
+        try:
+            return environment_from_file(self.directory, stack)
+        except ConfigError as error:
+            raise DockyardError(str(error)) from None
+
+    def stack(self, name: str, *, create: bool = False) -> EngineStack:
+        """The engine's stack, for previews and updates; ``create`` makes it on its first update."""
+        self.environment(name)  # unknown stack or invalid config: refuse before touching anything
+        return self.engine.stack(name, create=create)
+
+    def _read(self, stack: str, *args: str) -> Any:
+        self.environment(stack)
+        try:
+            return self.engine.read(stack, *args)
+        except StackMissingError:
+            raise DockyardError(f"stack {stack} has never been deployed (pulumi up --stack {stack})") from None
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        """The stack's outputs (secret ones masked: nothing dockyard reads is a secret)."""
+        return dict(self._read(stack, "stack", "output") or {})
+
+    def history(self, stack: str, limit: int | None = None) -> list[Update]:
+        """The stack's updates, newest first (``limit``: only the newest ones)."""
+        page = ["--page-size", str(limit), "--page", "1"] if limit else []
+        return [Update.from_json(entry) for entry in self._read(stack, "stack", "history", *page) or []]
+
+    def secret_config(self, stack: str, key: str) -> str | None:
+        """A secret of the stack's config, decrypted; None when its file does not set it (no engine run then)."""
+        document = yaml.safe_load(self.stack_file(stack).read_text()) or {}
+        if key not in (document.get("config") or {}):
+            return None
+        return str(self._read(stack, "config", "get", key)["value"])
+
+    def ledger(self) -> Ledger:
+        """The verification ledger of this project, next to the state of the backend its stacks live in."""
+        url = os.environ.get("PULUMI_BACKEND_URL") or json.loads(self.engine.run(["whoami", "--json"]))["url"]
+        return Ledger(ledger_root(url), self.name)
+
+    @contextmanager
+    def lock(self, stack: str) -> Iterator[None]:
+        """One dockyard operation per stack at a time, on top of the engine's own stack lock."""
+        path = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "locks"
+        path.mkdir(parents=True, exist_ok=True)
+        # The same stack is the same backend + stack name, whichever checkout drives it.
+        identity = f"{os.environ.get('PULUMI_BACKEND_URL', '~/.pulumi')}|{stack}"
+        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        with open(path / f"{stack}-{key}.lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DockyardError(f"another dockyard operation on {stack} is in progress; nothing changed") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def output_text(outputs: Mapping[str, Any], key: str) -> str | None:
+    value = outputs.get(key)
+    return str(value) if value else None

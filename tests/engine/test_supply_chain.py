@@ -1,0 +1,173 @@
+"""The chain of custody with the real engine, registry, syft and cosign: what `up --stack local` builds is signed.
+
+A second key pair is made here with the real cosign to prove that verification is by key, not by presence.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.cosign import CosignError, SigningTools, tool
+from tests.engine.harness import Workspace, deployment_images, dockyard, live
+from tests.stacks import PROJECT
+
+pytestmark = pytest.mark.engine
+
+PUBLIC_KEY = PROJECT / "keys" / "dockyard-local-cosign.pub"
+
+
+def tools(workspace: Workspace, public_key: Path = PUBLIC_KEY) -> SigningTools:
+    env = workspace.env
+    return SigningTools(
+        registry_server=env["DOCKYARD_REGISTRY"],
+        username=env["DOCKYARD_REGISTRY_USER"],
+        password=env["DOCKYARD_REGISTRY_PASSWORD"],
+        ca_file=env["DOCKYARD_REGISTRY_CA"],
+        public_key=public_key.read_text(),
+    )
+
+
+def another_key_pair(directory: Path) -> None:
+    """cosign.key (password "another") and cosign.pub in ``directory``, made by the real cosign."""
+    subprocess.run(
+        [tool("cosign"), "generate-key-pair"],
+        cwd=directory,
+        env={**os.environ, "COSIGN_PASSWORD": "another"},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def signed(local_workspace: Workspace) -> Workspace:
+    local_workspace.init("local")
+    local_workspace.pulumi("up", "--stack", "local", "--yes", timeout=2400)
+    return local_workspace
+
+
+def test_up_signs_and_attests_the_digest_it_deploys(signed: Workspace) -> None:
+    outputs = signed.outputs("local")
+    image = outputs["image_ref"]
+    repository, digest = image.split("@")
+    assert outputs["signature_ref"] == f"{repository}:{digest.replace(':', '-')}.sig"
+    assert outputs["sbom_attestation_ref"] == f"{repository}:{digest.replace(':', '-')}.att"
+    (deployment,) = live(signed, "local", "deployments").values()
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image, "the signed digest is served"
+    with tools(signed) as cosign:
+        cosign.verify(image)
+        statements = cosign.verify_attestation(image, predicate_type="spdxjson")
+    # Builds are reproducible: a digest built (and attested) before carries each earlier attestation too.
+    assert statements, "no SBOM attestation verifies"
+    statement = statements[-1]
+    packages = statement["predicate"]["packages"]
+    locators = {ref["referenceLocator"] for p in packages for ref in p.get("externalRefs") or []}
+    assert any(loc.startswith("pkg:golang/example.com/dockyard-app") for loc in locators), "the app's Go module"
+    assert any(c.startswith("Tool: syft-") for c in statement["predicate"]["creationInfo"]["creators"])
+
+
+def test_another_key_does_not_verify_the_signature(signed: Workspace, tmp_path: Path) -> None:
+    another_key_pair(tmp_path)
+    with tools(signed, tmp_path / "cosign.pub") as cosign, pytest.raises(CosignError, match="cosign verify failed"):
+        cosign.verify(signed.outputs("local")["image_ref"])
+
+
+def test_second_up_signs_nothing_again(signed: Workspace) -> None:
+    signed.pulumi("up", "--stack", "local", "--yes", "--expect-no-changes")
+
+
+def test_a_wrong_key_password_fails_the_update_before_anything_is_deployed(signed: Workspace) -> None:
+    wrong = "sentinel-wrong-key-password"
+    before = live(signed, "local", "deployments")
+    main_go, stack_file = signed.directory / "app" / "main.go", signed.stack_file("local")
+    originals = main_go.read_bytes(), stack_file.read_bytes()
+    main_go.write_text(originals[0].decode() + "\n// a release signed with a wrong password\n")
+    signed.pulumi("config", "set", "--secret", "dockyard:cosignPassword", "--stack", "local", stdin=wrong)
+    try:
+        failed = signed.pulumi("up", "--stack", "local", "--yes", check=False, timeout=2400)
+    finally:
+        main_go.write_bytes(originals[0])
+        stack_file.write_bytes(originals[1])
+    assert failed.returncode != 0
+    assert "cosign sign failed" in failed.output
+    assert wrong not in failed.output
+    after = live(signed, "local", "deployments")
+    assert {n: d["spec"] for n, d in after.items()} == {n: d["spec"] for n, d in before.items()}, "nothing deployed"
+    signed.pulumi("up", "--stack", "local", "--yes", timeout=2400)
+    signed.pulumi("up", "--stack", "local", "--yes", "--expect-no-changes")
+
+
+def push_by_hand(workspace: Workspace, tag: str, tmp_path: Path) -> str:
+    """Push a base image under ``tag`` of the app's repository, as someone with registry access could."""
+    digest_file = tmp_path / f"{tag}.digest"
+    env = workspace.env
+    subprocess.run(
+        [
+            "podman",
+            "push",
+            "--authfile",
+            env["DOCKYARD_REGISTRY_AUTHFILE"],
+            "--digestfile",
+            str(digest_file),
+            "localhost/dockyard/static-nonroot:local",
+            f"{env['DOCKYARD_REGISTRY']}/dockyard/app:{tag}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return f"{env['DOCKYARD_REGISTRY']}/dockyard/app@{digest_file.read_text().strip()}"
+
+
+@pytest.fixture(scope="module")
+def promoted(signed: Workspace) -> Workspace:
+    """The signed release verified on local and promoted to local-staging, whose trust policy names the same key."""
+    assert dockyard(signed, "verify", "--stack", "local").returncode == 0
+    signed.init("local-staging")
+    result = dockyard(signed, "promote", "--from", "local", "--to", "local-staging", "--yes")
+    assert result.returncode == 0, result.output
+    # A canary target takes the release on its canary track first.
+    assert signed.outputs("local")["image_ref"] in deployment_images(signed, "local-staging")
+    return signed
+
+
+def refused_untouched(workspace: Workspace, image: str, why: str) -> None:
+    before = live(workspace, "local-staging", "deployments"), workspace.stack_file("local-staging").read_bytes()
+    result = dockyard(workspace, "rollback", "--stack", "local-staging", "--to", image.split("@")[1], "--yes")
+    assert result.returncode == 1, result.output
+    assert "local-staging's trust policy refuses it" in result.output
+    assert why in result.output
+    after = live(workspace, "local-staging", "deployments"), workspace.stack_file("local-staging").read_bytes()
+    assert after == before, "nothing written, nothing deployed"
+
+
+def test_an_unsigned_digest_is_refused(promoted: Workspace, tmp_path: Path) -> None:
+    unsigned = push_by_hand(promoted, "pushed-by-hand", tmp_path)
+    refused_untouched(promoted, unsigned, "carries no signature by keys/dockyard-local-cosign.pub")
+
+
+def test_a_digest_signed_by_another_key_is_refused(promoted: Workspace, tmp_path: Path) -> None:
+    image = push_by_hand(promoted, "signed-elsewhere", tmp_path)
+    another_key_pair(tmp_path)
+    other = tools(promoted, tmp_path / "cosign.pub")
+    other.private_key, other.key_password = (tmp_path / "cosign.key").read_text(), "another"
+    with other as cosign:
+        cosign.sign(image)
+        cosign.verify(image)  # a valid signature, by a key local-staging does not trust
+    refused_untouched(promoted, image, "carries no signature by keys/dockyard-local-cosign.pub")
+
+
+def test_a_release_tag_pushed_again_with_other_content_is_refused(promoted: Workspace, tmp_path: Path) -> None:
+    build = next(
+        r
+        for r in promoted.export("local")["deployment"]["resources"]
+        if r["type"] == "pulumi-python:dynamic:Resource" and r["urn"].endswith("image-podman-build")
+    )
+    tag = build["outputs"]["tags"][0]
+    repushed = push_by_hand(promoted, tag, tmp_path)
+    assert repushed != promoted.outputs("local")["image_ref"], "the tag now names other content"
+    refused_untouched(promoted, repushed, "carries no signature")

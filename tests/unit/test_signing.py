@@ -1,0 +1,182 @@
+"""Signing without the engine: the order of the supply-chain steps, where secrets go, when a digest is re-signed.
+
+Stand-in ``syft``/``cosign`` scripts on PATH record their arguments and the environment they saw; the real tools
+run in the engine tier against the local registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.cosign import CosignError, SigningTools, attestation_tag, signature_tag
+from components.signing import CosignSigningProvider, sign_and_attest
+
+IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "ab" * 32
+PASSWORD = "sentinel-registry-password"
+PRIVATE_KEY = (
+    "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nsentinel-key\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----"
+)
+KEY_PASSWORD = "sentinel-key-password"
+PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nsentinel-public\n-----END PUBLIC KEY-----\n"
+SBOM = {
+    "spdxVersion": "SPDX-2.3",
+    "creationInfo": {"creators": ["Tool: syft-1.57.1"]},
+    "packages": [
+        {"name": "golang.org/x/text", "externalRefs": [{"referenceLocator": "pkg:golang/golang.org/x/text@v0.20.0"}]},
+        {"name": "busybox", "externalRefs": []},
+    ],
+}
+
+# Each stand-in appends {"tool", "argv", "env"} to $RECORD; syft writes the SBOM, verify-attestation a DSSE line.
+STAND_IN = """#!/usr/bin/env python3
+import base64, json, os, sys
+from pathlib import Path
+auth = Path(os.environ.get("DOCKER_CONFIG", "/nonexistent"), "config.json")
+entry = {
+    "tool": Path(sys.argv[0]).name,
+    "argv": sys.argv[1:],
+    "env": {k: os.environ.get(k) for k in ("COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD", "SYFT_REGISTRY_AUTH_PASSWORD",
+                                         "SSL_CERT_FILE", "DOCKER_CONFIG")},
+    "auth_mode": oct(auth.stat().st_mode & 0o777) if auth.exists() else None,
+    "auth": json.loads(auth.read_text()) if auth.exists() else None,
+}
+with open(os.environ["RECORD"], "a") as record:
+    record.write(json.dumps(entry) + "\\n")
+if os.environ.get("FAIL_ON") and os.environ["FAIL_ON"] in sys.argv[1:2]:
+    sys.stderr.write("Error: no matching signatures: " + os.environ.get("COSIGN_PASSWORD", "") + "\\n")
+    sys.exit(12)
+if entry["tool"] == "syft":
+    target = next(a for a in sys.argv if a.startswith("spdx-json=")).split("=", 1)[1]
+    Path(target).write_text(os.environ["SBOM"])
+if sys.argv[1:2] == ["verify-attestation"]:
+    statement = {"predicateType": "https://spdx.dev/Document", "predicate": json.loads(os.environ["SBOM"])}
+    print(json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
+"""
+
+
+@pytest.fixture
+def tools_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("syft", "cosign"):
+        script = bin_dir / name
+        script.write_text(STAND_IN)
+        script.chmod(0o755)
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD", str(record))
+    monkeypatch.setenv("SBOM", json.dumps(SBOM))
+    return record
+
+
+def props(ca_file: str | None = None) -> dict[str, Any]:
+    return {
+        "image_ref": IMAGE,
+        "registry_server": "127.0.0.1:5443",
+        "username": "dockyard",
+        "password": PASSWORD,
+        "ca_file": ca_file,
+        "private_key": PRIVATE_KEY,
+        "key_password": KEY_PASSWORD,
+        "public_key": PUBLIC_KEY,
+    }
+
+
+def calls(record: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def test_sbom_sign_attest_then_verify_both_on_the_digest(tools_on_path: Path, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nlocal\n-----END CERTIFICATE-----\n")
+    with SigningTools.from_props(props(str(ca))) as tools:
+        outputs = sign_and_attest(props(), tools)
+        workdir = tools.directory
+    steps = [(c["tool"], c["argv"][0]) for c in calls(tools_on_path)]
+    assert steps == [
+        ("syft", "scan"),
+        ("cosign", "sign"),
+        ("cosign", "attest"),
+        ("cosign", "verify"),
+        ("cosign", "verify-attestation"),
+    ]
+    assert all(any(a in (IMAGE, f"registry:{IMAGE}") for a in c["argv"]) for c in calls(tools_on_path)), "one digest"
+    assert outputs["signature_ref"] == signature_tag(IMAGE) == f"127.0.0.1:5443/dockyard/app:sha256-{'ab' * 32}.sig"
+    assert outputs["sbom_attestation_ref"] == attestation_tag(IMAGE)
+    assert outputs["sbom_packages"] == 2
+    assert outputs["sbom_go_modules"] == ["golang.org/x/text"]
+    assert not workdir.exists(), "the credentials directory is removed afterwards"
+
+
+def test_secrets_reach_the_tools_only_through_the_environment(tools_on_path: Path) -> None:
+    with SigningTools.from_props(props()) as tools:
+        outputs = sign_and_attest(props(), tools)
+    recorded = calls(tools_on_path)
+    for secret in (PASSWORD, PRIVATE_KEY, KEY_PASSWORD):
+        assert not [c for c in recorded if any(secret in a for a in c["argv"])], "a secret on a command line"
+        assert secret not in json.dumps(outputs)
+    sign = next(c for c in recorded if c["argv"][0] == "sign")
+    assert sign["env"]["COSIGN_PRIVATE_KEY"] == PRIVATE_KEY
+    assert sign["env"]["COSIGN_PASSWORD"] == KEY_PASSWORD
+    assert "env://COSIGN_PRIVATE_KEY" in sign["argv"]
+    assert "--tlog-upload=false" in sign["argv"]
+    assert sign["auth_mode"] == "0o600"
+    assert list(sign["auth"]["auths"]) == ["127.0.0.1:5443"]
+    syft = next(c for c in recorded if c["tool"] == "syft")
+    assert syft["env"]["SYFT_REGISTRY_AUTH_PASSWORD"] == PASSWORD
+
+
+def test_a_failed_verification_names_the_step_and_hides_the_key_password(
+    tools_on_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAIL_ON", "verify")
+    with SigningTools.from_props(props()) as tools, pytest.raises(CosignError) as raised:
+        sign_and_attest(props(), tools)
+    assert str(raised.value).startswith("cosign verify failed (exit 12): Error: no matching signatures: ***")
+    assert KEY_PASSWORD not in str(raised.value)
+
+
+def test_only_a_digest_is_signed(tools_on_path: Path) -> None:
+    with SigningTools.from_props(props()) as tools, pytest.raises(CosignError, match="not digest-pinned"):
+        tools.sign("127.0.0.1:5443/dockyard/app:1.0.0")
+    assert not tools_on_path.exists(), "nothing ran"
+
+
+def test_a_missing_tool_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("components.cosign.TOOLS_DIR", tmp_path / "none")
+    with SigningTools.from_props(props()) as tools, pytest.raises(CosignError) as raised:
+        tools.sbom(IMAGE)
+    assert str(raised.value) == "syft is not installed: run scripts/bootstrap-supply-chain.sh (or put syft on PATH)"
+
+
+@pytest.mark.parametrize(
+    ("change", "resigns"),
+    [
+        ({}, False),
+        ({"password": "rotated"}, False),
+        ({"key_password": "rotated"}, False),
+        ({"image_ref": IMAGE.replace("ab", "cd")}, True),
+        ({"public_key": "another key"}, True),
+    ],
+)
+def test_a_digest_is_signed_again_only_when_the_digest_or_the_key_changes(
+    change: dict[str, str], resigns: bool
+) -> None:
+    old = props()
+    diff = CosignSigningProvider().diff("id", old, {**old, **change})
+    assert diff.changes is resigns
+    assert (diff.replaces or []) == list(change) if resigns else not diff.replaces
+
+
+def test_the_stand_ins_are_executable(tools_on_path: Path) -> None:
+    # Guards the fixture itself: a non-executable stand-in would make every test above fail for the wrong reason.
+    for name in ("syft", "cosign"):
+        path = tools_on_path.parent / "bin" / name
+        assert path.stat().st_mode & stat.S_IXUSR

@@ -1,0 +1,149 @@
+"""The verifier on a blue-green stack of the local cluster, without engine or cluster: it looks at the subject its
+strategy names (what is served, or the idle color alone through its preview Service), records that digest with its
+track, and runs each digest locally once per verifier."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from components.config import EnvironmentConfig, parse_environment
+from dockyard.history import Update
+from dockyard.ledger import Check, Ledger
+from dockyard.verify import Verifier
+from tests.stacks import dockyard_document
+
+REPO = "127.0.0.1:5443/dockyard/app"
+BLUE, GREEN = f"{REPO}@sha256:{'b' * 64}", f"{REPO}@sha256:{'9' * 64}"
+NAMESPACE = "dockyard-app-local-prod"
+
+
+def local_prod() -> EnvironmentConfig:
+    document = copy.deepcopy(dockyard_document("local-prod"))
+    document.pop("signing", None)  # the trust policy is not what is verified here
+    document["kubernetes"]["strategy"].update(blueImage=BLUE, greenImage=GREEN)
+    return parse_environment("local-prod", document)
+
+
+@dataclass
+class FakeProject:
+    """Implements :class:`dockyard.verify.verifier.StackFacts` with a ledger in a temporary directory."""
+
+    directory: Path
+    env: EnvironmentConfig = field(default_factory=local_prod)
+    locked: list[str] = field(default_factory=list)
+
+    def environment(self, stack: str, /) -> EnvironmentConfig:
+        return self.env
+
+    def outputs(self, stack: str, /) -> dict[str, Any]:
+        return {"image_ref": BLUE, "namespace": NAMESPACE, "url": f"http://dockyard-app.{NAMESPACE}.svc"}
+
+    def history(self, stack: str, /, limit: int | None = None) -> list[Update]:
+        return [Update(datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 1, 0, 1, tzinfo=UTC), "succeeded")]
+
+    def secret_config(self, stack: str, key: str, /) -> str | None:
+        return None
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.directory, "dockyard")
+
+    @contextmanager
+    def lock(self, stack: str, /) -> Iterator[None]:
+        self.locked.append(stack)
+        yield
+
+
+def deployment(name: str, image: str) -> dict[str, Any]:
+    selector = {"app.kubernetes.io/name": "dockyard-app", "dockyard.dev/track": name.rsplit("-", 1)[1]}
+    return {
+        "metadata": {"name": name, "generation": 1},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": selector},
+            "template": {"spec": {"containers": [{"name": "app", "image": image}]}},
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
+
+
+@dataclass
+class FakeCluster:
+    """A ClusterReader over a live blue-green pair: two ready pods per color."""
+
+    asked: list[str] = field(default_factory=list)
+
+    def read_deployment(self, namespace: str, name: str, /) -> Mapping[str, Any] | None:
+        self.asked.append(f"deployment {name}")
+        return deployment(name, {"dockyard-app-blue": BLUE, "dockyard-app-green": GREEN}[name])
+
+    def list_pods(self, namespace: str, selector: Mapping[str, str], /) -> list[Mapping[str, Any]]:
+        track = selector["dockyard.dev/track"]
+        image = BLUE if track == "blue" else GREEN
+        return [
+            {
+                "metadata": {"name": f"{track}-{n}"},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [{"name": "app", "image": image, "imageID": ""}],
+                },
+            }
+            for n in range(2)
+        ]
+
+    def list_endpoint_slices(self, namespace: str, service: str, /) -> list[Mapping[str, Any]]:
+        self.asked.append(f"endpointslices {service}")
+        track = "green" if service.endswith("-preview") else "blue"
+        endpoints = [
+            {"conditions": {"ready": True}, "targetRef": {"kind": "Pod", "name": f"{track}-{n}"}} for n in (0, 1)
+        ]
+        return [{"endpoints": endpoints}]
+
+
+def verifier(tmp_path: Path, ran: list[str]) -> tuple[Verifier, FakeCluster]:
+    def local_check(image: str, env: EnvironmentConfig, timeout: float) -> list[Check]:
+        ran.append(image)
+        return [Check("health", True, f"{image} answered 200")]
+
+    cluster = FakeCluster()
+    return Verifier(FakeProject(tmp_path), kube=cluster, local_check=local_check), cluster
+
+
+def test_the_idle_color_is_verified_alone_and_recorded_as_not_serving(tmp_path: Path) -> None:
+    ran: list[str] = []
+    checks, cluster = verifier(tmp_path, ran)
+    record = checks.verify("local-prod", candidate=True, trigger="before switching to green")
+    assert record.passed, record.checks
+    assert (record.image, record.track, record.serving) == (GREEN, "green", False)
+    assert cluster.asked == ["deployment dockyard-app-green", "endpointslices dockyard-app-preview"]
+    assert ran == [GREEN]
+    assert [c.name for c in record.checks] == ["update", "rollout", "pods", "endpoints", "health"]
+    assert Ledger(tmp_path, "dockyard").verifications("local-prod") == [record]
+
+
+def test_what_is_served_is_every_track_and_each_digest_runs_locally_once(tmp_path: Path) -> None:
+    ran: list[str] = []
+    checks, cluster = verifier(tmp_path, ran)
+    first = checks.verify("local-prod")
+    second = checks.verify("local-prod", trigger="again")
+    assert (first.image, first.track, first.serving, first.passed) == (BLUE, None, True, True)
+    assert cluster.asked[:3] == [
+        "deployment dockyard-app-blue",
+        "deployment dockyard-app-green",
+        "endpointslices dockyard-app",
+    ]
+    assert second.passed
+    assert ran == [BLUE], "the served digest was run here once, and its answer reused"
+    assert len(Ledger(tmp_path, "dockyard").verifications("local-prod")) == 2
