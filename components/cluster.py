@@ -29,7 +29,8 @@ def kubernetes_provider(name: str, stack: StackConfig) -> k8s.Provider:
     if settings.mode == "render":
         directory = Path(stack.render_directory)
         prepare_private_directory(directory)
-        return k8s.Provider(name, render_yaml_to_directory=str(directory))
+        # kubeconfig="": the SDK would otherwise take $KUBECONFIG, which the provider refuses beside rendering.
+        return k8s.Provider(name, render_yaml_to_directory=str(directory), kubeconfig="")
     if settings.local_cluster and stack.secrets.kubeconfig is None and not os.environ.get("KUBECONFIG"):
         # Without this the provider falls back to ~/.kube/config and fails on a missing context much later.
         raise ConfigError(

@@ -169,7 +169,7 @@ def test_render_mode_writes_private_valid_pinned_manifests(workspace: Workspace)
     kubernetes["mode"] = "render"
     del kubernetes["context"], kubernetes["namespace"]
     stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    workspace.env = {k: v for k, v in workspace.env.items() if k != "KUBECONFIG"}
+    assert workspace.env["KUBECONFIG"], "rendering works with a KUBECONFIG in the environment"
     workspace.init("local-prod")
     workspace.pulumi("up", "--stack", "local-prod", "--yes")
     directory = workspace.directory / "rendered" / "local-prod"

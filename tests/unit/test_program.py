@@ -100,6 +100,7 @@ def test_render_mode_writes_owner_only_manifests_for_gitops(mocks: RecordingMock
     _run_local_rendered(mocks, workdir)
     (provider,) = mocks.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["renderYamlToDirectory"] == "rendered/local"
+    assert provider.inputs["kubeconfig"] == "", "never $KUBECONFIG: the provider refuses it beside rendering"
     assert (workdir / "rendered" / "local").stat().st_mode & 0o077 == 0, "rendered Secrets are owner-only"
 
 

@@ -3,5 +3,5 @@
 import pulumi
 import pulumi_kubernetes as k8s
 
-provider = k8s.Provider("render", render_yaml_to_directory="rendered")
+provider = k8s.Provider("render", render_yaml_to_directory="rendered", kubeconfig="")  # not $KUBECONFIG
 k8s.core.v1.ConfigMap("floor", data={"a": "b"}, opts=pulumi.ResourceOptions(provider=provider))

@@ -11,7 +11,7 @@ from components.kubernetes_app import KubernetesApp, KubernetesAppArgs
 count = pulumi.Config().require_int("services")
 prod = environment_from_file(Path(pulumi.Config().require("project")), "prod")
 settings = prod.kubernetes.model_copy(update={"mode": "render"})
-provider = k8s.Provider("render", render_yaml_to_directory="rendered")
+provider = k8s.Provider("render", render_yaml_to_directory="rendered", kubeconfig="")  # not $KUBECONFIG
 for index in range(count):
     KubernetesApp(
         f"svc{index}",

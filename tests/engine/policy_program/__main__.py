@@ -43,7 +43,7 @@ def broken(case: str) -> tuple[dict, int, str]:
 
 case = pulumi.Config().require("case")
 container, replicas, tier = broken(case)
-provider = k8s.Provider("render", render_yaml_to_directory="rendered")
+provider = k8s.Provider("render", render_yaml_to_directory="rendered", kubeconfig="")  # not $KUBECONFIG
 options = pulumi.ResourceOptions(provider=provider)
 metadata = {"name": "case", "labels": {**LABELS, "dockyard.dev/tier": tier}}
 k8s.apps.v1.Deployment(
