@@ -1,1 +1,2 @@
-"""The ``dockyard`` command: promote, rollback, history, verify, metrics and pr-summary on the Automation API."""
+"""The ``dockyard`` command: promote, canary steps, blue-green switches, rollback, verify, history, metrics and
+pr-summary, each release move a previewed, recorded stack update run on the ``pulumi`` CLI."""

@@ -82,7 +82,7 @@ def soak(facts: PromotionFacts) -> list[str]:
     if facts.last_deployed is None:
         return [f"{facts.source} has no completed deployment to soak"]
     deployed = facts.last_deployed
-    # The Automation API reports naive UTC times.
+    # A time without a zone is UTC, as the engine reports update times.
     soaked = facts.now - (deployed.replace(tzinfo=UTC) if deployed.tzinfo is None else deployed)
     required = timedelta(minutes=minutes)
     if soaked < required:

@@ -78,7 +78,7 @@ def image_from_config(config: Mapping[str, Any]) -> str | None:
 
 
 def _utc(moment: datetime) -> datetime:
-    # The engine reports update times in UTC; the Automation API drops the zone.
+    # The engine reports update times in UTC; a time written without a zone is one of those.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -64,9 +64,10 @@ class Releases:
     # --- facts ------------------------------------------------------------------------------------------------
 
     def promotion_facts(self, source: str, target: str) -> PromotionFacts:
-        """What the gates judge, fetched at once: two engine reads run side by side, then the registry and ledger."""
+        """What the gates judge, fetched at once: two engine reads side by side, then, once the image is known, the
+        registry and the trust policy side by side with the rest."""
         target_env = self.project.environment(target)
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             outputs = pool.submit(self.project.outputs, source)
             history = pool.submit(self.project.history, source, 1)
             image = output_text(outputs.result(), "image_ref")
