@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TypedDict
 
 import pulumi
@@ -159,7 +158,3 @@ class SignedImage(pulumi.ComponentResource):
                 "sbomPackages": self.sbom_packages,
             }
         )
-
-
-def read_public_key(project_dir: Path, path: str) -> str:
-    return (project_dir / path).read_text()
