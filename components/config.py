@@ -592,8 +592,9 @@ class SigningConfig(_Model):
     """Supply-chain trust: the key that signs this stack's builds and that a digest promoted into it must carry."""
 
     public_key_file: str = Field(
-        description="cosign public key (PEM), relative to the project; building stacks sign with the matching "
-        "dockyard:cosignPrivateKey"
+        description="cosign public key (PEM), relative to the project: what a digest promoted into this stack "
+        "must be signed and its upstream's verification attested with; the stack signs its builds and "
+        "verifications with the matching dockyard:cosignPrivateKey"
     )
     require_sbom: bool = Field(default=True, description="promotions also require a signed SPDX SBOM attestation")
 
@@ -974,7 +975,7 @@ def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) 
 
 
 def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], project_dir: Path) -> list[str]:
-    """A signing stack names a public key that exists, and a building one holds the private key and its password."""
+    """A signing stack names a public key that exists, and holds the private key and its password."""
     signing = env.signing
     if signing is None:
         stray = [key for key in ("cosignPrivateKey", "cosignPassword") if key in raw]
@@ -988,11 +989,11 @@ def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any]
             f"{stack}: {NAMESPACE}:signing.publicKeyFile: found {signing.public_key_file!r}, no such file in "
             f"{project_dir}; allowed: a cosign public key (PEM) in the project, e.g. from cosign generate-key-pair"
         )
-    if env.image.build is not None:
-        problems += [
-            f"{stack}: {NAMESPACE}:{key}: missing on a building stack that signs; allowed: "
-            f"pulumi config set --secret {NAMESPACE}:{key} ... (cosign generate-key-pair)"
-            for key in ("cosignPrivateKey", "cosignPassword")
-            if key not in raw
-        ]
+    # Every signing stack signs: its builds, and the verification attestations the next stack's gate reads.
+    problems += [
+        f"{stack}: {NAMESPACE}:{key}: missing on a stack that signs (builds and verifications); allowed: "
+        f"pulumi config set --secret {NAMESPACE}:{key} ... (cosign generate-key-pair)"
+        for key in ("cosignPrivateKey", "cosignPassword")
+        if key not in raw
+    ]
     return problems

@@ -2,8 +2,8 @@
 
 Signing happens in the program, on the digest the build pushed, so what is built and tested is what is signed: a
 dynamic resource runs ``syft`` (SPDX JSON read straight from the registry), ``cosign sign`` and ``cosign attest``
-with the stack's key pair (the private key and its password are Pulumi secrets), then ``cosign verify`` and
-``cosign verify-attestation`` with the public key, so an update never records a signature that does not verify.
+with the stack's key pair (the private key and its password are Pulumi secrets), each followed by ``cosign verify``
+or ``cosign verify-attestation`` with the public key, so an update never records a signature that does not verify.
 Its ``diff`` replaces only when the digest or the key changes: a second ``up`` signs nothing again.
 
 Offline (this machine) there is no transparency log: signatures are not uploaded to Rekor and verification
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypedDict
 
 import pulumi
@@ -63,12 +64,19 @@ def _sbom_summary(sbom: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, Any]:
-    """SBOM → sign → attest → verify both, for ``props['image_ref']``. Returns the outputs (never a secret)."""
+    """SBOM → attest → verify it, beside sign → verify it, for ``props['image_ref']``. Returns the outputs (never a
+    secret). The signature does not need the SBOM, so it is made while syft (the slow step) reads the image."""
     image = props["image_ref"]
-    sbom = tools.sbom(image)
-    tools.sign(image)
+
+    def sign_and_verify() -> None:
+        tools.sign(image)
+        tools.verify(image)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        signed = pool.submit(sign_and_verify)
+        sbom = tools.sbom(image)
+        signed.result()
     tools.attest(image, sbom, predicate_type="spdxjson")
-    tools.verify(image)
     tools.verify_attestation(image, predicate_type="spdxjson")
     canonical = json.dumps(sbom, sort_keys=True).encode()
     return {

@@ -40,11 +40,14 @@ class PromotionFacts:
     last_deployed: datetime | None
     #: The target registry's answer for ``image`` (None when the image was not worth asking about).
     registry: RegistryAnswer | None
-    #: The newest verification of ``image`` on the source.
+    #: The newest verification of ``image`` on the source: from the registry's attestations that the target's trusted
+    #: key signed when the target has a trust policy, else from the ledger.
     verification: Verification | None
     #: What verifying ``image``'s signature and SBOM attestation with the target's trusted key found (one line per
     #: refusal; empty: trusted; None: not asked, because the target has no trust policy or the image is unusable).
     signature: list[str] | None = None
+    #: Why the source's verification attestations could not be read (None: read, or not asked).
+    verification_problem: str | None = None
 
 
 Rule = Callable[[PromotionFacts], list[str]]
@@ -131,9 +134,14 @@ def verified(facts: PromotionFacts) -> list[str]:
         return []
     digest = facts.image.rsplit("@", 1)[-1]
     why = f"{facts.target} (tier {env.tier}) takes verified releases only"
+    if facts.verification_problem is not None:
+        return [f"{why}: cannot read {facts.source}'s verification of {digest}: {facts.verification_problem}"]
     last = facts.verification
     if last is None:
-        return [f"{why}: {facts.source}'s {digest} has never been verified (dockyard verify --stack {facts.source})"]
+        where = " with a verification attestation signed by a key it trusts" if env.signing is not None else ""
+        return [
+            f"{why}: {facts.source}'s {digest} has never been verified{where} (dockyard verify --stack {facts.source})"
+        ]
     if not last.passed:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in last.failed_checks) or "no check passed"
         return [

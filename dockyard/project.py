@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -87,10 +88,21 @@ class Project:
             return None
         return str(self._read(stack, "config", "get", key)["value"])
 
+    @cached_property
+    def backend_url(self) -> str:
+        """The URL of the backend the stacks live in, as the engine resolves it."""
+        return os.environ.get("PULUMI_BACKEND_URL") or str(json.loads(self.engine.run(["whoami", "--json"]))["url"])
+
+    @property
+    def backend(self) -> str:
+        """The backend without credentials or query: with the stack name, what identifies a stack beyond a checkout
+        (two backends may both hold a ``local``)."""
+        parsed = urlsplit(self.backend_url)
+        return urlunsplit((parsed.scheme, parsed.hostname or "", parsed.path, "", ""))
+
     def ledger(self) -> Ledger:
         """The verification ledger of this project, next to the state of the backend its stacks live in."""
-        url = os.environ.get("PULUMI_BACKEND_URL") or json.loads(self.engine.run(["whoami", "--json"]))["url"]
-        return Ledger(ledger_root(url), self.name)
+        return Ledger(ledger_root(self.backend_url), self.name)
 
     @contextmanager
     def lock(self, stack: str) -> Iterator[None]:

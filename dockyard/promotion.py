@@ -17,6 +17,7 @@ from components.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConf
 from components.image_ref import parse_image_reference
 from components.release import ConfigWrite
 from dockyard import gates
+from dockyard.attestations import AttestationError, attested_verifications
 from dockyard.errors import RefusedError
 from dockyard.gates import PromotionFacts, RegistryAnswer
 from dockyard.history import (
@@ -29,7 +30,7 @@ from dockyard.history import (
     SWITCH,
     record_message,
 )
-from dockyard.ledger import latest_for
+from dockyard.ledger import Verification, latest_for
 from dockyard.project import Project, actor, output_text
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
 from dockyard.stack_update import Outcome, StackUpdate, apply_update
@@ -39,6 +40,8 @@ Confirm = Callable[[], bool]
 RegistryCheck = Callable[[str, EnvironmentConfig], RegistryAnswer]
 #: (project directory, target stack, its config, image) → why its trust policy refuses the image.
 TrustCheck = Callable[[Path, str, EnvironmentConfig, str], list[str]]
+#: (project directory, backend, source stack, target's config, image) → the source's verifications the target trusts.
+AttestedReader = Callable[[Path, str, str, EnvironmentConfig, str], list[Verification]]
 
 
 def check_registry(image: str, env: EnvironmentConfig) -> RegistryAnswer:
@@ -56,6 +59,7 @@ class Releases:
     project: Project
     registry: RegistryCheck = check_registry
     trust: TrustCheck = trust_problems
+    attested: AttestedReader = attested_verifications
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def environment(self, stack: str, /) -> EnvironmentConfig:
@@ -76,9 +80,12 @@ class Releases:
             signature = None
             if image is not None and pinned and target_env.signing is not None:
                 signature = pool.submit(self.trust, self.project.directory, target, target_env, image)
-            verification = None
+            verification, verification_problem = None, None
             if image and pinned and target_env.requires_verified_releases:
-                verification = latest_for(self.project.ledger().verifications(source), image)
+                try:
+                    verification = latest_for(self.verifications(source, target_env, image), image)
+                except AttestationError as error:
+                    verification_problem = str(error)
             last = next(iter(history.result()), None)
             return PromotionFacts(
                 source=source,
@@ -91,7 +98,15 @@ class Releases:
                 registry=registry.result() if registry else None,
                 verification=verification,
                 signature=signature.result() if signature else None,
+                verification_problem=verification_problem,
             )
+
+    def verifications(self, source: str, target_env: EnvironmentConfig, image: str) -> list[Verification]:
+        """Where a target reads its upstream's verifications: the registry's signed attestations when it has a trust
+        policy (any backend), else the ledger beside the state."""
+        if target_env.signing is not None:
+            return self.attested(self.project.directory, self.project.backend, source, target_env, image)
+        return self.project.ledger().verifications(source)
 
     # --- moves ------------------------------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ Two ways to look, chosen by the stack's ``kubernetes.mode``:
 
 What is checked is a :class:`Subject`, from the stack's strategy: what the stack serves, or the release on its way in
 (the canary track, or the idle color of a blue-green pair through its preview Service). Every outcome is appended to
-the stack's ledger (:mod:`dockyard.ledger`), where the promotion gate and the metrics read it.
+the stack's ledger (:mod:`dockyard.ledger`), where the metrics and rollbacks read it; a stack with ``dockyard:signing``
+also attests it on the digest in the registry (:mod:`dockyard.attestations`), where the promotion gate reads it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import yaml
 from components.config import EnvironmentConfig
 from components.image_ref import ImageReferenceError, parse_image_reference, short_image
 from components.release import deployment_name, service_name
+from dockyard.attestations import publish
 from dockyard.history import Update
 from dockyard.ledger import Check, Ledger, Verification
 from dockyard.project import actor, output_text
@@ -127,7 +129,14 @@ class StackFacts(Protocol):
 
     def ledger(self) -> Ledger: ...
 
+    @property
+    def backend(self) -> str: ...
+
     def lock(self, stack: str, /) -> contextlib.AbstractContextManager[None]: ...
+
+
+#: (project, stack, its config, the outcome) → attests the outcome in the registry; returns where it lives.
+Attest = Callable[["StackFacts", str, EnvironmentConfig, Verification], str]
 
 
 def run_locally(image: str, env: EnvironmentConfig, timeout: float) -> list[Check]:
@@ -149,6 +158,7 @@ class Verifier:
     http: httpx.Client | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     local_check: LocalCheck = run_locally
+    attest: Attest = publish
     _ran: dict[str, list[Check]] = field(default_factory=dict, init=False, repr=False)
 
     def verifications(self, stack_name: str, /) -> list[Verification]:
@@ -182,6 +192,9 @@ class Verifier:
                 serving=subject.serving,
             )
             self.project.ledger().append(record)
+            if env.signing is not None:
+                # After the ledger: a registry that is down loses no outcome, and the error says what to re-run.
+                self.attest(self.project, stack_name, env, record)
         return record
 
     def _update_checks(self, stack_name: str) -> list[Check]:

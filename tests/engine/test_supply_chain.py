@@ -6,12 +6,17 @@ A second key pair is made here with the real cosign to prove that verification i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from components.cosign import CosignError, SigningTools, tool
+from components.config import environment_from_file
+from components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
+from dockyard.attestations import attested_verifications
+from dockyard.ledger import Check, Verification
 from tests.engine.harness import Workspace, deployment_images, dockyard, live
 from tests.stacks import PROJECT
 
@@ -125,10 +130,21 @@ def push_by_hand(workspace: Workspace, tag: str, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def promoted(signed: Workspace) -> Workspace:
-    """The signed release verified on local and promoted to local-staging, whose trust policy names the same key."""
-    assert dockyard(signed, "verify", "--stack", "local").returncode == 0
+    """The signed release verified on local and promoted to local-staging, whose trust policy names the same key.
+
+    The gate reads local's verification from the registry: the ledger beside the state is moved away meanwhile, as
+    if the promotion ran on another machine against a shared backend."""
+    verified = dockyard(signed, "verify", "--stack", "local")
+    assert verified.returncode == 0, verified.output
     signed.init("local-staging")
-    result = dockyard(signed, "promote", "--from", "local", "--to", "local-staging", "--yes")
+    ledger = signed.backend / ".dockyard"
+    assert (ledger / "dockyard" / "local.jsonl").is_file(), "the ledger still records every outcome"
+    ledger.rename(signed.backend / "ledger-elsewhere")
+    try:
+        result = dockyard(signed, "promote", "--from", "local", "--to", "local-staging", "--yes")
+    finally:
+        shutil.rmtree(ledger, ignore_errors=True)
+        (signed.backend / "ledger-elsewhere").rename(ledger)
     assert result.returncode == 0, result.output
     # A canary target takes the release on its canary track first.
     assert signed.outputs("local")["image_ref"] in deployment_images(signed, "local-staging")
@@ -171,3 +187,46 @@ def test_a_release_tag_pushed_again_with_other_content_is_refused(promoted: Work
     repushed = push_by_hand(promoted, tag, tmp_path)
     assert repushed != promoted.outputs("local")["image_ref"], "the tag now names other content"
     refused_untouched(promoted, repushed, "carries no signature")
+
+
+def test_the_verification_is_a_signed_attestation_on_the_digest(promoted: Workspace) -> None:
+    image = promoted.outputs("local")["image_ref"]
+    with tools(promoted) as cosign:
+        statements = cosign.verify_attestation(image, predicate_type=VERIFICATION_PREDICATE)
+    mine = [s["predicate"] for s in statements if s["predicate"]["backend"] == f"file://{promoted.backend}"]
+    assert mine, "local's verification is attested in the registry with the key local-staging trusts"
+    predicate = mine[-1]
+    assert (predicate["stack"], predicate["image"], predicate["outcome"]) == ("local", image, "passed")
+    assert {"update", "rollout", "pods", "endpoints", "health"} <= {check["name"] for check in predicate["checks"]}
+
+
+def test_only_verifications_signed_by_the_trusted_key_count(promoted: Workspace, tmp_path: Path) -> None:
+    image = push_by_hand(promoted, "verified-elsewhere", tmp_path)
+    backend = f"file://{promoted.backend}"
+    claim = Verification(
+        "local",
+        image,
+        True,
+        datetime.now(UTC),
+        "someone@else",
+        "cluster",
+        "verify",
+        (Check("health", True, "claimed"),),
+    )
+    predicate = {**claim.to_json(), "backend": backend}
+    staging = environment_from_file(promoted.directory, "local-staging")
+    another_key_pair(tmp_path)
+    forger = tools(promoted, tmp_path / "cosign.pub")
+    forger.private_key, forger.key_password = (tmp_path / "cosign.key").read_text(), "another"
+    with forger as cosign:
+        cosign.attest(image, predicate, predicate_type=VERIFICATION_PREDICATE)
+    assert attested_verifications(promoted.directory, backend, "local", staging, image) == [], "another key's claim"
+    trusted = tools(promoted)
+    trusted.private_key = promoted.pulumi("config", "get", "dockyard:cosignPrivateKey", "--stack", "local").stdout
+    trusted.key_password = promoted.pulumi(
+        "config", "get", "dockyard:cosignPassword", "--stack", "local"
+    ).stdout.strip()
+    with trusted as cosign:
+        cosign.attest(image, predicate, predicate_type=VERIFICATION_PREDICATE)
+    (read_back,) = attested_verifications(promoted.directory, backend, "local", staging, image)
+    assert (read_back.stack, read_back.image, read_back.passed) == ("local", image, True)

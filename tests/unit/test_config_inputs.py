@@ -160,7 +160,7 @@ def test_a_missing_build_context_stops_the_program_before_any_resource(mocks: Re
     assert mocks.resources == []
 
 
-# --- signing: a public key that exists, and the private key on a building stack ------------------------------------
+# --- signing: a public key that exists, and the private key on every signing stack ------------------------------------
 
 
 def test_a_signing_building_stack_without_its_key_pair_or_public_key_is_refused(
@@ -174,19 +174,24 @@ def test_a_signing_building_stack_without_its_key_pair_or_public_key_is_refused(
     assert caught.value.problems == [
         f"local: dockyard:signing.publicKeyFile: found 'keys/missing.pub', no such file in {workdir}; allowed: a "
         "cosign public key (PEM) in the project, e.g. from cosign generate-key-pair",
-        "local: dockyard:cosignPrivateKey: missing on a building stack that signs; allowed: pulumi config set "
+        "local: dockyard:cosignPrivateKey: missing on a stack that signs (builds and verifications); allowed: pulumi config set "
         "--secret dockyard:cosignPrivateKey ... (cosign generate-key-pair)",
-        "local: dockyard:cosignPassword: missing on a building stack that signs; allowed: pulumi config set "
+        "local: dockyard:cosignPassword: missing on a stack that signs (builds and verifications); allowed: pulumi config set "
         "--secret dockyard:cosignPassword ... (cosign generate-key-pair)",
     ]
 
 
-def test_a_promotion_target_trusts_a_key_without_holding_the_private_half(mocks: RecordingMocks, workdir: Path) -> None:
-    set_stack_config(stack_config("local-prod"), secret_keys=[])
-    loaded = load("local-prod", workdir)
-    assert loaded.env.signing is not None
-    assert loaded.env.signing.public_key_file == "keys/dockyard-local-cosign.pub"
-    assert loaded.secrets.cosign_private_key is None
+def test_a_promotion_target_that_signs_nothing_it_verifies_is_refused(mocks: RecordingMocks, workdir: Path) -> None:
+    """A stack that deploys promoted digests still attests its verifications, which the next stack's gate reads."""
+    document = {k: v for k, v in stack_config("local-prod").items() if not k.startswith("dockyard:cosign")}
+    set_stack_config(document, secret_keys=[])
+    with pytest.raises(ConfigError) as caught:
+        load("local-prod", workdir)
+    assert caught.value.problems == [
+        f"local-prod: dockyard:{key}: missing on a stack that signs (builds and verifications); allowed: pulumi "
+        f"config set --secret dockyard:{key} ... (cosign generate-key-pair)"
+        for key in ("cosignPrivateKey", "cosignPassword")
+    ]
 
 
 def test_a_cosign_key_without_a_signing_section_is_refused(mocks: RecordingMocks, workdir: Path) -> None:

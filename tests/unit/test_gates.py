@@ -84,6 +84,11 @@ def test_everything_in_order_passes() -> None:
             "(dockyard verify --stack staging)",
         ),
         (
+            {"verification": None, "verification_problem": "reading the verification attestations: refused"},
+            f"prod (tier prod) takes verified releases only: cannot read staging's verification of {DIGEST}: "
+            "reading the verification attestations: refused",
+        ),
+        (
             {"verification": verification(False)},
             f"prod (tier prod) takes verified releases only: staging's {DIGEST} failed verification at "
             "2026-12-01T09:00:00+00:00 (health: GET /health answered 503)",
@@ -106,6 +111,7 @@ def test_everything_in_order_passes() -> None:
         "not-in-registry",
         "registry-unreachable",
         "unverified",
+        "unreadable-verification",
         "failed-verification",
         "untrusted-signature",
     ],
@@ -162,3 +168,11 @@ def test_an_image_without_a_digest_is_not_judged_by_the_later_gates() -> None:
 def test_a_trusted_or_unasked_signature_refuses_nothing() -> None:
     assert gates.evaluate(facts(signature=[])) == []
     assert gates.evaluate(facts(signature=None)) == []
+
+
+def test_a_target_with_a_trust_policy_asks_for_a_verification_signed_by_a_key_it_trusts() -> None:
+    trusting = environment("prod", signing={"publicKeyFile": "keys/dockyard-local-cosign.pub"})
+    assert gates.verified(facts(target_env=trusting, verification=None)) == [
+        f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified with a "
+        "verification attestation signed by a key it trusts (dockyard verify --stack staging)"
+    ]

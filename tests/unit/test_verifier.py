@@ -12,9 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from components.config import EnvironmentConfig, parse_environment
+from dockyard.attestations import AttestationError
 from dockyard.history import Update
-from dockyard.ledger import Check, Ledger
+from dockyard.ledger import Check, Ledger, Verification
 from dockyard.verify import Verifier
 from tests.stacks import dockyard_document
 
@@ -147,3 +150,23 @@ def test_what_is_served_is_every_track_and_each_digest_runs_locally_once(tmp_pat
     assert second.passed
     assert ran == [BLUE], "the served digest was run here once, and its answer reused"
     assert len(Ledger(tmp_path, "dockyard").verifications("local-prod")) == 2
+
+
+def test_a_signing_stack_attests_each_outcome_after_the_ledger_holds_it(tmp_path: Path) -> None:
+    ran: list[str] = []
+    checks, _ = verifier(tmp_path, ran)
+    document = copy.deepcopy(dockyard_document("local-prod"))
+    document["kubernetes"]["strategy"].update(blueImage=BLUE, greenImage=GREEN)
+    checks.project.env = parse_environment("local-prod", document)  # type: ignore[attr-defined]
+    attested: list[tuple[str, Verification]] = []
+
+    def attest(project: object, stack: str, env: EnvironmentConfig, record: Verification) -> str:
+        assert Ledger(tmp_path, "dockyard").verifications(stack) == [record], "the ledger first: nothing is lost"
+        attested.append((stack, record))
+        raise AttestationError("registry down")
+
+    checks.attest = attest
+    with pytest.raises(AttestationError, match="registry down"):
+        checks.verify("local-prod")
+    (record,) = Ledger(tmp_path, "dockyard").verifications("local-prod")
+    assert attested == [("local-prod", record)]

@@ -1,0 +1,167 @@
+"""Verification outcomes as signed attestations in the registry, without a registry: what is attested, what a target
+reads back (only its trusted key's statements about this digest, this stack and this backend), and where promotion
+looks (the registry when the target has a trust policy, the ledger otherwise)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.config import EnvironmentConfig, parse_environment
+from components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools
+from dockyard import attestations
+from dockyard.attestations import AttestationError, attested_verifications, publish
+from dockyard.ledger import Check, Ledger, Verification
+from dockyard.project import Project
+from dockyard.promotion import Releases
+from tests.stacks import PROJECT, dockyard_document
+
+REPO = "127.0.0.1:5443/dockyard/app"
+IMAGE = f"{REPO}@sha256:{'a' * 64}"
+OTHER_IMAGE = f"{REPO}@sha256:{'c' * 64}"
+BACKEND = "file:///srv/pulumi-state"
+AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def env(stack: str, *, signing: bool = True) -> EnvironmentConfig:
+    document = copy.deepcopy(dockyard_document(stack))
+    if not signing:
+        document.pop("signing", None)
+    return parse_environment(stack, document)
+
+
+def record(stack: str = "local", image: str = IMAGE, passed: bool = True, minutes: int = 0) -> Verification:
+    checks = (Check("health", passed, "GET /health answered " + ("200" if passed else "503")),)
+    return Verification(stack, image, passed, AT + timedelta(minutes=minutes), "ci@runner", "cluster", "verify", checks)
+
+
+def statement(verification: Verification, *, backend: str = BACKEND, subject: str | None = None) -> dict[str, Any]:
+    digest = (subject or verification.image).split("@")[1].split(":")
+    return {
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": VERIFICATION_PREDICATE,
+        "subject": [{"name": REPO, "digest": {digest[0]: digest[1]}}],
+        "predicate": attestations.predicate(verification, backend),
+    }
+
+
+@pytest.fixture
+def registry_statements(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What cosign verify-attestation returns (or raises) for the digest, in place of the registry."""
+    answers: list[Any] = []
+
+    def verify_attestation(self: SigningTools, image_ref: str, *, predicate_type: str) -> list[dict[str, Any]]:
+        assert predicate_type == VERIFICATION_PREDICATE
+        assert self.public_key == (PROJECT / "keys" / "dockyard-local-cosign.pub").read_text(), "the target's key"
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    monkeypatch.setattr(SigningTools, "verify_attestation", verify_attestation)
+    return answers
+
+
+def read(image: str = IMAGE) -> list[Verification]:
+    return attested_verifications(PROJECT, BACKEND, "local", env("local-staging"), image)
+
+
+def test_a_target_reads_back_its_upstreams_verification_of_the_digest(registry_statements: list[Any]) -> None:
+    earlier, later = record(minutes=0), record(passed=False, minutes=5)
+    registry_statements.append([statement(later), statement(earlier)])
+    assert read() == [earlier, later], "oldest first, every outcome (a later failure outweighs an earlier pass)"
+
+
+def test_statements_about_another_stack_digest_or_backend_are_not_the_upstreams(
+    registry_statements: list[Any],
+) -> None:
+    registry_statements.append(
+        [
+            statement(record(stack="local-staging")),  # the target's own verification, not its upstream's
+            statement(record(), backend="file:///another/team"),  # another backend's `local`
+            statement(record(), subject=OTHER_IMAGE),  # signed about another digest
+            statement(record(image=OTHER_IMAGE)),  # predicate about another digest
+        ]
+    )
+    assert read() == []
+
+
+def test_no_attestation_is_an_answer_and_a_registry_fault_is_an_error(registry_statements: list[Any]) -> None:
+    registry_statements.append(
+        CosignError(
+            "cosign verify-attestation failed (exit 1): none of the attestations matched the predicate type: "
+            f"{VERIFICATION_PREDICATE}, found: https://spdx.dev/Document"
+        )
+    )
+    assert read() == []
+    registry_statements.append(CosignError("cosign verify-attestation failed (exit 1): connection refused"))
+    with pytest.raises(AttestationError, match=r"reading the verification attestations of .*connection refused"):
+        read()
+
+
+@dataclass
+class SigningProjectFake:
+    secrets: dict[str, str] = field(default_factory=dict)
+    backend: str = BACKEND
+
+    def secret_config(self, stack: str, key: str, /) -> str | None:
+        return self.secrets.get(key)
+
+
+def test_publishing_attests_the_record_and_its_backend_with_the_stacks_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    attested: list[tuple[str, dict[str, Any], str, str | None, str | None]] = []
+
+    def attest(self: SigningTools, image_ref: str, predicate: dict[str, Any], *, predicate_type: str) -> None:
+        attested.append((image_ref, predicate, predicate_type, self.private_key, self.key_password))
+
+    monkeypatch.setattr(SigningTools, "attest", attest)
+    project = SigningProjectFake(
+        {"dockyard:cosignPrivateKey": "PRIVATE-KEY", "dockyard:cosignPassword": "key-password"}
+    )
+    where = publish(project, "local", env("local"), record())
+    assert where == f"{REPO}:sha256-{'a' * 64}.att"
+    assert attested == [
+        (IMAGE, {**record().to_json(), "backend": BACKEND}, VERIFICATION_PREDICATE, "PRIVATE-KEY", "key-password")
+    ]
+
+
+def test_publishing_without_the_private_key_names_the_key_to_set() -> None:
+    with pytest.raises(AttestationError, match=r"local-prod: dockyard:cosignPrivateKey is not set.*--stack local-prod"):
+        publish(SigningProjectFake(), "local-prod", env("local-prod"), record("local-prod"))
+
+
+def test_the_backend_identity_drops_credentials_and_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "s3://user:secret@state-bucket/dockyard?region=eu-west-1")
+    assert Project(PROJECT).backend == "s3://state-bucket/dockyard"
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///root/.cache/dockyard/state")
+    assert Project(PROJECT).backend == "file:///root/.cache/dockyard/state"
+
+
+@dataclass
+class PromotionProjectFake:
+    directory: Path
+    backend: str = BACKEND
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.directory, "dockyard")
+
+
+def test_promotion_reads_the_registry_for_a_trusting_target_and_the_ledger_otherwise(tmp_path: Path) -> None:
+    project = PromotionProjectFake(tmp_path)
+    in_ledger, in_registry = record(minutes=1), record(minutes=2)
+    project.ledger().append(in_ledger)
+    asked: list[tuple[Path, str, str, str]] = []
+
+    def attested(directory: Path, backend: str, source: str, target: EnvironmentConfig, image: str) -> list[Any]:
+        asked.append((directory, backend, source, image))
+        return [in_registry]
+
+    releases = Releases(project, attested=attested)  # type: ignore[arg-type]  # the two members Releases reads here
+    assert releases.verifications("local", env("local-staging"), IMAGE) == [in_registry]
+    assert asked == [(tmp_path, BACKEND, "local", IMAGE)]
+    assert releases.verifications("local", env("local-staging", signing=False), IMAGE) == [in_ledger]
