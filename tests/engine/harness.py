@@ -15,6 +15,9 @@ from typing import Any
 
 import yaml
 
+from components.cosign import VERIFICATION_PREDICATE, SigningTools
+from dockyard.attestations import predicate
+from dockyard.ledger import Verification
 from tests.stacks import PROJECT
 
 #: The local stacks commit secrets encrypted with this public, local-only passphrase (see README).
@@ -243,3 +246,23 @@ def commit_sources(workspace: Workspace, committed: datetime) -> None:
 def rolling(workspace: Workspace, stack: str) -> None:
     """Give a workspace's promoted stack the rolling strategy: a promotion then writes image.ref, a rollback too."""
     set_stack_config(workspace, stack, ["kubernetes", "strategy"], {"type": "rolling"})
+
+
+def attest_verification(workspace: Workspace, record: Verification, *, key_of: str = "local") -> None:
+    """Attest ``record`` in the registry as ``dockyard verify`` would, signed with ``key_of``'s key pair, for this
+    workspace's backend: a stand-in for a verification that really ran (e.g. a broken digest "healthy at the source")."""
+    env = workspace.env
+    tools = SigningTools(
+        registry_server=env["DOCKYARD_REGISTRY"],
+        username=env["DOCKYARD_REGISTRY_USER"],
+        password=env["DOCKYARD_REGISTRY_PASSWORD"],
+        ca_file=env["DOCKYARD_REGISTRY_CA"],
+        private_key=workspace.pulumi("config", "get", "dockyard:cosignPrivateKey", "--stack", key_of).stdout,
+        key_password=workspace.pulumi("config", "get", "dockyard:cosignPassword", "--stack", key_of).stdout.strip(),
+    )
+    with tools as cosign:
+        cosign.attest(
+            record.image,
+            predicate(record, f"file://{workspace.backend}"),
+            predicate_type=VERIFICATION_PREDICATE,
+        )

@@ -19,6 +19,7 @@ from dockyard.ledger import Check, Ledger, Verification
 from tests.engine.harness import (
     Result,
     Workspace,
+    attest_verification,
     commit_sources,
     declared,
     deployment_images,
@@ -147,11 +148,13 @@ def test_a_canary_that_fails_its_analysis_is_aborted_and_the_stable_track_is_unt
 ) -> None:
     broken = release(chain, health_fail=True)
     assert broken != good
-    # The stand-in for "healthy where it was built" (local's own verification would stop it at the gate).
-    ledger(chain).append(
+    # The stand-in for "healthy where it was built" (local's own verification would stop it at the gate), attested
+    # with local's key where local-staging's gate reads it.
+    attest_verification(
+        chain,
         Verification(
             "local", broken, True, datetime.now(UTC), "engine-test", "cluster", "test", (Check("x", True, ""),)
-        )
+        ),
     )
     before = live_specs(chain, "local-staging")
     ok(chain, "promote", "--from", "local", "--to", "local-staging", "--yes")

@@ -17,7 +17,7 @@ from components.config import environment_from_file
 from components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
 from dockyard.attestations import attested_verifications
 from dockyard.ledger import Check, Verification
-from tests.engine.harness import Workspace, deployment_images, dockyard, live
+from tests.engine.harness import Workspace, attest_verification, deployment_images, dockyard, live
 from tests.stacks import PROJECT
 
 pytestmark = pytest.mark.engine
@@ -221,12 +221,6 @@ def test_only_verifications_signed_by_the_trusted_key_count(promoted: Workspace,
     with forger as cosign:
         cosign.attest(image, predicate, predicate_type=VERIFICATION_PREDICATE)
     assert attested_verifications(promoted.directory, backend, "local", staging, image) == [], "another key's claim"
-    trusted = tools(promoted)
-    trusted.private_key = promoted.pulumi("config", "get", "dockyard:cosignPrivateKey", "--stack", "local").stdout
-    trusted.key_password = promoted.pulumi(
-        "config", "get", "dockyard:cosignPassword", "--stack", "local"
-    ).stdout.strip()
-    with trusted as cosign:
-        cosign.attest(image, predicate, predicate_type=VERIFICATION_PREDICATE)
+    attest_verification(promoted, claim)  # signed with local's key, which local-staging trusts
     (read_back,) = attested_verifications(promoted.directory, backend, "local", staging, image)
     assert (read_back.stack, read_back.image, read_back.passed) == ("local", image, True)

@@ -20,6 +20,7 @@ import yaml
 from dockyard.ledger import Check, Ledger, Verification
 from tests.engine.harness import (
     Workspace,
+    attest_verification,
     commit_sources,
     deploy_local_stacks,
     deployment_images,
@@ -57,7 +58,10 @@ def test_unverified_source_is_refused_for_a_prod_target(deployed: Workspace, goo
     before = live_specs(deployed, "local-staging")
     refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes")
     assert refused.returncode == 1, refused.output
-    assert f"local's {good.split('@')[1]} has never been verified (dockyard verify --stack local)" in refused.output
+    assert (
+        f"local's {good.split('@')[1]} has never been verified with a verification attestation signed by a key it "
+        "trusts (dockyard verify --stack local)"
+    ) in refused.output
     assert live_specs(deployed, "local-staging") == before
 
 
@@ -117,11 +121,13 @@ def test_failed_target_verification_rolls_back_to_the_verified_digest(
     deployed: Workspace, good: str, broken: str
 ) -> None:
     before = live_specs(deployed, "local-staging")
-    # The stand-in for "healthy where it was built": a passed record of the broken digest on the source.
-    ledger(deployed).append(
+    # The stand-in for "healthy where it was built": a passed verification of the broken digest on the source,
+    # attested in the registry with local's key, where local-staging's gate reads it.
+    attest_verification(
+        deployed,
         Verification(
             "local", broken, True, datetime.now(UTC), "engine-test", "cluster", "test", (Check("stand-in", True, ""),)
-        )
+        ),
     )
     result = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes", "--verify")
 
