@@ -192,6 +192,10 @@ def _changes(run: Callable[[OnEvent], object]) -> list[Change]:
         if pre is None or pre.metadata.op in (auto.OpType.SAME, auto.OpType.READ):
             return
         metadata = pre.metadata
+        if metadata.type.startswith("pulumi:providers:") and metadata.op == auto.OpType.UPDATE:
+            # A provider's update is the stack config it was handed changing (dynamic providers get all of it on
+            # every config change): it changes no resource, which is what an outcome lists.
+            return
         properties = tuple(sorted((metadata.detailed_diff or {}).keys())) or tuple(metadata.diffs or ())
         images: tuple[ImageChange, ...] = ()
         if metadata.type in WORKLOAD_TYPES:

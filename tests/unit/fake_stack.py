@@ -81,6 +81,21 @@ def image_update_event(old: str, new: str) -> auto.EngineEvent:
     )
 
 
+def provider_config_event() -> auto.EngineEvent:
+    """The update of the dynamic resources' default provider the engine reports on any config change (dynamic
+    providers receive the stack's config): it changes nothing, and an outcome must not list it."""
+    urn = "urn:pulumi:local-staging::dockyard::pulumi:providers:pulumi-python::default"
+    return auto.EngineEvent.from_json(
+        {
+            "sequence": 2,
+            "timestamp": 0,
+            "resourcePreEvent": {
+                "metadata": {"op": "update", "urn": urn, "type": "pulumi:providers:pulumi-python", "provider": ""}
+            },
+        }
+    )
+
+
 @dataclass
 class FakeStack:
     """Implements :class:`dockyard.stack_update.UpdatableStack`; ``on_preview``/``on_up`` may raise to fail."""
@@ -105,6 +120,7 @@ class FakeStack:
         if self.on_preview is not None:
             self.on_preview()
         if on_event is not None:
+            on_event(provider_config_event())
             on_event(image_update_event(OLD, IMAGE))
         return None
 
@@ -121,6 +137,7 @@ class FakeStack:
         if self.on_up is not None:
             self.on_up()
         if on_event is not None:
+            on_event(provider_config_event())
             on_event(image_update_event(OLD, IMAGE))
         self.messages.append(message or "")
         return None
