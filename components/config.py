@@ -34,6 +34,11 @@ from pydantic.alias_generators import to_camel
 
 from components.image_ref import ImageReferenceError, parse_image_reference
 from components.quantity import parse_quantity
+
+# Re-exported: the registry models moved to their own module; importers keep using components.config.
+from components.registry_config import DEFAULT_SERVERS as DEFAULT_SERVERS
+from components.registry_config import RegistryConfig as RegistryConfig
+from components.registry_config import RegistryKind as RegistryKind
 from components.release import (
     ACTIVE_COLOR,
     CANARY,
@@ -97,7 +102,6 @@ _HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
 _MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 _PERCENT_OR_INT = re.compile(r"^([0-9]+|[0-9]{1,3}%)$")
 
@@ -121,6 +125,16 @@ def _image_reference(value: str) -> str:
     return value
 
 
+def _cache_repository(value: str) -> str:
+    try:
+        reference = parse_image_reference(value)
+    except ImageReferenceError as error:
+        raise ValueError(str(error)) from None
+    if not reference.registry or reference.tag or reference.digest:
+        raise ValueError(f"{value!r}: allowed: registry/repository without a tag or digest, e.g. ghcr.io/acme/cache")
+    return value
+
+
 def _percent_or_int(value: str | int) -> str | int:
     if isinstance(value, int) or _PERCENT_OR_INT.match(value):
         return value
@@ -134,7 +148,6 @@ Memory = Annotated[str, AfterValidator(_matching(_MEMORY, "a memory quantity lik
 EnvName = Annotated[str, AfterValidator(_matching(_ENV_NAME, "an environment variable name like LOG_LEVEL"))]
 ImageRef = Annotated[str, AfterValidator(_image_reference)]
 PercentOrInt = Annotated[str | int, AfterValidator(_percent_or_int)]
-Repository = Annotated[str, AfterValidator(_matching(_REPOSITORY, "a lower-case repository path like acme/shop-api"))]
 
 
 class Tier(StrEnum):
@@ -160,49 +173,7 @@ class ReleaseError(ValueError):
     """A release move the stack's current state does not allow; the message says what the state is."""
 
 
-class RegistryKind(StrEnum):
-    GHCR = "ghcr"
-    DOCKER_HUB = "dockerHub"
-    SELF_HOSTED = "selfHosted"
-
-
-DEFAULT_SERVERS = {RegistryKind.GHCR: "ghcr.io", RegistryKind.DOCKER_HUB: "docker.io"}
-
-
 # --- sections -------------------------------------------------------------------------------------------------
-
-
-class RegistryConfig(_Model):
-    """Where images are pushed and pulled from."""
-
-    kind: RegistryKind
-    server: str | None = Field(default=None, description="host[:port]; defaults to ghcr.io / docker.io by kind")
-    repository: Repository = Field(description="repository path inside the registry, e.g. acme/shop-api")
-    username: str = Field(min_length=1, description="user that pushes and pulls")
-    password_env: EnvName | None = Field(
-        default=None,
-        description="read the password from this environment variable instead of dockyard:registryPassword",
-    )
-    ca_file: str | None = Field(default=None, description="CA bundle that signs a self-hosted registry's TLS")
-
-    @model_validator(mode="after")
-    def _server_matches_kind(self) -> RegistryConfig:
-        if self.kind == RegistryKind.SELF_HOSTED and not self.server:
-            raise ValueError("server: missing; allowed: host[:port] of the self-hosted registry")
-        return self
-
-    @property
-    def host(self) -> str:
-        return self.server or DEFAULT_SERVERS[self.kind]
-
-    @property
-    def image_name(self) -> str:
-        return f"{self.host}/{self.repository}"
-
-    @property
-    def ca_bundle(self) -> str | None:
-        """``caFile``, else ``DOCKYARD_REGISTRY_CA`` (exported for the local registry by scripts/local-env.sh)."""
-        return self.ca_file or os.environ.get("DOCKYARD_REGISTRY_CA") or None
 
 
 class BuildConfig(_Model):
@@ -217,6 +188,10 @@ class BuildConfig(_Model):
     test_target: str | None = Field(default="test", description="stage that runs the tests before the push")
     platform: str = Field(default="linux/amd64", description="target platform")
     build_args: dict[EnvName, str] = Field(default_factory=dict, description="extra --build-arg values")
+    cache_repo: Annotated[str, AfterValidator(_cache_repository)] | None = Field(
+        default=None,
+        description="podman: registry/repository (no tag) that build layers are pulled from and pushed to",
+    )
 
 
 class ImageConfig(_Model):
@@ -614,6 +589,14 @@ class EnvironmentConfig(_Model):
     def served_image(self) -> str | None:
         """The image this stack's traffic goes to, from its config (None on a building stack: the build decides)."""
         return self.kubernetes.strategy.served_image(self.image.ref)
+
+    @property
+    def hold_minutes(self) -> int:
+        """How long CI holds a job that deploys into this stack before it starts: prod's wait timer, and at least the
+        promotion soak, so a pipeline's promotion waits the soak out instead of being refused by the soak gate (the
+        upstream was deployed just before, in the same run)."""
+        wait_timer = self.github.wait_timer_minutes if self.tier == Tier.PROD else 0
+        return max(wait_timer, self.promotion.soak_minutes)
 
     @property
     def requires_verified_releases(self) -> bool:

@@ -25,8 +25,11 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_github as github
 
-from components import workflows
 from components.config import Reviewer, StackConfig, StackSecrets, Tier
+from components.pipeline import github as actions
+from components.pipeline import model
+from components.pipeline.derive import derive_pipeline, read_stack_environments
+from components.pipeline.render import REGENERATE_COMMAND
 
 TYPE_TOKEN = "dockyard:index:CiPipeline"
 
@@ -42,8 +45,9 @@ class CiPipelineArgs(TypedDict):
     """Prod tier gets reviewers, a wait timer and a main/``v*``-only deployment branch policy."""
     reviewers: Sequence[Reviewer]
     """Required reviewers of a prod-tier environment (numeric GitHub user or team ids)."""
-    wait_timer_minutes: int
-    """Minutes a prod-tier deployment waits after approval before it starts."""
+    hold_minutes: int
+    """Minutes a deployment is held before it starts (the environment's wait timer, which runs beside the review):
+    at least the stack's promotion soak, and prod's wait timer."""
     secrets: StackSecrets
     """The stack's secret Outputs; ``None`` ones are skipped with a warning."""
     variables: Mapping[str, pulumi.Input[str]]
@@ -79,7 +83,7 @@ class CiPipeline(pulumi.ComponentResource):
         repository = _repository_name(args["repository"])
         stack = args["stack"]
         prod = args["tier"] == Tier.PROD
-        branch = args.get("default_branch", workflows.DEFAULT_BRANCH)
+        branch = args.get("default_branch", model.DEFAULT_BRANCH)
         child = pulumi.ResourceOptions(parent=self)
 
         # Deployment jobs of this stack run here; in prod its reviewers, timer and branch policy gate them.
@@ -102,14 +106,14 @@ class CiPipeline(pulumi.ComponentResource):
                 f"{name}-tag-policy",
                 repository=repository,
                 environment=environment_name,
-                tag_pattern=workflows.RELEASE_TAGS,
+                tag_pattern=model.RELEASE_TAGS,
                 opts=child,
             )
 
         # Pull-request previews decrypt the stack with its passphrase; in prod a reviewer must allow that first.
         preview_environment = github.RepositoryEnvironment(
             f"{name}-preview-environment",
-            _environment_args(args, repository, workflows.preview_environment(stack), deploys=False),
+            _environment_args(args, repository, model.preview_environment(stack), deploys=False),
             opts=child,
         )
 
@@ -126,14 +130,14 @@ class CiPipeline(pulumi.ComponentResource):
                 opts=child,
             )
             secret_names.append(secret_name)
-        passphrase = secret_values.get(workflows.SECRET_PASSPHRASE)
+        passphrase = secret_values.get(model.SECRET_PASSPHRASE)
         if passphrase is not None:
             # The preview job needs nothing but the passphrase (previews need no registry or cluster credentials).
             github.ActionsEnvironmentSecret(
-                f"{name}-preview-secret-{_slug(workflows.SECRET_PASSPHRASE)}",
+                f"{name}-preview-secret-{_slug(model.SECRET_PASSPHRASE)}",
                 repository=repository,
                 environment=preview_environment.environment,
-                secret_name=workflows.SECRET_PASSPHRASE,
+                secret_name=model.SECRET_PASSPHRASE,
                 value=passphrase,
                 opts=child,
             )
@@ -157,7 +161,7 @@ class CiPipeline(pulumi.ComponentResource):
                 github.ActionsVariable(
                     f"{name}-backend-url",
                     repository=repository,
-                    variable_name=workflows.VARIABLE_BACKEND_URL,
+                    variable_name=model.VARIABLE_BACKEND_URL,
                     value=backend_url,
                     opts=child,
                 )
@@ -181,7 +185,7 @@ class CiPipeline(pulumi.ComponentResource):
                     branch=branch,
                     file=path,
                     content=content,
-                    commit_message=f"ci: sync generated {path} ({workflows.REGENERATE_COMMAND})",
+                    commit_message=f"ci: sync generated {path} ({REGENERATE_COMMAND})",
                     overwrite_on_create=True,
                     opts=child,
                 )
@@ -228,11 +232,11 @@ def environment_variables(config: StackConfig) -> dict[str, str]:
     """The non-secret Actions variables of a stack's environment."""
     registry = config.env.registry
     return {
-        workflows.VARIABLE_REGISTRY_HOST: registry.host,
-        workflows.VARIABLE_IMAGE_NAME: registry.image_name,
-        workflows.VARIABLE_REGISTRY_USERNAME: registry.username,
-        workflows.VARIABLE_STACK: config.stack,
-        workflows.VARIABLE_NAMESPACE: config.namespace,
+        model.VARIABLE_REGISTRY_HOST: registry.host,
+        model.VARIABLE_IMAGE_NAME: registry.image_name,
+        model.VARIABLE_REGISTRY_USERNAME: registry.username,
+        model.VARIABLE_STACK: config.stack,
+        model.VARIABLE_NAMESPACE: config.namespace,
     }
 
 
@@ -249,19 +253,19 @@ def pipeline_args(
     repository = config.env.github.repository
     assert repository is not None  # GitHubConfig requires it when enabled
     _check_provider_owner(config.stack, repository)
-    stacks = workflows.read_stack_environments(project_dir)
+    stacks = read_stack_environments(project_dir)
     stacks[config.stack] = config.env
     args: CiPipelineArgs = {
         "repository": repository,
         "stack": config.stack,
         "tier": config.env.tier,
         "reviewers": list(config.env.github.reviewers),
-        "wait_timer_minutes": config.env.github.wait_timer_minutes,
+        "hold_minutes": config.env.hold_minutes,
         "secrets": config.secrets,
         "variables": environment_variables(config),
         "manages_repository": manages_repository(config),
-        "workflow_files": workflows.render_workflow_files(stacks),
-        "required_checks": workflows.required_checks(stacks),
+        "workflow_files": actions.render(derive_pipeline(stacks)),
+        "required_checks": actions.required_checks(stacks),
         "pulumi_backend_url": pulumi_backend_url,
     }
     return args
@@ -287,9 +291,9 @@ def _slug(value: str) -> str:
 
 def _secret_values(stack: str, secrets: StackSecrets) -> dict[str, pulumi.Output[str]]:
     sources = {
-        workflows.SECRET_REGISTRY_PASSWORD: ("registryPassword", secrets.registry_password),
-        workflows.SECRET_KUBECONFIG: ("kubeconfig", secrets.kubeconfig),
-        workflows.SECRET_PASSPHRASE: ("ciPulumiPassphrase", secrets.ci_pulumi_passphrase),
+        model.SECRET_REGISTRY_PASSWORD: ("registryPassword", secrets.registry_password),
+        model.SECRET_KUBECONFIG: ("kubeconfig", secrets.kubeconfig),
+        model.SECRET_PASSPHRASE: ("ciPulumiPassphrase", secrets.ci_pulumi_passphrase),
     }
     values: dict[str, pulumi.Output[str]] = {}
     for secret_name, (key, value) in sources.items():
@@ -306,10 +310,12 @@ def _secret_values(stack: str, secrets: StackSecrets) -> dict[str, pulumi.Output
 def _environment_args(
     args: CiPipelineArgs, repository: str, environment: str, *, deploys: bool
 ) -> github.RepositoryEnvironmentArgs:
-    """No protection below prod. In prod: reviewers (never the author), and for deployments a wait timer and the
-    custom branch policy whose main/``v*`` rules are separate resources."""
+    """Below prod, only the deployments' hold (the promotion soak as a wait timer). In prod: reviewers (never the
+    author), and for deployments the hold and the custom branch policy whose main/``v*`` rules are separate
+    resources."""
+    hold = args["hold_minutes"] if deploys and args["hold_minutes"] else None
     if args["tier"] != Tier.PROD:
-        return github.RepositoryEnvironmentArgs(repository=repository, environment=environment)
+        return github.RepositoryEnvironmentArgs(repository=repository, environment=environment, wait_timer=hold)
     reviewers = args["reviewers"]
     return github.RepositoryEnvironmentArgs(
         repository=repository,
@@ -322,7 +328,7 @@ def _environment_args(
         ],
         prevent_self_review=True,
         can_admins_bypass=False,
-        wait_timer=args["wait_timer_minutes"] if deploys else None,
+        wait_timer=hold,
         deployment_branch_policy=(
             github.RepositoryEnvironmentDeploymentBranchPolicyArgs(
                 protected_branches=False, custom_branch_policies=True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import pulumi
 
@@ -42,6 +42,8 @@ class AppImageArgs(TypedDict):
     """Human-readable tags (see components.tags.image_tags); the first is the build's primary tag."""
     metadata: BuildMetadata
     """OCI label values: created, revision, version, source."""
+    cache_repo: NotRequired[str | None]
+    """podman only: registry/repository (no tag) that build layers are pulled from and pushed to."""
 
 
 class AppImage(pulumi.ComponentResource):
@@ -100,6 +102,7 @@ class AppImage(pulumi.ComponentResource):
                 "registry_server": args["registry_server"],
                 "username": args["username"],
                 "password": pulumi.Output.secret(args["password"]) if args["password"] is not None else None,
+                "cache_repo": args.get("cache_repo"),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -74,10 +74,17 @@ class KubernetesApp(pulumi.ComponentResource):
         def meta(object_name: str, extra: Mapping[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns, labels={**labels, **(extra or {})})
 
+        # What the pods read (settings, app secrets, pull credentials) is auto-named on purpose: the provider treats
+        # ConfigMap and Secret data as immutable, so a changed value or a rotated credential replaces the object.
+        # With a fixed name that replacement is delete-before-create, and the engine then replaces every Deployment
+        # that names it, deleting it first: the app goes down. Auto-named, the new object is created before the old
+        # one is deleted, and the Deployments are updated in place: a rolling update that also picks the values up.
+        unnamed = k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels)
+
         # Non-secret settings, injected as environment variables.
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
-            metadata=meta(f"{identity.app}-config"),
+            metadata=unnamed,
             data={**settings.env, "DOCKYARD_STACK": args["stack"]},
             opts=child,
         )
@@ -86,7 +93,7 @@ class KubernetesApp(pulumi.ComponentResource):
             # App secrets: the values stay Pulumi secrets in state and in this Secret's inputs.
             secret = k8s.core.v1.Secret(
                 f"{name}-secrets",
-                metadata=meta(f"{identity.app}-secrets"),
+                metadata=unnamed,
                 type="Opaque",
                 string_data=pulumi.Output.secret(args["app_secrets"]),
                 opts=child,
@@ -97,7 +104,7 @@ class KubernetesApp(pulumi.ComponentResource):
             # Lets the kubelet pull from a private registry with the registry component's credentials.
             pull_secret = k8s.core.v1.Secret(
                 f"{name}-registry",
-                metadata=meta(f"{identity.app}-registry"),
+                metadata=unnamed,
                 type="kubernetes.io/dockerconfigjson",
                 string_data={".dockerconfigjson": pulumi.Output.secret(args["docker_config_json"])},
                 opts=child,

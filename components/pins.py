@@ -1,4 +1,5 @@
-"""Every GitHub Action the generated workflows use, pinned to a full commit SHA.
+"""Every GitHub Action the generated workflows use, pinned to a full commit SHA, and every third-party image the
+other CI systems' pipelines run, pinned by digest.
 
 This table is the single place to bump an action: change the SHA and its version here, run
 ``python -m scripts.generate_workflows`` and commit the regenerated ``.github/workflows/``. A tag can be moved by
@@ -37,7 +38,43 @@ PINS: dict[str, Pin] = {
     "sigstore/cosign-installer": Pin("faadad0cce49287aee09b3a48701e75088a2c6ad", "v4.0.0"),
     "pulumi/actions": Pin("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
     "marocchino/sticky-pull-request-comment": Pin("773744901bac0e8cbb5a0dc842800d45e9b2b405", "v2.9.4"),
+    # The clouds' own OIDC logins (registry kinds ecr, acr, gar/gcr): short-lived credentials, no stored keys.
+    "aws-actions/configure-aws-credentials": Pin("7474bc4690e29a8392af63c5b98e7449536d5c3a", "v4.3.1"),
+    "aws-actions/amazon-ecr-login": Pin("062b18b96a7aff071d4dc91bc00c4c1a7945b076", "v2.0.1"),
+    "azure/login": Pin("a457da9ea143d694b1b9c7c869ebb04ebe844ef5", "v2.3.0"),
+    "google-github-actions/auth": Pin("7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"),
 }
+
+
+class ImagePin(NamedTuple):
+    """A container image a generated pipeline runs, by tag (for people) and digest (what is pulled)."""
+
+    name: str
+    digest: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+
+#: Third-party images the GitLab CI, CircleCI and Jenkins pipelines run (GitHub installs through actions instead).
+#: A digest cannot be moved, unlike a tag; each was read from public files that pin the same image in at least two
+#: independent places (check a new one with ``skopeo inspect docker://<name>`` or ``crane digest <name>``).
+IMAGES: dict[str, ImagePin] = {
+    # dockyard pr-summary needs only Python: the previews' summary job.
+    "python": ImagePin("python:3.11-slim", "sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"),
+}
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def image(name: str) -> str:
+    """The digest-pinned reference of image ``name``; a KeyError names an image that is not in :data:`IMAGES`."""
+    pin = IMAGES[name]
+    if not _DIGEST.match(pin.digest):
+        raise ValueError(f"{name}: pin {pin.digest!r} is not a sha256 digest")
+    return pin.reference
+
 
 #: Trivy binary the action installs. v0.69.4 was the malicious release; the action's default moves with it.
 TRIVY_VERSION = "v0.69.3"

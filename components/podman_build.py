@@ -7,7 +7,11 @@ decides exactly when to rebuild: only when something that shapes the image chang
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
+import time
+import traceback
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -15,6 +19,8 @@ from typing import Any
 
 import pulumi
 import pulumi.dynamic as dynamic
+
+from components.scripts.build_guard import find_engine
 
 #: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable). Not among
 #: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster.
@@ -31,18 +37,55 @@ REBUILD_KEYS = (
     "context_hash",
 )
 BUILD_TIMEOUT_SECONDS = 1800
+#: Runs the build in a process group of its own and stops it (and the run's plugins) when the engine dies.
+GUARD = Path(__file__).resolve().parent / "scripts" / "build_guard.py"
+#: Where each build's whole output is kept; the newest KEPT_LOGS stay.
+LOG_DIR = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "build-logs"
+KEPT_LOGS = 20
+#: Lines that name a failure: Go test failures, compiler and podman errors, the script's own verdicts.
+FAILURE = re.compile(r"--- FAIL|^FAIL\b|^panic:|\berror\b|^Error|refused|unreachable|failed", re.IGNORECASE)
+FIRST_FAILURES = 20
 
 
 class PodmanBuildError(Exception):
-    """podman failed; the message carries the end of its output (never the password)."""
+    """podman failed; the message says which step, shows the first failures and where the whole output is."""
 
 
 def _lines(values: Mapping[str, str]) -> str:
     return "\n".join(f"{key}={value}" for key, value in sorted(values.items()))
 
 
+def new_log_path(image_name: str, directory: Path | None = None) -> Path:
+    """A fresh log file for one build of ``image_name`` (in :data:`LOG_DIR`); logs beyond :data:`KEPT_LOGS` go."""
+    directory = directory or LOG_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime)[: -KEPT_LOGS + 1]:
+        old.unlink(missing_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return directory / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', image_name)}-{stamp}-{os.getpid()}.log"
+
+
+def failure_report(output: str, log_path: Path, image_name: str, returncode: int) -> str:
+    """What failed (the script's last step), the first failure lines (not the last: a long test run's first
+    failures explain the rest), and the log that keeps everything."""
+    lines = output.splitlines()
+    steps = [line.removeprefix("dockyard-build: ") for line in lines if line.startswith("dockyard-build: ")]
+    verdict = next((s for s in reversed(steps) if "refused" in s or "unreachable" in s), None)
+    if verdict is not None:
+        return f"podman build of {image_name}: {verdict}\nfull output: {log_path}"
+    step = steps[-1] if steps else "the build script"
+    failures = [line for line in lines if FAILURE.search(line) and not line.startswith("dockyard-build: ")]
+    shown = failures[:FIRST_FAILURES] or lines[-FIRST_FAILURES:]
+    more = f"\n  ... {len(failures) - FIRST_FAILURES} more" if len(failures) > FIRST_FAILURES else ""
+    body = "\n".join(f"  {line}" for line in shown)
+    return (
+        f"podman build of {image_name} failed while {step} (exit {returncode}); first failures:\n{body}{more}\n"
+        f"full output: {log_path}"
+    )
+
+
 def run_build(props: Mapping[str, Any]) -> str:
-    """Run ``scripts/podman-build.sh`` for ``props``; return the pushed manifest digest."""
+    """Run ``scripts/podman-build.sh`` for ``props`` under the build guard; return the pushed manifest digest."""
     script = resources.files("components").joinpath("scripts/podman-build.sh").read_text()
     password = props.get("password")
     environment = {
@@ -61,25 +104,53 @@ def run_build(props: Mapping[str, Any]) -> str:
         "REGISTRY_LOGIN": "true" if password else "false",
         "CACHE_REPO": props.get("cache_repo") or "",
     }
-    try:
-        result = subprocess.run(
-            ["bash", "-c", script],
-            input=password or "",
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
+    log_path = new_log_path(props["image_name"])
+    command = [sys.executable, str(GUARD), str(find_engine(os.getpid()) or 0), "--", "bash", "-c", script]
+    with log_path.open("w") as log:
+        build = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment, text=True
         )
-    except subprocess.TimeoutExpired:
-        raise PodmanBuildError(f"podman build of {props['image_name']} took over {BUILD_TIMEOUT_SECONDS}s") from None
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-25:])
-        raise PodmanBuildError(f"podman build/push of {props['image_name']} failed:\n{tail}")
-    digest = str(result.stdout).strip()
+        try:
+            digest, _ = build.communicate(password or "", timeout=BUILD_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            build.terminate()  # the guard stops the build's whole process group, then exits
+            build.communicate()
+            raise PodmanBuildError(
+                f"podman build of {props['image_name']} took over {BUILD_TIMEOUT_SECONDS}s and was stopped; "
+                f"full output: {log_path}"
+            ) from None
+    if build.returncode != 0:
+        output = log_path.read_text(errors="replace")
+        raise PodmanBuildError(failure_report(output, log_path, props["image_name"], build.returncode))
+    digest = digest.strip()
     if not digest.startswith("sha256:"):
-        raise PodmanBuildError(f"podman push of {props['image_name']} reported no digest: {digest!r}")
+        raise PodmanBuildError(f"podman push of {props['image_name']} reported no digest: {digest!r}; see {log_path}")
     return digest
+
+
+class _PlainBuildErrors:
+    """Stands in for the ``traceback`` module of the dynamic provider host, which reports every error as a Python
+    traceback: a :class:`PodmanBuildError` is reported as its message (it already names the step and the log)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(traceback, name)
+
+    @staticmethod
+    def format_exc(*args: Any, **kwargs: Any) -> str:
+        error = sys.exc_info()[1]
+        if isinstance(error, PodmanBuildError):
+            return str(error)
+        return traceback.format_exc(*args, **kwargs)
+
+
+def _report_build_errors_plainly() -> None:
+    host = sys.modules.get("__main__")
+    spec = getattr(host, "__spec__", None)
+    if host is not None and spec is not None and spec.name == "pulumi.dynamic.__main__":
+        host.traceback = _PlainBuildErrors()  # type: ignore[attr-defined]
+
+
+_report_build_errors_plainly()
 
 
 class PodmanBuildProvider(dynamic.ResourceProvider):

@@ -8,20 +8,21 @@ from typing import TypedDict
 
 import pulumi
 
-from components.config import DEFAULT_SERVERS, RegistryKind
+from components.registry_config import DEFAULT_SERVERS, RegistryKind
 
 
 class ContainerRegistryArgs(TypedDict):
     kind: RegistryKind
-    """ghcr, dockerHub or selfHosted."""
+    """ghcr, dockerHub, selfHosted, or a cloud registry: ecr, acr, gar, gcr."""
     server: str | None
-    """host[:port]; defaults by kind (ghcr.io, docker.io); required for selfHosted."""
+    """host[:port]; defaults by kind (ghcr.io, docker.io, gcr.io); required for selfHosted, ecr, acr and gar."""
     repository: str
     """Repository path inside the registry, e.g. acme/shop-api."""
     username: pulumi.Input[str]
     """User that pushes (CI) and pulls (the cluster)."""
     password: pulumi.Input[str] | None
-    """Password or token, a Pulumi secret; None when previewing without credentials."""
+    """Password or token, a Pulumi secret; None when previewing without credentials. A cloud registry's is a token
+    CI's OIDC login minted for this run: it expires within hours, so no pull Secret is made of it by default."""
 
 
 def docker_config_json(server: str, username: str, password: str) -> str:
@@ -33,8 +34,9 @@ def docker_config_json(server: str, username: str, password: str) -> str:
 class ContainerRegistry(pulumi.ComponentResource):
     """A registry repository and its credentials, shared by the image build, CI and the cluster's pull secret.
 
-    The registry itself already exists (GHCR, Docker Hub, or a self-hosted distribution registry); this component
-    gives every consumer the same names and keeps the password a secret end to end.
+    The registry itself already exists (GHCR, Docker Hub, a self-hosted distribution registry, or a cloud's: ECR, ACR,
+    Artifact Registry, GCR); this component gives every consumer the same names and keeps the password a secret end
+    to end.
     """
 
     server: pulumi.Output[str]

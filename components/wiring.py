@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import pulumi
@@ -11,6 +12,7 @@ from components.config import StackConfig
 from components.image import AppImageArgs
 from components.kubernetes_app import KubernetesAppArgs
 from components.registry import ContainerRegistry, ContainerRegistryArgs
+from components.registry_auth import RegistryCredentialCheck
 from components.signing import SignedImageArgs
 from components.tags import read_git_facts, release_identity
 
@@ -28,6 +30,43 @@ def registry_args(stack: StackConfig) -> ContainerRegistryArgs:
     )
 
 
+#: One credential check per registry component: the build and the pull Secret share it.
+_credential_checks: weakref.WeakKeyDictionary[ContainerRegistry, RegistryCredentialCheck] = weakref.WeakKeyDictionary()
+
+
+def credential_check(stack: StackConfig, registry: ContainerRegistry) -> RegistryCredentialCheck | None:
+    """The registry's credential, verified against the registry whenever it changes (None without a password)."""
+    if registry.password is None:
+        return None
+    if registry not in _credential_checks:
+        config = stack.env.registry
+        key = "dockyard:registryPassword"
+        if config.password_env:
+            key += f" (this stack reads ${config.password_env}, dockyard:registry.passwordEnv)"
+        _credential_checks[registry] = RegistryCredentialCheck(
+            "registry-credentials",
+            {
+                "server": registry.server,
+                "repository": config.repository,
+                "username": registry.username,
+                "password": registry.password,
+                "password_env": config.password_env,
+                "password_key": key,
+                "ca_file": config.ca_bundle,
+            },
+            opts=pulumi.ResourceOptions(parent=registry),
+        )
+    return _credential_checks[registry]
+
+
+def _checked(
+    stack: StackConfig, registry: ContainerRegistry, value: pulumi.Output[str] | None
+) -> pulumi.Output[str] | None:
+    """``value`` (a credential) once the registry has accepted it: what takes it waits for the check."""
+    check = credential_check(stack, registry)
+    return check.gate(value) if check is not None and value is not None else value
+
+
 def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
     build = stack.env.image.build
     if build is None:
@@ -41,7 +80,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
         image_name=registry.image_name,
         registry_server=registry.server,
         username=registry.username,
-        password=registry.password,
+        password=_checked(stack, registry, registry.password),
         context=build.context,
         dockerfile=build.dockerfile,
         target=build.target,
@@ -50,6 +89,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
         build_args=build.build_args,
         tags=tags,
         metadata=metadata,
+        cache_repo=build.cache_repo,
     )
 
 
@@ -69,7 +109,11 @@ def app_args(stack: StackConfig, release: pulumi.Output[str], registry: Containe
         settings=stack.env.kubernetes,
         image=release,
         app_secrets=stack.secrets.app_secrets,
-        docker_config_json=registry.docker_config_json,
+        # Cloud registries are pulled through the cluster's workload identity: a Secret would hold a token that
+        # expires within hours (components/registry_config.py), so only config asks for one.
+        docker_config_json=(
+            _checked(stack, registry, registry.docker_config_json) if stack.env.registry.wants_pull_secret else None
+        ),
     )
 
 

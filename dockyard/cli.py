@@ -23,6 +23,7 @@ from components.image_ref import short_image
 from dockyard import metrics as delivery_metrics
 from dockyard import pr_summary
 from dockyard.config_guard import Terminated
+from dockyard.doctor import run as run_doctor
 from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
 from dockyard.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
 from dockyard.image_diff import OCI_VERSION_LABEL
@@ -413,6 +414,15 @@ def history(
             entry.actor or "",
         )
     Console().print(table)
+
+
+@app.command(epilog=EXIT_CODES)
+def doctor(stack: StackOption, project: ProjectOption = Path(".")) -> None:
+    """What is wrong with STACK after an interrupted run (lock, pending operations, stale config, local services),
+    and the safe way out; exit 0 when nothing needs fixing."""
+    report, code = run_doctor(project.resolve(), stack)
+    typer.echo(report)
+    raise typer.Exit(code)
 
 
 @app.command("pr-summary")

@@ -1,9 +1,11 @@
-"""Write the GitHub Actions workflows generated from the stack configs to ``.github/workflows/``.
+"""Write the CI pipeline files generated from the stack configs: one pipeline model, a file set per CI system that
+``dockyard:ci.systems`` (Pulumi.yaml) names — ``.github/workflows/*.yml``, ``.gitlab-ci.yml``,
+``.circleci/config.yml``, ``Jenkinsfile``.
 
-    python -m scripts.generate_workflows            # (re)write the files
+    python -m scripts.generate_workflows            # (re)write the files, remove generated ones no longer produced
     python -m scripts.generate_workflows --check    # exit 1 listing files that differ from the generated ones
 
-The documents come from :mod:`components.workflows`; the stack configs are the committed ``Pulumi.<stack>.yaml``.
+The documents come from :mod:`components.pipeline`; the stack configs are the committed ``Pulumi.<stack>.yaml``.
 """
 
 from __future__ import annotations
@@ -12,26 +14,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from components.workflows import header, read_stack_environments, render_workflow_files
+from components.pipeline.derive import read_stack_environments
+from components.pipeline.files import generated_files, pipeline_files
+from components.pipeline.render import REGENERATE_COMMAND
+from components.pipeline.settings import read_ci_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+def expected_files(project_dir: Path) -> dict[str, str]:
+    """What the generator writes for ``project_dir``: every chosen CI system's files by repository path."""
+    return pipeline_files(read_stack_environments(project_dir), read_ci_config(project_dir))
+
+
 def _stale(project_dir: Path, expected: dict[str, str]) -> list[str]:
     """Generated files (recognised by their header) that the current configs no longer produce."""
-    directory = project_dir / ".github" / "workflows"
-    marker = header("x").splitlines()[0].split(":", 1)[1]
-    return [
-        str(path.relative_to(project_dir))
-        for path in sorted(directory.glob("*.yml"))
-        if str(path.relative_to(project_dir)) not in expected
-        and marker in path.read_text(encoding="utf-8").split("\n", 1)[0]
-    ]
+    return [path for path in generated_files(project_dir) if path not in expected]
 
 
 def differing_files(project_dir: Path) -> list[str]:
     """Repository paths whose committed content is not what the generator writes (missing, changed or stale)."""
-    expected = render_workflow_files(read_stack_environments(project_dir))
+    expected = expected_files(project_dir)
     differing = [
         path
         for path, content in expected.items()
@@ -50,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         differing = differing_files(project_dir)
         for path in differing:
-            print(f"{path}: differs from the generated workflow; run python -m scripts.generate_workflows")
+            print(f"{path}: differs from the generated pipeline file; run {REGENERATE_COMMAND}")
         return 1 if differing else 0
 
-    expected = render_workflow_files(read_stack_environments(project_dir))
+    expected = expected_files(project_dir)
     for path, content in expected.items():
         target = project_dir / path
         target.parent.mkdir(parents=True, exist_ok=True)

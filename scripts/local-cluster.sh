@@ -57,7 +57,10 @@ pid_of() { # prints the pid when COMPONENT runs from our state, else fails
     [ -s "$file" ] || return 1
     pid=$(cat "$file")
     case "$pid" in '' | *[!0-9]*) return 1 ;; esac
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    # A PID file from an earlier boot names a pid that is gone (or recycled): quietly not ours. The redirection
+    # comes after 2>/dev/null, so a process that vanishes between the test and the read stays quiet too.
+    [ -r "/proc/$pid/cmdline" ] || return 1
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
     case "$cmdline" in
         *"$1"*"$STATE"*) echo "$pid" ;;
         *) return 1 ;; # a recycled pid

@@ -7,7 +7,9 @@
 #                                      running, wait until healthy, log podman in (auth file in the
 #                                      state dir), build missing base images
 #   scripts/local-services.sh stop     stop the registry (data and credentials stay)
-#   scripts/local-services.sh status   exit 0 running+healthy, 1 running but unhealthy, 3 stopped
+#   scripts/local-services.sh status   exit 0 running+healthy, 1 running but unhealthy, 3 stopped; also
+#                                      prints podman's storage use (each build removes what it leaves
+#                                      behind; `prune` frees the rest)
 #   scripts/local-services.sh env      print shell exports:  eval "$(scripts/local-services.sh env)"
 #   scripts/local-services.sh prune    free disk: drop dangling images and the build cache
 #                                      (`podman image prune`); tagged images, base images and the
@@ -17,9 +19,10 @@
 #
 # Settings (environment):
 #   DOCKYARD_STATE                 all state: ${HOME}/.cache/dockyard/local by default
-#   DOCKYARD_REGISTRY_PORT         5443 by default (the registry listens on 127.0.0.1 only). The stack files
-#                                  name the registry too (dockyard:registry.server, image references): another
-#                                  port needs them changed as well.
+#   DOCKYARD_REGISTRY_PORT         overrides the port of scripts/local-registry.env (the one place the local
+#                                  registry's address is set; it listens on 127.0.0.1 only). The stack files
+#                                  name the registry too (dockyard:registry.server, image references): a lasting
+#                                  move changes local-registry.env and those files together.
 #   DOCKYARD_REGISTRY_START_TIMEOUT  seconds to wait for a healthy registry (30)
 #   DOCKYARD_SKIP_BASE_IMAGES=1    start without building the base images
 #
@@ -35,9 +38,11 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR
 readonly PROJECT_DIR="${SCRIPT_DIR%/scripts}"
+# shellcheck source=scripts/local-registry.env
+. "$SCRIPT_DIR/local-registry.env"
 readonly STATE="${DOCKYARD_STATE:-${HOME:-/root}/.cache/dockyard/local}"
-readonly PORT="${DOCKYARD_REGISTRY_PORT:-5443}"
-readonly HOST="127.0.0.1"
+readonly PORT="${DOCKYARD_REGISTRY_PORT:-$DOCKYARD_LOCAL_REGISTRY_PORT}"
+readonly HOST="$DOCKYARD_LOCAL_REGISTRY_HOST"
 readonly ADDR="$HOST:$PORT"
 readonly USER_NAME="dockyard"
 readonly START_TIMEOUT="${DOCKYARD_REGISTRY_START_TIMEOUT:-30}"
@@ -88,7 +93,7 @@ registry_pid() { # prints the pid when our registry process is alive, else fails
     pid=$(cat "$PID_FILE")
     case "$pid" in '' | *[!0-9]*) return 1 ;; esac
     [ -r "/proc/$pid/cmdline" ] || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
     case "$cmdline" in
         *docker-registry*"$CONFIG_FILE"*) echo "$pid" ;;
         *) return 1 ;; # a recycled pid
@@ -114,9 +119,9 @@ port_taken_message() {
     printf 'port %s on %s is taken by another process.\n' "$PORT" "$HOST"
     if [ -n "$holders" ]; then
         printf '  The registry address is also written in the stack files:\n%s\n' "$holders"
-        printf '  Free the port, or move the registry: set DOCKYARD_REGISTRY_PORT and change dockyard:registry.server\n'
-        printf '  and the image references in those files to the same port (DOCKYARD_REGISTRY_PORT alone leaves\n'
-        printf '  the stacks pushing to the old address).'
+        printf '  Free the port, or move the registry: change DOCKYARD_LOCAL_REGISTRY_PORT in scripts/local-registry.env\n'
+        printf '  and dockyard:registry.server and the image references in those files to the same port\n'
+        printf '  (DOCKYARD_REGISTRY_PORT alone leaves the stacks pushing to the old address).'
     else
         printf '  Free the port, or set DOCKYARD_REGISTRY_PORT.'
     fi
@@ -309,7 +314,7 @@ cmd_start() {
         local named
         named=$(stack_registry_addresses | tr '\n' ' ')
         case " $named" in
-            '' | ' ' | *" $ADDR "*) ;;
+            ' ' | *" $ADDR "*) ;;
             *) log "WARNING: the registry starts on $ADDR, but the stack files name another address: $named" ;;
         esac
         ensure_tls
@@ -360,7 +365,16 @@ cmd_stop() {
     log "registry stopped"
 }
 
+# podman_storage: "podman storage: <MB> MB in <graph root>" (du of the graph root; vfs copies every layer whole).
+podman_storage() {
+    command -v podman >/dev/null 2>&1 || return 0
+    local root
+    root=$(podman info --format '{{.Store.GraphRoot}}' 2>/dev/null) || return 0
+    printf 'podman storage: %s MB in %s (free it: %s prune)\n' "$(du -sm "$root" 2>/dev/null | cut -f1)" "$root" "$0"
+}
+
 cmd_status() {
+    podman_storage
     local pid
     if ! pid=$(registry_pid); then
         echo "registry: stopped (state $STATE)"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dockyard.registry_client import MANIFEST_TYPES, RegistryCredentials, manifest_exists
-from tests.engine.harness import Workspace, declared, deployment_images, kubectl, namespace_of
+from tests.engine.harness import Workspace, declared, deployment_images, kubectl, live, namespace_of
 from tests.k8s_schema import schema_errors
 from tests.stacks import STACKS
 
@@ -155,8 +155,7 @@ class TestLocalStacks:
         assert APP_SECRET not in history
 
     def test_live_secret_holds_the_decrypted_values_only_in_the_cluster(self, deployed: Workspace) -> None:
-        namespace = namespace_of(deployed, "local")
-        secret = kubectl(deployed, "get", "secret", "dockyard-app-secrets", "-n", namespace, "-o", "json").json()
+        (secret,) = [s for s in live(deployed, "local", "secrets").values() if s["type"] == "Opaque"]
         values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
         assert values == {"API_KEY": COMMITTED_SECRETS["local"], "EXTRA_TOKEN": APP_SECRET}
 

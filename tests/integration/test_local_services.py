@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -499,3 +500,50 @@ def test_a_taken_port_names_the_stack_files_that_hold_the_registry_address(tmp_p
     for name in holders:
         assert f"    {name}: 127.0.0.1:" in refused.stderr
     assert "DOCKYARD_REGISTRY_PORT alone leaves" in refused.stderr
+
+
+# ----------------------------------------------------------- one home for the registry address; quiet scripts
+
+
+def registry_env() -> dict[str, str]:
+    lines = (REPO_ROOT / "scripts" / "local-registry.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_stack_files_name_the_registry_of_local_registry_env() -> None:
+    settings = registry_env()
+    address = f"{settings['DOCKYARD_LOCAL_REGISTRY_HOST']}:{settings['DOCKYARD_LOCAL_REGISTRY_PORT']}"
+    local_stacks = sorted(REPO_ROOT.glob("Pulumi.local*.yaml"))
+    assert local_stacks
+    for stack_file in local_stacks:
+        named = set(re.findall(r"127\.0\.0\.1:[0-9]+", stack_file.read_text()))
+        assert named == {address}, f"{stack_file.name} names {named}; scripts/local-registry.env says {address}"
+    exported = subprocess.run(
+        [str(SERVICES), "env"], capture_output=True, text=True, timeout=SHORT_TIMEOUT, check=True
+    ).stdout
+    assert parse_exports(exported)["DOCKYARD_REGISTRY"] == address
+
+
+def test_a_stale_cluster_pid_file_is_quiet(tmp_path: Path) -> None:
+    state = tmp_path / "cluster"
+    state.mkdir()
+    # A pid from an earlier machine or boot: nothing runs under it (pid_max is far below this).
+    (state / "kube-apiserver.pid").write_text("99999999\n")
+    status = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "local-cluster.sh"), "status"],
+        env={**os.environ, "DOCKYARD_CLUSTER_STATE": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=SHORT_TIMEOUT,
+        check=False,
+    )
+    assert status.returncode == 3, status.stdout + status.stderr
+    assert status.stderr == ""
+    assert status.stdout.startswith("cluster: stopped")
+
+
+def test_status_reports_podman_storage() -> None:
+    status = subprocess.run(
+        [str(SERVICES), "status"], capture_output=True, text=True, timeout=SHORT_TIMEOUT, check=False
+    )
+    assert re.search(r"^podman storage: [0-9]+ MB in /", status.stdout, re.MULTILINE), status.stdout

@@ -233,7 +233,8 @@ def test_prod_environment_is_gated_by_the_configured_reviewers(
     assert prod["reviewers"][0]["users"] == [9120002.0]
     assert prod["preventSelfReview"] is True
     assert prod["canAdminsBypass"] is False
-    assert prod["waitTimer"] == 5.0
+    # The wait timer runs beside the review: at least prod's promotion soak (120 min), not only its 5 min timer.
+    assert prod["waitTimer"] == 120.0
     assert prod["deploymentBranchPolicy"] == {"customBranchPolicies": True, "protectedBranches": False}
     policies = sorted(
         (r.inputs.get("branchPattern", ""), r.inputs.get("tagPattern", ""), r.inputs["environment"])
@@ -256,8 +257,11 @@ def test_lower_tier_environments_have_no_reviewers_or_policies(
     for name in (stack, f"{stack}-preview"):
         environment = _environment(recorder, name)
         assert not environment.get("reviewers")
-        assert "waitTimer" not in environment
         assert "deploymentBranchPolicy" not in environment
+    # The promotion soak holds deployments (the pipeline's promotion waits instead of being refused); never previews.
+    soak = environments[stack].promotion.soak_minutes
+    assert _environment(recorder, stack).get("waitTimer") == (float(soak) if soak else None)
+    assert "waitTimer" not in _environment(recorder, f"{stack}-preview")
     assert recorder.of_type(_POLICY) == []
 
 

@@ -6,7 +6,10 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ from components.config import RegistryKind
 from components.image import AppImage, AppImageArgs, Builder
 from components.podman_build import PodmanBuildProvider
 from components.registry import ContainerRegistry, ContainerRegistryArgs, docker_config_json
+from components.scripts import build_guard
+from components.scripts.build_guard import GUARD_USAGE, descendants, find_engine, start_time
 from components.tags import BuildMetadata, GitFacts, image_tags
 from tests.unit.conftest import FAKE_DIGEST, RecordingMocks, plaintext_paths, secret_paths
 
@@ -138,17 +143,24 @@ def test_docker_cache_comes_from_a_tag_the_previous_commit_pushed(mocks: Recordi
         assert pushed_before & set(cache), f"{name}: cache_from {cache} names nothing the previous commit pushed"
 
 
-def test_the_podman_script_reads_what_its_header_and_run_build_say(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_podman_script_reads_what_its_header_and_run_build_say(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     script = PODMAN_SCRIPT.read_text()
     header = "".join(line for line in script.splitlines(keepends=True) if line.startswith("#"))
     body = script.removeprefix(header)
     seen: dict[str, Any] = {}
+    monkeypatch.setattr(podman_build, "LOG_DIR", tmp_path)
 
-    def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        seen.update(kwargs["env"])
-        return subprocess.CompletedProcess(command, 0, stdout=FAKE_DIGEST, stderr="")
+    class FakeBuild:
+        def __init__(self, command: list[str], **kwargs: Any) -> None:
+            seen.update(kwargs["env"])
+            self.command, self.returncode, self.pid = command, 0, 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+        def communicate(self, _input: str = "", timeout: float | None = None) -> tuple[str, None]:
+            return FAKE_DIGEST, None
+
+    monkeypatch.setattr(subprocess, "Popen", FakeBuild)
     props: dict[str, Any] = {
         "image_name": "r/a",
         "tags": ["sha-1", "main"],
@@ -167,7 +179,7 @@ def test_the_podman_script_reads_what_its_header_and_run_build_say(monkeypatch: 
     }
     assert podman_build.run_build(props) == FAKE_DIGEST
     set_by_run_build = {name for name in seen if name not in os.environ or seen[name] != os.environ[name]}
-    inherited = {"DOCKYARD_BUILD_NO_CACHE", "BUILDAH_ISOLATION"}
+    inherited = {"DOCKYARD_BUILD_NO_CACHE", "BUILDAH_ISOLATION", "DOCKYARD_BUILD_KEEP_IMAGES"}
     read_by_script = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", body))
     named_in_header = set(re.findall(r"\b([A-Z][A-Z0-9_]{2,})\b", header)) - {"KEY", "VALUE"}
     assert read_by_script == named_in_header == set_by_run_build | inherited
@@ -239,3 +251,100 @@ def test_self_hosted_needs_a_server(mocks: RecordingMocks) -> None:
 def test_docker_config_json_auth_field() -> None:
     document = json.loads(docker_config_json("ghcr.io", "bot", "pw"))
     assert base64.b64decode(document["auths"]["ghcr.io"]["auth"]).decode() == "bot:pw"
+
+
+GO_TEST_FAILURE = (
+    """dockyard-build: logging in to r as u
+dockyard-build: running the test stage
+STEP 5/9: RUN go test ./...
+--- FAIL: TestFirst (0.00s)
+    main_test.go:10: first failure
+--- FAIL: TestSecond (0.00s)
+FAIL
+"""
+    + "".join(f"ok  \tpkg{n}\t0.01s\n" for n in range(60))
+    + "Error: building at STEP 5: exit status 1\n"
+)
+
+
+def test_a_failed_build_names_the_step_shows_the_first_failures_and_keeps_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    report = podman_build.failure_report(GO_TEST_FAILURE, log, "r/a", 1)
+    assert report.startswith("podman build of r/a failed while running the test stage (exit 1)")
+    assert "--- FAIL: TestFirst" in report  # the first failure, 60 lines before the end
+    assert "first failure" in report
+    assert report.endswith(f"full output: {log}")
+    assert "Traceback" not in report
+
+
+def test_unreachable_and_refused_logins_are_told_apart(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    down = "dockyard-build: registry r:1 unreachable (connection refused at r:1) — start it with scripts/local-services.sh start"
+    refused = "dockyard-build: login to r as u was refused — check dockyard:registryPassword / registry.passwordEnv"
+    assert "unreachable" in podman_build.failure_report(down + "\n", log, "r/a", 1)
+    assert "registryPassword" not in podman_build.failure_report(down + "\n", log, "r/a", 1)
+    assert "check dockyard:registryPassword" in podman_build.failure_report(refused + "\n", log, "r/a", 1)
+    script = PODMAN_SCRIPT.read_text()
+    assert '*"connection refused"*' in script
+    assert "scripts/local-services.sh start" in script
+
+
+def test_build_logs_are_kept_whole_and_bounded(tmp_path: Path) -> None:
+    for n in range(podman_build.KEPT_LOGS + 5):
+        podman_build.new_log_path(f"r/a{n}", tmp_path).write_text("x")
+    assert len(list(tmp_path.glob("*.log"))) == podman_build.KEPT_LOGS
+
+
+def test_the_build_leaves_no_test_stage_image_and_no_older_local_copies() -> None:
+    script = PODMAN_SCRIPT.read_text()
+    cleanup = script[script.index("removing what this build leaves behind") :]
+    assert '--iidfile "$work/test-iid"' in script
+    assert 'podman rmi "$(cat "$work/test-iid")"' in cleanup
+    assert '--filter "before=$iid"' in cleanup
+    assert "image prune" not in cleanup  # a global prune would delete a concurrent build's cache between steps
+    # Never while another build tags or pushes: builds hold the lock shared, the clean-up exclusively or not at all.
+    assert script.index("flock -s 9") < script.index("podman build") < script.index("flock -n -x 9")
+
+
+# --- the build launcher: the build stops when the engine or the provider goes away
+
+GUARD = Path(build_guard.__file__)
+
+
+def gone(pids: list[tuple[int, str]], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not any(start_time(pid) == started for pid, started in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_engines_death_stops_the_build_group_and_the_runs_processes() -> None:
+    # A stand-in engine with one plugin of its own (the language host, say).
+    engine = subprocess.Popen(["bash", "-c", "sleep 300 & wait"], start_new_session=True)
+    time.sleep(0.3)
+    plugin = descendants(engine.pid, exclude=set())
+    guard = subprocess.Popen([sys.executable, str(GUARD), str(engine.pid), "--", "bash", "-c", "sleep 300 & sleep 300"])
+    time.sleep(3)  # the guard has listed the run's processes
+    build = descendants(guard.pid, exclude=set())
+    assert len(build) >= 2
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.wait()
+    assert guard.wait(timeout=15) == build_guard.STOPPED
+    assert gone(build, within=5), build
+    assert gone(plugin, within=5), plugin
+
+
+def test_a_finished_build_returns_its_exit_code() -> None:
+    finished = subprocess.run([sys.executable, str(GUARD), "0", "--", "bash", "-c", "exit 7"], timeout=30, check=False)
+    assert finished.returncode == 7
+    usage = subprocess.run([sys.executable, str(GUARD)], capture_output=True, text=True, timeout=30, check=False)
+    assert usage.returncode == 2
+    assert GUARD_USAGE in usage.stderr
+
+
+def test_find_engine_walks_up_to_the_named_ancestor() -> None:
+    assert find_engine(os.getpid(), name="no-such-engine") is None
+    parent_name = Path(f"/proc/{os.getppid()}/comm").read_text().strip()
+    assert find_engine(os.getpid(), name=parent_name) == os.getppid()

@@ -24,7 +24,13 @@ def settings(**overrides: Any) -> KubernetesConfig:
     return KubernetesConfig.model_validate({"mode": "render", "resources": LIMITED, **overrides})
 
 
-def deploy(kubernetes: KubernetesConfig, image: str | None = STABLE, stack: str = "qa") -> None:
+def deploy(
+    kubernetes: KubernetesConfig,
+    image: str | None = STABLE,
+    stack: str = "qa",
+    app_secrets: dict[str, str] | None = None,
+    docker_config_json: str | None = None,
+) -> None:
     @pulumi.runtime.test
     def run() -> None:
         KubernetesApp(
@@ -35,8 +41,8 @@ def deploy(kubernetes: KubernetesConfig, image: str | None = STABLE, stack: str 
                 namespace=f"shop-{stack}",
                 settings=kubernetes,
                 image=image,
-                app_secrets=None,
-                docker_config_json=None,
+                app_secrets=app_secrets,
+                docker_config_json=docker_config_json,
             ),
         )
 
@@ -44,7 +50,18 @@ def deploy(kubernetes: KubernetesConfig, image: str | None = STABLE, stack: str 
 
 
 def by_kind(mocks: RecordingMocks, kind: str) -> dict[str, dict[str, Any]]:
-    return {r.inputs["metadata"]["name"]: r.inputs for r in mocks.resources if r.typ.endswith(f":{kind}")}
+    """The ``kind`` objects by physical name, or by logical name where the provider names them (auto-naming)."""
+    return {r.inputs["metadata"].get("name", r.name): r.inputs for r in mocks.resources if r.typ.endswith(f":{kind}")}
+
+
+def test_what_the_pods_read_is_auto_named_so_a_change_never_replaces_a_deployment(mocks: RecordingMocks) -> None:
+    """ConfigMap and Secret data is immutable to the provider: a fixed name would make a change delete-before-create
+    and take every Deployment naming it down with it."""
+    deploy(settings(), stack="prod", app_secrets={"API_KEY": "x"}, docker_config_json='{"auths": {}}')
+    for kind, count in (("ConfigMap", 1), ("Secret", 2)):
+        objects = [r for r in mocks.resources if r.typ.endswith(f":{kind}")]
+        assert len(objects) == count, [r.name for r in objects]
+        assert all("name" not in r.inputs["metadata"] for r in objects), [r.name for r in objects]
 
 
 def pod(deployment: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""dockyard doctor: facts read from a file backend, judged by a pure function into findings with a way out."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dockyard.doctor import (
+    EngineLock,
+    Facts,
+    PendingOperation,
+    Service,
+    diagnose,
+    read_checkpoint,
+    read_lock,
+    render,
+)
+
+BUILD_URN = "urn:pulumi:local::dockyard::dockyard:index:AppImage$pulumi-python:dynamic:Resource::image-podman-build"
+CLUSTER_UP = Service("cluster", "context dockyard-local", True, "/readyz: ok", "scripts/local-cluster.sh start")
+CLUSTER_DOWN = Service(
+    "cluster", "context dockyard-local", False, "connection refused", "scripts/local-cluster.sh start"
+)
+
+
+def commands(facts: Facts) -> list[str]:
+    return [step.removeprefix("$ ") for f in diagnose(facts) for step in f.steps if step.startswith("$ ")]
+
+
+def test_a_ready_stack_needs_nothing() -> None:
+    facts = Facts("local", "dockyard", "cluster", deployed=True, services=[CLUSTER_UP])
+    assert diagnose(facts) == []
+    assert "nothing to fix" in render(facts, [])
+
+
+def test_a_dead_holders_lock_is_removed_a_live_one_is_waited_for(tmp_path: Path) -> None:
+    lock = tmp_path / "l.json"
+    dead = Facts("local", "dockyard", "cluster", locks=[EngineLock(lock, 4242, "vm", "root", False)])
+    assert commands(dead) == [f"rm -f {lock} {lock}.attrs"]
+    live = Facts("local", "dockyard", "cluster", locks=[EngineLock(lock, 4242, "vm", "root", True, "pulumi up")])
+    (finding,) = diagnose(live)
+    assert "live update" in finding.problem
+    assert not any(step.startswith("$ rm") for step in finding.steps)
+    assert any("never pulumi cancel" in step for step in finding.steps)
+
+
+def test_pending_creates_on_a_reachable_cluster_are_refreshed_away() -> None:
+    facts = Facts(
+        "local", "dockyard", "cluster", pending=[PendingOperation("creating", BUILD_URN)], services=[CLUSTER_UP]
+    )
+    assert commands(facts) == [
+        "pulumi refresh --stack local --yes --clear-pending-creates",
+        "pulumi up --stack local --yes",
+    ]
+    assert "image-podman-build" in diagnose(facts)[0].problem
+
+
+def test_pending_operations_without_a_cluster_never_advise_refresh() -> None:
+    for mode, services in (("cluster", [CLUSTER_DOWN]), ("render", [])):
+        facts = Facts("local", "dockyard", mode, pending=[PendingOperation("creating", BUILD_URN)], services=services)
+        advice = commands(facts)
+        assert not any("refresh" in c for c in advice), advice
+        assert "pulumi stack import --stack local --file local-state.json" in advice
+    down = Facts(
+        "local", "dockyard", "cluster", pending=[PendingOperation("creating", BUILD_URN)], services=[CLUSTER_DOWN]
+    )
+    assert "scripts/local-cluster.sh start" in commands(down)
+
+
+def test_stale_image_ref_from_an_aborted_promotion() -> None:
+    facts = Facts(
+        "local-staging",
+        "dockyard",
+        "cluster",
+        deployed=True,
+        configured_image="r/a@sha256:new",
+        deployed_image="r/a@sha256:old",
+    )
+    (finding,) = diagnose(facts)
+    assert finding.part == "stack file"
+    assert "git checkout -- Pulumi.local-staging.yaml" in commands(facts)
+
+
+def test_read_lock_knows_a_dead_holder_and_another_host(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    path.write_text(json.dumps({"pid": os.getpid(), "hostname": "vm", "username": "root"}))
+    assert read_lock(path, "vm").alive is False  # pytest is alive, but it is not a pulumi process
+    assert read_lock(path, "elsewhere").alive is None
+
+
+def test_read_checkpoint(tmp_path: Path) -> None:
+    stacks = tmp_path / "stacks" / "dockyard"
+    stacks.mkdir(parents=True)
+    (stacks / "local.json").write_text(json.dumps({"checkpoint": {"latest": {"pending_operations": []}}}))
+    assert read_checkpoint(tmp_path, "dockyard", "local") == {"checkpoint": {"latest": {"pending_operations": []}}}
+    assert read_checkpoint(tmp_path, "dockyard", "other") is None
