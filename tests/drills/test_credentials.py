@@ -152,8 +152,10 @@ def test_a_changed_app_secret_or_setting_keeps_every_deployment(deployed: Worksp
     finally:
         stack_file.write_bytes(original)
     steps = [(s["op"], s["urn"].split("::")[-2].rsplit("$", 1)[-1], s["urn"].split("::")[-1]) for s in plan["steps"]]
-    replaced = {(kind, name) for op, kind, name in steps if op == "create-replacement"}
-    assert {("kubernetes:core/v1:Secret", "app-secrets"), ("kubernetes:core/v1:ConfigMap", "app-config")} <= replaced
+    replaced = {(kind, name) for op, kind, name in steps if op in ("replace", "create-replacement")}
+    assert {("kubernetes:core/v1:Secret", "app-secrets"), ("kubernetes:core/v1:ConfigMap", "app-config")} <= replaced, (
+        steps
+    )
     deployments = [(op, name) for op, kind, name in steps if kind == DEPLOYMENT_TYPE]
     assert deployments, "the plan names no Deployment"
     assert all(op == "update" for op, _ in deployments), deployments

@@ -121,7 +121,7 @@ class TestLocalStacks:
         build = next(
             r
             for r in deployed.export("local")["deployment"]["resources"]
-            if r["type"] == "pulumi-python:dynamic:Resource"
+            if r["type"] == "pulumi-python:dynamic:Resource" and r["urn"].endswith("image-podman-build")
         )
         tag = build["outputs"]["tags"][0]
         registry, repository = name.split("/", 1)
