@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from components.config import NAMESPACE, EnvironmentConfig
-from components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, attestation_tag
+from components.cosign import VERIFICATION_PREDICATE, CosignError, attestation_tag
 from components.image_ref import parse_image_reference
 from dockyard.errors import DockyardError
 from dockyard.ledger import Verification
-from dockyard.registry_client import credentials_for
+from dockyard.trust import registry_signing_tools
 
 #: What cosign says when a digest carries no attestation of the asked type (an answer, not a failure).
 _NONE_FOUND = ("none of the attestations matched", "no matching attestations")
@@ -59,15 +59,7 @@ def publish(project: SigningProject, stack: str, env: EnvironmentConfig, record:
             f"attested where promotions read it; set it with pulumi config set --secret dockyard:cosignPrivateKey "
             f"--stack {stack} < cosign.key (and dockyard:cosignPassword)"
         )
-    credentials = credentials_for(env.registry)
-    with SigningTools(
-        registry_server=env.registry.host,
-        username=credentials.username,
-        password=credentials.password,
-        ca_file=credentials.ca_file,
-        private_key=private_key,
-        key_password=key_password,
-    ) as tools:
+    with registry_signing_tools(env.registry, private_key=private_key, key_password=key_password) as tools:
         try:
             tools.attest(record.image, predicate(record, project.backend), predicate_type=VERIFICATION_PREDICATE)
         except CosignError as error:
@@ -85,14 +77,7 @@ def attested_verifications(
     key_file = project_dir / signing.public_key_file
     if not key_file.is_file():
         raise AttestationError(f"the trust policy names {signing.public_key_file}, which does not exist")
-    credentials = credentials_for(target_env.registry)
-    with SigningTools(
-        registry_server=target_env.registry.host,
-        username=credentials.username,
-        password=credentials.password,
-        ca_file=credentials.ca_file,
-        public_key=key_file.read_text(),
-    ) as tools:
+    with registry_signing_tools(target_env.registry, public_key=key_file.read_text()) as tools:
         try:
             statements = tools.verify_attestation(image, predicate_type=VERIFICATION_PREDICATE)
         except CosignError as error:

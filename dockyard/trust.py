@@ -9,9 +9,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.config import EnvironmentConfig
+from components.config import EnvironmentConfig, RegistryConfig
 from components.cosign import CosignError, SigningTools
 from dockyard.registry_client import credentials_for
+
+
+def registry_signing_tools(
+    registry: RegistryConfig,
+    *,
+    public_key: str | None = None,
+    private_key: str | None = None,
+    key_password: str | None = None,
+) -> SigningTools:
+    """syft and cosign logged in to a stack's registry with the CLI's credentials (its environment), and the keys."""
+    credentials = credentials_for(registry)
+    return SigningTools(
+        registry_server=registry.host,
+        username=credentials.username,
+        password=credentials.password,
+        ca_file=credentials.ca_file,
+        public_key=public_key,
+        private_key=private_key,
+        key_password=key_password,
+    )
 
 
 def trust_problems(project_dir: Path, target: str, env: EnvironmentConfig, image: str) -> list[str]:
@@ -22,15 +42,8 @@ def trust_problems(project_dir: Path, target: str, env: EnvironmentConfig, image
     key_file = project_dir / signing.public_key_file
     if not key_file.is_file():
         return [f"{target}'s trust policy names {signing.public_key_file}, which does not exist"]
-    credentials = credentials_for(env.registry)
     problems = []
-    with SigningTools(
-        registry_server=env.registry.host,
-        username=credentials.username,
-        password=credentials.password,
-        ca_file=credentials.ca_file,
-        public_key=key_file.read_text(),
-    ) as tools:
+    with registry_signing_tools(env.registry, public_key=key_file.read_text()) as tools:
         try:
             tools.verify(image)
         except CosignError as error:

@@ -248,15 +248,23 @@ def rolling(workspace: Workspace, stack: str) -> None:
     set_stack_config(workspace, stack, ["kubernetes", "strategy"], {"type": "rolling"})
 
 
-def attest_verification(workspace: Workspace, record: Verification, *, key_of: str = "local") -> None:
-    """Attest ``record`` in the registry as ``dockyard verify`` would, signed with ``key_of``'s key pair, for this
-    workspace's backend: a stand-in for a verification that really ran (e.g. a broken digest "healthy at the source")."""
+def signing_tools(workspace: Workspace, **keys: str) -> SigningTools:
+    """syft and cosign logged in to the workspace's registry; ``keys``: public_key, private_key, key_password."""
     env = workspace.env
-    tools = SigningTools(
+    return SigningTools(
         registry_server=env["DOCKYARD_REGISTRY"],
         username=env["DOCKYARD_REGISTRY_USER"],
         password=env["DOCKYARD_REGISTRY_PASSWORD"],
         ca_file=env["DOCKYARD_REGISTRY_CA"],
+        **keys,
+    )
+
+
+def attest_verification(workspace: Workspace, record: Verification, *, key_of: str = "local") -> None:
+    """Attest ``record`` in the registry as ``dockyard verify`` would, signed with ``key_of``'s key pair, for this
+    workspace's backend: a stand-in for a verification that really ran (e.g. a broken digest "healthy at the source")."""
+    tools = signing_tools(
+        workspace,
         private_key=workspace.pulumi("config", "get", "dockyard:cosignPrivateKey", "--stack", key_of).stdout,
         key_password=workspace.pulumi("config", "get", "dockyard:cosignPassword", "--stack", key_of).stdout.strip(),
     )

@@ -17,7 +17,7 @@ from components.config import environment_from_file
 from components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
 from dockyard.attestations import attested_verifications
 from dockyard.ledger import Check, Verification
-from tests.engine.harness import Workspace, attest_verification, deployment_images, dockyard, live
+from tests.engine.harness import Workspace, attest_verification, deployment_images, dockyard, live, signing_tools
 from tests.stacks import PROJECT
 
 pytestmark = pytest.mark.engine
@@ -26,14 +26,7 @@ PUBLIC_KEY = PROJECT / "keys" / "dockyard-local-cosign.pub"
 
 
 def tools(workspace: Workspace, public_key: Path = PUBLIC_KEY) -> SigningTools:
-    env = workspace.env
-    return SigningTools(
-        registry_server=env["DOCKYARD_REGISTRY"],
-        username=env["DOCKYARD_REGISTRY_USER"],
-        password=env["DOCKYARD_REGISTRY_PASSWORD"],
-        ca_file=env["DOCKYARD_REGISTRY_CA"],
-        public_key=public_key.read_text(),
-    )
+    return signing_tools(workspace, public_key=public_key.read_text())
 
 
 def another_key_pair(directory: Path) -> None:
