@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 
 from components.config import RegistryConfig
 from components.image_ref import parse_image_reference
+from components.registry_auth import parse_challenge
 from dockyard.errors import DockyardError
 
 MANIFEST_TYPES = ", ".join(
@@ -22,7 +22,6 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
 class RegistryUnreachableError(DockyardError):
@@ -77,10 +76,10 @@ class RegistrySession:
         """``method`` on ``/v2/<repo><path>``; maps transport failures and refused credentials to one error."""
         try:
             response = self._send(method, path)
-            challenge = response.headers.get("www-authenticate", "")
-            if response.status_code == 401 and challenge.lower().startswith("bearer "):
+            scheme, challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+            if response.status_code == 401 and scheme == "bearer":
                 # Per request, not on the client: client-level basic auth would overwrite the bearer header.
-                self._headers["Authorization"] = f"Bearer {self._bearer_token(challenge[7:])}"
+                self._headers["Authorization"] = f"Bearer {self._bearer_token(challenge)}"
                 response = self._send(method, path)
         except httpx.HTTPError as error:
             raise RegistryUnreachableError(f"{self.registry}: {error.__class__.__name__}: {error}") from None
@@ -99,9 +98,8 @@ class RegistrySession:
         auth = self._auth if self._auth and not bearer else httpx.USE_CLIENT_DEFAULT
         return self._client.request(method, self.base + path, headers=self._headers, auth=auth, follow_redirects=True)
 
-    def _bearer_token(self, challenge: str) -> str:
-        fields = dict(_CHALLENGE.findall(challenge))
-        params = {key: fields[key] for key in ("service", "scope") if key in fields}
+    def _bearer_token(self, fields: dict[str, str]) -> str:
+        params: dict[str, str] = {key: fields[key] for key in ("service", "scope") if key in fields}
         response = self._client.get(fields["realm"], params=params, auth=self._auth or httpx.USE_CLIENT_DEFAULT)
         if response.status_code != 200:
             raise RegistryUnreachableError(f"token endpoint {fields['realm']} answered {response.status_code}")
