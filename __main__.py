@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pulumi
 
-from components import config, github_ci, wiring
-from components.cluster import kubernetes_provider
-from components.github_ci import CiPipeline
-from components.image import AppImage
-from components.kubernetes_app import KubernetesApp
-from components.registry import ContainerRegistry
-from components.signing import SignedImage
+from dockyard import config, wiring
+from dockyard.cluster import kubernetes_provider
+from dockyard_components.github_ci import CiPipeline
+from dockyard_components.image import AppImage
+from dockyard_components.kubernetes_app import KubernetesApp
+from dockyard_components.registry import ContainerRegistry
+from dockyard_components.signing import SignedImage
 
 stack = config.load()
 # First: a stack that cannot reach its cluster stops here, before any resource is registered.
@@ -32,8 +32,8 @@ app = KubernetesApp(
 )
 
 # GitHub-enabled stacks: Actions secrets, the stack's environment with its approvals, the workflows.
-if github_ci.wants_ci_pipeline(stack):
-    CiPipeline("ci", github_ci.pipeline_args(stack, project_dir=Path(__file__).resolve().parent))
+if wiring.wants_ci_pipeline(stack):
+    CiPipeline("ci", wiring.pipeline_args(stack, project_dir=Path(__file__).resolve().parent))
 
 pulumi.export("environment", stack.stack)
 pulumi.export("image_ref", release)

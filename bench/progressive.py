@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.timing import workspace
-from components.config import read_stack_file
+from dockyard.config import read_stack_file
 from dockyard.project import Project
 from dockyard.trust import trust_problems
 from tests.engine.harness import Result, Workspace, dockyard, kubectl

@@ -3,7 +3,7 @@
 Why the registry: a promotion gate must read the upstream's verification wherever the team keeps its Pulumi state,
 and a shared backend has no directory beside the state for the ledger. The registry already holds the image, its
 signature and its SBOM attestation; a verification is one more attestation there: predicate type
-:data:`~components.cosign.VERIFICATION_PREDICATE`, the ledger record as predicate (stack, image, checks, time,
+:data:`~dockyard_components.cosign.VERIFICATION_PREDICATE`, the ledger record as predicate (stack, image, checks, time,
 outcome), signed with the verified stack's cosign key. A target reads back only what its own trusted key
 (``signing.publicKeyFile``) verifies, so a verification cannot be forged by anyone who can merely push.
 
@@ -17,12 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.config import NAMESPACE, EnvironmentConfig
-from components.cosign import VERIFICATION_PREDICATE, CosignError, attestation_tag
-from components.image_ref import parse_image_reference
+from dockyard.config import NAMESPACE, EnvironmentConfig
 from dockyard.errors import DockyardError
 from dockyard.ledger import Verification
 from dockyard.trust import registry_signing_tools
+from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, attestation_tag
+from dockyard_components.image_ref import parse_image_reference
 
 #: What cosign says when a digest carries no attestation of the asked type (an answer, not a failure).
 _NONE_FOUND = ("none of the attestations matched", "no matching attestations")

@@ -18,10 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from components.config import stack_file
-from components.image_ref import short_image
 from dockyard import metrics as delivery_metrics
 from dockyard import pr_summary
+from dockyard.config import stack_file
 from dockyard.config_guard import Terminated
 from dockyard.doctor import run as run_doctor
 from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
@@ -34,6 +33,7 @@ from dockyard.promotion import Releases
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
 from dockyard.stack_update import Outcome
 from dockyard.verify import HEALTH_TIMEOUT, Verifier
+from dockyard_components.image_ref import short_image
 
 EXIT_CODES = (
     f"Exit codes: {EXIT_DONE} done (applied, previewed, or nothing to do); {EXIT_REFUSED} refused (nothing changed), "

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from components.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, stack_file
-from components.registry_auth import local_start_command
-from components.scripts.build_guard import command_line
+from dockyard.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, stack_file
+from dockyard_components.registry_auth import local_start_command
+from dockyard_components.scripts.build_guard import command_line
 
 PROBE_TIMEOUT_SECONDS = 5.0
 LOCAL_ENV = "scripts/local-env.sh"

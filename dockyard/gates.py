@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from components.config import CanaryStrategy, EnvironmentConfig
-from components.image_ref import ImageReferenceError, parse_image_reference
+from dockyard.config import CanaryStrategy, EnvironmentConfig
 from dockyard.ledger import Verification
+from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from components.config import NAMESPACE, ImageConfig, Strategy
+from dockyard.config import NAMESPACE, ImageConfig, Strategy
 
 RECORD_PREFIX = "dockyard"
 

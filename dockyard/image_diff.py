@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.image_ref import ImageReferenceError, parse_image_reference, short_image
+from dockyard_components.image_ref import ImageReferenceError, parse_image_reference, short_image
 
 #: The pod template label KubernetesApp sets from the image (its tag, or ``sha256-<12 hex>``).
 VERSION_LABEL = "app.kubernetes.io/version"
-#: The OCI label a build sets to the release version (components.tags).
+#: The OCI label a build sets to the release version (dockyard_components.tags).
 OCI_VERSION_LABEL = "org.opencontainers.image.version"
 WORKLOAD_TYPES = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:DaemonSet")
 

@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from components.config import RegistryConfig
+from dockyard.config import RegistryConfig
 from dockyard.errors import DockyardError
 from dockyard.history import ABANDONS, RESTORES, Update
 from dockyard.ledger import Verification
@@ -46,7 +46,7 @@ from dockyard.project import Project
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
 
 CREATED_LABEL = "org.opencontainers.image.created"
-#: What a build outside a git checkout puts in the created label (components.tags.release_identity).
+#: What a build outside a git checkout puts in the created label (dockyard_components.tags.release_identity).
 UNKNOWN_COMMIT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

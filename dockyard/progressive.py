@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from components.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig
+from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig
 from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError
 from dockyard.ledger import Verification, last_verified
 from dockyard.stack_update import Outcome

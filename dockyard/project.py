@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from components.config import ConfigError, EnvironmentConfig, environment_from_file, stack_file
+from dockyard.config import ConfigError, EnvironmentConfig, environment_from_file, stack_file
 from dockyard.engine import Engine, EngineStack, StackMissingError
 from dockyard.errors import DockyardError
 from dockyard.history import Update

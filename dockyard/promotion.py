@@ -1,6 +1,6 @@
 """Release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary, switch colors.
 
-What each move writes is the target's strategy's to say (:mod:`components.config`); this module fetches the facts
+What each move writes is the target's strategy's to say (:mod:`dockyard.config`); this module fetches the facts
 the gates judge (:mod:`dockyard.gates`), refuses with every reason at once, and applies the write as one stack update
 (:mod:`dockyard.stack_update`) under the dockyard lock, recorded in Pulumi's update history (:mod:`dockyard.history`).
 """
@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from components.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, ReleaseError
-from components.image_ref import parse_image_reference
-from components.release import ConfigWrite
 from dockyard import gates
 from dockyard.attestations import AttestationError, attested_verifications
+from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, ReleaseError
 from dockyard.errors import RefusedError
 from dockyard.gates import PromotionFacts, RegistryAnswer
 from dockyard.history import (
@@ -35,6 +33,8 @@ from dockyard.project import Project, actor, output_text
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
 from dockyard.stack_update import Outcome, StackUpdate, apply_update
 from dockyard.trust import trust_problems
+from dockyard_components.image_ref import parse_image_reference
+from dockyard_components.release import ConfigWrite
 
 Confirm = Callable[[], bool]
 RegistryCheck = Callable[[str, EnvironmentConfig], RegistryAnswer]

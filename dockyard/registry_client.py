@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from components.config import RegistryConfig
-from components.image_ref import parse_image_reference
-from components.registry_auth import parse_challenge
+from dockyard.config import RegistryConfig
 from dockyard.errors import DockyardError
+from dockyard_components.image_ref import parse_image_reference
+from dockyard_components.registry_auth import parse_challenge
 
 MANIFEST_TYPES = ", ".join(
     [

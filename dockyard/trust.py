@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.config import EnvironmentConfig, RegistryConfig
-from components.cosign import CosignError, SigningTools
+from dockyard.config import EnvironmentConfig, RegistryConfig
 from dockyard.registry_client import credentials_for
+from dockyard_components.cosign import CosignError, SigningTools
 
 
 def registry_signing_tools(

@@ -3,6 +3,7 @@
 #   - the `pulumi` CLI, built from github.com/pulumi/pulumi/pkg/v3 (or taken from PATH when it is the pinned version)
 #   - the Python language host `pulumi-language-python` (our own, scripts/engine/language-python: the upstream
 #     module is not served by the Go module proxy here) plus the sdk/v3 scripts it needs
+#   - the YAML language host `pulumi-language-yaml`, built from github.com/pulumi/pulumi-yaml (cmd/pulumi-language-yaml)
 #   - resource provider plugins (kubernetes; github/command when a buildable source version is configured),
 #     installed with `pulumi plugin install resource NAME VERSION --file BINARY`
 # Everything lives outside the repo under ${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/engine/<pulumi-version>/.
@@ -128,6 +129,32 @@ else
     printf '%s\n' "$lh_key" >"$ROOT/language-python.key"
     cd "$ROOT"
     log "    built $BIN/pulumi-language-python"
+fi
+
+# ---------------------------------------------------------------------------------------------------------
+# The YAML language host (Pulumi YAML programs, e.g. consuming our Python components through
+# pulumi.provider.experimental.component_provider_host). It has no --version flag and reports its version only
+# over gRPC, so a key file records what was built (module version, Go version).
+YV="$DOCKYARD_PULUMI_YAML_VERSION"
+step "language host pulumi-language-yaml v$YV"
+YAML_MOD="github.com/pulumi/pulumi-yaml"
+yaml_key="$YAML_MOD@v$YV go=$GO_VERSION"
+if [ -x "$BIN/pulumi-language-yaml" ] && [ "$(cat "$ROOT/language-yaml.key" 2>/dev/null)" = "$yaml_key" ] &&
+    [ "$REBUILD" != 1 ]; then
+    log "    v$YV up to date (skip)"
+else
+    log "    building $YAML_MOD@v$YV (a few minutes on 2 cores; log: $STEP_LOG)"
+    dir=$(module_dir "$YAML_MOD@v$YV") || exit 1
+    fresh_copy "$dir" "$SRC/pulumi-yaml"
+    cd "$SRC/pulumi-yaml"
+    # Built as released: its own go.mod/go.sum (sdk/v3 and pkg/v3 at the versions it pins, not ours).
+    run "go build of $YAML_MOD@v$YV ./cmd/pulumi-language-yaml" \
+        go build -trimpath -ldflags "-s -w -X $YAML_MOD/pkg/version.Version=v$YV" \
+        -o "$BIN/pulumi-language-yaml.tmp" ./cmd/pulumi-language-yaml
+    mv -f "$BIN/pulumi-language-yaml.tmp" "$BIN/pulumi-language-yaml"
+    printf '%s\n' "$yaml_key" >"$ROOT/language-yaml.key"
+    cd "$ROOT"
+    log "    built $BIN/pulumi-language-yaml"
 fi
 
 # ---------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
     python -m scripts.generate_workflows            # (re)write the files, remove generated ones no longer produced
     python -m scripts.generate_workflows --check    # exit 1 listing files that differ from the generated ones
 
-The documents come from :mod:`components.pipeline`; the stack configs are the committed ``Pulumi.<stack>.yaml``.
+The documents come from :mod:`dockyard.pipeline`; the stack configs are the committed ``Pulumi.<stack>.yaml``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from components.pipeline.derive import read_stack_environments
-from components.pipeline.files import generated_files, pipeline_files
-from components.pipeline.render import REGENERATE_COMMAND
-from components.pipeline.settings import read_ci_config
+from dockyard.pipeline.derive import read_stack_environments
+from dockyard.pipeline.files import generated_files, pipeline_files
+from dockyard.pipeline.render import REGENERATE_COMMAND
+from dockyard.pipeline.settings import read_ci_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

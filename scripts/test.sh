@@ -19,7 +19,7 @@ export PATH="${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/bin:$PATH"
 step "ruff, mypy, generated files"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy components dockyard policies/rules.py scripts __main__.py
+.venv/bin/mypy components/dockyard_components dockyard policies/rules.py scripts __main__.py
 .venv/bin/python -m scripts.generate_workflows --check
 .venv/bin/python -m scripts.config_reference --check
 

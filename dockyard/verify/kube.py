@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from components.image_ref import parse_image_reference, short_image
 from dockyard.ledger import Check
+from dockyard_components.image_ref import parse_image_reference, short_image
 
 HTTP_TIMEOUT = 5.0
 #: The label the EndpointSlice controller puts on every slice of a Service.

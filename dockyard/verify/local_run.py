@@ -23,11 +23,11 @@ from pathlib import Path
 
 import httpx
 
-from components.config import EnvironmentConfig
-from components.image_ref import short_image
+from dockyard.config import EnvironmentConfig
 from dockyard.ledger import Check
 from dockyard.registry_client import credentials_for
 from dockyard.verify.common import VerifierError
+from dockyard_components.image_ref import short_image
 
 #: How long the health path may take to answer 200 after the process starts (seconds).
 HEALTH_TIMEOUT = 30.0

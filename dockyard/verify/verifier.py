@@ -27,16 +27,16 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
-from components.config import EnvironmentConfig
-from components.image_ref import ImageReferenceError, parse_image_reference, short_image
-from components.release import deployment_name, service_name
 from dockyard.attestations import publish
+from dockyard.config import EnvironmentConfig
 from dockyard.history import Update
 from dockyard.ledger import Check, Ledger, Verification
 from dockyard.project import actor, output_text
 from dockyard.verify.common import VerifierError
 from dockyard.verify.kube import ClusterReader, cluster_checks, template_problems
 from dockyard.verify.local_run import HEALTH_TIMEOUT, LocalRun
+from dockyard_components.image_ref import ImageReferenceError, parse_image_reference, short_image
+from dockyard_components.release import deployment_name, service_name
 
 
 @dataclass(frozen=True)

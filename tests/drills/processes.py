@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.scripts.build_guard import command_line, descendants, start_time
+from dockyard_components.scripts.build_guard import command_line, descendants, start_time
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Ten rebuilds of a one-line change: podman storage grows by at most the size of the ten runtime images.
 
-The builds run the real builder (``components.podman_build.run_build``: the build script under its launcher, test
+The builds run the real builder (``dockyard_components.podman_build.run_build``: the build script under its launcher, test
 stage, push) against the drill registry, in a podman storage of the drill's own (so other builds on the machine do
 not blur the measurement), seeded with the offline base images. The context has the app's shape (a build stage on the
 Go builder image, a test stage that is never pushed, a runtime stage on the static base that copies from the test
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components import podman_build
+from dockyard_components import podman_build
 from tests.drills.conftest import DrillRegistry
 from tests.stacks import PROJECT
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from components.cosign import VERIFICATION_PREDICATE, SigningTools
 from dockyard.attestations import predicate
 from dockyard.ledger import Verification
+from dockyard_components.cosign import VERIFICATION_PREDICATE, SigningTools
 from tests.stacks import PROJECT
 
 #: The local stacks commit secrets encrypted with this public, local-only passphrase (see README).

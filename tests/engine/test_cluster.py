@@ -221,7 +221,7 @@ def test_a_rollout_that_cannot_finish_fails_the_update_and_a_rerun_converges(cha
 
 
 def test_the_api_server_rejects_pods_that_break_pod_security(chain: Workspace) -> None:
-    specs = chain.directory / "components" / "k8s_specs.py"
+    specs = chain.directory / "components" / "dockyard_components" / "k8s_specs.py"
     original = specs.read_text()
     assert "allow_privilege_escalation=False" in original
     specs.write_text(original.replace("allow_privilege_escalation=False", "allow_privilege_escalation=True"))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from components.config import environment_from_file
-from components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
 from dockyard.attestations import attested_verifications
+from dockyard.config import environment_from_file
 from dockyard.ledger import Check, Verification
+from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
 from tests.engine.harness import Workspace, attest_verification, deployment_images, dockyard, live, signing_tools
 from tests.stacks import PROJECT
 

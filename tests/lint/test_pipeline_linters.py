@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.pipeline import circleci, github, gitlab, jenkins
-from components.pipeline.derive import derive_pipeline
-from components.pipeline.model import Stage
+from dockyard.pipeline import circleci, github, gitlab, jenkins
+from dockyard.pipeline.derive import derive_pipeline
+from dockyard.pipeline.model import Stage
 from tests.lint.test_workflow_linters import _run, _tool
 from tests.unit.test_registry_kinds import CLOUDS, PYTHON, RUNNER, _stacks
 

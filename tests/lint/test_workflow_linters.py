@@ -105,7 +105,7 @@ def test_the_schema_does_reject_an_invalid_workflow(invalid_workflow: Path) -> N
 
 
 def test_zizmor_finds_nothing_even_pedantic() -> None:
-    # Pedantic also wants a reason next to every permission, which components/pipeline/github.py writes.
+    # Pedantic also wants a reason next to every permission, which dockyard/pipeline/github.py writes.
     result = _run([_tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress", *map(str, WORKFLOWS)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout, result.stdout

@@ -17,10 +17,10 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from components.release import ConfigWrite
 from dockyard.config_guard import Terminated
 from dockyard.engine import EngineError, failure
 from dockyard.stack_update import OnEvent, OnOutput, StackUpdate, apply_update
+from dockyard_components.release import ConfigWrite
 
 OLD = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
 IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "b" * 64

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from components.config import EnvironmentConfig, parse_environment
-from components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools
 from dockyard import attestations
 from dockyard.attestations import AttestationError, attested_verifications, publish
+from dockyard.config import EnvironmentConfig, parse_environment
 from dockyard.ledger import Check, Ledger, Verification
 from dockyard.project import Project
 from dockyard.promotion import Releases
+from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools
 from tests.stacks import PROJECT, dockyard_document
 
 REPO = "127.0.0.1:5443/dockyard/app"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from components.build_context import context_hash, sent_files
+from dockyard_components.build_context import context_hash, sent_files
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.config import ConfigError, EnvironmentConfig, Tier, load, parse_environment
+from dockyard.config import ConfigError, EnvironmentConfig, Tier, load, parse_environment
 from tests.stacks import STACKS, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import ConfigError, load, parse_environment
+from dockyard.config import ConfigError, load, parse_environment
 from tests.stacks import PROJECT, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 from tests.unit.test_config import problems_of

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-COMPONENTS = Path(__file__).resolve().parents[2] / "components"
+COMPONENTS = Path(__file__).resolve().parents[2] / "components" / "dockyard_components"
 
 
 def component_classes() -> list[tuple[str, ast.ClassDef]]:

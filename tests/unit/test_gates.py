@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.config import EnvironmentConfig, parse_environment
 from dockyard import gates
+from dockyard.config import EnvironmentConfig, parse_environment
 from dockyard.gates import PromotionFacts, RegistryAnswer
 from dockyard.ledger import Check, Verification
 from tests.stacks import dockyard_document

@@ -19,8 +19,9 @@ from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
-from components import github_ci, workflows
-from components.config import EnvironmentConfig, StackConfig, StackSecrets, Tier
+from dockyard.config import EnvironmentConfig, StackConfig, StackSecrets, Tier
+from dockyard import workflows, wiring
+from dockyard_components import github_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -122,7 +123,7 @@ def run(program: Callable[[], None]) -> None:
 
 @pytest.fixture(scope="module")
 def environments() -> dict[str, EnvironmentConfig]:
-    # Parses each Pulumi.<stack>.yaml's dockyard: keys with components.config.parse_environment.
+    # Parses each Pulumi.<stack>.yaml's dockyard: keys with dockyard.config.parse_environment.
     return workflows.read_stack_environments(ROOT)
 
 
@@ -150,7 +151,7 @@ def build(stack: str, environments: dict[str, EnvironmentConfig], **missing: boo
     config = stack_config(stack, environments[stack], **missing)
 
     def program() -> None:
-        github_ci.CiPipeline("ci", github_ci.pipeline_args(config, project_dir=ROOT))
+        github_ci.CiPipeline("ci", wiring.pipeline_args(config, project_dir=ROOT))
 
     run(program)
 
@@ -285,7 +286,7 @@ def test_environment_variables_are_non_secret_settings(
 
 def test_only_the_prod_tier_stack_manages_the_repository(environments: dict[str, EnvironmentConfig]) -> None:
     owners = [
-        stack for stack in GITHUB_STACKS if github_ci.manages_repository(stack_config(stack, environments[stack]))
+        stack for stack in GITHUB_STACKS if wiring.manages_repository(stack_config(stack, environments[stack]))
     ]
     assert owners == ["prod"]
 
@@ -340,15 +341,15 @@ def test_local_stacks_create_no_github_resources(
     stack: str, environments: dict[str, EnvironmentConfig], recorder: Recorder
 ) -> None:
     config = stack_config(stack, environments[stack])
-    assert not github_ci.wants_ci_pipeline(config)
-    assert not github_ci.manages_repository(config)
+    assert not wiring.wants_ci_pipeline(config)
+    assert not wiring.manages_repository(config)
     with pytest.raises(ValueError, match=r"github\.enabled is false"):
-        github_ci.pipeline_args(config, project_dir=ROOT)
+        wiring.pipeline_args(config, project_dir=ROOT)
 
     def program() -> None:
-        # The __main__ pattern documented in components/github_ci.py.
-        if github_ci.wants_ci_pipeline(config):
-            github_ci.CiPipeline("ci", github_ci.pipeline_args(config, project_dir=ROOT))
+        # The __main__ pattern of dockyard/wiring.py.
+        if wiring.wants_ci_pipeline(config):
+            github_ci.CiPipeline("ci", wiring.pipeline_args(config, project_dir=ROOT))
 
     run(program)
     assert recorder.github() == []

@@ -16,18 +16,18 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import podman_build
-from components.config import RegistryKind
-from components.image import AppImage, AppImageArgs, Builder
-from components.podman_build import PodmanBuildProvider
-from components.registry import ContainerRegistry, ContainerRegistryArgs, docker_config_json
-from components.scripts import build_guard
-from components.scripts.build_guard import GUARD_USAGE, descendants, find_engine, start_time
-from components.tags import BuildMetadata, GitFacts, image_tags
+from dockyard.config import RegistryKind
+from dockyard_components import podman_build
+from dockyard_components.image import AppImage, AppImageArgs, Builder
+from dockyard_components.podman_build import PodmanBuildProvider
+from dockyard_components.registry import ContainerRegistry, ContainerRegistryArgs, docker_config_json
+from dockyard_components.scripts import build_guard
+from dockyard_components.scripts.build_guard import GUARD_USAGE, descendants, find_engine, start_time
+from dockyard_components.tags import BuildMetadata, GitFacts, image_tags
 from tests.unit.conftest import FAKE_DIGEST, RecordingMocks, plaintext_paths, secret_paths
 
 PASSWORD = "sentinel-push-password"
-PODMAN_SCRIPT = Path(__file__).parents[2] / "components" / "scripts" / "podman-build.sh"
+PODMAN_SCRIPT = Path(__file__).parents[2] / "components" / "dockyard_components" / "scripts" / "podman-build.sh"
 METADATA = BuildMetadata(created="2026-11-26T10:00:00Z", revision="abc123", version="1.2.3", source="https://x/y")
 
 

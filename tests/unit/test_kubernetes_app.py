@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pytest
 
-from components.config import KubernetesConfig
-from components.k8s_specs import version_label
-from components.kubernetes_app import KubernetesApp, KubernetesAppArgs
-from components.release import split_replicas
+from dockyard_components.k8s_specs import version_label
+from dockyard_components.kubernetes_app import KubernetesApp, KubernetesAppArgs
+from dockyard_components.release import split_replicas
 from tests.unit.conftest import RecordingMocks
 
 STABLE = "ghcr.io/acme/app@sha256:" + "1" * 64
@@ -20,12 +19,13 @@ GREEN = "ghcr.io/acme/app@sha256:" + "4" * 64
 LIMITED = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}
 
 
-def settings(**overrides: Any) -> KubernetesConfig:
-    return KubernetesConfig.model_validate({"mode": "render", "resources": LIMITED, **overrides})
+def settings(**overrides: Any) -> dict[str, Any]:
+    """The app's spec as a program passes it: plain values, snake_case keys (KubernetesAppArgs)."""
+    return {"resources": LIMITED, **overrides}
 
 
 def deploy(
-    kubernetes: KubernetesConfig,
+    kubernetes: dict[str, Any],
     image: str | None = STABLE,
     stack: str = "qa",
     app_secrets: dict[str, str] | None = None,
@@ -35,14 +35,17 @@ def deploy(
     def run() -> None:
         KubernetesApp(
             "app",
-            KubernetesAppArgs(
-                stack=stack,
-                tier="prod" if stack == "prod" else "dev",
-                namespace=f"shop-{stack}",
-                settings=kubernetes,
-                image=image,
-                app_secrets=app_secrets,
-                docker_config_json=docker_config_json,
+            cast(
+                KubernetesAppArgs,
+                {
+                    **kubernetes,
+                    "stack": stack,
+                    "tier": "prod" if stack == "prod" else "dev",
+                    "namespace": f"shop-{stack}",
+                    **({"image": image} if image is not None else {}),
+                    **({"app_secrets": app_secrets} if app_secrets is not None else {}),
+                    **({"docker_config_json": docker_config_json} if docker_config_json is not None else {}),
+                },
             ),
         )
 
@@ -70,7 +73,7 @@ def pod(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_rolling_deployment_is_locked_down(mocks: RecordingMocks) -> None:
-    deploy(settings(replicas=3, strategy={"type": "rolling", "maxSurge": 1, "maxUnavailable": 0}))
+    deploy(settings(replicas=3, strategy={"type": "rolling", "max_surge": 1, "max_unavailable": 0}))
     (deployment,) = by_kind(mocks, "Deployment").values()
     spec = pod(deployment)
     (app,) = spec["containers"]
@@ -134,7 +137,7 @@ def test_network_policy_denies_by_default_and_opens_the_app_port(mocks: Recordin
 def test_autoscaled_deployment_starts_at_the_autoscaler_floor(mocks: RecordingMocks) -> None:
     # Without a count the API server creates 1 pod, below minReplicas until the HPA acts (seen on a live API).
     # Later updates leave the count to the HPA (ignore_changes, proven by the engine tier on the live cluster).
-    deploy(settings(replicas=2, autoscaling={"minReplicas": 3, "maxReplicas": 6, "cpuUtilization": 60}))
+    deploy(settings(replicas=2, autoscaling={"min_replicas": 3, "max_replicas": 6, "cpu_utilization": 60}))
     (deployment,) = by_kind(mocks, "Deployment").values()
     assert deployment["spec"]["replicas"] == 3
     (hpa,) = by_kind(mocks, "HorizontalPodAutoscaler").values()
@@ -147,7 +150,7 @@ def test_autoscaled_deployment_starts_at_the_autoscaler_floor(mocks: RecordingMo
 def test_blue_green_service_selects_only_the_active_color(mocks: RecordingMocks) -> None:
     deploy(
         settings(
-            replicas=2, strategy={"type": "blueGreen", "activeColor": "green", "blueImage": BLUE, "greenImage": GREEN}
+            replicas=2, strategy={"type": "blueGreen", "active_color": "green", "blue_image": BLUE, "green_image": GREEN}
         ),
         image=None,
     )
@@ -163,7 +166,7 @@ def test_switching_color_changes_only_the_service_selectors() -> None:
     def render(active: str) -> list[tuple[str, str, dict[str, Any]]]:
         recording = RecordingMocks()
         pulumi.runtime.set_mocks(recording, project="dockyard", stack="unit", preview=False)
-        strategy = {"type": "blueGreen", "activeColor": active, "blueImage": BLUE, "greenImage": GREEN}
+        strategy = {"type": "blueGreen", "active_color": active, "blue_image": BLUE, "green_image": GREEN}
         deploy(settings(replicas=2, strategy=strategy), image=None)
         return sorted((r.typ, r.name, r.inputs) for r in recording.resources)
 
@@ -179,7 +182,7 @@ def test_canary_splits_replicas_and_weights_the_ingress(mocks: RecordingMocks) -
     deploy(
         settings(
             replicas=4,
-            strategy={"type": "canary", "weight": 25, "canaryImage": CANARY},
+            strategy={"type": "canary", "weight": 25, "canary_image": CANARY},
             ingress={"host": "shop.example.com"},
         )
     )
@@ -199,7 +202,7 @@ def test_canary_splits_replicas_and_weights_the_ingress(mocks: RecordingMocks) -
 
 
 def test_canary_without_ingress_serves_both_tracks(mocks: RecordingMocks) -> None:
-    deploy(settings(replicas=4, strategy={"type": "canary", "weight": 50, "canaryImage": CANARY}))
+    deploy(settings(replicas=4, strategy={"type": "canary", "weight": 50, "canary_image": CANARY}))
     services = by_kind(mocks, "Service")
     assert "dockyard.dev/track" not in services["dockyard-app"]["spec"]["selector"]
     assert sorted(by_kind(mocks, "Deployment")) == ["dockyard-app-canary", "dockyard-app-stable"]

@@ -16,8 +16,8 @@ CONSUMER = textwrap.dedent(
     """A separate team's program: one KubernetesApp from the installed Dockyard components, under mocks."""
     import pulumi
     import components
-    from components.config import KubernetesConfig
-    from components.kubernetes_app import KubernetesApp
+    from dockyard.config import KubernetesConfig
+    from dockyard_components.kubernetes_app import KubernetesApp
 
 
     class Mocks(pulumi.runtime.Mocks):
@@ -44,7 +44,7 @@ CONSUMER = textwrap.dedent(
 
     deploy()
     assert "kubernetes:apps/v1:Deployment" in Mocks.created, Mocks.created
-    print("from", components.__file__)
+    print("from", dockyard_components.__file__)
     '''
 )
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import EnvironmentConfig
-from components.pins import IMAGES, PINS, image
-from components.pipeline import circleci, github, gitlab, jenkins
-from components.pipeline.derive import derive_pipeline, read_stack_environments
-from components.pipeline.files import pipeline_files
-from components.pipeline.model import Pipeline
-from components.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
+from dockyard.config import EnvironmentConfig
+from dockyard.pins import IMAGES, PINS, image
+from dockyard.pipeline import circleci, github, gitlab, jenkins
+from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
+from dockyard.pipeline.files import pipeline_files
+from dockyard.pipeline.model import Pipeline
+from dockyard.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
 from scripts.generate_workflows import expected_files
 from tests.unit.test_registry_kinds import CLOUDS, PYTHON, RUNNER, _stacks
 

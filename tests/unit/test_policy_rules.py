@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.workflows import read_stack_environments, render_workflow_files
+from dockyard.workflows import read_stack_environments, render_workflow_files
 from policies import rules
 from tests.stacks import PROJECT, STACKS
 from tests.unit.conftest import RecordingMocks

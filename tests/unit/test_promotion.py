@@ -18,12 +18,12 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from components.release import ConfigWrite
 from dockyard import cli
 from dockyard.config_guard import Terminated, restored_unless_kept
 from dockyard.errors import DockyardError
 from dockyard.image_diff import ImageChange
 from dockyard.stack_update import Outcome, apply_update, edited, write_config
+from dockyard_components.release import ConfigWrite
 from tests.stacks import PROJECT
 from tests.unit.fake_stack import IMAGE, OLD, STACK_FILE, FakeStack, cancelled_mark, command_error, update
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.quantity import QuantityError, parse_quantity
+from dockyard_components.quantity import QuantityError, parse_quantity
 
 
 @pytest.mark.parametrize(

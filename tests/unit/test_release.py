@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.config import (
+from dockyard.config import (
     BlueGreenStrategy,
     CanaryStrategy,
     ConfigError,
@@ -18,7 +18,7 @@ from components.config import (
     Tier,
     parse_environment,
 )
-from components.release import Candidate, Track, split_replicas
+from dockyard_components.release import Candidate, Track, split_replicas
 from policies.rules import PROMOTED_TIERS
 from tests.stacks import dockyard_document
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.cosign import CosignError, SigningTools, attestation_tag, signature_tag
-from components.signing import CosignSigningProvider, sign_and_attest
+from dockyard_components.cosign import CosignError, SigningTools, attestation_tag, signature_tag
+from dockyard_components.signing import CosignSigningProvider, sign_and_attest
 
 IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "ab" * 32
 PASSWORD = "sentinel-registry-password"
@@ -148,7 +148,7 @@ def test_only_a_digest_is_signed(tools_on_path: Path) -> None:
 
 def test_a_missing_tool_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("components.cosign.TOOLS_DIR", tmp_path / "none")
+    monkeypatch.setattr("dockyard_components.cosign.TOOLS_DIR", tmp_path / "none")
     with SigningTools.from_props(props()) as tools, pytest.raises(CosignError) as raised:
         tools.sbom(IMAGE)
     assert str(raised.value) == "syft is not installed: run scripts/bootstrap-supply-chain.sh (or put syft on PATH)"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.tags import GitFacts, image_tags, read_git_facts, release_identity
+from dockyard_components.tags import GitFacts, image_tags, metadata_build_args, metadata_labels, read_git_facts, release_identity
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -51,7 +51,7 @@ def test_every_branch_becomes_a_valid_docker_tag(branch: str) -> None:
 def test_identity_without_git_is_derived_from_sources_only() -> None:
     tags, metadata = release_identity(None, "f" * 64, "file:app")
     assert tags == ["src-ffffffffffff"]
-    assert metadata.created == "1970-01-01T00:00:00Z"
+    assert metadata["created"] == "1970-01-01T00:00:00Z"
     assert release_identity(None, "f" * 64, "file:app") == (tags, metadata)
 
 
@@ -59,14 +59,14 @@ def test_dirty_sources_never_reuse_a_commit_tag() -> None:
     facts = GitFacts(commit=SHA, branch="main", dirty=True, committed_at="2026-11-26T10:00:00+00:00")
     tags, metadata = release_identity(facts, "a" * 64, "https://github.com/acme/app")
     assert tags == ["sha-0123456-dirty-aaaaaaaa"]
-    assert metadata.revision == f"{SHA}-dirty"
-    assert metadata.labels()["org.opencontainers.image.created"] == "2026-11-26T10:00:00+00:00"
+    assert metadata["revision"] == f"{SHA}-dirty"
+    assert metadata_labels(metadata)["org.opencontainers.image.created"] == "2026-11-26T10:00:00+00:00"
 
 
 def test_release_version_comes_from_the_tag() -> None:
     _, metadata = release_identity(GitFacts(commit=SHA, tag="v3.1.0"), "a" * 64, "src")
-    assert metadata.version == "3.1.0"
-    assert metadata.build_args()["VERSION"] == "3.1.0"
+    assert metadata["version"] == "3.1.0"
+    assert metadata_build_args(metadata)["VERSION"] == "3.1.0"
 
 
 def test_git_facts_follow_the_last_commit_of_the_context(tmp_path: Path) -> None:

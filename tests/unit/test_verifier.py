@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.config import EnvironmentConfig, parse_environment
 from dockyard.attestations import AttestationError
+from dockyard.config import EnvironmentConfig, parse_environment
 from dockyard.history import Update
 from dockyard.ledger import Check, Ledger, Verification
 from dockyard.verify import Verifier

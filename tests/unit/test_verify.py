@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from components.config import BlueGreenStrategy, EnvironmentConfig, parse_environment
+from dockyard.config import BlueGreenStrategy, EnvironmentConfig, parse_environment
 from dockyard.ledger import Check, Ledger, LedgerError, Verification, last_verified, latest_for, ledger_root
 from dockyard.verify import (
     ClusterReader,

@@ -1,7 +1,7 @@
 """The generated workflows: one build per commit, the scan gate, digests between jobs, verify and promote, prod behind
 its environment, policy violations in the preview comment; pinning, permissions, script injection, and drift.
 
-Pure tests of :mod:`components.pipeline.github` (and of the shell it writes, run against a fake ``pulumi``); the program is
+Pure tests of :mod:`dockyard.pipeline.github` (and of the shell it writes, run against a fake ``pulumi``); the program is
 run under mocks only to check which resources the build job's target pattern selects.
 """
 
@@ -24,12 +24,12 @@ import pytest
 import typer
 import yaml
 
-from components.config import EnvironmentConfig, parse_environment
-from components.pins import PINS, uses
-from components.pipeline import derive, github, model
-from components.pipeline.render import REGENERATE_COMMAND, Document
 from dockyard import pr_summary
 from dockyard.cli import app as dockyard_app
+from dockyard.config import EnvironmentConfig, parse_environment
+from dockyard.pins import PINS, uses
+from dockyard.pipeline import derive, github, model
+from dockyard.pipeline.render import REGENERATE_COMMAND, Document
 from tests.stacks import stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 
@@ -546,7 +546,7 @@ def test_every_uses_is_a_full_sha_from_the_pin_table(documents: dict[str, Docume
         if "uses" not in step:
             continue
         action, _, ref = step["uses"].partition("@")
-        assert action in PINS, f"{filename}:{job_id}: {action} is not in components/pins.py"
+        assert action in PINS, f"{filename}:{job_id}: {action} is not in dockyard/pins.py"
         assert SHA.match(ref), f"{filename}:{job_id}: {step['uses']} is not pinned to a 40-hex SHA"
         assert ref == PINS[action].sha, f"{filename}:{job_id}: {action} is not the table's SHA"
         seen.add(action)

@@ -5,8 +5,8 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import environment_from_file
-from components.kubernetes_app import KubernetesApp, KubernetesAppArgs
+from dockyard.config import environment_from_file
+from dockyard_components.kubernetes_app import KubernetesApp, KubernetesAppArgs
 
 count = pulumi.Config().require_int("services")
 prod = environment_from_file(Path(pulumi.Config().require("project")), "prod")

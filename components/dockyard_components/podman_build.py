@@ -1,0 +1,188 @@
+"""The podman builder as a Pulumi dynamic resource: daemonless build, test stage, push, digest out.
+
+A dynamic provider needs no provider plugin of its own (the engine runs it through the Python SDK), and its ``diff``
+decides exactly when to rebuild: only when something that shapes the image changes, never for a password rotation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.dynamic as dynamic
+
+from dockyard_components.scripts.build_guard import find_engine
+
+#: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable). Not among
+#: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster.
+REBUILD_KEYS = (
+    "image_name",
+    "tags",
+    "context",
+    "dockerfile",
+    "target",
+    "test_target",
+    "platform",
+    "build_args",
+    "labels",
+    "context_hash",
+)
+BUILD_TIMEOUT_SECONDS = 1800
+#: Runs the build in a process group of its own and stops it (and the run's plugins) when the engine dies.
+GUARD = Path(__file__).resolve().parent / "scripts" / "build_guard.py"
+#: Where each build's whole output is kept; the newest KEPT_LOGS stay.
+LOG_DIR = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "build-logs"
+KEPT_LOGS = 20
+#: Lines that name a failure: Go test failures, compiler and podman errors, the script's own verdicts.
+FAILURE = re.compile(r"--- FAIL|^FAIL\b|^panic:|\berror\b|^Error|refused|unreachable|failed", re.IGNORECASE)
+FIRST_FAILURES = 20
+
+
+class PodmanBuildError(Exception):
+    """podman failed; the message says which step, shows the first failures and where the whole output is."""
+
+
+def _lines(values: Mapping[str, str]) -> str:
+    return "\n".join(f"{key}={value}" for key, value in sorted(values.items()))
+
+
+def new_log_path(image_name: str, directory: Path | None = None) -> Path:
+    """A fresh log file for one build of ``image_name`` (in :data:`LOG_DIR`); logs beyond :data:`KEPT_LOGS` go."""
+    directory = directory or LOG_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime)[: -KEPT_LOGS + 1]:
+        old.unlink(missing_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return directory / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', image_name)}-{stamp}-{os.getpid()}.log"
+
+
+def failure_report(output: str, log_path: Path, image_name: str, returncode: int) -> str:
+    """What failed (the script's last step), the first failure lines (not the last: a long test run's first
+    failures explain the rest), and the log that keeps everything."""
+    lines = output.splitlines()
+    steps = [line.removeprefix("dockyard-build: ") for line in lines if line.startswith("dockyard-build: ")]
+    verdict = next((s for s in reversed(steps) if "refused" in s or "unreachable" in s), None)
+    if verdict is not None:
+        return f"podman build of {image_name}: {verdict}\nfull output: {log_path}"
+    step = steps[-1] if steps else "the build script"
+    failures = [line for line in lines if FAILURE.search(line) and not line.startswith("dockyard-build: ")]
+    shown = failures[:FIRST_FAILURES] or lines[-FIRST_FAILURES:]
+    more = f"\n  ... {len(failures) - FIRST_FAILURES} more" if len(failures) > FIRST_FAILURES else ""
+    body = "\n".join(f"  {line}" for line in shown)
+    return (
+        f"podman build of {image_name} failed while {step} (exit {returncode}); first failures:\n{body}{more}\n"
+        f"full output: {log_path}"
+    )
+
+
+def run_build(props: Mapping[str, Any]) -> str:
+    """Run ``scripts/podman-build.sh`` for ``props`` under the build guard; return the pushed manifest digest."""
+    script = resources.files("dockyard_components").joinpath("scripts/podman-build.sh").read_text()
+    password = props.get("password")
+    environment = {
+        **os.environ,
+        "IMAGE_NAME": props["image_name"],
+        "TAGS": " ".join(props["tags"]),
+        "CONTEXT": str(Path(props["project_dir"]) / props["context"]),
+        "DOCKERFILE": props["dockerfile"],
+        "TARGET": props.get("target") or "",
+        "TEST_TARGET": props.get("test_target") or "",
+        "PLATFORM": props["platform"],
+        "BUILD_ARGS": _lines(props["build_args"]),
+        "LABELS": _lines(props["labels"]),
+        "REGISTRY": props["registry_server"],
+        "REGISTRY_USER": props["username"],
+        "REGISTRY_LOGIN": "true" if password else "false",
+        "CACHE_REPO": props.get("cache_repo") or "",
+    }
+    log_path = new_log_path(props["image_name"])
+    command = [sys.executable, str(GUARD), str(find_engine(os.getpid()) or 0), "--", "bash", "-c", script]
+    with log_path.open("w") as log:
+        build = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment, text=True
+        )
+        try:
+            digest, _ = build.communicate(password or "", timeout=BUILD_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            build.terminate()  # the guard stops the build's whole process group, then exits
+            build.communicate()
+            raise PodmanBuildError(
+                f"podman build of {props['image_name']} took over {BUILD_TIMEOUT_SECONDS}s and was stopped; "
+                f"full output: {log_path}"
+            ) from None
+    if build.returncode != 0:
+        output = log_path.read_text(errors="replace")
+        raise PodmanBuildError(failure_report(output, log_path, props["image_name"], build.returncode))
+    digest = digest.strip()
+    if not digest.startswith("sha256:"):
+        raise PodmanBuildError(f"podman push of {props['image_name']} reported no digest: {digest!r}; see {log_path}")
+    return digest
+
+
+class _PlainBuildErrors:
+    """Stands in for the ``traceback`` module of the dynamic provider host, which reports every error as a Python
+    traceback: a :class:`PodmanBuildError` is reported as its message (it already names the step and the log)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(traceback, name)
+
+    @staticmethod
+    def format_exc(*args: Any, **kwargs: Any) -> str:
+        error = sys.exc_info()[1]
+        if isinstance(error, PodmanBuildError):
+            return str(error)
+        return traceback.format_exc(*args, **kwargs)
+
+
+def _report_build_errors_plainly() -> None:
+    host = sys.modules.get("__main__")
+    spec = getattr(host, "__spec__", None)
+    if host is not None and spec is not None and spec.name == "pulumi.dynamic.__main__":
+        host.traceback = _PlainBuildErrors()  # type: ignore[attr-defined]
+
+
+_report_build_errors_plainly()
+
+
+class PodmanBuildProvider(dynamic.ResourceProvider):
+    """Builds on create and on any change of :data:`REBUILD_KEYS`; deleting keeps the pushed image (rollbacks)."""
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        digest = run_build(props)
+        outputs = {key: value for key, value in props.items() if key != "password"}
+        return dynamic.CreateResult(id_=digest, outs={**outputs, "digest": digest})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        changed = [key for key in REBUILD_KEYS if olds.get(key) != news.get(key)]
+        return dynamic.DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        # Pushed images stay in the registry: promoted stacks and rollbacks still reference their digests.
+        return None
+
+
+class PodmanBuild(dynamic.Resource):
+    """One podman build + push. Output ``digest`` is the pushed manifest digest.
+
+    The optional input ``cache_repo`` (a repository without a tag) becomes the script's ``CACHE_REPO``: layers are
+    pulled from and pushed to it, so a fresh CI runner reuses the previous build's layers.
+    """
+
+    digest: pulumi.Output[str]
+
+    def __init__(self, name: str, props: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(
+            PodmanBuildProvider(),
+            name,
+            {**props, "digest": None},
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["password"])),
+        )

@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Build, test and push one image with podman; print only the pushed manifest digest on stdout.
+# Run as `bash -c` under components/scripts/build_guard.py (its own process group, stopped when the engine or the
+# provider goes away) by components/podman_build.py, the PodmanBuild dynamic resource behind AppImage's podman
+# builder. Everything else goes to stderr, which the provider keeps whole in a log file (~/.cache/dockyard/build-logs)
+# and quotes from on failure. The provider sets, from the resource's inputs:
+#   IMAGE_NAME, TAGS (space separated, the first is the primary), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (empty: no
+#   test stage), PLATFORM, BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER,
+#   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (dockyard:image.build.cacheRepo: a repository
+#   without a tag that layers are pulled from and pushed to; empty: the local layer cache only).
+# From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION,
+# DOCKYARD_BUILD_KEEP_IMAGES (1: keep this build's test-stage image and the older local tags of IMAGE_NAME).
+# Disk: with vfs every image is a full copy, so after a push the test-stage image and the local tags of IMAGE_NAME
+# older than this build are removed (the registry keeps what was pushed; the layer cache of the current build
+# stays), unless another build into the same storage is running (then the next build cleans up). A pushed image is
+# content-addressed: re-running after an interrupted push gives the same digest.
+set -euo pipefail
+log() { echo "dockyard-build: $*" >&2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Builds into one podman storage hold its lock shared while they build and push; the clean-up below takes it
+# exclusively, or is skipped (the next build cleans): it never removes an image another build still uses.
+exec 9>>"$(podman info --format '{{.Store.GraphRoot}}')/dockyard-build.lock"
+flock -s 9
+
+flags=(--layers --isolation "${BUILDAH_ISOLATION:-chroot}" --platform "$PLATFORM" -f "$CONTEXT/$DOCKERFILE")
+while IFS= read -r arg; do [ -n "$arg" ] && flags+=(--build-arg "$arg"); done <<<"${BUILD_ARGS:-}"
+# Benchmarks measure a cold build with DOCKYARD_BUILD_NO_CACHE=1; normal builds reuse every cached layer.
+if [ "${DOCKYARD_BUILD_NO_CACHE:-0}" = 1 ]; then
+  flags+=(--no-cache)
+fi
+if [ -n "${CACHE_REPO:-}" ]; then
+  flags+=(--cache-from "$CACHE_REPO" --cache-to "$CACHE_REPO")
+fi
+
+if [ "${REGISTRY_LOGIN:-false}" = true ]; then
+  log "logging in to $REGISTRY as $REGISTRY_USER"
+  # The password arrives on stdin and goes on through stdin: never the command line, environment or log.
+  if ! out=$(podman login --username "$REGISTRY_USER" --password-stdin "$REGISTRY" 2>&1); then
+    echo "$out" >&2
+    case "$out" in
+      *"connection refused"* | *"no such host"* | *"i/o timeout"* | *"network is unreachable"* | *"no route to host"*)
+        case "$REGISTRY" in
+          127.0.0.1:* | localhost:*) hint="start it with scripts/local-services.sh start" ;;
+          *) hint="check the network and dockyard:registry.server" ;;
+        esac
+        log "registry $REGISTRY unreachable (connection refused at $REGISTRY) — $hint" ;;
+      *)
+        log "login to $REGISTRY as $REGISTRY_USER was refused — check dockyard:registryPassword / registry.passwordEnv" ;;
+    esac
+    exit 1
+  fi
+fi
+
+if [ -n "${TEST_TARGET:-}" ]; then
+  log "running the $TEST_TARGET stage"
+  podman build "${flags[@]}" --target "$TEST_TARGET" --iidfile "$work/test-iid" "$CONTEXT" >&2
+fi
+
+label_flags=()
+while IFS= read -r label; do [ -n "$label" ] && label_flags+=(--label "$label"); done <<<"${LABELS:-}"
+read -r -a tags <<<"$TAGS"
+# No TARGET: the Dockerfile's last stage, as `podman build` does by default.
+target_flags=()
+[ -n "${TARGET:-}" ] && target_flags=(--target "$TARGET")
+log "building ${TARGET:-the last stage} as $IMAGE_NAME:${tags[0]}"
+podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --iidfile "$work/iid" \
+  --tag "$IMAGE_NAME:${tags[0]}" "$CONTEXT" >&2
+iid=$(cat "$work/iid")
+
+digest=""
+for tag in "${tags[@]}"; do
+  podman tag "$iid" "$IMAGE_NAME:$tag"
+  log "pushing $IMAGE_NAME:$tag"
+  podman push --digestfile "$work/digest" "$IMAGE_NAME:$tag" >&2
+  pushed=$(cat "$work/digest")
+  if [ -n "$digest" ] && [ "$pushed" != "$digest" ]; then
+    log "tag $tag was pushed as $pushed, expected $digest"
+    exit 1
+  fi
+  digest=$pushed
+done
+
+flock -u 9
+if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
+  log "removing what this build leaves behind"
+  # The test stage is only run, never pushed; removing it also frees its untagged parent layers.
+  if [ -s "$work/test-iid" ] && [ "$(cat "$work/test-iid")" != "$iid" ]; then
+    podman rmi "$(cat "$work/test-iid")" >/dev/null 2>&1 || true
+  fi
+  # Earlier builds' local copies: pushed already, so only the registry needs them. "before=" spares builds that
+  # finished after this one started (a concurrent build is still pushing its tags).
+  podman images --filter "reference=$IMAGE_NAME" --filter "before=$iid" --format '{{.ID}}' | sort -u |
+    while read -r old; do
+      # Untagged first (rmi refuses an image with several names); a container still using it keeps it.
+      [ "$old" = "${iid:0:12}" ] || { podman untag "$old" && podman rmi "$old"; } >/dev/null 2>&1 || true
+    done
+fi
+printf '%s' "$digest"

@@ -1,0 +1,168 @@
+"""SignedImage: the SBOM, signature and SBOM attestation of one pushed digest, made with syft and cosign.
+
+Signing happens in the program, on the digest the build pushed, so what is built and tested is what is signed: a
+dynamic resource runs ``syft`` (SPDX JSON read straight from the registry), ``cosign sign`` and ``cosign attest``
+with the stack's key pair (the private key and its password are Pulumi secrets), each followed by ``cosign verify``
+or ``cosign verify-attestation`` with the public key, so an update never records a signature that does not verify.
+Its ``diff`` replaces only when the digest or the key changes: a second ``up`` signs nothing again.
+
+Offline (this machine) there is no transparency log: signatures are not uploaded to Rekor and verification
+skips it (``--tlog-upload=false``, ``--insecure-ignore-tlog``), which the trust policy states explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+import pulumi.dynamic as dynamic
+
+from dockyard_components.cosign import CosignError, SigningTools, attestation_tag, signature_tag
+
+#: Inputs whose change means a new signature: a new digest, or a new key.
+RESIGN_KEYS = ("image_ref", "public_key")
+
+
+class SignedImageArgs(TypedDict):
+    image_ref: pulumi.Input[str]
+    """Digest-pinned reference of the pushed image (``registry/repo@sha256:...``)."""
+    registry_server: pulumi.Input[str]
+    """Registry host[:port] to authenticate against."""
+    username: pulumi.Input[str]
+    """Registry user that may push signatures and attestations."""
+    private_key: pulumi.Input[str]
+    """cosign private key (encrypted PEM), a Pulumi secret."""
+    key_password: pulumi.Input[str]
+    """Password of the private key, a Pulumi secret."""
+    public_key: pulumi.Input[str]
+    """PEM public key that must verify the new signature and attestation."""
+    password: NotRequired[pulumi.Input[str]]
+    """Registry password, kept a Pulumi secret."""
+    ca_file: NotRequired[pulumi.Input[str]]
+    """CA bundle (a file path) of a self-hosted registry's TLS; public CAs unless given."""
+
+
+def _sbom_summary(sbom: Mapping[str, Any]) -> dict[str, Any]:
+    packages = sbom.get("packages") or []
+    creators = (sbom.get("creationInfo") or {}).get("creators") or []
+    return {
+        "sbom_packages": len(packages),
+        "sbom_go_modules": sorted(
+            {
+                str(ref.get("referenceLocator", "")).removeprefix("pkg:golang/").split("@")[0]
+                for package in packages
+                for ref in package.get("externalRefs") or []
+                if str(ref.get("referenceLocator", "")).startswith("pkg:golang/")
+            }
+        ),
+        "sbom_creators": list(creators),
+    }
+
+
+def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, Any]:
+    """SBOM → attest → verify it, beside sign → verify it, for ``props['image_ref']``. Returns the outputs (never a
+    secret). The signature does not need the SBOM, so it is made while syft (the slow step) reads the image."""
+    image = props["image_ref"]
+
+    def sign_and_verify() -> None:
+        tools.sign(image)
+        tools.verify(image)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        signed = pool.submit(sign_and_verify)
+        sbom = tools.sbom(image)
+        signed.result()
+    tools.attest(image, sbom, predicate_type="spdxjson")
+    tools.verify_attestation(image, predicate_type="spdxjson")
+    canonical = json.dumps(sbom, sort_keys=True).encode()
+    return {
+        "image_ref": image,
+        "public_key": props["public_key"],
+        "signature_ref": signature_tag(image),
+        "sbom_attestation_ref": attestation_tag(image),
+        "sbom_sha256": hashlib.sha256(canonical).hexdigest(),
+        **_sbom_summary(sbom),
+    }
+
+
+class CosignSigningProvider(dynamic.ResourceProvider):
+    """Signs on create and on a change of :data:`RESIGN_KEYS`; deleting leaves the signatures with the image."""
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        try:
+            with SigningTools.from_props(props) as tools:
+                outputs = sign_and_attest(props, tools)
+        except CosignError as error:
+            raise CosignError(f"signing {props['image_ref']}: {error}") from None
+        return dynamic.CreateResult(id_=outputs["signature_ref"], outs=outputs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        changed = [key for key in RESIGN_KEYS if olds.get(key) != news.get(key)]
+        return dynamic.DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        # A promoted or rolled-back stack may still serve the digest: its signature stays verifiable.
+        return None
+
+
+class _CosignSigning(dynamic.Resource):
+    signature_ref: pulumi.Output[str]
+    sbom_attestation_ref: pulumi.Output[str]
+    sbom_packages: pulumi.Output[int]
+    sbom_go_modules: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, props: Mapping[str, Any], opts: pulumi.ResourceOptions) -> None:
+        outputs = dict.fromkeys(
+            (
+                "signature_ref",
+                "sbom_attestation_ref",
+                "sbom_sha256",
+                "sbom_packages",
+                "sbom_go_modules",
+                "sbom_creators",
+            )
+        )
+        super().__init__(CosignSigningProvider(), name, {**props, **outputs}, opts=opts)
+
+
+class SignedImage(pulumi.ComponentResource):
+    """The signature and the SBOM attestation of one pushed digest, verified with the stack's public key."""
+
+    signature_ref: pulumi.Output[str]
+    """Where cosign stored the signature (``repo:sha256-<hex>.sig``)."""
+    sbom_attestation_ref: pulumi.Output[str]
+    """Where cosign stored the SPDX SBOM attestation (``repo:sha256-<hex>.att``)."""
+    sbom_packages: pulumi.Output[int]
+    """How many packages the SBOM lists."""
+
+    def __init__(self, name: str, args: SignedImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("dockyard:index:SignedImage", name, None, opts)
+        # syft + cosign on the pushed digest; credentials and the key reach the tools through the environment.
+        signing = _CosignSigning(
+            f"{name}-cosign",
+            {
+                "image_ref": args["image_ref"],
+                "registry_server": args["registry_server"],
+                "username": args["username"],
+                "password": pulumi.Output.secret(password) if (password := args.get("password")) is not None else None,
+                "ca_file": args.get("ca_file"),
+                "private_key": pulumi.Output.secret(args["private_key"]),
+                "key_password": pulumi.Output.secret(args["key_password"]),
+                "public_key": args["public_key"],
+            },
+            pulumi.ResourceOptions(parent=self, additional_secret_outputs=["password", "private_key", "key_password"]),
+        )
+        self.signature_ref = signing.signature_ref
+        self.sbom_attestation_ref = signing.sbom_attestation_ref
+        self.sbom_packages = signing.sbom_packages
+        self.register_outputs(
+            {
+                "signatureRef": self.signature_ref,
+                "sbomAttestationRef": self.sbom_attestation_ref,
+                "sbomPackages": self.sbom_packages,
+            }
+        )

@@ -1,0 +1,621 @@
+"""Typed configuration of one Dockyard environment (one Pulumi stack).
+
+``Pulumi.<stack>.yaml`` holds camelCase keys under the ``dockyard`` namespace. :func:`load` reads them, validates
+everything at once and raises :class:`ConfigError` listing every problem as
+``<stack>: dockyard:<key path>: <what was found>; <what is allowed>`` before any resource is registered.
+
+Secrets never enter the pydantic models: the keys listed in :data:`SECRET_KEYS` are read with
+``Config.get_secret`` and kept as ``pulumi.Output`` values in :class:`StackSecrets`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import pulumi
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+# Re-exported: the registry models moved to their own module; importers keep using dockyard.config.
+from dockyard.registry_config import DEFAULT_SERVERS as DEFAULT_SERVERS
+from dockyard.registry_config import RegistryConfig as RegistryConfig
+from dockyard.registry_config import RegistryKind as RegistryKind
+from dockyard_components.app_spec import ENV_NAME_PATTERN, matching
+
+# The app's Kubernetes shape is the KubernetesApp component's own model; the config extends and re-exports it.
+from dockyard_components.app_spec import AppSpec as AppSpec
+from dockyard_components.app_spec import AutoscalingConfig as AutoscalingConfig
+from dockyard_components.app_spec import BlueGreenStrategy as BlueGreenStrategy
+from dockyard_components.app_spec import CanaryStrategy as CanaryStrategy
+from dockyard_components.app_spec import DnsLabel as DnsLabel
+from dockyard_components.app_spec import EnvName as EnvName
+from dockyard_components.app_spec import ImageRef as ImageRef
+from dockyard_components.app_spec import IngressConfig as IngressConfig
+from dockyard_components.app_spec import Model as Model
+from dockyard_components.app_spec import ReleaseError as ReleaseError
+from dockyard_components.app_spec import ResourceAmounts as ResourceAmounts
+from dockyard_components.app_spec import ResourcesConfig as ResourcesConfig
+from dockyard_components.app_spec import RollingStrategy as RollingStrategy
+from dockyard_components.app_spec import Strategy as Strategy
+from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
+from dockyard_components.tiers import Tier as Tier
+
+NAMESPACE = "dockyard"
+
+#: The kubeconfig context of the local control plane (scripts/local-cluster.sh): a throw-away cluster on this
+#: machine, which is why a prod-tier stack on it needs no approval gate.
+LOCAL_CLUSTER_CONTEXT = "dockyard-local"
+
+#: Keys that must be stored encrypted (``pulumi config set --secret``) and are never parsed into models.
+SECRET_KEYS: dict[str, str] = {
+    "registryPassword": "password or token the pipeline uses to push and the cluster uses to pull",
+    "kubeconfig": "kubeconfig of the target cluster",
+    "appSecrets": "object of environment variables for the app, stored in a Kubernetes Secret",
+    "ciPulumiPassphrase": "passphrase CI uses to decrypt this stack's secrets",
+    "cosignPrivateKey": "cosign private key (encrypted PEM) that signs this stack's builds",
+    "cosignPassword": "password of dockyard:cosignPrivateKey",
+}
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration. ``problems`` holds one line per problem, already prefixed with the stack.
+
+    A ``RunError`` so the engine prints the message alone, without a traceback.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid Dockyard configuration ({len(problems)} problem(s)):\n" + "\n".join(problems))
+
+
+def _cache_repository(value: str) -> str:
+    try:
+        reference = parse_image_reference(value)
+    except ImageReferenceError as error:
+        raise ValueError(str(error)) from None
+    if not reference.registry or reference.tag or reference.digest:
+        raise ValueError(f"{value!r}: allowed: registry/repository without a tag or digest, e.g. ghcr.io/acme/cache")
+    return value
+
+
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
+
+
+# --- sections -------------------------------------------------------------------------------------------------
+
+
+class BuildConfig(Model):
+    """How a building stack builds the image (build once, then promote the digest)."""
+
+    builder: Literal["docker", "podman"] = Field(
+        default="docker", description="docker (pulumi-docker) or podman (daemonless, rootless CI)"
+    )
+    context: str = Field(default="app", description="build context, relative to the project")
+    dockerfile: str = Field(default="Dockerfile", description="Dockerfile path inside the context")
+    target: str = Field(default="runtime", description="final stage that is pushed")
+    test_target: str | None = Field(default="test", description="stage that runs the tests before the push")
+    platform: str = Field(default="linux/amd64", description="target platform")
+    build_args: dict[EnvName, str] = Field(default_factory=dict, description="extra --build-arg values")
+    cache_repo: Annotated[str, AfterValidator(_cache_repository)] | None = Field(
+        default=None,
+        description="podman: registry/repository (no tag) that build layers are pulled from and pushed to",
+    )
+
+
+class ImageConfig(Model):
+    """Either ``build`` (this stack builds) or ``ref`` (this stack deploys a promoted reference)."""
+
+    build: BuildConfig | None = None
+    ref: ImageRef | None = Field(default=None, description="registry/repo@sha256:<digest> written by promotion")
+
+    @model_validator(mode="after")
+    def _at_most_one_source(self) -> ImageConfig:
+        if self.build is not None and self.ref is not None:
+            raise ValueError("allowed: one of 'build' (this stack builds) or 'ref' (deploy a digest), not both")
+        return self
+
+
+class KubernetesConfig(AppSpec):
+    """``dockyard:kubernetes``: the app's spec, and where Dockyard puts it (a cluster, or rendered manifests)."""
+
+    mode: Literal["render", "cluster"] = Field(
+        description="render: write manifests to renderDirectory (GitOps, local); cluster: apply to a cluster"
+    )
+    render_directory: str | None = Field(default=None, description="defaults to rendered/<stack>")
+    context: str | None = Field(default=None, description="kubeconfig context for mode=cluster")
+    namespace: DnsLabel | None = Field(default=None, description="defaults to <app>-<stack>")
+
+    @property
+    def local_cluster(self) -> bool:
+        """Applied to the local control plane that scripts/local-cluster.sh runs."""
+        return self.mode == "cluster" and self.context == LOCAL_CLUSTER_CONTEXT
+
+
+class Reviewer(Model):
+    """A required reviewer of a GitHub environment. GitHub's API takes numeric ids; the name is for people."""
+
+    user: str | None = None
+    team: str | None = None
+    id: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Reviewer:
+        if (self.user is None) == (self.team is None):
+            raise ValueError("allowed: exactly one of user or team, plus its numeric id")
+        return self
+
+
+class GitHubConfig(Model):
+    """GitHub Actions secrets and variables, the stack's environment with its approvals, and the workflows."""
+
+    enabled: bool = False
+    repository: Annotated[str, AfterValidator(matching(_GITHUB_REPO, "owner/name"))] | None = None
+    reviewers: list[Reviewer] = Field(default_factory=list)
+    wait_timer_minutes: int = Field(default=0, ge=0, le=43200)
+
+    @model_validator(mode="after")
+    def _repository_when_enabled(self) -> GitHubConfig:
+        if self.enabled and self.repository is None:
+            raise ValueError("repository: missing; allowed: owner/name when github.enabled is true")
+        return self
+
+
+class FreezeWindow(Model):
+    """A period in which nothing is promoted into the stack."""
+
+    start: datetime
+    end: datetime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreezeWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("allowed: ISO 8601 times with a zone, e.g. 2026-12-24T00:00:00Z")
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end.isoformat()} is not after start; allowed: end > start")
+        return self
+
+
+class PromotionConfig(Model):
+    """Gates for ``dockyard promote`` into this stack."""
+
+    upstream: str | None = Field(default=None, description="stack whose image this stack receives")
+    soak_minutes: int = Field(default=0, ge=0, le=60 * 24 * 30)
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    require_verification: bool | None = Field(
+        default=None,
+        description="take only digests whose latest dockyard verify on the upstream passed; default: true in the "
+        "qa, staging and prod tiers",
+    )
+
+
+class SigningConfig(Model):
+    """Supply-chain trust: the key that signs this stack's builds and that a digest promoted into it must carry."""
+
+    public_key_file: str = Field(
+        description="cosign public key (PEM), relative to the project: what a digest promoted into this stack "
+        "must be signed and its upstream's verification attested with; the stack signs its builds and "
+        "verifications with the matching dockyard:cosignPrivateKey"
+    )
+    require_sbom: bool = Field(default=True, description="promotions also require a signed SPDX SBOM attestation")
+
+
+class EnvironmentConfig(Model):
+    """Everything non-secret that ``Pulumi.<stack>.yaml`` says under ``dockyard:``."""
+
+    tier: Tier = Field(description="dev builds; qa, staging and prod only deploy promoted digests")
+    registry: RegistryConfig = Field(description="where images are pushed and pulled")
+    image: ImageConfig = Field(description="build here, or deploy a promoted reference")
+    kubernetes: KubernetesConfig = Field(description="the Deployment, its Service and guard rails")
+    github: GitHubConfig = Field(default=GitHubConfig(), description="GitHub environment, secrets and workflows")
+    promotion: PromotionConfig = Field(default=PromotionConfig(), description="where releases come from, gates")
+    signing: SigningConfig | None = Field(default=None, description="sign builds; require signatures on promotion")
+
+    @property
+    def served_image(self) -> str | None:
+        """The image this stack's traffic goes to, from its config (None on a building stack: the build decides)."""
+        return self.kubernetes.strategy.served_image(self.image.ref)
+
+    @property
+    def hold_minutes(self) -> int:
+        """How long CI holds a job that deploys into this stack before it starts: prod's wait timer, and at least the
+        promotion soak, so a pipeline's promotion waits the soak out instead of being refused by the soak gate (the
+        upstream was deployed just before, in the same run)."""
+        wait_timer = self.github.wait_timer_minutes if self.tier == Tier.PROD else 0
+        return max(wait_timer, self.promotion.soak_minutes)
+
+    @property
+    def requires_verified_releases(self) -> bool:
+        """Promotions into this stack take only digests verified on the upstream: the tier's rule, unless config
+        says otherwise (``promotion.requireVerification``)."""
+        configured = self.promotion.require_verification
+        return self.tier.promoted_only if configured is None else configured
+
+    @model_validator(mode="after")
+    def _tier_rules(self) -> EnvironmentConfig:
+        problems: list[str] = []
+        if self.tier.promoted_only:
+            problems += _promoted_only_problems(self)
+        if self.tier == Tier.PROD:
+            problems += _prod_problems(self)
+        strategy = self.kubernetes.strategy
+        if isinstance(strategy, BlueGreenStrategy):
+            if self.image.build is not None or self.image.ref is not None:
+                problems.append(
+                    "image: build or ref set with the blueGreen strategy; allowed: per-color images "
+                    "(kubernetes.strategy.blueImage / greenImage) that promotion writes"
+                )
+        elif self.image.build is None and self.image.ref is None:
+            problems.append("image: neither build nor ref; allowed: image.build (this stack builds) or image.ref")
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
+
+
+def _promoted_only_problems(env: EnvironmentConfig) -> list[str]:
+    problems = []
+    if env.image.build is not None:
+        problems.append(f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds")
+    refs = {"image.ref": env.image.ref}
+    strategy = env.kubernetes.strategy
+    if isinstance(strategy, CanaryStrategy):
+        refs["kubernetes.strategy.canaryImage"] = strategy.canary_image
+    if isinstance(strategy, BlueGreenStrategy):
+        refs["kubernetes.strategy.blueImage"] = strategy.blue_image
+        refs["kubernetes.strategy.greenImage"] = strategy.green_image
+    for key, ref in refs.items():
+        if ref is not None and not parse_image_reference(ref).is_digest_pinned:
+            problems.append(
+                f"{key}: {ref!r} is not digest-pinned; allowed in {env.tier}: registry/repo@sha256:<64 hex>"
+            )
+    return problems
+
+
+def _prod_problems(env: EnvironmentConfig) -> list[str]:
+    problems = []
+    k8s = env.kubernetes
+    if k8s.replicas < 2:
+        problems.append(f"kubernetes.replicas: {k8s.replicas}; allowed in prod: 2 or more")
+    if k8s.autoscaling is not None and k8s.autoscaling.min_replicas < 2:
+        problems.append(
+            f"kubernetes.autoscaling.minReplicas: {k8s.autoscaling.min_replicas}; allowed in prod: 2 or more"
+        )
+    if k8s.resources.limits is None:
+        problems.append("kubernetes.resources.limits: missing; allowed in prod: cpu and memory limits")
+    # A render-only prod (GitOps hand-off) is approved where the manifests are applied, and the local control plane
+    # is a throw-away cluster on this machine; any other prod that Dockyard applies is gated by GitHub reviewers.
+    if k8s.mode == "cluster" and not k8s.local_cluster and not env.github.enabled:
+        problems.append(
+            "github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate), "
+            f"or kubernetes.context={LOCAL_CLUSTER_CONTEXT} (the local cluster)"
+        )
+    if env.github.enabled and not env.github.reviewers:
+        problems.append("github.reviewers: empty; allowed in prod: at least one required reviewer")
+    return problems
+
+
+# --- secrets --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Secret settings, only ever held as secret ``Output`` values."""
+
+    registry_password: pulumi.Output[str] | None
+    kubeconfig: pulumi.Output[str] | None
+    app_secrets: pulumi.Output[dict[str, str]] | None
+    ci_pulumi_passphrase: pulumi.Output[str] | None
+    cosign_private_key: pulumi.Output[str] | None = None
+    cosign_password: pulumi.Output[str] | None = None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """A validated stack: its name, its settings and its secrets."""
+
+    stack: str
+    env: EnvironmentConfig
+    secrets: StackSecrets
+
+    @property
+    def namespace(self) -> str:
+        return self.env.kubernetes.namespace or f"{self.env.kubernetes.app_name}-{self.stack}"[:63].rstrip("-")
+
+    @property
+    def render_directory(self) -> str:
+        return self.env.kubernetes.render_directory or f"rendered/{self.stack}"
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+
+
+def _format_found(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _allowed_keys(model: type[BaseModel], loc: Iterable[str | int]) -> list[str] | None:
+    """The camelCase keys accepted at ``loc`` (the parent of an unknown key)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {info.alias or name: info for name, info in current.model_fields.items()}
+        if part in fields:
+            annotation = fields[part].annotation
+            candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+            models = [c for c in candidates if issubclass(c, BaseModel)]
+            if not models:
+                return None
+            current = models[0]
+        else:
+            # A tagged-union member name (e.g. "rolling") or a dict key: look it up by discriminator value.
+            member = _union_member(current, part)
+            if member is None:
+                continue
+            current = member
+    return sorted(info.alias or name for name, info in current.model_fields.items())
+
+
+def _union_member(model: Any, tag: str | int) -> type[BaseModel] | None:
+    for candidate in (RollingStrategy, BlueGreenStrategy, CanaryStrategy):
+        if get_args(candidate.model_fields["type"].annotation) == (tag,):
+            return candidate
+    return None
+
+
+def _describe(stack: str, error: Mapping[str, Any]) -> list[str]:
+    loc = [str(p) for p in error["loc"] if p not in ("rolling", "blueGreen", "canary")]
+    path = ".".join(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = [p for p in error["loc"][:-1]]
+        allowed = _allowed_keys(EnvironmentConfig, parent)
+        choices = ", ".join(allowed) if allowed else "see the config reference"
+        return [f"{stack}: {NAMESPACE}:{path}: unknown key; allowed keys: {choices}"]
+    if kind == "missing":
+        return [f"{stack}: {NAMESPACE}:{path}: missing; required"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error" and " | " in message:
+        # Cross-field rules report several problems with their own key paths, relative to the model that checks them.
+        return [f"{stack}: {NAMESPACE}:{path + '.' if path else ''}{part}" for part in message.split(" | ")]
+    if kind == "value_error" and re.match(r"^(?!allowed)[a-zA-Z][a-zA-Z.]*: ", message):
+        return [f"{stack}: {NAMESPACE}:{path + '.' if path else ''}{message}"]
+    found = _format_found(error.get("input"))
+    if not message.startswith("allowed"):
+        message = f"allowed: {message[0].lower()}{message[1:]}"
+    return [f"{stack}: {NAMESPACE}:{path}: found {found}; {message}"]
+
+
+def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentConfig:
+    """Validate the non-secret ``dockyard:`` keys (without the namespace prefix); raise :class:`ConfigError`."""
+    if not isinstance(document, Mapping):
+        raise ConfigError([f"{stack}: {NAMESPACE}: found {_format_found(document)}; allowed: a mapping of keys"])
+    try:
+        return EnvironmentConfig.model_validate(dict(document), by_alias=True)
+    except ValidationError as error:
+        problems = [line for item in error.errors() for line in _describe(stack, item)]
+        raise ConfigError(problems) from None
+
+
+def _written_keys(path: Path) -> dict[str, Any]:
+    """Every ``dockyard:`` key of a ``Pulumi.<stack>.yaml`` file as written, without the namespace.
+
+    Encrypted values stay as the file holds them: ``{secure: v1:...}``.
+    """
+    document = yaml.safe_load(path.read_text()) or {}
+    config = document.get("config") or {}
+    prefix = f"{NAMESPACE}:"
+    return {key.removeprefix(prefix): value for key, value in config.items() if key.startswith(prefix)}
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The ``dockyard:`` keys of a ``Pulumi.<stack>.yaml`` file, without the namespace (secure values skipped)."""
+    return {key: value for key, value in _written_keys(path).items() if key not in SECRET_KEYS}
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    """Where the engine reads and ``pulumi config set`` writes a stack's config."""
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def environment_from_file(project_dir: Path, stack: str) -> EnvironmentConfig:
+    """Validate a stack's committed config file without the engine (used by the CLI and tests)."""
+    path = stack_file(project_dir, stack)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        raise ConfigError([f"{stack}: no such stack (no {path.name}); known stacks: {', '.join(known)}"])
+    return parse_environment(stack, read_stack_file(path))
+
+
+def _namespace_keys() -> dict[str, Any]:
+    """Every ``dockyard:*`` key the engine passed, with its raw value (strings, JSON for objects)."""
+    raw = {**pulumi.runtime.config.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    prefix = f"{NAMESPACE}:"
+    return {key.removeprefix(prefix): value for key, value in raw.items() if key.startswith(prefix)}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load(stack: str | None = None, project_dir: Path | None = None) -> StackConfig:
+    """Read and validate the current stack's config. Raises :class:`ConfigError` listing every problem.
+
+    ``project_dir`` (default: the working directory, where the engine runs the program) holds the stack file and
+    the build context.
+    """
+    stack = stack or pulumi.get_stack()
+    project_dir = project_dir or Path.cwd()
+    config = pulumi.Config(NAMESPACE)
+    raw = _namespace_keys()
+    # The engine passes each key decrypted and flags it secret when any value inside it is encrypted
+    # (sdk/go/common/resource/config: object.Secure() is "any"), so a plaintext value written beside encrypted ones
+    # (`pulumi config set --path 'dockyard:appSecrets.X' v`, no --secret) reaches the program indistinguishable from
+    # them. Only the stack file says which values are `secure:`; without one (config from elsewhere) nothing is in git.
+    path = stack_file(project_dir, stack)
+    written = _written_keys(path) if path.is_file() else {}
+    problems: list[str] = []
+    refused: set[str] = set()
+    document: dict[str, Any] = {}
+    for key, value in raw.items():
+        secret = pulumi.runtime.config.is_config_secret(f"{NAMESPACE}:{key}")
+        if key in SECRET_KEYS:
+            if not secret:
+                problems.append(
+                    f"{stack}: {NAMESPACE}:{key}: stored in plaintext; allowed: an encrypted value "
+                    f"(pulumi config set --secret {NAMESPACE}:{key} ...)"
+                )
+            elif key in written:
+                problems += [
+                    f"{stack}: {NAMESPACE}:{leaf}: stored in plaintext beside encrypted values; allowed: an "
+                    f"encrypted value (pulumi config set --secret --path '{NAMESPACE}:{leaf}' ...)"
+                    for leaf in _plaintext_leaves(written[key], key)
+                ]
+            continue
+        if secret:
+            # Decrypting a structured key into a model would strip its secret flag, so refuse it.
+            problems.append(
+                f"{stack}: {NAMESPACE}:{key}: stored as a secret; allowed: secrets only under "
+                f"{', '.join(sorted(SECRET_KEYS))}"
+            )
+            refused.add(key)
+            continue
+        document[key] = _decode(value)
+
+    env: EnvironmentConfig | None = None
+    try:
+        env = parse_environment(stack, document)
+    except ConfigError as error:
+        # A key refused above is not also reported as missing.
+        repeated = {f"{stack}: {NAMESPACE}:{key}: missing; required" for key in refused}
+        problems = [p for p in error.problems if p not in repeated] + problems
+
+    app_secrets = config.get_secret_object("appSecrets") if "appSecrets" in raw else None
+    if env is not None:
+        problems += _secret_problems(stack, env, raw, os.environ) + _build_path_problems(stack, env, project_dir)
+        problems += _signing_problems(stack, env, raw, project_dir)
+    if problems or env is None:
+        raise ConfigError(problems)
+
+    password = config.get_secret("registryPassword")
+    if password is None and env.registry.password_env:
+        if env.registry.password_env in os.environ:
+            password = pulumi.Output.secret(os.environ[env.registry.password_env])
+        else:
+            # A preview needs no credentials; `up` refuses above before anything is touched.
+            pulumi.log.warn(f"{env.registry.password_env} is not set: previewing without registry credentials")
+    secrets = StackSecrets(
+        registry_password=password,
+        kubeconfig=config.get_secret("kubeconfig"),
+        app_secrets=app_secrets,
+        ci_pulumi_passphrase=config.get_secret("ciPulumiPassphrase"),
+        cosign_private_key=config.get_secret("cosignPrivateKey"),
+        cosign_password=config.get_secret("cosignPassword"),
+    )
+    return StackConfig(stack=stack, env=env, secrets=secrets)
+
+
+def _secret_problems(
+    stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[str]:
+    problems = []
+    if env.registry.password_env and "registryPassword" in raw:
+        problems.append(
+            f"{stack}: {NAMESPACE}:registry.passwordEnv: set together with {NAMESPACE}:registryPassword; "
+            "allowed: one source for the registry password"
+        )
+    elif env.registry.password_env and env.registry.password_env not in environ and not pulumi.runtime.is_dry_run():
+        problems.append(
+            f"{stack}: {NAMESPACE}:registry.passwordEnv: environment variable {env.registry.password_env} "
+            "is not set; allowed: export it (scripts/local-services.sh env) or use dockyard:registryPassword"
+        )
+    if env.image.build is not None and "registryPassword" not in raw and not env.registry.password_env:
+        problems.append(
+            f"{stack}: {NAMESPACE}:registryPassword: missing on a building stack; allowed: "
+            f"pulumi config set --secret {NAMESPACE}:registryPassword, or registry.passwordEnv"
+        )
+    if "appSecrets" in raw:
+        value = _decode(raw["appSecrets"])
+        # Only the shape is checked here; the values stay inside the secret Output.
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and ENV_NAME_PATTERN.match(k) and isinstance(v, str) for k, v in value.items()
+        ):
+            problems.append(
+                f"{stack}: {NAMESPACE}:appSecrets: not an object of NAME: string; "
+                "allowed: an object of environment variable names to string values"
+            )
+    return problems
+
+
+def _plaintext_leaves(value: Any, path: str) -> list[str]:
+    """Key paths under ``path`` whose values a stack file holds unencrypted (an encrypted one is ``{secure: ...}``)."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return []
+        return [leaf for key, item in value.items() for leaf in _plaintext_leaves(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [leaf for i, item in enumerate(value) for leaf in _plaintext_leaves(item, f"{path}[{i}]")]
+    return [path]
+
+
+def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) -> list[str]:
+    """The build context and its Dockerfile exist, so a typo stops here and not in a traceback mid-deployment."""
+    build = env.image.build
+    if build is None:
+        return []
+    context = project_dir / build.context
+    if not context.is_dir():
+        return [
+            f"{stack}: {NAMESPACE}:image.build.context: found {build.context!r}, no such directory in {project_dir}; "
+            "allowed: the build context directory, relative to the project"
+        ]
+    if not (context / build.dockerfile).is_file():
+        return [
+            f"{stack}: {NAMESPACE}:image.build.dockerfile: found {build.dockerfile!r}, no such file in {context}; "
+            "allowed: the Dockerfile's path inside image.build.context"
+        ]
+    return []
+
+
+def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], project_dir: Path) -> list[str]:
+    """A signing stack names a public key that exists, and holds the private key and its password."""
+    signing = env.signing
+    if signing is None:
+        stray = [key for key in ("cosignPrivateKey", "cosignPassword") if key in raw]
+        return [
+            f"{stack}: {NAMESPACE}:{key}: set without {NAMESPACE}:signing; allowed: signing.publicKeyFile beside it"
+            for key in stray
+        ]
+    problems = []
+    if not (project_dir / signing.public_key_file).is_file():
+        problems.append(
+            f"{stack}: {NAMESPACE}:signing.publicKeyFile: found {signing.public_key_file!r}, no such file in "
+            f"{project_dir}; allowed: a cosign public key (PEM) in the project, e.g. from cosign generate-key-pair"
+        )
+    # Every signing stack signs: its builds, and the verification attestations the next stack's gate reads.
+    problems += [
+        f"{stack}: {NAMESPACE}:{key}: missing on a stack that signs (builds and verifications); allowed: "
+        f"pulumi config set --secret {NAMESPACE}:{key} ... (cosign generate-key-pair)"
+        for key in ("cosignPrivateKey", "cosignPassword")
+        if key not in raw
+    ]
+    return problems

@@ -1,0 +1,568 @@
+"""The pipeline model from the stack configs: which stacks CI runs, the one that builds, the promotion chain, and the
+jobs with the shell they run.
+
+Design: one chain of custody, and the building stack's own ``AppImage`` is the only build of a commit. A push to the
+default branch splits the building stack's update in two around the gates:
+
+1. ``build``: ``pulumi up --target <its AppImage subtree>`` runs the test stage, builds and pushes (dev: podman, as
+   on the local stacks) and records the digest in the stack's state. The job hands on that stack's ``image_ref``
+   output, ``repo@sha256:...``, and refuses anything that is not digest-pinned.
+2. ``scan``: Trivy on that digest; a HIGH or CRITICAL finding fails the job and so every job after it.
+3. ``supply-chain``: syft SBOM, cosign signature, SBOM and vulnerability-report attestations, keyless (the CI
+   system's OIDC identity). A stack with ``dockyard:signing`` (a key pair) signs in the program instead
+   (``SignedImage``, during step 4, after the scan).
+4. ``deploy-<stack>``: ``pulumi up --exclude <the AppImage subtree>``: everything else. The image cannot be rebuilt
+   there, so the stack deploys exactly the scanned digest; ``dockyard verify`` follows.
+5. ``promote-<stack>`` down ``promotion.upstream``: ``dockyard promote --from <upstream> --to <stack> --yes --verify``,
+   then, as the stack's strategy needs, the canary walked to completion or the idle color switched to, so the next
+   stack is promoted this run's digest. Each job runs with its stack's secrets; prod waits for an approval.
+
+Why the stack builds, rather than CI building and handing the digest to the stack: one build implementation (the same
+``AppImage`` the local stacks run), whose recorded state is the proof of what was built; ``dockyard promote --from
+dev`` reads dev's ``image_ref``, which is that build by construction; and dev's committed config keeps describing what
+really happens. Handing a CI-built digest in would need a second build path and rewriting dev's ``image.build`` into
+``image.ref`` on every run.
+
+Every job that reads a stack's ``image_ref`` first checks it is still this run's digest (a newer run may have built
+since): no job re-reads a tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from dockyard.config import (
+    BlueGreenStrategy,
+    BuildConfig,
+    CanaryStrategy,
+    EnvironmentConfig,
+    Tier,
+    parse_environment,
+    read_stack_file,
+)
+from dockyard.pipeline.model import (
+    BUILD_JOB,
+    CHECK_IMAGE,
+    CI_TEST_JOB,
+    DEFAULT_BRANCH,
+    IMAGE_REF_ENV,
+    IMAGE_REF_OUTPUT,
+    POLICY_PACK,
+    PREVIEW_DIRECTORY,
+    PREVIEW_SUMMARY,
+    SBOM_FILE,
+    SCAN_JOB,
+    SECRET_GITHUB_ADMIN_TOKEN,
+    SECRET_PASSPHRASE,
+    SECRET_REGISTRY_PASSWORD,
+    SUPPLY_CHAIN_JOB,
+    VARIABLE_BACKEND_URL,
+    VULNERABILITY_REPORT,
+    Access,
+    Approval,
+    CiFact,
+    Command,
+    EnvValue,
+    ImageOutput,
+    Job,
+    Pipeline,
+    PipelineConfigError,
+    RegistryLogin,
+    Secret,
+    Signing,
+    Stage,
+    Tool,
+    Trigger,
+    Variable,
+    deploy_job_id,
+    image_urn_pattern,
+    promote_job_id,
+)
+
+#: Artifact names of the files that travel between jobs (never an image: only the reference does).
+VULNERABILITY_ARTIFACT = "vulnerability-report"
+
+
+# --- selecting stacks -------------------------------------------------------------------------------------------
+
+
+def ci_stacks(stacks: Mapping[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+    """The stacks CI runs for (``github.enabled``), in name order; they must share one repository."""
+    enabled = {name: stacks[name] for name in sorted(stacks) if stacks[name].github.enabled}
+    repositories = {env.github.repository for env in enabled.values()}
+    if len(repositories) > 1:
+        raise PipelineConfigError(
+            f"github.repository differs between stacks ({', '.join(sorted(map(str, repositories)))}); "
+            "allowed: one repository for every GitHub-enabled stack"
+        )
+    return enabled
+
+
+def building_stack(stacks: Mapping[str, EnvironmentConfig]) -> tuple[str, EnvironmentConfig] | None:
+    """The one CI stack with ``image.build``, whose image CI builds; None if no stack builds."""
+    builders = [(name, env) for name, env in ci_stacks(stacks).items() if env.image.build is not None]
+    if len(builders) > 1:
+        raise PipelineConfigError(
+            f"image.build is set in {', '.join(name for name, _ in builders)}; allowed: one building stack, "
+            "the others receive its digest by promotion"
+        )
+    return builders[0] if builders else None
+
+
+def promotions(stacks: Mapping[str, EnvironmentConfig]) -> list[tuple[str, str]]:
+    """``(upstream, stack)`` for every CI stack that does not build, upstream first.
+
+    Each must receive its digest from the building stack through a chain of CI stacks: a stack CI cannot deliver to
+    would never be deployed by it.
+    """
+    enabled = ci_stacks(stacks)
+    builder = building_stack(stacks)
+    if builder is None:
+        raise PipelineConfigError(
+            "no GitHub-enabled stack has image.build; allowed: exactly one, where the delivery chain starts"
+        )
+    reached = {builder[0]}
+    chain = []
+    for name in _promotion_order(enabled):
+        if name in reached:
+            continue
+        upstream = enabled[name].promotion.upstream
+        if upstream is None or upstream not in reached:
+            raise PipelineConfigError(
+                f"{name}: promotion.upstream is {upstream!r}; allowed: a GitHub-enabled stack on the chain that "
+                f"starts at {builder[0]}, the stack CI builds"
+            )
+        reached.add(name)
+        chain.append((upstream, name))
+    return chain
+
+
+def _promotion_order(stacks: Mapping[str, EnvironmentConfig]) -> list[str]:
+    """Stack names with every upstream before its downstream (ties by tier, then name); rejects cycles."""
+    tiers = list(Tier)
+    ordered: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name in visiting:
+            raise PipelineConfigError(f"{name}: promotion.upstream forms a cycle; allowed: a chain dev → … → prod")
+        visiting.add(name)
+        upstream = stacks[name].promotion.upstream
+        if upstream is not None and upstream in stacks:
+            visit(upstream)
+        visiting.discard(name)
+        ordered.append(name)
+
+    for name in sorted(stacks, key=lambda n: (tiers.index(stacks[n].tier), n)):
+        visit(name)
+    return ordered
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+
+def state_env(stack: str) -> dict[str, EnvValue]:
+    """What reading or updating ``stack`` needs: its name, the passphrase of its secrets, the backend."""
+    return {
+        "STACK": stack,
+        SECRET_PASSPHRASE: Secret(SECRET_PASSPHRASE),
+        VARIABLE_BACKEND_URL: Variable(VARIABLE_BACKEND_URL),
+    }
+
+
+def _update_env(stack: str, env: EnvironmentConfig, *, github_admin: bool) -> dict[str, EnvValue]:
+    """What ``pulumi up`` of ``stack`` needs beyond its state: the GitHub admin token, the registry password."""
+    update = state_env(stack)
+    if github_admin:
+        # pulumi-github reads GITHUB_TOKEN: the stack manages its own environment, secrets and variables.
+        update["GITHUB_TOKEN"] = Secret(SECRET_GITHUB_ADMIN_TOKEN)
+    if env.registry.password_env and not env.registry.kind.cloud:
+        # The stack reads its registry password from this variable instead of dockyard:registryPassword.
+        update[env.registry.password_env] = Secret(SECRET_REGISTRY_PASSWORD)
+    return update
+
+
+def _with_registry_token(script: str, env: EnvironmentConfig) -> str:
+    """A cloud registry's password is a token minted now by the OIDC-logged-in cloud CLI, never a stored secret."""
+    login = registry_login(env)
+    if login.token_command is None or login.password_env is None:
+        return script
+    return f'{login.password_env}="$({login.token_command})"\nexport {login.password_env}\n' + script
+
+
+def _still_this_run(stack: str, verb: str) -> Command:
+    """Fail unless ``stack`` still has this run's digest: a newer run may have built (and will deliver) since."""
+    return Command(
+        f"Check that {stack} still {verb} this run's image",
+        (
+            f'current=$(pulumi stack output --stack "$STACK" {IMAGE_REF_OUTPUT})\n'
+            'if [ "$current" != "$IMAGE_REF" ]; then\n'
+            f'  echo "::error::$STACK {verb} $current, not $IMAGE_REF that this run built, scanned and signed; '
+            'the newer run delivers it"\n'
+            "  exit 1\n"
+            "fi\n"
+        ),
+        {**state_env(stack), IMAGE_REF_ENV: ImageOutput()},
+    )
+
+
+def _release_command(stack: str, env: EnvironmentConfig) -> Command | None:
+    """Take a promotion all the way to serving, so the next stack is promoted this run's digest.
+
+    A promotion lands where the strategy takes a release: rolling serves it at once; a canary starts at its first step
+    and is walked to completion, analysed at every step; a blue-green stack gets it on the idle color, which is then
+    verified and switched to. Each command undoes its own move when its checks fail, and exits non-zero.
+    """
+    strategy = env.kubernetes.strategy
+    if isinstance(strategy, CanaryStrategy):
+        name, command = "Walk the canary to completion", 'dockyard canary advance --stack "$STACK" --auto --yes'
+    elif isinstance(strategy, BlueGreenStrategy):
+        name, command = "Switch to the idle color", 'dockyard switch --stack "$STACK" --yes'
+    else:
+        return None
+    return Command(
+        name, _with_registry_token(f".venv/bin/{command}\n", env), _update_env(stack, env, github_admin=True)
+    )
+
+
+def registry_login(env: EnvironmentConfig) -> RegistryLogin:
+    registry = env.registry
+    return RegistryLogin(
+        kind=registry.kind,
+        host=registry.host,
+        username=registry.username,
+        password_env=registry.password_env,
+        cloud=registry.cloud_login,
+        region=registry.region,
+        acr_name=registry.acr_name,
+    )
+
+
+# --- jobs -------------------------------------------------------------------------------------------------------
+
+
+def _build_job(stack: str, env: EnvironmentConfig) -> Job:
+    build = Command(
+        "Test, build and push the image: its one build",
+        _with_registry_token(
+            f'pulumi up --yes --stack "$STACK" --policy-pack {POLICY_PACK} --target "$IMAGE_URN"\n'
+            f'ref=$(pulumi stack output --stack "$STACK" {IMAGE_REF_OUTPUT})\n'
+            'if ! [[ "$ref" =~ ^[^@[:space:]]+@sha256:[0-9a-f]{64}$ ]]; then\n'
+            f"  echo \"::error::$STACK exported {IMAGE_REF_OUTPUT} '$ref'; allowed: "
+            'registry/repository@sha256:<64 hex>"\n'
+            "  exit 1\n"
+            "fi\n",
+            env,
+        ),
+        {**_update_env(stack, env, github_admin=False), "IMAGE_URN": image_urn_pattern(stack)},
+        publishes="ref",
+    )
+    return Job(
+        id=BUILD_JOB,
+        name=f"{BUILD_JOB} ({stack})",
+        stage=Stage.BUILD,
+        trigger=Trigger.MAIN,
+        needs=(),
+        timeout_minutes=45,
+        commands=(build,),
+        environment=stack,
+        stack=stack,
+        tools=(Tool.PULUMI,),
+        cloud_login=env.registry.kind.cloud,
+        serialized=True,
+    )
+
+
+def _scan_job(stack: str, env: EnvironmentConfig) -> Job:
+    image: dict[str, EnvValue] = {IMAGE_REF_ENV: ImageOutput()}
+    commands = [
+        Command(
+            "Scan the image (HIGH or CRITICAL stops everything after it)",
+            'trivy image --exit-code 1 --severity CRITICAL,HIGH --ignore-unfixed "$IMAGE_REF"\n',
+            image,
+        )
+    ]
+    keeps = {}
+    if env.signing is None:
+        # The same findings as the gate's, as the predicate of the vulnerability attestation.
+        commands.append(
+            Command(
+                "Write the vulnerability report",
+                f'trivy image --format cosign-vuln --output {VULNERABILITY_REPORT} "$IMAGE_REF"\n',
+                image,
+            )
+        )
+        keeps[VULNERABILITY_ARTIFACT] = VULNERABILITY_REPORT
+    return Job(
+        id=SCAN_JOB,
+        name=SCAN_JOB,
+        stage=Stage.SCAN,
+        trigger=Trigger.MAIN,
+        needs=(BUILD_JOB,),
+        timeout_minutes=20,
+        commands=tuple(commands),
+        environment=stack,
+        tools=(Tool.TRIVY,),
+        registry=Access.READ,
+        keeps=keeps,
+    )
+
+
+def _supply_chain_job(stack: str, env: EnvironmentConfig) -> Job:
+    image: dict[str, EnvValue] = {IMAGE_REF_ENV: ImageOutput()}
+    commands: tuple[Command, ...] = ()
+    keyless = env.signing is None
+    if keyless:
+        identity = {**image, "IDENTITY": CiFact.SIGNING_IDENTITY, "ISSUER": CiFact.SIGNING_ISSUER}
+        commands = (
+            Command(
+                "SBOM of the image (syft, SPDX JSON)",
+                f'syft scan "registry:$IMAGE_REF" -o "spdx-json={SBOM_FILE}"\n',
+                image,
+            ),
+            Command("Sign the image (keyless)", 'cosign sign --yes "$IMAGE_REF"\n', image),
+            Command(
+                "Attest the SBOM and the vulnerability report",
+                f'cosign attest --yes --type spdxjson --predicate {SBOM_FILE} "$IMAGE_REF"\n'
+                f'cosign attest --yes --type vuln --predicate {VULNERABILITY_REPORT} "$IMAGE_REF"\n',
+                image,
+            ),
+            Command(
+                "Check that they verify as this workflow's",
+                'trust=(--certificate-identity "$IDENTITY" --certificate-oidc-issuer "$ISSUER")\n'
+                'cosign verify "${trust[@]}" "$IMAGE_REF" > /dev/null\n'
+                "for type in spdxjson vuln; do\n"
+                '  cosign verify-attestation "${trust[@]}" --type "$type" "$IMAGE_REF" > /dev/null\n'
+                "done\n",
+                identity,
+            ),
+        )
+    return Job(
+        id=SUPPLY_CHAIN_JOB,
+        name="SBOM, signature, attestations" if keyless else "provenance (the program signs)",
+        stage=Stage.SUPPLY_CHAIN,
+        trigger=Trigger.MAIN,
+        needs=(BUILD_JOB, SCAN_JOB),
+        timeout_minutes=30,
+        commands=commands,
+        environment=stack,
+        tools=(Tool.COSIGN, Tool.SYFT) if keyless else (),
+        registry=Access.WRITE,
+        oidc=keyless,
+        signing=Signing.KEYLESS if keyless else Signing.IN_PROGRAM,
+        fetches=(VULNERABILITY_ARTIFACT,) if keyless else (),
+    )
+
+
+def _approval(env: EnvironmentConfig) -> Approval | None:
+    """Prod waits for a person (its reviewers); the tiers below run unattended."""
+    if env.tier != Tier.PROD:
+        return None
+    reviewers = tuple(reviewer.user or reviewer.team or str(reviewer.id) for reviewer in env.github.reviewers)
+    return Approval(reviewers=reviewers)
+
+
+def _hold(env: EnvironmentConfig) -> int:
+    """Unattended jobs wait out the target's soak (and prod's wait timer); after an approval only the wait timer is
+    slept: the time a reviewer took counts toward the soak, which the gate checks when the job runs."""
+    return env.github.wait_timer_minutes if _approval(env) is not None else env.hold_minutes
+
+
+def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
+    # A signing stack's SignedImage runs in this update: syft and cosign must be on PATH for it.
+    tools = (Tool.COSIGN, Tool.SYFT) if env.signing is not None else ()
+    return Job(
+        id=deploy_job_id(stack),
+        name=f"deploy {stack}",
+        stage=Stage.DEPLOY,
+        trigger=Trigger.MAIN,
+        needs=(BUILD_JOB, SCAN_JOB, SUPPLY_CHAIN_JOB),
+        timeout_minutes=60,
+        guard=_still_this_run(stack, "holds"),
+        commands=(
+            Command(
+                "Deploy everything but the image, which cannot be rebuilt here",
+                _with_registry_token(
+                    f'pulumi up --yes --stack "$STACK" --policy-pack {POLICY_PACK} --exclude "$IMAGE_URN"\n', env
+                ),
+                {**_update_env(stack, env, github_admin=True), "IMAGE_URN": image_urn_pattern(stack)},
+            ),
+            Command("Verify the deployment", '.venv/bin/dockyard verify --stack "$STACK"\n', state_env(stack)),
+        ),
+        environment=stack,
+        stack=stack,
+        approval=_approval(env),
+        hold_minutes=_hold(env),
+        tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools),
+        cloud_login=env.registry.kind.cloud,
+        serialized=True,
+    )
+
+
+def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentConfig) -> Job:
+    # The target's trust policy checks the digest's signature with cosign before anything is written.
+    tools = (Tool.COSIGN,) if env.signing is not None else ()
+    release = _release_command(stack, env)
+    return Job(
+        id=promote_job_id(stack),
+        name=f"promote {upstream} → {stack}",
+        stage=Stage.PROMOTE,
+        trigger=Trigger.MAIN,
+        needs=(BUILD_JOB, SCAN_JOB, SUPPLY_CHAIN_JOB, upstream_job),
+        timeout_minutes=60,
+        guard=_still_this_run(upstream, "serves"),
+        commands=(
+            Command(
+                f"Promote {upstream} → {stack}, verify, undo on failure",
+                _with_registry_token('.venv/bin/dockyard promote --from "$SOURCE" --to "$STACK" --yes --verify\n', env),
+                {**_update_env(stack, env, github_admin=True), "SOURCE": upstream},
+            ),
+            *((release,) if release else ()),
+        ),
+        environment=stack,
+        stack=stack,
+        approval=_approval(env),
+        hold_minutes=_hold(env),
+        tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools),
+        cloud_login=env.registry.kind.cloud,
+        # The promoted digest is in the stack file on this runner only; commit it from here.
+        keeps={f"promoted-{stack}": f"Pulumi.{stack}.yaml"},
+        serialized=True,
+    )
+
+
+def _check_job(build: BuildConfig) -> Job:
+    """A change's check: the test stage and the runtime image built and scanned locally, never pushed.
+
+    This is the change's commit, not the one the delivery chain builds after the merge, so it is no second build of a
+    delivered commit.
+    """
+    args = "".join(f" --build-arg {name}" for name in sorted(build.build_args))
+    common: dict[str, EnvValue] = {
+        "CONTEXT": build.context,
+        "DOCKERFILE": f"{build.context}/{build.dockerfile}",
+        "PLATFORM": build.platform,
+        **dict(sorted(build.build_args.items())),
+    }
+    podman = f'podman build --platform "$PLATFORM" --file "$DOCKERFILE"{args} --target "$TARGET"'
+    commands = []
+    if build.test_target:
+        commands.append(
+            Command(
+                f"Run the tests (target {build.test_target})",
+                f'{podman} "$CONTEXT"\n',
+                {**common, "TARGET": build.test_target},
+            )
+        )
+    commands += [
+        Command(
+            f"Build the image (target {build.target})",
+            f'{podman} --tag "$CHECK_IMAGE" "$CONTEXT"\n',
+            {**common, "TARGET": build.target, "CHECK_IMAGE": CHECK_IMAGE},
+        ),
+        Command(
+            "Scan the image (HIGH or CRITICAL fails the check)",
+            'podman save --output image.tar "$CHECK_IMAGE"\n'
+            "trivy image --exit-code 1 --severity CRITICAL,HIGH --ignore-unfixed --input image.tar\n",
+            {"CHECK_IMAGE": CHECK_IMAGE},
+        ),
+    ]
+    return Job(
+        id=CI_TEST_JOB,
+        name=CI_TEST_JOB,
+        stage=Stage.TEST,
+        trigger=Trigger.CHANGE,
+        needs=(),
+        timeout_minutes=30,
+        commands=tuple(commands),
+        tools=(Tool.TRIVY,),
+    )
+
+
+# --- the model --------------------------------------------------------------------------------------------------
+
+
+def derive_pipeline(stacks: Mapping[str, EnvironmentConfig]) -> Pipeline:
+    """The pipeline of the CI stacks in ``stacks``; raises :class:`PipelineConfigError` if they form no chain."""
+    enabled = ci_stacks(stacks)
+    if not enabled:
+        raise PipelineConfigError("no stack has github.enabled: true; allowed: at least one")
+    chain = promotions(stacks)
+    builder = building_stack(stacks)
+    assert builder is not None, "promotions() refuses a pipeline without a building stack"
+    stack, env = builder
+    assert env.image.build is not None
+    problems = [
+        f"{name}: registry.{target.registry.login_key}: missing for kind {target.registry.kind}; allowed: the "
+        "OIDC login CI uses for this registry (no long-lived keys in CI)"
+        for name, target in enabled.items()
+        if target.registry.kind.cloud and target.registry.cloud_login is None
+    ] + [
+        f"{name}: registry.passwordEnv: missing for kind {target.registry.kind}; allowed: the variable CI puts "
+        "the registry token from its OIDC login in, e.g. REGISTRY_TOKEN"
+        for name, target in enabled.items()
+        if target.registry.kind.cloud and target.registry.password_env is None
+    ]
+    if problems:
+        raise PipelineConfigError("; ".join(problems))
+    jobs = [_build_job(stack, env), _scan_job(stack, env), _supply_chain_job(stack, env), _deploy_job(stack, env)]
+    for upstream, target in chain:
+        upstream_job = deploy_job_id(upstream) if upstream == stack else promote_job_id(upstream)
+        jobs.append(_promote_job(upstream, upstream_job, target, stacks[target]))
+    return Pipeline(
+        repository=env.github.repository,
+        default_branch=DEFAULT_BRANCH,
+        builder=stack,
+        build=env.image.build,
+        registry=registry_login(env),
+        registries={name: registry_login(target) for name, target in enabled.items()},
+        delivery=tuple(jobs),
+        check=_check_job(env.image.build),
+        previews=tuple(enabled),
+    )
+
+
+# --- reading the committed stack files --------------------------------------------------------------------------
+
+
+def read_stack_environments(project_dir: Path) -> dict[str, EnvironmentConfig]:
+    """Parse the non-secret ``dockyard:`` keys of every ``Pulumi.<stack>.yaml`` in ``project_dir``.
+
+    Secret keys are skipped (their ciphertext is never decrypted here); a stack whose keys do not validate raises
+    :class:`dockyard.config.ConfigError`.
+    """
+    environments: dict[str, EnvironmentConfig] = {}
+    for path in sorted(project_dir.glob("Pulumi.*.yaml")):
+        stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        environments[stack] = parse_environment(stack, read_stack_file(path))
+    return environments
+
+
+# --- a change's previews ----------------------------------------------------------------------------------------
+
+
+def preview_command(stack: str | None) -> Command:
+    """``pulumi preview`` of ``stack`` (a name, or the CI system's matrix expression) with the policy pack; None:
+    the CI system sets ``STACK`` itself (a matrix variable or a job parameter)."""
+    state = {name: value for name, value in state_env(stack or "").items() if stack or name != "STACK"}
+    return Command(
+        "Preview",
+        'mkdir -p "$PREVIEWS"\n'
+        f'pulumi preview --stack "$STACK" --policy-pack {POLICY_PACK} --json '
+        '--event-log "$PREVIEWS/$STACK.events.jsonl" > "$PREVIEWS/$STACK.json"\n',
+        # The event log carries the policy pack's violations, which --json leaves out. The CLI only accepts
+        # --event-log with PULUMI_DEBUG_COMMANDS set (3.260: "unknown flag" otherwise).
+        {**state, "PREVIEWS": PREVIEW_DIRECTORY, "PULUMI_DEBUG_COMMANDS": "true"},
+    )
+
+
+def summary_command(dockyard: str = "dockyard") -> Command:
+    """One Markdown summary of every preview, a section per stack, policy violations included."""
+    return Command(
+        "Summarize",
+        f'{dockyard} pr-summary "$PREVIEWS"/*.json > {PREVIEW_SUMMARY}\n',
+        {"PREVIEWS": PREVIEW_DIRECTORY},
+    )

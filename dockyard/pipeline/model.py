@@ -1,0 +1,282 @@
+"""The delivery pipeline, CI-neutral: which jobs run on which trigger, in which order, touching which stack, with
+which secrets, approvals and tools, and the shell each one runs. :mod:`dockyard.pipeline.derive` builds it from the
+stack configs; each renderer (``github``, ``gitlab``, ``circleci``, ``jenkins``) turns it into one CI system's files.
+
+The chain every renderer keeps (see :mod:`dockyard.pipeline.derive` for why it is shaped so):
+
+``build`` (the building stack's ``pulumi up --target`` its AppImage: the test stage, the one build, the push) →
+``scan`` (Trivy; HIGH or CRITICAL stops every later job) → ``supply-chain`` (SBOM, signature, attestations) →
+``deploy-<stack>`` (``pulumi up --exclude`` the image, ``dockyard verify``) → ``promote-<stack>`` down
+``promotion.upstream`` (``dockyard promote --verify``, then the canary walked or the idle color switched to), the
+prod-tier stack behind an approval.
+
+Only :class:`ImageOutput` travels between jobs: the digest-pinned reference the build pushed. Scripts read every
+value from their environment (``"$NAME"``), so no renderer ever splices a value, let alone a secret, into shell text.
+A script's ``::error::`` prefix is GitHub's annotation; the other renderers print it as ``error:``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dockyard.config import BuildConfig
+from dockyard.registry_config import AwsLogin, AzureLogin, GcpLogin, RegistryKind
+from dockyard_components.github_ci import DEFAULT_BRANCH as DEFAULT_BRANCH
+from dockyard_components.github_ci import RELEASE_TAGS as RELEASE_TAGS
+from dockyard_components.github_ci import SECRET_PASSPHRASE as SECRET_PASSPHRASE
+from dockyard_components.github_ci import VARIABLE_BACKEND_URL as VARIABLE_BACKEND_URL
+from dockyard_components.github_ci import preview_environment_name as preview_environment_name
+
+PYTHON_VERSION = "3.11"
+#: The CLI matching the ``pulumi`` SDK pinned in pyproject.toml (they are released together).
+PULUMI_CLI_VERSION = "3.260.0"
+#: The local supply-chain tools' versions (scripts/supply-chain/versions.env): CI signs as the local stacks verify.
+COSIGN_VERSION = "v2.6.5"
+SYFT_VERSION = "v1.57.1"
+POLICY_PACK = "policies"
+#: Where each preview job writes ``<stack>.json`` and ``<stack>.events.jsonl``: ``dockyard pr-summary`` names a
+#: section after the file and reads the policy violations from the event log beside it.
+PREVIEW_DIRECTORY = "previews"
+PREVIEW_SUMMARY = "pr-summary.md"
+#: The component a building stack's image is: the build job targets it and its children, the deploy excludes them.
+APP_IMAGE_TYPE = "dockyard:index:AppImage"
+#: The stack output (``__main__``) that names the digest a stack serves.
+IMAGE_REF_OUTPUT = "image_ref"
+#: The one value handed between delivery jobs: the digest-pinned reference the build job pushed.
+IMAGE_REF = "image-ref"
+#: The environment variable every job reads that reference from.
+IMAGE_REF_ENV = "IMAGE_REF"
+VULNERABILITY_REPORT = "vulnerabilities.json"
+SBOM_FILE = "sbom.spdx.json"
+#: The local image the pull request's check builds and scans (never pushed).
+CHECK_IMAGE = "dockyard-ci:scan"
+
+# Names of the CI secrets and variables each stack's environment holds (dockyard_components.github_ci creates GitHub's).
+SECRET_REGISTRY_PASSWORD = "REGISTRY_PASSWORD"
+SECRET_KUBECONFIG = "KUBECONFIG"
+#: Token with admin rights on the repository for the pulumi-github provider: it cannot be created by the stack
+#: that needs it, so an administrator stores it once in each stack environment (bootstrap).
+SECRET_GITHUB_ADMIN_TOKEN = "DOCKYARD_GITHUB_TOKEN"
+VARIABLE_REGISTRY_HOST = "REGISTRY_HOST"
+VARIABLE_IMAGE_NAME = "IMAGE_NAME"
+VARIABLE_REGISTRY_USERNAME = "REGISTRY_USERNAME"
+VARIABLE_STACK = "PULUMI_STACK"
+VARIABLE_NAMESPACE = "K8S_NAMESPACE"
+
+CI_TEST_JOB = "image-test"
+BUILD_JOB = "build"
+SCAN_JOB = "scan"
+SUPPLY_CHAIN_JOB = "supply-chain"
+PREVIEW_JOB = "preview"
+SUMMARY_JOB = "pr-summary"
+COMMENT_JOB = "pr-comment"
+
+
+class PipelineConfigError(ValueError):
+    """The stack configs do not describe one pipeline (e.g. two stacks build, or stacks use two repositories)."""
+
+
+class Stage(StrEnum):
+    """The chain's stages, in order; every CI system runs them in this order."""
+
+    TEST = "test"
+    BUILD = "build"
+    SCAN = "scan"
+    SUPPLY_CHAIN = "supply-chain"
+    DEPLOY = "deploy"
+    PROMOTE = "promote"
+
+
+class Trigger(StrEnum):
+    """What starts a job: a change proposed against the default branch, or a push to it."""
+
+    CHANGE = "change"
+    MAIN = "main"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A CI secret of the job's environment (GitHub environment secret, GitLab protected variable scoped to the
+    environment, CircleCI context variable, Jenkins credential)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A non-secret CI setting of the repository or the job's environment."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """The build job's digest-pinned image reference: the only value that travels between jobs."""
+
+
+class CiFact(StrEnum):
+    """A value only the CI system knows (how its keyless signatures are identified), resolved by each renderer."""
+
+    SIGNING_IDENTITY = "signing-identity"
+    SIGNING_ISSUER = "signing-issuer"
+
+
+EnvValue = str | Secret | Variable | ImageOutput | CiFact
+
+
+@dataclass(frozen=True)
+class Command:
+    """One shell step: bash, reading every value from ``env``."""
+
+    name: str
+    script: str
+    env: Mapping[str, EnvValue] = field(default_factory=dict)
+    #: Shell variable whose value, once the script succeeds, becomes the job's :class:`ImageOutput`.
+    publishes: str | None = None
+
+
+class Tool(StrEnum):
+    """What a job needs installed before its commands run."""
+
+    PULUMI = "pulumi"
+    """Python, the Pulumi CLI, the program and ``dockyard`` in ``.venv``."""
+    KUBECONFIG = "kubeconfig"
+    """The stack's kubeconfig secret as a file named by ``$KUBECONFIG``."""
+    COSIGN = "cosign"
+    SYFT = "syft"
+    TRIVY = "trivy"
+
+
+class Access(StrEnum):
+    """How a job's own tools (scanner, signer) use the registry; ``pulumi`` jobs log in through the program."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+class Signing(StrEnum):
+    """Who signs: the CI job, keyless with the CI system's OIDC identity; or the stack's program, with its key."""
+
+    KEYLESS = "keyless"
+    IN_PROGRAM = "in-program"
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """How CI reaches the registry: a password secret, the job token (GHCR on GitHub), or a cloud's OIDC login."""
+
+    kind: RegistryKind
+    host: str
+    username: str
+    #: The variable the stack's program reads its registry password from (``registry.passwordEnv``).
+    password_env: str | None = None
+    cloud: AwsLogin | AzureLogin | GcpLogin | None = None
+    #: ECR: the region of the server; ACR: the registry name.
+    region: str | None = None
+    acr_name: str | None = None
+
+    @property
+    def token_command(self) -> str | None:
+        """Cloud kinds: the shell that prints a fresh registry token once the cloud's CLI is logged in (OIDC)."""
+        if self.kind == RegistryKind.ECR:
+            return f"aws ecr get-login-password --region {self.region}"
+        if self.kind == RegistryKind.ACR:
+            return f"az acr login --name {self.acr_name} --expose-token --output tsv --query accessToken"
+        if self.kind in (RegistryKind.GAR, RegistryKind.GCR):
+            return "gcloud auth print-access-token"
+        return None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A person must approve before the job runs (GitHub environment reviewers, GitLab protected environment with
+    a manual job, a CircleCI approval job, a Jenkins ``input``)."""
+
+    reviewers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of the chain."""
+
+    id: str
+    name: str
+    stage: Stage
+    trigger: Trigger
+    needs: tuple[str, ...]
+    timeout_minutes: int
+    commands: tuple[Command, ...]
+    #: Minutes the job is held before it starts: GitLab's delayed start, a sleep where the CI system has no such thing
+    #: (CircleCI, Jenkins). GitHub holds it with the environment's wait timer instead (``dockyard_components.github_ci``).
+    hold_minutes: int = 0
+    #: Runs first: fails unless a stack still has this run's digest (a newer run may have built since).
+    guard: Command | None = None
+    #: The stack whose secrets the job needs (and whose protection gates it); None: no stack secrets.
+    environment: str | None = None
+    #: The stack the job changes (``pulumi up``), if any.
+    stack: str | None = None
+    approval: Approval | None = None
+    tools: tuple[Tool, ...] = ()
+    registry: Access | None = None
+    #: Needs the CI system's OIDC identity token (keyless signing).
+    oidc: bool = False
+    #: The stack's program reaches a cloud registry: its cloud CLI is logged in through OIDC first.
+    cloud_login: bool = False
+    #: Signing mode of a supply-chain job.
+    signing: Signing | None = None
+    #: Files this job keeps for later jobs, by artifact name.
+    keeps: Mapping[str, str] = field(default_factory=dict)
+    #: Artifacts (by name) this job takes from the jobs it needs.
+    fetches: tuple[str, ...] = ()
+    #: One update of ``stack`` at a time across runs; a queued one waits instead of cancelling a running one.
+    serialized: bool = False
+
+    @property
+    def publishes_image(self) -> bool:
+        return any(command.publishes for command in self.commands)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every CI secret the job's commands read."""
+        commands = (*((self.guard,) if self.guard else ()), *self.commands)
+        return sorted({value.name for c in commands for value in c.env.values() if isinstance(value, Secret)})
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything a renderer needs: the delivery chain, the change check and the previews."""
+
+    repository: str | None
+    default_branch: str
+    #: The stack that builds, and what it builds (``image.build``): the change's check builds the same stages.
+    builder: str
+    build: BuildConfig
+    registry: RegistryLogin
+    #: Registry login per stack whose program CI runs (password source and OIDC login may differ per stack).
+    registries: Mapping[str, RegistryLogin]
+    #: The delivery chain on a push to the default branch, in order.
+    delivery: tuple[Job, ...]
+    #: The change's check: the test stage and the runtime image built and scanned, never pushed.
+    check: Job
+    #: Stacks previewed (with the policy pack) on a change.
+    previews: tuple[str, ...]
+
+    def job(self, job_id: str) -> Job:
+        return next(job for job in self.delivery if job.id == job_id)
+
+
+def deploy_job_id(stack: str) -> str:
+    """The job that deploys the building stack (everything but its image) and verifies it."""
+    return f"deploy-{stack}"
+
+
+def promote_job_id(stack: str) -> str:
+    """The job that promotes this run's digest into ``stack``."""
+    return f"promote-{stack}"
+
+
+def image_urn_pattern(stack: str) -> str:
+    """``pulumi up --target/--exclude`` pattern: the stack's AppImage and every resource under it, in any project."""
+    return f"urn:pulumi:{stack}::*::{APP_IMAGE_TYPE}**"
