@@ -123,7 +123,7 @@ def app_args(stack: StackConfig, release: pulumi.Output[str], registry: Containe
     spec = stack.env.kubernetes.model_dump(include=set(AppSpec.model_fields), exclude_none=True)
     args = cast(
         KubernetesAppArgs,
-        {**spec, "namespace": stack.namespace, "stack": stack.stack, "tier": stack.env.tier.value, "image": release},
+        {**spec, "namespace": stack.namespace, "stack": stack.stack, "tier": stack.env.tier, "image": release},
     )
     if stack.secrets.app_secrets is not None:
         args["app_secrets"] = stack.secrets.app_secrets

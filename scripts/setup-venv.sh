@@ -10,10 +10,12 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 stamp=.venv/.dockyard-installed
-wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+wanted=$(cat pyproject.toml components/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "setup-venv: installing the project and its pinned dependencies" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip==25.3
+    # The components distribution first: the program's pyproject.toml requires it, and it is not on PyPI.
+    .venv/bin/python -m pip install --quiet -e ./components
     .venv/bin/python -m pip install --quiet -e '.[dev]'
     echo "$wanted" >"$stamp"
 fi

@@ -8,7 +8,8 @@ release gate (a ``v*`` tag and the prod environment's reviewers), never through 
 Secrets reach GitHub only as the secret ``Output`` values handed in; nothing here reads them.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Pulumi's component provider reads the Args and output annotations
+# as live types to infer the schema other languages use.
 
 from collections.abc import Mapping, Sequence
 from enum import StrEnum

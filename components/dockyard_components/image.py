@@ -1,6 +1,7 @@
 """AppImage: build once (test stage first), tag traceably, push, and expose the digest-pinned reference."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Pulumi's component provider reads the Args and output annotations
+# as live types to infer the schema other languages use.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class ImageBuild:
     password: pulumi.Output[str] | None
 
     @staticmethod
-    def of(args: AppImageArgs) -> ImageBuild:
+    def of(args: AppImageArgs) -> "ImageBuild":
         metadata = args.get("metadata")
         password = args.get("password")
         return ImageBuild(

@@ -1,6 +1,7 @@
 """KubernetesApp: one app per stack, deployed by digest with rolling, blue-green or canary releases."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Pulumi's component provider reads the Args and output annotations
+# as live types to infer the schema other languages use.
 
 from collections.abc import Mapping, Sequence
 from enum import Enum, StrEnum
@@ -21,6 +22,7 @@ from dockyard_components.k8s_specs import (
     version_label,
 )
 from dockyard_components.release import CANARY, CANARY_SERVICE, PREVIEW_SERVICE, Track, deployment_name, service_name
+from dockyard_components.tiers import Tier
 
 SERVICE_PORT = 80
 
@@ -99,7 +101,7 @@ class KubernetesAppArgs(TypedDict):
     stable track). A blue-green app names each color's image in its strategy instead."""
     stack: NotRequired[str]
     """Stack name in every instance label and in the app's DOCKYARD_STACK setting; the current stack's unless given."""
-    tier: NotRequired[str]
+    tier: NotRequired[Tier]
     """dev, qa, staging or prod: a label on every object, read by admission and policy rules; dev unless given."""
     app_name: NotRequired[str]
     """The app's name (a DNS label): Deployment, Service and label names; ``dockyard-app`` unless given."""
@@ -176,7 +178,7 @@ class KubernetesApp(pulumi.ComponentResource):
         settings = app_spec(name, args)
         stack = args.get("stack") or pulumi.get_stack()
         identity = AppIdentity(
-            app=settings.app_name, stack=stack, namespace=args["namespace"], tier=args.get("tier", "dev")
+            app=settings.app_name, stack=stack, namespace=args["namespace"], tier=Tier(args.get("tier", Tier.DEV)).value
         )
         child = pulumi.ResourceOptions(parent=self)
         labels = identity.labels()

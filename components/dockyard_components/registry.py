@@ -1,6 +1,7 @@
 """ContainerRegistry: where a stack's images live, and the credentials to reach it."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Pulumi's component provider reads the Args and output annotations
+# as live types to infer the schema other languages use.
 
 import base64
 import json

@@ -10,7 +10,8 @@ Offline (this machine) there is no transparency log: signatures are not uploaded
 skips it (``--tlog-upload=false``, ``--insecure-ignore-tlog``), which the trust policy states explicitly.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Pulumi's component provider reads the Args and output annotations
+# as live types to infer the schema other languages use.
 
 import hashlib
 import json

@@ -3,7 +3,7 @@
 Tags are for people; deployments always use the digest. The function is pure so every rule is unit-tested.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: BuildMetadata is part of AppImage's schema (see image.py).
 
 import re
 import subprocess

@@ -141,6 +141,8 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        # The copy's components, not the checkout's editable install: tests change them in the copy.
+        "PYTHONPATH": str(directory / "components"),
         **(extra_env or {}),
     }
     return Workspace(directory, backend, env)

@@ -19,8 +19,8 @@ from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
+from dockyard import wiring, workflows
 from dockyard.config import EnvironmentConfig, StackConfig, StackSecrets, Tier
-from dockyard import workflows, wiring
 from dockyard_components import github_ci
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,9 +285,7 @@ def test_environment_variables_are_non_secret_settings(
 
 
 def test_only_the_prod_tier_stack_manages_the_repository(environments: dict[str, EnvironmentConfig]) -> None:
-    owners = [
-        stack for stack in GITHUB_STACKS if wiring.manages_repository(stack_config(stack, environments[stack]))
-    ]
+    owners = [stack for stack in GITHUB_STACKS if wiring.manages_repository(stack_config(stack, environments[stack]))]
     assert owners == ["prod"]
 
 

@@ -150,7 +150,8 @@ def test_autoscaled_deployment_starts_at_the_autoscaler_floor(mocks: RecordingMo
 def test_blue_green_service_selects_only_the_active_color(mocks: RecordingMocks) -> None:
     deploy(
         settings(
-            replicas=2, strategy={"type": "blueGreen", "active_color": "green", "blue_image": BLUE, "green_image": GREEN}
+            replicas=2,
+            strategy={"type": "blueGreen", "active_color": "green", "blue_image": BLUE, "green_image": GREEN},
         ),
         image=None,
     )

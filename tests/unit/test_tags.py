@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockyard_components.tags import GitFacts, image_tags, metadata_build_args, metadata_labels, read_git_facts, release_identity
+from dockyard_components.tags import (
+    GitFacts,
+    image_tags,
+    metadata_build_args,
+    metadata_labels,
+    read_git_facts,
+    release_identity,
+)
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
