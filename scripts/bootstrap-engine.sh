@@ -134,11 +134,12 @@ fi
 # ---------------------------------------------------------------------------------------------------------
 # The YAML language host (Pulumi YAML programs, e.g. consuming our Python components through
 # pulumi.provider.experimental.component_provider_host). It has no --version flag and reports its version only
-# over gRPC, so a key file records what was built (module version, Go version).
+# over gRPC, so a key file records what was built (module version, our patch, Go version).
 YV="$DOCKYARD_PULUMI_YAML_VERSION"
 step "language host pulumi-language-yaml v$YV"
 YAML_MOD="github.com/pulumi/pulumi-yaml"
-yaml_key="$YAML_MOD@v$YV go=$GO_VERSION"
+YAML_PATCH="$ENGINE_SRC/pulumi-yaml/link.go"
+yaml_key="$YAML_MOD@v$YV patch=$(sha256sum <"$YAML_PATCH" | cut -c1-16) go=$GO_VERSION"
 if [ -x "$BIN/pulumi-language-yaml" ] && [ "$(cat "$ROOT/language-yaml.key" 2>/dev/null)" = "$yaml_key" ] &&
     [ "$REBUILD" != 1 ]; then
     log "    v$YV up to date (skip)"
@@ -147,7 +148,10 @@ else
     dir=$(module_dir "$YAML_MOD@v$YV") || exit 1
     fresh_copy "$dir" "$SRC/pulumi-yaml"
     cd "$SRC/pulumi-yaml"
-    # Built as released: its own go.mod/go.sum (sdk/v3 and pkg/v3 at the versions it pins, not ours).
+    # Its own go.mod/go.sum (sdk/v3 and pkg/v3 at the versions it pins, not ours: the engine talks to it over
+    # gRPC), plus a no-op LanguageRuntime.Link that v1.25.0 lacks (`pulumi package add`/`pulumi install` need it).
+    [ -d pkg/server ] || fail "$YAML_MOD@v$YV has no pkg/server (the patch $YAML_PATCH targets it)"
+    cp "$YAML_PATCH" pkg/server/dockyard_link.go
     run "go build of $YAML_MOD@v$YV ./cmd/pulumi-language-yaml" \
         go build -trimpath -ldflags "-s -w -X $YAML_MOD/pkg/version.Version=v$YV" \
         -o "$BIN/pulumi-language-yaml.tmp" ./cmd/pulumi-language-yaml
