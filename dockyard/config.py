@@ -33,23 +33,25 @@ from pydantic import (
 from dockyard.registry_config import DEFAULT_SERVERS as DEFAULT_SERVERS
 from dockyard.registry_config import RegistryConfig as RegistryConfig
 from dockyard.registry_config import RegistryKind as RegistryKind
+
+# Dockyard's strategies: the component's, plus how a release moves through them in this config; re-exported.
+from dockyard.release_moves import BlueGreenStrategy as BlueGreenStrategy
+from dockyard.release_moves import CanaryStrategy as CanaryStrategy
+from dockyard.release_moves import ReleaseError as ReleaseError
+from dockyard.release_moves import RollingStrategy as RollingStrategy
+from dockyard.release_moves import Strategy as Strategy
 from dockyard_components.app_spec import ENV_NAME_PATTERN, matching
 
 # The app's Kubernetes shape is the KubernetesApp component's own model; the config extends and re-exports it.
 from dockyard_components.app_spec import AppSpec as AppSpec
 from dockyard_components.app_spec import AutoscalingConfig as AutoscalingConfig
-from dockyard_components.app_spec import BlueGreenStrategy as BlueGreenStrategy
-from dockyard_components.app_spec import CanaryStrategy as CanaryStrategy
 from dockyard_components.app_spec import DnsLabel as DnsLabel
 from dockyard_components.app_spec import EnvName as EnvName
 from dockyard_components.app_spec import ImageRef as ImageRef
 from dockyard_components.app_spec import IngressConfig as IngressConfig
 from dockyard_components.app_spec import Model as Model
-from dockyard_components.app_spec import ReleaseError as ReleaseError
 from dockyard_components.app_spec import ResourceAmounts as ResourceAmounts
 from dockyard_components.app_spec import ResourcesConfig as ResourcesConfig
-from dockyard_components.app_spec import RollingStrategy as RollingStrategy
-from dockyard_components.app_spec import Strategy as Strategy
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 from dockyard_components.tiers import Tier as Tier
 
@@ -130,6 +132,8 @@ class ImageConfig(Model):
 
 class KubernetesConfig(AppSpec):
     """``dockyard:kubernetes``: the app's spec, and where Dockyard puts it (a cluster, or rendered manifests)."""
+
+    strategy: Strategy = RollingStrategy(type="rolling")
 
     mode: Literal["render", "cluster"] = Field(
         description="render: write manifests to renderDirectory (GitOps, local); cluster: apply to a cluster"

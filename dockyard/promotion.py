@@ -31,10 +31,10 @@ from dockyard.history import (
 from dockyard.ledger import Verification, latest_for
 from dockyard.project import Project, actor, output_text
 from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
+from dockyard.release_moves import ConfigWrite
 from dockyard.stack_update import Outcome, StackUpdate, apply_update
 from dockyard.trust import trust_problems
 from dockyard_components.image_ref import parse_image_reference
-from dockyard_components.release import ConfigWrite
 
 Confirm = Callable[[], bool]
 RegistryCheck = Callable[[str, EnvironmentConfig], RegistryAnswer]

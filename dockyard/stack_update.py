@@ -1,6 +1,6 @@
 """One release move as one stack update: write the config, preview the diff (or apply it), keep the file only if applied.
 
-Every move (promote, rollback, a canary step, a switch) is a :class:`~dockyard_components.release.ConfigWrite` that
+Every move (promote, rollback, a canary step, a switch) is a :class:`~dockyard.release_moves.ConfigWrite` that
 :func:`apply_update` writes into ``Pulumi.<stack>.yaml`` (the engine reads config from that file), then shows and
 applies as the engine's own diff. The file keeps the write only once ``up`` succeeded: "no", Ctrl-C, SIGTERM and a
 failed preview or update all leave it byte-identical (:func:`dockyard.config_guard.restored_unless_kept`).
@@ -22,7 +22,7 @@ from dockyard.config_guard import restored_unless_kept
 from dockyard.engine import ConcurrentUpdateError, EngineError, OnEvent, OnOutput
 from dockyard.errors import DockyardError, engine_error_line
 from dockyard.image_diff import WORKLOAD_TYPES, ImageChange, image_changes
-from dockyard_components.release import ConfigValue, ConfigWrite
+from dockyard.release_moves import ConfigValue, ConfigWrite
 
 
 @dataclass(frozen=True)

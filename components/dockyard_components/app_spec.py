@@ -3,8 +3,8 @@
 
 :class:`~dockyard_components.kubernetes_app.KubernetesApp` validates its Input-shaped arguments into an
 :class:`AppSpec`; Dockyard's stack config (``dockyard:kubernetes``) extends the same model, so a limit or rule is
-decided once, here. The strategies also say how a release moves through them (:class:`ConfigWrite`): pure functions
-the ``dockyard`` CLI applies to a stack's config.
+decided once, here. The strategies say which Deployments (tracks) run, with which image and replicas, and which
+track the app's Service selects.
 """
 
 from __future__ import annotations
@@ -18,27 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 from dockyard_components.quantity import parse_quantity
-from dockyard_components.release import (
-    ACTIVE_COLOR,
-    CANARY,
-    CANARY_IMAGE,
-    CANARY_WEIGHT,
-    COLORS,
-    IMAGE_REF,
-    PREVIEW_SERVICE,
-    STABLE,
-    Candidate,
-    Color,
-    ConfigWrite,
-    Track,
-    color_image_key,
-    other_color,
-    split_replicas,
-)
-
-
-class ReleaseError(ValueError):
-    """A release move the stack's current state does not allow; the message says what the state is."""
+from dockyard_components.release import CANARY, COLORS, STABLE, Color, Track, other_color, split_replicas
 
 
 class Model(BaseModel):
@@ -138,39 +118,19 @@ class RollingStrategy(Model):
     max_surge: PercentOrInt = "25%"
     max_unavailable: PercentOrInt = 0
 
-    def served_image(self, ref: str | None) -> str | None:
-        """The one release image: ``image.ref`` (or the build's output on a building stack)."""
-        return ref
-
     def tracks(self, replicas: int) -> list[Track]:
         return [Track(STABLE, replicas)]
 
-    def promotion_write(self, image: str) -> ConfigWrite:
-        return ConfigWrite("release", {IMAGE_REF: image})
-
-    def rollback_write(self, image: str) -> ConfigWrite:
-        return ConfigWrite("roll back", {IMAGE_REF: image})
-
     def service_track(self, ingress: bool) -> str | None:
         """The track the app's Service selects; None: every track."""
-        return None
-
-    @property
-    def candidate(self) -> Candidate | None:
-        """A release on its way in but not yet fully served (a canary, an idle color): none for rolling."""
-        return None
-
-    @property
-    def instant_rollback(self) -> str | None:
-        """An image that is still running beside the served one, so rolling back to it is a switch: none."""
         return None
 
 
 class BlueGreenStrategy(Model):
     """Two color Deployments, each pinned to its own image; the Service selects ``activeColor``.
 
-    Promotion writes the idle color's image; switching ``activeColor`` then changes only the Service selector,
-    and switching back is the instant rollback (the other color still runs the previous release).
+    Both colors run at full size, so changing ``activeColor`` changes only the Service selector, and the idle color
+    (with its own ``preview`` Service) still runs the release it ran before.
     """
 
     type: Literal["blueGreen"]
@@ -197,46 +157,12 @@ class BlueGreenStrategy(Model):
     def idle_color(self) -> Color:
         return other_color(self.active)
 
-    def served_image(self, ref: str | None) -> str | None:
-        """The active color's image: the Service selects only that color."""
-        return self.image_of(self.active)
-
     def tracks(self, replicas: int) -> list[Track]:
         # Both colors stay warm at full size: switching back is instant.
         return [Track(color, replicas, image) for color in COLORS if (image := self.image_of(color)) is not None]
 
-    def promotion_write(self, image: str) -> ConfigWrite:
-        """A release lands on the idle color; the served traffic does not move until :meth:`switch_write`."""
-        return ConfigWrite(f"onto the idle color {self.idle_color}", {color_image_key(self.idle_color): image})
-
-    def switch_write(self) -> ConfigWrite:
-        """Flip ``activeColor`` to the idle color: a diff of the Service selectors only."""
-        idle = self.image_of(self.idle_color)
-        if idle is None:
-            raise ReleaseError(f"the idle color {self.idle_color} runs no release; promote one onto it first")
-        return ConfigWrite(f"switch to {self.idle_color}", {ACTIVE_COLOR: self.idle_color})
-
-    def rollback_write(self, image: str) -> ConfigWrite:
-        """Switch back: the idle color still runs the previous release. Any other image is refused."""
-        idle = self.image_of(self.idle_color)
-        if image != idle:
-            raise ReleaseError(
-                f"a blue-green rollback switches back to the idle color {self.idle_color}, which runs "
-                f"{idle or 'nothing'}, not {image}; promote {image} onto the idle color and switch to it instead"
-            )
-        return ConfigWrite(f"switch back to {self.idle_color}", {ACTIVE_COLOR: self.idle_color})
-
     def service_track(self, ingress: bool) -> str | None:
         return self.active
-
-    @property
-    def candidate(self) -> Candidate | None:
-        idle = self.image_of(self.idle_color)
-        return Candidate(self.idle_color, idle, serving=False, service=PREVIEW_SERVICE) if idle is not None else None
-
-    @property
-    def instant_rollback(self) -> str | None:
-        return self.image_of(self.idle_color)
 
 
 DEFAULT_CANARY_STEPS = (10, 25, 50, 100)
@@ -251,8 +177,7 @@ def _canary_steps(steps: list[int]) -> list[int]:
 class CanaryStrategy(Model):
     """Stable and canary Deployments behind one Service; traffic split by replica ratio (and ingress weight).
 
-    Promotion writes ``canaryImage`` at the first of ``steps``; ``dockyard canary advance`` moves to the next step
-    after analysing the current one, and past the last step makes the canary image the stable one.
+    ``weight`` is the canary's share; ``steps`` are the weights a release advances the canary through.
     """
 
     type: Literal["canary"]
@@ -271,19 +196,6 @@ class CanaryStrategy(Model):
             )
         return self
 
-    @property
-    def in_progress(self) -> bool:
-        return self.canary_image is not None
-
-    @property
-    def next_weight(self) -> int | None:
-        """The step after the current weight; None when the next move completes the canary."""
-        return next((step for step in self.steps if step > self.weight), None)
-
-    def served_image(self, ref: str | None) -> str | None:
-        """The stable track's image; the canary serves only its share until it completes."""
-        return ref
-
     def tracks(self, replicas: int) -> list[Track]:
         stable, canary = split_replicas(replicas, self.weight, self.canary_image is not None)
         tracks = [Track(STABLE, stable)]
@@ -291,44 +203,10 @@ class CanaryStrategy(Model):
             tracks.append(Track(CANARY, canary, self.canary_image))
         return tracks
 
-    def promotion_write(self, image: str) -> ConfigWrite:
-        first = self.steps[0]
-        return ConfigWrite(f"canary at {first}%", {CANARY_IMAGE: image, CANARY_WEIGHT: first})
-
-    def advance_write(self) -> ConfigWrite:
-        """The next step, or completion: the canary image becomes ``image.ref`` and the canary track goes away."""
-        if self.canary_image is None:
-            raise ReleaseError("no canary is in progress (dockyard promote writes one)")
-        weight = self.next_weight
-        if weight is None:
-            return ConfigWrite(
-                "canary complete: it becomes the stable release",
-                {IMAGE_REF: self.canary_image, CANARY_IMAGE: None, CANARY_WEIGHT: 0},
-            )
-        return ConfigWrite(f"canary at {weight}%", {CANARY_WEIGHT: weight})
-
-    def abort_write(self) -> ConfigWrite:
-        """Back to 0: the canary track goes away and the stable track serves everything again."""
-        if self.canary_image is None:
-            raise ReleaseError("no canary is in progress")
-        return ConfigWrite("canary aborted: back to 0%", {CANARY_IMAGE: None, CANARY_WEIGHT: 0})
-
-    def rollback_write(self, image: str) -> ConfigWrite:
-        """The stable track back to ``image``, and any canary in progress gone with it."""
-        return ConfigWrite("roll back", {IMAGE_REF: image, CANARY_IMAGE: None, CANARY_WEIGHT: 0})
-
     def service_track(self, ingress: bool) -> str | None:
         # With an Ingress, the ingress-nginx canary Ingress sends the weighted share to the canary's own Service;
         # without one every track serves and the replica ratio splits the traffic.
         return STABLE if ingress else None
-
-    @property
-    def candidate(self) -> Candidate | None:
-        return Candidate(CANARY, self.canary_image, serving=True) if self.canary_image is not None else None
-
-    @property
-    def instant_rollback(self) -> str | None:
-        return None
 
 
 Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="type")]

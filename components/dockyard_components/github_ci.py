@@ -14,10 +14,12 @@ Secrets reach GitHub only as the secret ``Output`` values handed in; nothing her
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import pulumi
-import pulumi_github as github
+
+if TYPE_CHECKING:
+    import pulumi_github
 
 from dockyard_components.tiers import Tier
 
@@ -103,6 +105,13 @@ class CiPipeline(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CiPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE_TOKEN, name, None, opts)
+        try:
+            # The `github` extra: programs that use no CiPipeline never install or load it.
+            import pulumi_github as github
+        except ImportError:
+            raise ImportError(
+                f"CiPipeline {name}: pulumi-github is missing; install dockyard-components[github]"
+            ) from None
         repository = _repository_name(args["repository"])
         stack = args.get("stack") or pulumi.get_stack()
         prod = args.get("tier") == Tier.PROD
@@ -245,10 +254,12 @@ def _slug(value: str) -> str:
 
 def _environment_args(
     args: CiPipelineArgs, repository: str, environment: str, *, deploys: bool
-) -> github.RepositoryEnvironmentArgs:
+) -> "pulumi_github.RepositoryEnvironmentArgs":
     """Below prod, only the deployments' hold (the promotion soak as a wait timer). In prod: reviewers (never the
     author), and for deployments the hold and the custom branch policy whose main/``v*`` rules are separate
     resources."""
+    import pulumi_github as github  # loaded by CiPipeline already
+
     hold = args.get("hold_minutes") if deploys and args.get("hold_minutes") else None
     if args.get("tier") != Tier.PROD:
         return github.RepositoryEnvironmentArgs(repository=repository, environment=environment, wait_timer=hold)

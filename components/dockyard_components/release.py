@@ -1,27 +1,18 @@
-"""The vocabulary of a release, shared by the program and the ``dockyard`` CLI: tracks, replica splits, config writes.
+"""The vocabulary of an app's release tracks: track names, replica splits, the names of Deployments and Services.
 
-The strategy models in :mod:`dockyard.config` say what a release means for each strategy (which image a stack
-serves, which config keys a promotion writes, which tracks exist, how a canary steps and a blue-green pair switches);
-they answer in the terms defined here. Pure: no Pulumi, no I/O, so the CLI and the program agree by construction.
+The strategy models in :mod:`dockyard_components.app_spec` say which tracks each strategy runs and which track the
+app's Service selects; they answer in the terms defined here. Pure: no Pulumi, no I/O.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 ImageT = TypeVar("ImageT")
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
-
-#: Config paths under ``dockyard:`` that releases write, as ``pulumi config set --path`` spells them.
-IMAGE_REF = "image.ref"
-STRATEGY = "kubernetes.strategy"
-CANARY_IMAGE = f"{STRATEGY}.canaryImage"
-CANARY_WEIGHT = f"{STRATEGY}.weight"
-ACTIVE_COLOR = f"{STRATEGY}.activeColor"
 
 #: Track names (the ``dockyard.dev/track`` label and the Deployment name suffix).
 STABLE = "stable"
@@ -30,11 +21,6 @@ CANARY = "canary"
 #: Suffixes of the Services beside the app's own: the idle color's (blue-green) and the canary's (with an Ingress).
 PREVIEW_SERVICE = "preview"
 CANARY_SERVICE = "canary"
-
-
-def color_image_key(color: Color) -> str:
-    """``kubernetes.strategy.blueImage`` or ``...greenImage``."""
-    return f"{STRATEGY}.{color}Image"
 
 
 def other_color(color: Color) -> Color:
@@ -47,39 +33,13 @@ class Track:
 
     name: str
     replicas: int
-    #: The image the track runs; None for the track that runs the stack's release image (``image.ref``, or what
-    #: a building stack pushed), which only the program knows before the build.
+    #: The image the track runs; None for the track that runs the app's release image (the component's ``image``
+    #: argument), which only the program knows (a building program, only after the build).
     image: str | None = None
 
     def image_or(self, release: ImageT) -> ImageT | str:
-        """The image this track runs, given the stack's release image."""
+        """The image this track runs, given the app's release image."""
         return release if self.image is None else self.image
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A release on its way in but not yet fully served: the canary track, or the idle color of a blue-green pair."""
-
-    track: str
-    image: str
-    #: Whether the track takes user traffic while it is a candidate (a canary does, an idle color does not).
-    serving: bool
-    #: The Service that sends traffic to this track alone (``preview`` for an idle color); None: the app's own.
-    service: str | None = None
-
-
-ConfigValue = str | int | None
-
-
-@dataclass(frozen=True)
-class ConfigWrite:
-    """Values a release move sets in a stack's config: ``dockyard:`` path → value, ``None`` removes the key.
-
-    ``what`` names the move for people (``canary 25%``, ``switch to green``).
-    """
-
-    what: str
-    values: Mapping[str, ConfigValue]
 
 
 def split_replicas(total: int, weight: int, has_canary: bool) -> tuple[int, int]:

@@ -19,8 +19,8 @@ from pulumi import automation as auto
 
 from dockyard.config_guard import Terminated
 from dockyard.engine import EngineError, failure
+from dockyard.release_moves import ConfigWrite
 from dockyard.stack_update import OnEvent, OnOutput, StackUpdate, apply_update
-from dockyard_components.release import ConfigWrite
 
 OLD = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
 IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "b" * 64

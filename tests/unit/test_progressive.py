@@ -17,8 +17,8 @@ from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardErr
 from dockyard.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
 from dockyard.ledger import Check, Verification
 from dockyard.progressive import Ending, Run, advance_canary, promote_verified, switch_colors
+from dockyard.release_moves import ConfigWrite
 from dockyard.stack_update import Outcome, edited, values_at
-from dockyard_components.release import ConfigWrite
 from tests.stacks import dockyard_document
 
 REPO = "ghcr.io/acme/dockyard-app"

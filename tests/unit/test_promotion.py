@@ -22,8 +22,8 @@ from dockyard import cli
 from dockyard.config_guard import Terminated, restored_unless_kept
 from dockyard.errors import DockyardError
 from dockyard.image_diff import ImageChange
+from dockyard.release_moves import ConfigWrite
 from dockyard.stack_update import Outcome, apply_update, edited, write_config
-from dockyard_components.release import ConfigWrite
 from tests.stacks import PROJECT
 from tests.unit.fake_stack import IMAGE, OLD, STACK_FILE, FakeStack, cancelled_mark, command_error, update
 

@@ -18,7 +18,8 @@ from dockyard.config import (
     Tier,
     parse_environment,
 )
-from dockyard_components.release import Candidate, Track, split_replicas
+from dockyard.release_moves import Candidate
+from dockyard_components.release import Track, split_replicas
 from policies.rules import PROMOTED_TIERS
 from tests.stacks import dockyard_document
 
