@@ -19,7 +19,6 @@ from tests.unit.test_packaging import build_components_wheel
 
 pytestmark = pytest.mark.engine
 
-ADOPTION = PROJECT / "tests" / "adoption"
 STACK = "dev"
 #: The local base-image stand-ins the local stacks build with (Pulumi.local.yaml, dockyard:image.build.buildArgs).
 BUILD_ARGS = yaml.safe_load((PROJECT / "Pulumi.local.yaml").read_text())["config"]["dockyard:image"]["build"][
@@ -79,7 +78,7 @@ def program(
     root = tmp_path_factory.mktemp("adoption")
     directory = root / "payments"
     directory.mkdir()
-    shutil.copy(ADOPTION / "engine_program.py", directory / "__main__.py")
+    shutil.copy(PROJECT / "examples" / "python-app" / "__main__.py", directory / "__main__.py")
     shutil.copytree(PROJECT / "app", directory / "app", ignore=shutil.ignore_patterns("bin", "tmp", "*.test"))
     (directory / "Pulumi.yaml").write_text(
         yaml.safe_dump(

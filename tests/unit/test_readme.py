@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from dockyard import cli
 from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY
 from scripts.config_reference import README, render_readme
+from tests.stacks import PROJECT
 
 
 def test_config_reference_is_up_to_date() -> None:
@@ -27,3 +29,13 @@ def test_exit_codes_are_the_same_in_help_and_readme() -> None:
     for code, meaning in ((EXIT_DONE, "done"), (EXIT_REFUSED, "refused"), (EXIT_UNHEALTHY, "left unhealthy")):
         assert f"{code} {meaning}" in shown
         assert f"**{code}** {meaning}" in readme
+
+
+@pytest.mark.parametrize(
+    ("example", "fence"),
+    [("examples/python-app/__main__.py", "python"), ("examples/yaml-app/Pulumi.yaml", "yaml")],
+)
+def test_the_readme_shows_the_examples_the_engine_tests_run(example: str, fence: str) -> None:
+    """The README's component examples are the programs tests/engine runs, word for word."""
+    code = (PROJECT / example).read_text().rstrip()
+    assert f"```{fence}\n{code}\n```" in README.read_text()
