@@ -24,7 +24,7 @@ import httpx
 import yaml
 
 from dockyard.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, stack_file
-from dockyard_components.registry_auth import local_start_command
+from dockyard.registry_auth import local_start_command
 from dockyard_components.scripts.build_guard import command_line
 
 PROBE_TIMEOUT_SECONDS = 5.0

@@ -11,8 +11,8 @@ import httpx
 
 from dockyard.config import RegistryConfig
 from dockyard.errors import DockyardError
+from dockyard.registry_auth import parse_challenge
 from dockyard_components.image_ref import parse_image_reference
-from dockyard_components.registry_auth import parse_challenge
 
 MANIFEST_TYPES = ", ".join(
     [

@@ -19,13 +19,13 @@ from dockyard.pipeline import github as actions
 from dockyard.pipeline import model
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from dockyard.pipeline.render import REGENERATE_COMMAND
+from dockyard.registry_auth import RegistryCredentialCheck
 from dockyard_components.app_spec import AppSpec
 from dockyard_components.build_context import context_hash
 from dockyard_components.github_ci import CiPipelineArgs, ReviewerArgs, ReviewerType
 from dockyard_components.image import AppImageArgs, Builder
 from dockyard_components.kubernetes_app import KubernetesAppArgs
 from dockyard_components.registry import ContainerRegistry, ContainerRegistryArgs
-from dockyard_components.registry_auth import RegistryCredentialCheck
 from dockyard_components.signing import SignedImageArgs
 from dockyard_components.tags import read_git_facts, release_identity
 
@@ -46,15 +46,20 @@ def registry_args(stack: StackConfig) -> ContainerRegistryArgs:
 _credential_checks: weakref.WeakKeyDictionary[ContainerRegistry, RegistryCredentialCheck] = weakref.WeakKeyDictionary()
 
 
+def password_source(stack: StackConfig) -> str:
+    """Where this stack's registry password is set, as a refusal names it."""
+    source = "dockyard:registryPassword"
+    if stack.env.registry.password_env:
+        source += f" (this stack reads ${stack.env.registry.password_env}, dockyard:registry.passwordEnv)"
+    return source
+
+
 def credential_check(stack: StackConfig, registry: ContainerRegistry) -> RegistryCredentialCheck | None:
     """The registry's credential, verified against the registry whenever it changes (None without a password)."""
     if registry.password is None:
         return None
     if registry not in _credential_checks:
         config = stack.env.registry
-        key = "dockyard:registryPassword"
-        if config.password_env:
-            key += f" (this stack reads ${config.password_env}, dockyard:registry.passwordEnv)"
         _credential_checks[registry] = RegistryCredentialCheck(
             "registry-credentials",
             {
@@ -63,7 +68,7 @@ def credential_check(stack: StackConfig, registry: ContainerRegistry) -> Registr
                 "username": registry.username,
                 "password": registry.password,
                 "password_env": config.password_env,
-                "password_key": key,
+                "password_key": password_source(stack),
                 "ca_file": config.ca_bundle,
             },
             opts=pulumi.ResourceOptions(parent=registry),
@@ -103,6 +108,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
     password = _checked(stack, registry, registry.password)
     if password is not None:
         args["password"] = password
+        args["password_source"] = password_source(stack)
     if build.test_target:
         args["test_target"] = build.test_target
     if build.cache_repo:

@@ -54,6 +54,8 @@ class AppImageArgs(TypedDict):
     """OCI label values (created, revision, version, source), also passed as build args; none unless given."""
     cache_repo: NotRequired[str]
     """podman only: registry/repository (no tag) that build layers are pulled from and pushed to."""
+    password_source: NotRequired[str]
+    """podman only: where the password is set (e.g. a config key), named when the registry refuses it."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class AppImage(pulumi.ComponentResource):
                 "username": args["username"],
                 "password": build.password,
                 "cache_repo": args.get("cache_repo"),
+                "password_source": args.get("password_source"),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

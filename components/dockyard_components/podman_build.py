@@ -103,6 +103,7 @@ def run_build(props: Mapping[str, Any]) -> str:
         "REGISTRY_USER": props["username"],
         "REGISTRY_LOGIN": "true" if password else "false",
         "CACHE_REPO": props.get("cache_repo") or "",
+        "PASSWORD_SOURCE": props.get("password_source") or "",
     }
     log_path = new_log_path(props["image_name"])
     command = [sys.executable, str(GUARD), str(find_engine(os.getpid()) or 0), "--", "bash", "-c", script]

@@ -10,8 +10,8 @@ import pytest
 from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.runtime import rpc
 
-from dockyard_components import registry_auth
-from dockyard_components.registry_auth import (
+from dockyard import registry_auth
+from dockyard.registry_auth import (
     Credential,
     RegistryAuthError,
     RegistryCredentialCheckProvider,

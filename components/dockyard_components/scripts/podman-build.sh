@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # Build, test and push one image with podman; print only the pushed manifest digest on stdout.
-# Run as `bash -c` under components/scripts/build_guard.py (its own process group, stopped when the engine or the
-# provider goes away) by components/podman_build.py, the PodmanBuild dynamic resource behind AppImage's podman
+# Run as `bash -c` under scripts/build_guard.py (its own process group, stopped when the engine or the
+# provider goes away) by podman_build.py, the PodmanBuild dynamic resource behind AppImage's podman
 # builder. Everything else goes to stderr, which the provider keeps whole in a log file (~/.cache/dockyard/build-logs)
 # and quotes from on failure. The provider sets, from the resource's inputs:
 #   IMAGE_NAME, TAGS (space separated, the first is the primary), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (empty: no
 #   test stage), PLATFORM, BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER,
-#   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (dockyard:image.build.cacheRepo: a repository
-#   without a tag that layers are pulled from and pushed to; empty: the local layer cache only).
+#   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (a repository without a tag that layers are pulled
+#   from and pushed to; empty: the local layer cache only), PASSWORD_SOURCE (where the password is set, named when
+#   the registry refuses it).
 # From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION,
 # DOCKYARD_BUILD_KEEP_IMAGES (1: keep this build's test-stage image and the older local tags of IMAGE_NAME).
 # Disk: with vfs every image is a full copy, so after a push the test-stage image and the local tags of IMAGE_NAME
@@ -42,11 +43,11 @@ if [ "${REGISTRY_LOGIN:-false}" = true ]; then
       *"connection refused"* | *"no such host"* | *"i/o timeout"* | *"network is unreachable"* | *"no route to host"*)
         case "$REGISTRY" in
           127.0.0.1:* | localhost:*) hint="start it with scripts/local-services.sh start" ;;
-          *) hint="check the network and dockyard:registry.server" ;;
+          *) hint="check the network and the registry's address" ;;
         esac
         log "registry $REGISTRY unreachable (connection refused at $REGISTRY) — $hint" ;;
       *)
-        log "login to $REGISTRY as $REGISTRY_USER was refused — check dockyard:registryPassword / registry.passwordEnv" ;;
+        log "login to $REGISTRY as $REGISTRY_USER was refused — check ${PASSWORD_SOURCE:-the registry password}" ;;
     esac
     exit 1
   fi
