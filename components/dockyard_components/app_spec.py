@@ -191,9 +191,7 @@ class CanaryStrategy(Model):
     @model_validator(mode="after")
     def _weight_needs_a_canary(self) -> CanaryStrategy:
         if self.weight > 0 and self.canary_image is None:
-            raise ValueError(
-                f"weight: {self.weight} without canaryImage; allowed: 0 until a promotion writes canaryImage"
-            )
+            raise ValueError(f"weight: {self.weight} without canaryImage; allowed: 0 while there is no canaryImage")
         return self
 
     def tracks(self, replicas: int) -> list[Track]:
