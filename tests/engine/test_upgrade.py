@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.harness import Workspace, isolate_namespaces, make_workspace
+from tests.engine.harness import SESSION, Workspace, isolate_namespaces, make_workspace
 from tests.stacks import PROJECT
 
 #: The last commit before the components became the ``dockyard-components`` distribution (Dockyard 0.1.0).
@@ -46,7 +46,8 @@ def check_out(workspace: Workspace, commit: str | None) -> None:
         ).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(workspace.directory, filter="data")
-    isolate_namespaces(workspace.directory, workspace.directory.parent.name[-20:].lower())
+    # This session's own namespace: the engine conftest deletes it at the end, and no earlier run's objects linger.
+    isolate_namespaces(workspace.directory, f"{SESSION}-upgrade")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,10 @@ def test_the_old_release_deployed_with_the_old_type_tokens(upgraded: Workspace) 
 
 def test_the_upgrade_previews_no_replacement_and_no_change(upgraded: Workspace) -> None:
     preview = upgraded.pulumi("preview", "--stack", "local", "--json", timeout=900).json()
-    ops = {step["urn"].split("::")[-1]: step["op"] for step in preview.get("steps", [])}
-    assert not {name: op for name, op in ops.items() if op in REPLACING}, ops
-    assert not {name: op for name, op in ops.items() if op != "same"}, ops
+    steps = preview.get("steps", [])
+    ops = {step["urn"].split("::")[-1]: step["op"] for step in steps}
+    # What changed, property by property, for the failure message.
+    diffs = {step["urn"].split("::")[-1]: step.get("detailedDiff") or step.get("diffs") for step in steps}
+    assert not {name: op for name, op in ops.items() if op in REPLACING}, (ops, diffs)
+    assert not {name: op for name, op in ops.items() if op != "same"}, (ops, diffs)
     upgraded.pulumi("up", "--stack", "local", "--yes", "--expect-no-changes", timeout=900)
