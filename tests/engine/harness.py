@@ -137,15 +137,41 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
     backend.mkdir()
     env = {
         **os.environ,
-        "PULUMI_BACKEND_URL": f"file://{backend}",
-        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        **engine_env(backend),
         # The copy's components, not the checkout's editable install: tests change them in the copy.
         "PYTHONPATH": str(directory / "components"),
         **(extra_env or {}),
     }
     return Workspace(directory, backend, env)
+
+
+def engine_env(backend: Path) -> dict[str, str]:
+    """What every test's ``pulumi`` runs with: its own file backend, the local passphrase, no downloads."""
+    return {
+        "PULUMI_BACKEND_URL": f"file://{backend}",
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+    }
+
+
+def outside_workspace(directory: Path, root: Path, extra_env: dict[str, str]) -> Workspace:
+    """Another team's project in ``directory``: a backend of its own under ``root`` and nothing of the checkout's
+    Python (no PYTHONPATH or virtualenv of ours, the checkout off PATH)."""
+    backend = root / "state"
+    backend.mkdir()
+    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(str(PROJECT)))
+    return Workspace(directory, backend, {**inherited, **extra_env, "PATH": path, **engine_env(backend)})
+
+
+def configure_stack(workspace: Workspace, stack: str, settings: dict[str, str], secrets: dict[str, str]) -> None:
+    """``pulumi stack init`` and its config; each secret reaches the stack on stdin, never on a command line."""
+    workspace.pulumi("stack", "init", stack, "--secrets-provider", "passphrase")
+    for key, value in settings.items():
+        workspace.pulumi("config", "set", "--path", key, value, "--stack", stack)
+    for key, value in secrets.items():
+        workspace.pulumi("config", "set", "--secret", key, "--stack", stack, stdin=value)
 
 
 def dockyard(workspace: Workspace, *args: str) -> Result:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION, Workspace, kubectl
+from tests.engine.harness import LOCAL_CONTEXT, SESSION, Workspace, configure_stack, kubectl, outside_workspace
 from tests.stacks import PROJECT
 from tests.unit.test_packaging import build_components_wheel
 
@@ -89,19 +89,7 @@ def program(
             sort_keys=False,
         )
     )
-    backend = root / "state"
-    backend.mkdir()
-    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env = {
-        **inherited,
-        **local_services,
-        "PULUMI_BACKEND_URL": f"file://{backend}",
-        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-    }
-    workspace = Workspace(directory, backend, env)
-    workspace.pulumi("stack", "init", STACK, "--secrets-provider", "passphrase")
+    workspace = outside_workspace(directory, root, local_services)
     settings = {
         "registryServer": local_services["DOCKYARD_REGISTRY"],
         "registryUser": local_services["DOCKYARD_REGISTRY_USER"],
@@ -109,21 +97,9 @@ def program(
         "tag": f"adoption-{SESSION}",
         "kubeContext": LOCAL_CONTEXT,
         "namespace": f"payments-{SESSION}-adoption",
+        **{f"buildArgs.{name}": value for name, value in BUILD_ARGS.items()},
     }
-    for key, value in settings.items():
-        workspace.pulumi("config", "set", key, value, "--stack", STACK)
-    for name, value in BUILD_ARGS.items():
-        workspace.pulumi("config", "set", "--path", f"buildArgs.{name}", value, "--stack", STACK)
-    # The password reaches the stack on stdin, encrypted; never on a command line.
-    workspace.pulumi(
-        "config",
-        "set",
-        "--secret",
-        "registryPassword",
-        "--stack",
-        STACK,
-        stdin=local_services["DOCKYARD_REGISTRY_PASSWORD"],
-    )
+    configure_stack(workspace, STACK, settings, {"registryPassword": local_services["DOCKYARD_REGISTRY_PASSWORD"]})
     return workspace
 
 

@@ -5,7 +5,6 @@ a second preview shows no change. The YAML language host is the one scripts/boot
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION, Workspace, kubectl
+from tests.engine.harness import LOCAL_CONTEXT, SESSION, Workspace, configure_stack, kubectl, outside_workspace
 from tests.stacks import PROJECT
 
 pytestmark = pytest.mark.engine
@@ -45,23 +44,9 @@ def program(engine: str, local_services: dict[str, str], tmp_path_factory: pytes
     assert project.pop("packages") == {"dockyard": "../../components"}
     (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
 
-    backend = root / "state"
-    backend.mkdir()
     # Nothing of the checkout's Python: the components run in the provider's own venv, made by the engine.
-    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(str(PROJECT)))
-    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env = {
-        **inherited,
-        **local_services,
-        "PATH": path,
-        "PULUMI_BACKEND_URL": f"file://{backend}",
-        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-    }
-    workspace = Workspace(directory, backend, env)
+    workspace = outside_workspace(directory, root, local_services)
     workspace.pulumi("package", "add", "../../components", timeout=900)
-    workspace.pulumi("stack", "init", STACK, "--secrets-provider", "passphrase")
     settings = {
         "registryServer": local_services["DOCKYARD_REGISTRY"],
         "registryUser": local_services["DOCKYARD_REGISTRY_USER"],
@@ -70,17 +55,7 @@ def program(engine: str, local_services: dict[str, str], tmp_path_factory: pytes
         "builderImage": BUILD_ARGS["BUILDER_IMAGE"],
         "runtimeImage": BUILD_ARGS["RUNTIME_IMAGE"],
     }
-    for key, value in settings.items():
-        workspace.pulumi("config", "set", key, value, "--stack", STACK)
-    workspace.pulumi(
-        "config",
-        "set",
-        "--secret",
-        "registryPassword",
-        "--stack",
-        STACK,
-        stdin=local_services["DOCKYARD_REGISTRY_PASSWORD"],
-    )
+    configure_stack(workspace, STACK, settings, {"registryPassword": local_services["DOCKYARD_REGISTRY_PASSWORD"]})
     return workspace
 
 

@@ -24,8 +24,8 @@ TOKENS = {
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
     served = ComponentProvider(provider.COMPONENTS, provider.PACKAGE, None, "0.2.0")
-    (document,) = (value for value in vars(served).values() if isinstance(value, str) and value.startswith("{"))
-    loaded: dict[str, Any] = json.loads(document)
+    assert served.schema is not None
+    loaded: dict[str, Any] = json.loads(served.schema)
     return loaded
 
 
