@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Local services for the "local" Dockyard stacks: a private container registry (the CNCF
 # distribution registry from Debian's docker-registry package) on 127.0.0.1, with TLS from a
-# throwaway CA and htpasswd (bcrypt) auth, plus the offline base images (local-base-images.sh).
+# throwaway CA and htpasswd (bcrypt) auth, plus the offline base images (local-base-images.sh);
+# and PostgreSQL (Debian's postgresql-15) for the team state backend (DOCKYARD_BACKEND=postgres in
+# scripts/local-env.sh), on 127.0.0.1 only, TLS with the same CA, scram-sha-256 password auth.
 #
-#   scripts/local-services.sh start    idempotent: set up state, start the registry if it is not
-#                                      running, wait until healthy, log podman in (auth file in the
-#                                      state dir), build missing base images
-#   scripts/local-services.sh stop     stop the registry (data and credentials stay)
-#   scripts/local-services.sh status   exit 0 running+healthy, 1 running but unhealthy, 3 stopped; also
-#                                      prints podman's storage use (each build removes what it leaves
-#                                      behind; `prune` frees the rest)
+#   scripts/local-services.sh start [registry|postgres]
+#                                      idempotent: set up state, start the registry and PostgreSQL if
+#                                      they are not running, wait until healthy, log podman in (auth
+#                                      file in the state dir), build missing base images. With an
+#                                      argument: that service only.
+#   scripts/local-services.sh stop [registry|postgres]
+#                                      stop them (data and credentials stay)
+#   scripts/local-services.sh status [registry|postgres]
+#                                      exit 0 running+healthy, 1 running but unhealthy, 3 stopped (both:
+#                                      the worst of the two); also prints podman's storage use (each build
+#                                      removes what it leaves behind; `prune` frees the rest)
 #   scripts/local-services.sh env      print shell exports:  eval "$(scripts/local-services.sh env)"
 #   scripts/local-services.sh prune    free disk: drop dangling images and the build cache
 #                                      (`podman image prune`); tagged images, base images and the
@@ -25,6 +31,8 @@
 #                                  move changes local-registry.env and those files together.
 #   DOCKYARD_REGISTRY_START_TIMEOUT  seconds to wait for a healthy registry (30)
 #   DOCKYARD_SKIP_BASE_IMAGES=1    start without building the base images
+#   DOCKYARD_POSTGRES_PORT         PostgreSQL's port on 127.0.0.1 (5433: Debian's own cluster keeps 5432)
+#   DOCKYARD_SKIP_POSTGRES=1       `start` without PostgreSQL
 #
 # State layout (directory 0700; keys, password, config and auth file 0600; nothing is committed):
 #   tls/ca.key ca.crt              throwaway CA made at first start (kept to reissue server.crt)
@@ -32,6 +40,11 @@
 #   registry/password htpasswd     user "dockyard", random password, bcrypt hash
 #   registry/config.yml http-secret data/ registry.pid registry.log
 #   auth.json                      podman/buildah/skopeo auth file (--authfile / REGISTRY_AUTH_FILE)
+#   postgres/password pgpass       user "dockyard", random password; the pgpass file (PGPASSFILE) is how
+#                                  every client (pulumi's lib/pq, psql, dockyard) gets it: no URL carries it
+#   postgres/postgres.log          the server's log
+#   PostgreSQL's data directory: $STATE/postgres/data; as root (PostgreSQL refuses to run as root, and
+#   its user cannot enter /root) /var/lib/postgresql/dockyard/<hash of STATE and port>, owned by postgres.
 # podman, buildah and skopeo trust the CA through /etc/containers/certs.d/127.0.0.1:<port>/ca.crt.
 set -euo pipefail
 
@@ -58,6 +71,11 @@ readonly PID_FILE="$REG_DIR/registry.pid"
 readonly LOG_FILE="$REG_DIR/registry.log"
 readonly DATA_DIR="$REG_DIR/data"
 readonly AUTH_FILE="$STATE/auth.json"
+readonly PG_PORT="${DOCKYARD_POSTGRES_PORT:-5433}"
+readonly PG_USER="dockyard" PG_DATABASE="dockyard"
+readonly PG_DIR="$STATE/postgres"
+readonly PG_PASSWORD_FILE="$PG_DIR/password" PG_PASS_FILE="$PG_DIR/pgpass" PG_LOG="$PG_DIR/postgres.log"
+readonly PG_START_TIMEOUT="${DOCKYARD_POSTGRES_START_TIMEOUT:-60}"
 readonly CERTS_D="/etc/containers/certs.d/$ADDR"
 
 log() { printf '[local-services] %s\n' "$*" >&2; }
@@ -67,6 +85,10 @@ case "$PORT" in
     '' | *[!0-9]*) die "DOCKYARD_REGISTRY_PORT must be a port number, got '$PORT'" ;;
 esac
 { [ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ]; } || die "DOCKYARD_REGISTRY_PORT out of range: $PORT"
+case "$PG_PORT" in
+    '' | *[!0-9]*) die "DOCKYARD_POSTGRES_PORT must be a port number, got '$PG_PORT'" ;;
+esac
+{ [ "$PG_PORT" -ge 1 ] && [ "$PG_PORT" -le 65535 ]; } || die "DOCKYARD_POSTGRES_PORT out of range: $PG_PORT"
 
 # ------------------------------------------------------------------------------ packages
 
@@ -280,6 +302,199 @@ podman_login() { # writes $AUTH_FILE; the password goes through stdin
     log "podman credentials for $ADDR in $AUTH_FILE"
 }
 
+# ------------------------------------------------------------------------------ PostgreSQL (team state backend)
+
+pg_bin_dir() { # the newest Debian PostgreSQL's bin directory; fails when none is installed
+    local dir
+    dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$dir" ] && [ -x "$dir/postgres" ] && echo "$dir"
+}
+
+ensure_postgres_packages() {
+    pg_bin_dir >/dev/null && command -v psql >/dev/null 2>&1 && return 0
+    [ "$(id -u)" -eq 0 ] || die "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): install postgresql-15 as root, or run this as root"
+    export DEBIAN_FRONTEND=noninteractive
+    log "installing postgresql-15"
+    apt-get -o DPkg::Lock::Timeout=300 update -q >&2
+    # policy-rc.d: the package's own cluster (5432) is not wanted; only Dockyard's server runs.
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends postgresql-15 postgresql-client-15 >&2
+    pg_bin_dir >/dev/null || die "postgresql-15 installed, but no /usr/lib/postgresql/*/bin/postgres"
+}
+
+# PostgreSQL refuses to run as root, and its user cannot enter root's home: as root the server runs as the
+# Debian package's postgres user, on a data directory of its own (one per state directory and port).
+pg_data_dir() {
+    if [ "$(id -u)" -eq 0 ]; then
+        printf '/var/lib/postgresql/dockyard/%s\n' "$(printf '%s:%s' "$STATE" "$PG_PORT" | sha256sum | cut -c1-12)"
+    else
+        printf '%s\n' "$PG_DIR/data"
+    fi
+}
+
+as_pg() { # run a server-side command as the user that owns the data directory
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_write() { # pg_write MODE PATH < content: a file the server's user owns (stdin read as is: no reopen of /dev/stdin)
+    # shellcheck disable=SC2016
+    as_pg sh -c 'umask 077 && cat >"$2" && chmod "$1" "$2"' sh "$1" "$2"
+}
+
+pg_port_in_use() { (exec 3<>"/dev/tcp/$HOST/$PG_PORT") 2>/dev/null; }
+
+postgres_pid() { # prints the postmaster's pid when our server is alive, else fails
+    local data pid cmdline
+    data=$(pg_data_dir)
+    [ -s "$data/postmaster.pid" ] || return 1
+    pid=$(head -n 1 "$data/postmaster.pid")
+    case "$pid" in '' | *[!0-9]*) return 1 ;; esac
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+    case "$cmdline" in
+        *postgres*"$data"*) echo "$pid" ;;
+        *) return 1 ;; # a recycled pid
+    esac
+}
+
+# pg_query SQL: one authenticated query over TLS (verify-full against our CA), as any client connects;
+# the password comes from the pgpass file, never from a command line or URL.
+pg_query() {
+    PGPASSFILE="$PG_PASS_FILE" PGCONNECT_TIMEOUT=5 psql -X -q -t -A -v ON_ERROR_STOP=1 \
+        "host=$HOST port=$PG_PORT user=$PG_USER dbname=${2:-$PG_DATABASE} sslmode=verify-full sslrootcert=$CA_CRT" \
+        -c "$1"
+}
+
+postgres_healthy() {
+    [ -r "$PG_PASS_FILE" ] && [ "$(pg_query 'select 1' 2>/dev/null)" = 1 ]
+}
+
+ensure_postgres_credentials() {
+    mkdir -p "$PG_DIR" && chmod 0700 "$PG_DIR"
+    if [ ! -s "$PG_PASSWORD_FILE" ]; then
+        log "generating the PostgreSQL password ($PG_PASSWORD_FILE)"
+        (umask 077 && openssl rand -hex 24 >"$PG_PASSWORD_FILE")
+    fi
+    chmod 0600 "$PG_PASSWORD_FILE"
+    # libpq and lib/pq (pulumi) read it; both refuse a pgpass file others can read.
+    (umask 077 && printf '*:%s:*:%s:%s\n' "$PG_PORT" "$PG_USER" "$(cat "$PG_PASSWORD_FILE")" >"$PG_PASS_FILE.tmp")
+    mv -f "$PG_PASS_FILE.tmp" "$PG_PASS_FILE"
+}
+
+init_postgres() {
+    local data=$1 bin=$2
+    log "initialising PostgreSQL in $data"
+    mkdir -p "$(dirname "$data")"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres:postgres "$(dirname "$data")"
+        chmod 0700 "$(dirname "$data")"
+    fi
+    # The password reaches initdb in a file of the server's user, removed at once (the state's copy is root's).
+    local pwfile
+    pwfile="$(dirname "$data")/.pwfile.$$"
+    pg_write 0600 "$pwfile" <"$PG_PASSWORD_FILE"
+    if ! as_pg "$bin/initdb" -D "$data" -U "$PG_USER" --pwfile="$pwfile" \
+        --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 >>"$PG_LOG" 2>&1; then
+        rm -f "$pwfile"
+        tail -n 20 "$PG_LOG" >&2
+        die "initdb failed (log: $PG_LOG)"
+    fi
+    rm -f "$pwfile"
+}
+
+write_postgres_config() {
+    local data=$1
+    # The server's own copies of the certificate (PostgreSQL wants its key owned by itself, 0600).
+    pg_write 0600 "$data/server.key" <"$SRV_KEY"
+    pg_write 0644 "$data/server.crt" <"$SRV_CRT"
+    as_pg mkdir -p "$data/socket"
+    pg_write 0600 "$data/dockyard.conf" <<CONF
+# Generated by scripts/local-services.sh at each start; edits are overwritten.
+listen_addresses = '$HOST'
+port = $PG_PORT
+unix_socket_directories = '$data/socket'
+ssl = on
+ssl_cert_file = '$data/server.crt'
+ssl_key_file = '$data/server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+password_encryption = 'scram-sha-256'
+max_connections = 50
+shared_buffers = 32MB
+CONF
+    # Only TLS connections from 127.0.0.1 with the password; no plain host line, so unencrypted ones are refused.
+    pg_write 0600 "$data/pg_hba.conf" <<HBA
+# Generated by scripts/local-services.sh at each start; edits are overwritten.
+local   all  $PG_USER                scram-sha-256
+hostssl all  $PG_USER  $HOST/32      scram-sha-256
+HBA
+    grep -q "^include_if_exists = 'dockyard.conf'" "$data/postgresql.conf" \
+        || printf "\ninclude_if_exists = 'dockyard.conf'\n" | as_pg tee -a "$data/postgresql.conf" >/dev/null
+}
+
+start_postgres() {
+    ensure_postgres_packages
+    mkdir -p "$STATE" && chmod 0700 "$STATE"
+    local data bin pid
+    data=$(pg_data_dir)
+    bin=$(pg_bin_dir)
+    if pid=$(postgres_pid); then
+        postgres_healthy || die "PostgreSQL process $pid is running but does not answer (see $PG_LOG); try: $0 stop postgres && $0 start postgres"
+        log "PostgreSQL already running on $HOST:$PG_PORT (pid $pid)"
+        return 0
+    fi
+    pg_port_in_use && die "port $PG_PORT on $HOST is taken by another process: free it, or set DOCKYARD_POSTGRES_PORT"
+    ensure_tls
+    ensure_postgres_credentials
+    : >>"$PG_LOG" && chmod 0600 "$PG_LOG"
+    [ -s "$data/PG_VERSION" ] || init_postgres "$data" "$bin"
+    write_postgres_config "$data"
+    log "starting PostgreSQL on $HOST:$PG_PORT (data $data)"
+    # pg_ctl's postmaster detaches and outlives this shell; its output goes to a log only it can write, copied to ours.
+    if ! as_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t "$PG_START_TIMEOUT" start >/dev/null 2>&1; then
+        cat "$data/server.log" >>"$PG_LOG" 2>/dev/null || true
+        tail -n 20 "$data/server.log" >&2 2>/dev/null || true
+        die "PostgreSQL did not start on $HOST:$PG_PORT (log: $data/server.log)"
+    fi
+    local deadline=$((SECONDS + PG_START_TIMEOUT))
+    until PGPASSFILE="$PG_PASS_FILE" psql -X -q -t -A "host=$data/socket port=$PG_PORT user=$PG_USER dbname=postgres" \
+        -c 'select 1' >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || die "PostgreSQL started but refuses the password (log: $data/server.log)"
+        sleep 0.3
+    done
+    if [ "$(PGPASSFILE="$PG_PASS_FILE" psql -X -q -t -A "host=$data/socket port=$PG_PORT user=$PG_USER dbname=postgres" \
+        -c "select 1 from pg_database where datname = '$PG_DATABASE'")" != 1 ]; then
+        PGPASSFILE="$PG_PASS_FILE" psql -X -q "host=$data/socket port=$PG_PORT user=$PG_USER dbname=postgres" \
+            -c "create database $PG_DATABASE" >/dev/null
+    fi
+    postgres_healthy || die "PostgreSQL answers on its socket but not over TLS on $HOST:$PG_PORT (log: $data/server.log)"
+    log "PostgreSQL healthy on $HOST:$PG_PORT (pid $(postgres_pid)): TLS verified against the local CA, password auth"
+}
+
+stop_postgres() {
+    local pid bin
+    if ! pid=$(postgres_pid); then
+        log "PostgreSQL not running"
+        return 0
+    fi
+    bin=$(pg_bin_dir) || die "PostgreSQL runs (pid $pid) but its binaries are gone"
+    log "stopping PostgreSQL (pid $pid)"
+    as_pg "$bin/pg_ctl" -D "$(pg_data_dir)" -m fast -w -t 30 stop >/dev/null 2>&1 \
+        || { kill -KILL "$pid" 2>/dev/null || true; log "PostgreSQL did not stop in 30s; killed it"; }
+    log "PostgreSQL stopped"
+}
+
+status_postgres() {
+    local pid
+    if ! pid=$(postgres_pid); then
+        echo "postgres: stopped (data $(pg_data_dir))"
+        return 3
+    fi
+    if postgres_healthy; then
+        echo "postgres: running, healthy, $HOST:$PG_PORT database $PG_DATABASE pid $pid (data $(pg_data_dir))"
+        return 0
+    fi
+    echo "postgres: running but UNHEALTHY, $HOST:$PG_PORT pid $pid (log $(pg_data_dir)/server.log)"
+    return 1
+}
+
 # ------------------------------------------------------------------------------ commands
 
 launch() {
@@ -300,6 +515,16 @@ launch() {
 }
 
 cmd_start() {
+    case "${1:-}" in
+        postgres) start_postgres; return 0 ;;
+        registry | '') ;;
+        *) die "unknown service '$1'; allowed: registry, postgres" ;;
+    esac
+    start_registry
+    if [ -z "${1:-}" ] && [ "${DOCKYARD_SKIP_POSTGRES:-0}" != 1 ]; then start_postgres; fi
+}
+
+start_registry() {
     ensure_packages
     mkdir -p "$STATE" && chmod 0700 "$STATE"
     local pid
@@ -344,6 +569,15 @@ cmd_start() {
 }
 
 cmd_stop() {
+    case "${1:-}" in
+        postgres) stop_postgres ;;
+        registry) stop_registry ;;
+        '') stop_registry; stop_postgres ;;
+        *) die "unknown service '$1'; allowed: registry, postgres" ;;
+    esac
+}
+
+stop_registry() {
     local pid
     if ! pid=$(registry_pid); then
         rm -f "$PID_FILE"
@@ -374,6 +608,22 @@ podman_storage() {
 }
 
 cmd_status() {
+    local code=0 pg=0
+    case "${1:-}" in
+        postgres) status_postgres; return ;;
+        registry) status_registry; return ;;
+        '') ;;
+        *) die "unknown service '$1'; allowed: registry, postgres" ;;
+    esac
+    status_registry || code=$?
+    status_postgres || pg=$?
+    # The worst of the two: unhealthy (1) before stopped (3) before healthy (0).
+    if [ "$code" -eq 1 ] || [ "$pg" -eq 1 ]; then return 1; fi
+    if [ "$code" -ne 0 ]; then return "$code"; fi
+    return "$pg"
+}
+
+status_registry() {
     podman_storage
     local pid
     if ! pid=$(registry_pid); then
@@ -396,13 +646,21 @@ cmd_env() {
         "DOCKYARD_REGISTRY_USER=$USER_NAME" \
         "DOCKYARD_REGISTRY_PASSWORD_FILE=$PASSWORD_FILE" \
         "DOCKYARD_REGISTRY_CA=$CA_CRT" \
-        "DOCKYARD_REGISTRY_AUTHFILE=$AUTH_FILE"; do
+        "DOCKYARD_REGISTRY_AUTHFILE=$AUTH_FILE" \
+        "DOCKYARD_POSTGRES_HOST=$HOST" \
+        "DOCKYARD_POSTGRES_PORT=$PG_PORT" \
+        "DOCKYARD_POSTGRES_USER=$PG_USER" \
+        "DOCKYARD_POSTGRES_DATABASE=$PG_DATABASE" \
+        "DOCKYARD_POSTGRES_PASSFILE=$PG_PASS_FILE" \
+        "DOCKYARD_POSTGRES_URL=postgres://$PG_USER@$HOST:$PG_PORT/$PG_DATABASE?sslmode=verify-full&sslrootcert=$CA_CRT"; do
         printf -v q '%q' "${pair#*=}"
         printf 'export %s=%s\n' "${pair%%=*}" "$q"
     done
     "$SCRIPT_DIR/local-base-images.sh" print
     registry_pid >/dev/null || log "note: the registry is not running (scripts/local-services.sh start)"
 }
+# DOCKYARD_POSTGRES_URL names no password: clients read it from DOCKYARD_POSTGRES_PASSFILE (as PGPASSFILE), so
+# the URL can be logged, printed and stored as it is.
 
 cmd_prune() {
     command -v podman >/dev/null 2>&1 || { log "podman not installed: nothing to prune"; return 0; }
@@ -415,11 +673,11 @@ cmd_prune() {
 }
 
 case "${1:-}" in
-    start) cmd_start ;;
+    start) cmd_start "${2:-}" ;;
     prune) cmd_prune ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
+    stop) cmd_stop "${2:-}" ;;
+    status) cmd_status "${2:-}" ;;
     env) cmd_env ;;
     -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
-    *) echo "usage: $0 start|stop|status|env|prune" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status [registry|postgres] | env | prune" >&2; exit 2 ;;
 esac
