@@ -2,8 +2,9 @@
 
 Facts first (:func:`gather`: the engine lock and who holds it, pending operations in the checkpoint, the stack file's
 image against the deployed one, the local services' health), then a pure judgement (:func:`diagnose`) that turns them
-into findings, each with the next steps as commands a user can run as printed. Reads the file backend directly: no
-engine run, so it works while the stack is locked.
+into findings, each with the next steps as commands a user can run as printed. Reads a file backend's files or a
+PostgreSQL backend's rows (:mod:`dockyard.backend_state`) directly: no engine run, so it works while the stack is
+locked; a PostgreSQL backend is also a service that must answer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
+from dockyard import backend, backend_state
 from dockyard.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, stack_file
 from dockyard.registry_auth import local_start_command
 from dockyard_components.scripts.build_guard import command_line
@@ -33,9 +35,10 @@ LOCAL_ENV = "scripts/local-env.sh"
 
 @dataclass(frozen=True)
 class EngineLock:
-    """One lock file of the stack in the file backend, and what is known of its holder."""
+    """One engine lock of the stack, and what is known of its holder."""
 
-    path: Path
+    path: Path | str
+    """The lock's file in a file backend, or its key in a PostgreSQL backend's table."""
     pid: int | None
     host: str
     user: str
@@ -118,7 +121,7 @@ def _lock_findings(facts: Facts) -> list[Finding]:
                 Finding(
                     "engine lock",
                     f"left by {holder}, which is gone (interrupted run)",
-                    ["remove the stale lock:", f"$ rm -f {lock.path} {lock.path}.attrs"],
+                    ["remove the stale lock:", f"$ {_removal(facts.stack, lock)}"],
                 )
             )
         else:
@@ -126,10 +129,17 @@ def _lock_findings(facts: Facts) -> list[Finding]:
                 Finding(
                     "engine lock",
                     f"held by {lock.user} from {holder}",
-                    [f"ask {lock.user}; only once that run is known to be dead: $ rm -f {lock.path} {lock.path}.attrs"],
+                    [f"ask {lock.user}; only once that run is known to be dead: $ {_removal(facts.stack, lock)}"],
                 )
             )
     return findings
+
+
+def _removal(stack: str, lock: EngineLock) -> str:
+    """The command that removes a stale lock: its files, or (a row in a database) the engine's own cancel."""
+    if isinstance(lock.path, Path):
+        return f"rm -f {lock.path} {lock.path}.attrs"
+    return f"pulumi cancel --stack {stack} --yes"
 
 
 def _pending_findings(facts: Facts) -> list[Finding]:
@@ -234,6 +244,11 @@ def read_lock(path: Path, this_host: str) -> EngineLock:
         document: Mapping[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
         document = {}
+    return lock_of(path, document, this_host)
+
+
+def lock_of(path: Path | str, document: Mapping[str, Any], this_host: str) -> EngineLock:
+    """The lock described by ``document`` (the engine's lock JSON), kept at ``path``."""
     pid = document.get("pid")
     host = str(document.get("hostname") or "?")
     user = str(document.get("username") or "?")
@@ -297,25 +312,22 @@ def gather(project_dir: Path, stack: str, backend_url: str | None = None) -> Fac
     facts.configured_image = image.get("ref") if isinstance(image, dict) else None
 
     url = backend_url or os.environ.get("PULUMI_BACKEND_URL") or ""
+    this_host = socket.gethostname()
     if url.startswith("file://"):
         state = Path(urlsplit(url).path) / ".pulumi"
-        this_host = socket.gethostname()
         facts.locks = [read_lock(path, this_host) for path in sorted(state.glob(f"locks/**/{stack}/*.json"))]
-        checkpoint = read_checkpoint(state, project, stack)
-        latest = ((checkpoint or {}).get("checkpoint") or {}).get("latest") or {}
-        facts.pending = [
-            PendingOperation(str(op.get("type")), str((op.get("resource") or {}).get("urn")))
-            for op in latest.get("pending_operations") or []
-        ]
-        resources = latest.get("resources") or []
-        facts.deployed = bool(resources)
-        root: dict[str, Any] = next((r for r in resources if r.get("type") == "pulumi:pulumi:Stack"), {})
-        deployed = (root.get("outputs") or {}).get("image_ref")
-        facts.deployed_image = deployed if isinstance(deployed, str) else None
+        _checkpoint_facts(facts, read_checkpoint(state, project, stack))
+    elif backend.is_postgres(url):
+        rows = backend_state.read(url, project, stack)
+        fix = backend.LOCAL_START if backend.is_local(url) else None
+        detail = rows.problem or f"answers; {len(rows.locks)} engine lock(s) on {stack}"
+        facts.services.append(Service("backend", backend.redact(url), rows.reachable, detail, fix))
+        facts.locks = [lock_of(key, document, this_host) for key, document in rows.locks]
+        _checkpoint_facts(facts, rows.checkpoint)
     else:
         facts.backend_note = (
-            f"backend {url or '(PULUMI_BACKEND_URL not set)'}: locks and pending operations are read from a "
-            f"file:// backend only; source {LOCAL_ENV}, or see pulumi stack export"
+            f"backend {backend.redact(url) if url else '(PULUMI_BACKEND_URL not set)'}: locks and pending operations "
+            f"are read from a file:// or postgres:// backend only; source {LOCAL_ENV}, or see pulumi stack export"
         )
 
     server = registry.get("server")
@@ -325,6 +337,20 @@ def gather(project_dir: Path, stack: str, backend_url: str | None = None) -> Fac
     if facts.mode == "cluster" and kubernetes.get("context"):
         facts.services.append(_probe_cluster(str(kubernetes["context"])))
     return facts
+
+
+def _checkpoint_facts(facts: Facts, checkpoint: Mapping[str, Any] | None) -> None:
+    """Pending operations and what is deployed, from the stack's checkpoint (its state document)."""
+    latest = ((checkpoint or {}).get("checkpoint") or {}).get("latest") or {}
+    facts.pending = [
+        PendingOperation(str(op.get("type")), str((op.get("resource") or {}).get("urn")))
+        for op in latest.get("pending_operations") or []
+    ]
+    resources = latest.get("resources") or []
+    facts.deployed = bool(resources)
+    root: dict[str, Any] = next((r for r in resources if r.get("type") == "pulumi:pulumi:Stack"), {})
+    deployed = (root.get("outputs") or {}).get("image_ref")
+    facts.deployed_image = deployed if isinstance(deployed, str) else None
 
 
 def run(project_dir: Path, stack: str) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from dockyard import backend
 from dockyard.errors import DockyardError, engine_error_line
 
 OnOutput = Callable[[str], object]
@@ -29,14 +30,26 @@ OnEvent = Callable[[auto.EngineEvent], object]
 
 #: What the CLI says when another update holds the stack (the service, and the diy backends' lock).
 _CONCURRENT = ("[409] Conflict: Another update is currently in progress.", "the stack is currently locked by")
+#: What the CLI (lib/pq) says when its PostgreSQL backend is gone or going, before or during a run.
+_POSTGRES_GONE = (
+    "unable to open state database",
+    "failed to ping PostgreSQL",
+    "connect: connection refused",
+    "driver: bad connection",
+    "the database system is shutting down",
+    "terminating connection due to administrator command",
+    "unexpected EOF",
+    "broken pipe",
+    "connection reset by peer",
+)
 
 
 class EngineError(DockyardError):
-    """A ``pulumi`` run failed; the message is its last ``error:`` line."""
+    """A ``pulumi`` run failed; the message is its last ``error:`` line (never the backend's password)."""
 
     def __init__(self, args: list[str], output: str) -> None:
         self.output = output
-        super().__init__(f"pulumi {args[0]} failed: {engine_error_line(RuntimeError(output))}")
+        super().__init__(f"pulumi {args[0]} failed: {backend.scrub(engine_error_line(RuntimeError(output)))}")
 
 
 class StackMissingError(EngineError):
@@ -47,12 +60,29 @@ class ConcurrentUpdateError(EngineError):
     """Another update holds the stack's lock."""
 
 
+class BackendGoneError(EngineError):
+    """The PostgreSQL backend stopped answering before or during the run: the message names it and the way back."""
+
+    def __init__(self, args: list[str], output: str, url: str) -> None:
+        super().__init__(args, output)
+        stack = args[args.index("--stack") + 1] if "--stack" in args[:-1] else None
+        self.args = (
+            f"pulumi {args[0]} failed: the state backend {backend.redact(url)} did not answer "
+            f"({backend.scrub(engine_error_line(RuntimeError(output)), url)}); the state holds the last step it "
+            f"saved: {backend.recovery(url, stack)}",
+        )
+
+
 def failure(args: list[str], output: str) -> EngineError:
-    """The error of a failed ``pulumi <args>`` that said ``output``: a missing stack and a held lock have their own."""
+    """The error of a failed ``pulumi <args>`` that said ``output``: a missing stack, a held lock and a PostgreSQL
+    backend that went away have their own."""
     if "no stack named" in output:
         return StackMissingError(args, output)
     if any(text in output for text in _CONCURRENT):
         return ConcurrentUpdateError(args, output)
+    url = os.environ.get("PULUMI_BACKEND_URL", "")
+    if backend.is_postgres(url) and any(text in output for text in _POSTGRES_GONE):
+        return BackendGoneError(args, output, url)
     return EngineError(args, output)
 
 

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from dockyard.backend import redact
 from dockyard.errors import DockyardError
 
-#: Overrides where ledgers live (a directory); needed only for backends that are not ``file://``.
+#: Overrides where ledgers live (a directory); needed only for backends that are neither ``file://`` nor
+#: ``postgres://`` (:mod:`dockyard.records`).
 LEDGER_ENV = "DOCKYARD_LEDGER_DIR"
 
 
@@ -102,9 +104,10 @@ def ledger_root(backend_url: str | None) -> Path:
         parsed = urlparse(backend_url)
         path = unquote(parsed.netloc + parsed.path) if parsed.netloc not in ("", "localhost") else unquote(parsed.path)
         return Path(path).expanduser() / ".dockyard"
+    shown = redact(backend_url) if backend_url else "unknown"
     raise LedgerError(
-        f"verification records live next to a file:// backend's state; the backend is {backend_url or 'unknown'}: "
-        f"set {LEDGER_ENV} to a shared directory"
+        f"verification records live next to a file:// backend's state or in a postgres:// backend's database; the "
+        f"backend is {shown}: set {LEDGER_ENV} to a shared directory"
     )
 
 

@@ -4,7 +4,7 @@ Inputs are plain records, so the figures are pure functions of them (:func:`comp
 
 - the stack's updates (:mod:`dockyard.history`: dockyard's moves carry a ``dockyard`` message, every update the config
   it ran with, hence the image it served);
-- its verifications (the ledger, :mod:`dockyard.ledger`);
+- its verifications (:mod:`dockyard.records`: the backend's database, or the ledger beside a file backend);
 - the commit time of each deployed image (OCI label ``org.opencontainers.image.created``, which the build sets to the
   commit time of the build context; the epoch placeholder of a build outside git means unknown);
 - the updates of the stack that builds the images (itself, or the first building stack upstream).

@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from dockyard import backend
 from dockyard.config import ConfigError, EnvironmentConfig, environment_from_file, stack_file
 from dockyard.engine import Engine, EngineStack, StackMissingError
 from dockyard.errors import DockyardError
 from dockyard.history import Update
-from dockyard.ledger import Ledger, ledger_root
+from dockyard.records import VerificationRecords, records_for
+from dockyard.team_lock import holder_name, stack_lock
 
 
 def actor() -> str:
@@ -95,18 +96,23 @@ class Project:
 
     @property
     def backend(self) -> str:
-        """The backend without credentials or query: with the stack name, what identifies a stack beyond a checkout
+        """The backend without credentials: with the stack name, what identifies a stack beyond a checkout
         (two backends may both hold a ``local``)."""
-        parsed = urlsplit(self.backend_url)
-        return urlunsplit((parsed.scheme, parsed.hostname or "", parsed.path, "", ""))
+        return backend.identity(self.backend_url)
 
-    def ledger(self) -> Ledger:
-        """The verification ledger of this project, next to the state of the backend its stacks live in."""
-        return Ledger(ledger_root(self.backend_url), self.name)
+    def ledger(self) -> VerificationRecords:
+        """The verification records of this project, where every operator of its backend reads them
+        (:mod:`dockyard.records`)."""
+        return records_for(self.backend_url, self.name)
 
     @contextmanager
     def lock(self, stack: str) -> Iterator[None]:
-        """One dockyard operation per stack at a time, on top of the engine's own stack lock."""
+        """One dockyard operation per stack at a time, on top of the engine's own stack lock: in the database of a
+        PostgreSQL backend (every operator's), else a file lock on this machine."""
+        if backend.is_postgres(self.backend_url):
+            with stack_lock(self.backend_url, stack, holder=holder_name(actor(), os.getpid())):
+                yield
+            return
         path = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "locks"
         path.mkdir(parents=True, exist_ok=True)
         # The same stack is the same backend + stack name, whichever checkout drives it.

@@ -103,7 +103,7 @@ class Releases:
 
     def verifications(self, source: str, target_env: EnvironmentConfig, image: str) -> list[Verification]:
         """Where a target reads its upstream's verifications: the registry's signed attestations when it has a trust
-        policy (any backend), else the ledger beside the state."""
+        policy (any backend), else the backend's records (:mod:`dockyard.records`)."""
         if target_env.signing is not None:
             return self.attested(self.project.directory, self.project.backend, source, target_env, image)
         return self.project.ledger().verifications(source)

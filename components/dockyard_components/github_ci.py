@@ -32,7 +32,8 @@ DEFAULT_BRANCH = "main"
 RELEASE_TAGS = "v*"
 #: The one secret a stack's preview environment holds: previews need no registry or cluster credentials.
 SECRET_PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"
-#: The repository variable with the ``pulumi login`` URL every workflow job uses.
+#: The repository secret with the ``pulumi login`` URL every workflow job uses: a secret, because a PostgreSQL
+#: backend's URL may carry its password.
 VARIABLE_BACKEND_URL = "PULUMI_BACKEND_URL"
 
 
@@ -82,7 +83,7 @@ class CiPipelineArgs(TypedDict):
     required_checks: NotRequired[Sequence[str]]
     """Status checks branch protection requires on the default branch."""
     pulumi_backend_url: NotRequired[pulumi.Input[str]]
-    """``pulumi login`` URL the workflows use; a repository variable when given and ``manages_repository``."""
+    """``pulumi login`` URL the workflows use; a repository secret when given and ``manages_repository``."""
     default_branch: NotRequired[str]
     """Branch that is protected and receives the workflow files; ``main`` unless given."""
     regenerate_command: NotRequired[str]
@@ -189,12 +190,13 @@ class CiPipeline(pulumi.ComponentResource):
         if args.get("manages_repository", False):
             backend_url = args.get("pulumi_backend_url")
             if backend_url is not None:
-                # Every workflow job logs in to the same state backend.
-                github.ActionsVariable(
+                # Every workflow job logs in to the same state backend. A secret: a postgres:// URL may hold the
+                # database password, which must stay out of logs and out of this stack's outputs.
+                github.ActionsSecret(
                     f"{name}-backend-url",
                     repository=repository,
-                    variable_name=VARIABLE_BACKEND_URL,
-                    value=backend_url,
+                    secret_name=VARIABLE_BACKEND_URL,
+                    plaintext_value=pulumi.Output.secret(backend_url),
                     opts=child,
                 )
             # Nothing reaches main without a reviewed pull request whose image test and previews passed.

@@ -74,7 +74,6 @@ from dockyard.pipeline.model import (
     Stage,
     Tool,
     Trigger,
-    Variable,
     deploy_job_id,
     image_urn_pattern,
     promote_job_id,
@@ -169,7 +168,7 @@ def state_env(stack: str) -> dict[str, EnvValue]:
     return {
         "STACK": stack,
         SECRET_PASSPHRASE: Secret(SECRET_PASSPHRASE),
-        VARIABLE_BACKEND_URL: Variable(VARIABLE_BACKEND_URL),
+        VARIABLE_BACKEND_URL: Secret(VARIABLE_BACKEND_URL),
     }
 
 

@@ -10,8 +10,9 @@ Two ways to look, chosen by the stack's ``kubernetes.mode``:
 
 What is checked is a :class:`Subject`, from the stack's strategy: what the stack serves, or the release on its way in
 (the canary track, or the idle color of a blue-green pair through its preview Service). Every outcome is appended to
-the stack's ledger (:mod:`dockyard.ledger`), where the metrics and rollbacks read it; a stack with ``dockyard:signing``
-also attests it on the digest in the registry (:mod:`dockyard.attestations`), where the promotion gate reads it.
+the stack's records (:mod:`dockyard.records`: the backend's database, or the ledger beside a file backend), where the
+metrics and rollbacks read it; a stack with ``dockyard:signing`` also attests it on the digest in the registry
+(:mod:`dockyard.attestations`), where the promotion gate reads it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import yaml
 from dockyard.attestations import publish
 from dockyard.config import EnvironmentConfig
 from dockyard.history import Update
-from dockyard.ledger import Check, Ledger, Verification
+from dockyard.ledger import Check, Verification
 from dockyard.project import actor, output_text
+from dockyard.records import VerificationRecords
 from dockyard.verify.common import VerifierError
 from dockyard.verify.kube import ClusterReader, cluster_checks, template_problems
 from dockyard.verify.local_run import HEALTH_TIMEOUT, LocalRun
@@ -127,7 +129,7 @@ class StackFacts(Protocol):
 
     def secret_config(self, stack: str, key: str, /) -> str | None: ...
 
-    def ledger(self) -> Ledger: ...
+    def ledger(self) -> VerificationRecords: ...
 
     @property
     def backend(self) -> str: ...

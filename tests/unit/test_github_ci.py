@@ -352,3 +352,22 @@ def test_local_stacks_create_no_github_resources(
     run(program)
     assert recorder.github() == []
     assert recorder.of_type(github_ci.TYPE_TOKEN) == []
+
+
+def test_the_backend_url_reaches_github_as_a_repository_secret_only(
+    environments: dict[str, EnvironmentConfig], recorder: Recorder
+) -> None:
+    # A postgres:// URL may carry the database password: a secret, never an Actions variable.
+    url = "postgres://dockyard:sentinel-backend-password@db.internal:5432/state?sslmode=verify-full"
+    config = stack_config("prod", environments["prod"])
+
+    def program() -> None:
+        github_ci.CiPipeline("ci", wiring.pipeline_args(config, project_dir=ROOT, pulumi_backend_url=url))
+
+    run(program)
+    [secret] = recorder.of_type("github:index/actionsSecret:ActionsSecret")
+    assert secret.inputs["secretName"] == "PULUMI_BACKEND_URL"
+    assert secret.inputs["plaintextValue"] == {SECRET_SIG_KEY: SECRET_SIG, "value": url}
+    for registration in recorder.registrations:
+        if registration is not secret:
+            assert not _contains(registration.inputs, "sentinel-backend"), f"{registration.type} {registration.name}"
