@@ -29,10 +29,13 @@ from dockyard.history import Update
 from dockyard.records import VerificationRecords, records_for
 from dockyard.team_lock import holder_name, stack_lock
 
+#: Names who acts when ``user@host`` does not tell operators apart (a CI job: its run; two checkouts on one machine).
+ACTOR_ENV = "DOCKYARD_ACTOR"
+
 
 def actor() -> str:
-    """Who is acting: ``user@host``, recorded with every move and verification."""
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    """Who is acting: ``$DOCKYARD_ACTOR``, else ``user@host``; recorded with every move and verification."""
+    return os.environ.get(ACTOR_ENV) or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @dataclass
