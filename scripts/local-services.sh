@@ -6,16 +6,18 @@
 # scripts/local-env.sh), on 127.0.0.1 only, TLS with the same CA, scram-sha-256 password auth.
 #
 #   scripts/local-services.sh start [registry|postgres]
-#                                      idempotent: set up state, start the registry and PostgreSQL if
-#                                      they are not running, wait until healthy, log podman in (auth
-#                                      file in the state dir), build missing base images. With an
-#                                      argument: that service only.
+#                                      idempotent: set up state, start the registry if it is not
+#                                      running, wait until healthy, log podman in (auth file in the
+#                                      state dir), build missing base images; PostgreSQL too when
+#                                      DOCKYARD_BACKEND=postgres. With an argument: that service only.
 #   scripts/local-services.sh stop [registry|postgres]
-#                                      stop them (data and credentials stay)
+#                                      stop them (both without an argument; data and credentials stay)
 #   scripts/local-services.sh status [registry|postgres]
-#                                      exit 0 running+healthy, 1 running but unhealthy, 3 stopped (both:
-#                                      the worst of the two); also prints podman's storage use (each build
-#                                      removes what it leaves behind; `prune` frees the rest)
+#                                      exit 0 running+healthy, 1 running but unhealthy, 3 stopped; without
+#                                      an argument the registry's (and with DOCKYARD_BACKEND=postgres the
+#                                      worse of the two), PostgreSQL's line printed either way; also
+#                                      podman's storage use (each build removes what it leaves behind;
+#                                      `prune` frees the rest)
 #   scripts/local-services.sh env      print shell exports:  eval "$(scripts/local-services.sh env)"
 #   scripts/local-services.sh prune    free disk: drop dangling images and the build cache
 #                                      (`podman image prune`); tagged images, base images and the
@@ -32,7 +34,7 @@
 #   DOCKYARD_REGISTRY_START_TIMEOUT  seconds to wait for a healthy registry (30)
 #   DOCKYARD_SKIP_BASE_IMAGES=1    start without building the base images
 #   DOCKYARD_POSTGRES_PORT         PostgreSQL's port on 127.0.0.1 (5433: Debian's own cluster keeps 5432)
-#   DOCKYARD_SKIP_POSTGRES=1       `start` without PostgreSQL
+#   DOCKYARD_BACKEND=postgres      `start` and `status` include PostgreSQL (scripts/local-env.sh reads it too)
 #
 # State layout (directory 0700; keys, password, config and auth file 0600; nothing is committed):
 #   tls/ca.key ca.crt              throwaway CA made at first start (kept to reissue server.crt)
@@ -521,7 +523,8 @@ cmd_start() {
         *) die "unknown service '$1'; allowed: registry, postgres" ;;
     esac
     start_registry
-    if [ -z "${1:-}" ] && [ "${DOCKYARD_SKIP_POSTGRES:-0}" != 1 ]; then start_postgres; fi
+    # PostgreSQL only where it is the backend: a registry of a test's own state must not contend for its port.
+    if [ -z "${1:-}" ] && [ "${DOCKYARD_BACKEND:-file}" = postgres ]; then start_postgres; fi
 }
 
 start_registry() {
@@ -617,7 +620,8 @@ cmd_status() {
     esac
     status_registry || code=$?
     status_postgres || pg=$?
-    # The worst of the two: unhealthy (1) before stopped (3) before healthy (0).
+    [ "${DOCKYARD_BACKEND:-file}" = postgres ] || return "$code"
+    # The worse of the two: unhealthy (1) before stopped (3) before healthy (0).
     if [ "$code" -eq 1 ] || [ "$pg" -eq 1 ]; then return 1; fi
     if [ "$code" -ne 0 ]; then return "$code"; fi
     return "$pg"
