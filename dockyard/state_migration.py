@@ -70,7 +70,8 @@ def _copy(connection: psycopg.Connection[Any], target: str, rows: dict[str, Path
             (list(rows), "%/.pulumi/stacks/%"),
         ).fetchall()
         if taken:
-            held = ", ".join(str(row[0]).split("/.pulumi/stacks/", 1)[1] for row in taken)
+            names = {str(row[0]).split("/.pulumi/stacks/", 1)[1] for row in taken}
+            held = ", ".join(sorted(n.removesuffix(".gz").removesuffix(".json") for n in names if ".json.bak" not in n))
             raise MigrationError(f"{backend.redact(target)} already holds {held}: nothing was copied")
         insert = sql.SQL("insert into {} (key, data) values (%s, %s) on conflict (key) do nothing").format(table)
         for key, path in rows.items():

@@ -70,3 +70,9 @@ class OwnPostgres:
         data = self.services("status", "postgres").stdout.rsplit("(data ", 1)[-1].rstrip(")\n")
         if data.startswith("/var/lib/postgresql/dockyard/") or data.startswith(str(self.state)):
             shutil.rmtree(data, ignore_errors=True)
+
+
+def cli_runs_the_copy(workspace_directory: Path, env: dict[str, str]) -> None:
+    """Make the ``dockyard`` CLI of ``env`` import the workspace copy's code, as the program does, rather than
+    whatever checkout the virtualenv's editable install points at."""
+    env["PYTHONPATH"] = os.pathsep.join([str(workspace_directory), str(workspace_directory / "components")])

@@ -22,7 +22,7 @@ from dockyard import backend
 from dockyard.engine import BackendGoneError, Engine
 from dockyard.errors import DockyardError
 from tests.engine.harness import SESSION, Workspace, dockyard, make_workspace
-from tests.team_postgres import OwnPostgres, free_port
+from tests.team_postgres import OwnPostgres, cli_runs_the_copy, free_port
 
 pytestmark = pytest.mark.drills
 
@@ -68,6 +68,7 @@ def killed(engine: str, local_services: dict[str, str], tmp_path_factory: pytest
         env = {**local_services, **own.client_env(TABLE), "DOCKYARD_SKIP_GITHUB": "1"}
         url, passfile = env["PULUMI_BACKEND_URL"], env["PGPASSFILE"]
         workspace = make_workspace(tmp_path_factory.mktemp("backend-down"), env)
+        cli_runs_the_copy(workspace.directory, workspace.env)
         workspace.init(STACK)
         failure: list[DockyardError] = []
 

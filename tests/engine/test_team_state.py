@@ -35,6 +35,7 @@ from tests.engine.harness import (
     rolling,
 )
 from tests.local_services import SERVICES, parse_exports
+from tests.team_postgres import cli_runs_the_copy
 
 pytestmark = pytest.mark.engine
 
@@ -84,6 +85,7 @@ def team(engine: str, local_services: dict[str, str], tmp_path_factory: pytest.T
     bob = make_workspace(tmp_path_factory.mktemp("bob"), operator_env(local_services, url, passfile, BOB))
     for workspace in (alice, bob):
         workspace.env.pop("DOCKYARD_LEDGER_DIR", None)
+        cli_runs_the_copy(workspace.directory, workspace.env)
     rolling(alice, "local-staging")
     add_stack_like(alice, "local-staging", "local-qa")
     # One repository, two checkouts: the same stack files (and so the same namespaces) in both.
