@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dockyard import backend
+from dockyard.team_lock import LOCK_CLASS, lock_key
 
 
 @dataclass
@@ -27,6 +28,8 @@ class BackendState:
     #: (key, lock document) of every engine lock on the stack.
     locks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
+    #: The session holding the stack's Dockyard lock (:mod:`dockyard.team_lock`), if one does.
+    mover: str | None = None
 
 
 def _like(text: str) -> str:
@@ -60,6 +63,12 @@ def read(url: str, project: str, stack: str) -> BackendState:
     prefix = _like(blob_key(url, ".pulumi/"))
     try:
         with backend.connect(url, application_name="dockyard doctor") as connection:
+            held = connection.execute(
+                "select coalesce(a.application_name, '') from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+                "where l.locktype = 'advisory' and l.granted and l.classid = %s and l.objid = %s and l.objsubid = 2",
+                (LOCK_CLASS, lock_key(f"{backend.identity(url)}|{stack}")),
+            ).fetchone()
+            mover = (str(held[0]) or "another session") if held else None
             query = sql.SQL("select key, data from {} where key like %s order by key").format(
                 sql.Identifier(backend.table(url))
             )
@@ -69,10 +78,10 @@ def read(url: str, project: str, stack: str) -> BackendState:
                 stacks = connection.execute(query, (f"{prefix}stacks/{_like(project)}/{_like(stack)}.json%",))
                 checkpoint_rows = stacks.fetchall()
             except errors.UndefinedTable:
-                return BackendState(True)  # the engine makes its table on first use: nothing stored yet
+                return BackendState(True, mover=mover)  # the engine makes its table on first use: nothing yet
     except backend.BackendUnavailableError as error:
         return BackendState(False, str(error))
     # stack.json (or stack.json.gz); never the .bak beside it.
     current = [(str(key), data) for key, data in checkpoint_rows if str(key).endswith((".json", ".json.gz"))]
     checkpoint = _document(*current[0]) if current else None
-    return BackendState(True, locks=lock_rows, checkpoint=checkpoint)
+    return BackendState(True, locks=lock_rows, checkpoint=checkpoint, mover=mover)

@@ -87,6 +87,8 @@ class Facts:
     deployed_image: str | None = None
     services: list[Service] = field(default_factory=list)
     backend_note: str | None = None
+    mover: str | None = None
+    """Who holds the stack's Dockyard lock on a PostgreSQL backend (a move in progress), if anyone."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,14 @@ def _service_findings(facts: Facts) -> list[Finding]:
 def diagnose(facts: Facts) -> list[Finding]:
     """Every problem the facts show, each with its way out; empty when the stack is ready for an update."""
     findings = _lock_findings(facts) + _pending_findings(facts) + _config_findings(facts)
+    if facts.mover:
+        findings.append(
+            Finding(
+                "dockyard lock",
+                f"held by {facts.mover}: a move on {facts.stack} is in progress",
+                ["wait for it to finish (the database releases the lock when that process ends, however it ends)"],
+            )
+        )
     findings += _service_findings(facts)
     if facts.backend_note:
         findings.append(Finding("backend", facts.backend_note, []))
@@ -323,6 +333,7 @@ def gather(project_dir: Path, stack: str, backend_url: str | None = None) -> Fac
         detail = rows.problem or f"answers; {len(rows.locks)} engine lock(s) on {stack}"
         facts.services.append(Service("backend", backend.redact(url), rows.reachable, detail, fix))
         facts.locks = [lock_of(key, document, this_host) for key, document in rows.locks]
+        facts.mover = rows.mover
         _checkpoint_facts(facts, rows.checkpoint)
     else:
         facts.backend_note = (

@@ -145,11 +145,13 @@ def test_the_stack_lock_refuses_a_second_operator_naming_the_first_and_dies_with
             pytest.fail("two holders of one stack")
         message = str(refused.value)
         assert message.startswith("local-staging is locked by dockyard ann@one pid 11 since ")
+        assert backend_state.read(url, "dockyard", "local-staging").mover == "dockyard ann@one pid 11"
         assert "\n" not in message
         with stack_lock(url, "local-prod", holder="dockyard bob@two pid 22"):
             pass  # another stack: no wait
         with stack_lock(postgres.url("other"), "local-staging", holder="dockyard bob@two pid 22"):
             pass  # the same stack name in another backend
+    assert backend_state.read(url, "dockyard", "local-staging").mover is None
     with stack_lock(url, "local-staging", holder="dockyard bob@two pid 22"):
         pass  # released
 

@@ -111,3 +111,10 @@ def test_a_stale_lock_in_a_database_is_cancelled_by_the_engine_not_removed_as_a_
 
 def test_the_pipelines_read_the_backend_url_from_a_ci_secret() -> None:
     assert state_env("prod")["PULUMI_BACKEND_URL"] == Secret("PULUMI_BACKEND_URL")
+
+
+def test_a_move_in_progress_on_a_postgres_backend_is_waited_for() -> None:
+    facts = Facts("local-staging", "dockyard", "cluster", mover="dockyard ann@one pid 11")
+    (finding,) = diagnose(facts)
+    assert finding.problem == "held by dockyard ann@one pid 11: a move on local-staging is in progress"
+    assert not [step for step in finding.steps if step.startswith("$ ")]
