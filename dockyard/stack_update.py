@@ -17,9 +17,10 @@ from typing import Any, Protocol
 import yaml
 from pulumi import automation as auto
 
+from dockyard.backend import scrub
 from dockyard.config import NAMESPACE
 from dockyard.config_guard import restored_unless_kept
-from dockyard.engine import ConcurrentUpdateError, EngineError, OnEvent, OnOutput
+from dockyard.engine import BackendGoneError, ConcurrentUpdateError, EngineError, OnEvent, OnOutput
 from dockyard.errors import DockyardError, engine_error_line
 from dockyard.image_diff import WORKLOAD_TYPES, ImageChange, image_changes
 from dockyard.release_moves import ConfigValue, ConfigWrite
@@ -172,9 +173,14 @@ def apply_update(
             )
         except ConcurrentUpdateError:
             raise DockyardError(f"{update.stack} is being updated by someone else; nothing changed") from None
+        except BackendGoneError as error:
+            # Its own message names the backend and the way back; the engine's last line would not.
+            raise DockyardError(
+                f"{update.action} of {update.stack}: {error} ({update.config_file.name} left as it was)"
+            ) from None
         except EngineError as error:
             raise DockyardError(
-                f"{update.action} of {update.stack} failed: {engine_error_line(RuntimeError(error.output))} "
+                f"{update.action} of {update.stack} failed: {scrub(engine_error_line(RuntimeError(error.output)))} "
                 f"({update.config_file.name} left as it was)"
             ) from None
         edit.keep()

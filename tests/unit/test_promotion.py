@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from dockyard import cli
 from dockyard.config_guard import Terminated, restored_unless_kept
+from dockyard.engine import failure
 from dockyard.errors import DockyardError
 from dockyard.image_diff import ImageChange
 from dockyard.release_moves import ConfigWrite
@@ -273,3 +274,19 @@ def test_an_interrupt_at_the_prompt_stays_an_interrupt(monkeypatch: pytest.Monke
     monkeypatch.setattr(typer, "confirm", confirm_interrupted_by_sigterm)
     with pytest.raises(Terminated):
         cli._confirm()
+
+
+def test_a_backend_that_goes_away_during_the_update_is_named_with_the_way_back(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgres://dockyard:pw-never-shown@127.0.0.1:5433/dockyard?sslmode=verify-full"
+    monkeypatch.setenv("PULUMI_BACKEND_URL", url)
+    gone = failure(["up", "--stack", "local-prod"], "error: failed to save checkpoint: driver: bad connection\n")
+    with pytest.raises(DockyardError) as refused:
+        run(FakeStack(config_file, on_up=fail(gone)), yes=True)
+    message = str(refused.value)
+    assert message.startswith("promote of local-prod: pulumi up failed: the state backend postgres://dockyard:****@")
+    assert "start it (scripts/local-services.sh start postgres), then run dockyard doctor --stack local-prod" in message
+    assert "pw-never-shown" not in message
+    assert message.endswith("(Pulumi.local-prod.yaml left as it was)")
+    assert config_file.read_text() == STACK_FILE
