@@ -76,6 +76,12 @@ def identity(url: str) -> str:
     return urlunsplit((parsed.scheme, host, parsed.path, query, ""))
 
 
+def address(url: str) -> str:
+    """``host:port`` of the backend at ``url``, as connection errors name it."""
+    parsed = urlsplit(url)
+    return f"{parsed.hostname or ''}:{parsed.port or 5432}"
+
+
 def is_local(url: str) -> bool:
     return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 

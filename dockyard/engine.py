@@ -30,18 +30,18 @@ OnEvent = Callable[[auto.EngineEvent], object]
 
 #: What the CLI says when another update holds the stack (the service, and the diy backends' lock).
 _CONCURRENT = ("[409] Conflict: Another update is currently in progress.", "the stack is currently locked by")
-#: What the CLI (lib/pq) says when its PostgreSQL backend is gone or going, before or during a run.
+#: What the CLI (lib/pq, database/sql) says when its PostgreSQL backend is gone or going, before or during a run.
 _POSTGRES_GONE = (
     "unable to open state database",
     "failed to ping PostgreSQL",
-    "connect: connection refused",
     "driver: bad connection",
     "the database system is shutting down",
     "terminating connection due to administrator command",
-    "unexpected EOF",
-    "broken pipe",
-    "connection reset by peer",
+    "pq: ",
 )
+#: What any connection says when its peer goes away: the backend's only when the message names its address (a
+#: cluster or registry connection may say the same).
+_PEER_GONE = ("connection refused", "unexpected EOF", "broken pipe", "connection reset by peer")
 
 
 class EngineError(DockyardError):
@@ -81,8 +81,12 @@ def failure(args: list[str], output: str) -> EngineError:
     if any(text in output for text in _CONCURRENT):
         return ConcurrentUpdateError(args, output)
     url = os.environ.get("PULUMI_BACKEND_URL", "")
-    if backend.is_postgres(url) and any(text in output for text in _POSTGRES_GONE):
-        return BackendGoneError(args, output, url)
+    if backend.is_postgres(url):
+        address = backend.address(url)
+        if any(text in output for text in _POSTGRES_GONE) or (
+            address in output and any(text in output for text in _PEER_GONE)
+        ):
+            return BackendGoneError(args, output, url)
     return EngineError(args, output)
 
 

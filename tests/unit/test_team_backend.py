@@ -89,6 +89,9 @@ def test_a_backend_that_went_away_is_named_with_its_way_back_and_without_its_pas
     assert backend.LOCAL_START in message
     assert "dockyard doctor --stack local" in message
     assert "\n" not in message
+    # Another peer that went away (the cluster) is not the backend's failure.
+    cluster = "error: dial tcp 127.0.0.1:6443: connect: connection refused"
+    assert type(failure(["up", "--stack", "local"], cluster)) is EngineError
     # The same words on a file backend are the engine's own failure.
     monkeypatch.setenv("PULUMI_BACKEND_URL", "file:///state")
     assert type(failure(["up", "--stack", "local"], said)) is EngineError
