@@ -26,6 +26,7 @@ from bench.timing import timed, workspace
 from dockyard import backend
 from tests.engine.harness import Workspace, deploy_local_stacks, dockyard, kubectl, rolling
 from tests.local_services import SERVICES, parse_exports, start_local_cluster, start_local_services
+from tests.team_postgres import cli_runs_the_copy
 
 TARGET = 1.2
 
@@ -43,6 +44,7 @@ def postgres_env(table: str) -> dict[str, str]:
 
 def prepared(env: dict[str, str]) -> Workspace:
     project = workspace(env)
+    cli_runs_the_copy(project.directory, project.env)
     rolling(project, "local-staging")
     deploy_local_stacks(project)
     verified = dockyard(project, "verify", "--stack", "local")
