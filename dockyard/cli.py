@@ -30,7 +30,7 @@ from dockyard.ledger import Verification
 from dockyard.progressive import Ending, Run, abort_canary, advance_canary, failed, promote_verified, switch_colors
 from dockyard.project import Project
 from dockyard.promotion import Releases
-from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
+from dockyard.registry_client import RegistryUnreachableError, image_labels
 from dockyard.stack_update import Outcome
 from dockyard.verify import HEALTH_TIMEOUT, Verifier
 from dockyard_components.image_ref import short_image
@@ -74,12 +74,12 @@ def _confirm() -> bool:
 
 def _versions(project: Project, stack: str) -> Callable[[str], str | None]:
     """The OCI version label of an image in the stack's registry (None when the registry cannot say)."""
-    registry = project.environment(stack).registry
+    view = project.view(stack)
 
     @cache
     def version(image: str) -> str | None:
         try:
-            return image_labels(image, credentials_for(registry)).get(OCI_VERSION_LABEL)
+            return image_labels(image, view.credentials).get(OCI_VERSION_LABEL)
         except (RegistryUnreachableError, KeyError, ValueError):
             return None
 

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from dockyard.model.credentials import registry_password
+
 # Re-exported: the registry models moved to their own module; importers keep using dockyard.config.
 from dockyard.registry_config import DEFAULT_SERVERS as DEFAULT_SERVERS
 from dockyard.registry_config import RegistryConfig as RegistryConfig
@@ -415,20 +417,30 @@ def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentCon
         raise ConfigError(problems) from None
 
 
-def _written_keys(path: Path) -> dict[str, Any]:
-    """Every ``dockyard:`` key of a ``Pulumi.<stack>.yaml`` file as written, without the namespace.
+def read_stack_document(path: Path) -> dict[str, Any]:
+    """A parsed ``Pulumi.<stack>.yaml``: the one place a stack file is read for its config."""
+    document = yaml.safe_load(path.read_text()) or {}
+    return dict(document)
+
+
+def written_keys(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Every ``dockyard:`` key of a parsed stack file as written, without the namespace.
 
     Encrypted values stay as the file holds them: ``{secure: v1:...}``.
     """
-    document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
     prefix = f"{NAMESPACE}:"
     return {key.removeprefix(prefix): value for key, value in config.items() if key.startswith(prefix)}
 
 
+def plaintext_keys(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``dockyard:`` keys of a parsed stack file, without the namespace (secure values skipped)."""
+    return {key: value for key, value in written_keys(document).items() if key not in SECRET_KEYS}
+
+
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The ``dockyard:`` keys of a ``Pulumi.<stack>.yaml`` file, without the namespace (secure values skipped)."""
-    return {key: value for key, value in _written_keys(path).items() if key not in SECRET_KEYS}
+    return plaintext_keys(read_stack_document(path))
 
 
 def stack_file(project_dir: Path, stack: str) -> Path:
@@ -436,13 +448,18 @@ def stack_file(project_dir: Path, stack: str) -> Path:
     return project_dir / f"Pulumi.{stack}.yaml"
 
 
-def environment_from_file(project_dir: Path, stack: str) -> EnvironmentConfig:
-    """Validate a stack's committed config file without the engine (used by the CLI and tests)."""
+def stack_document(project_dir: Path, stack: str) -> dict[str, Any]:
+    """The parsed stack file of ``stack``; an unknown stack raises :class:`ConfigError` naming the known ones."""
     path = stack_file(project_dir, stack)
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
         raise ConfigError([f"{stack}: no such stack (no {path.name}); known stacks: {', '.join(known)}"])
-    return parse_environment(stack, read_stack_file(path))
+    return read_stack_document(path)
+
+
+def environment_from_file(project_dir: Path, stack: str) -> EnvironmentConfig:
+    """Validate a stack's committed config file without the engine (used by the CLI and tests)."""
+    return parse_environment(stack, plaintext_keys(stack_document(project_dir, stack)))
 
 
 def _namespace_keys() -> dict[str, Any]:
@@ -476,7 +493,7 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
     # (`pulumi config set --path 'dockyard:appSecrets.X' v`, no --secret) reaches the program indistinguishable from
     # them. Only the stack file says which values are `secure:`; without one (config from elsewhere) nothing is in git.
     path = stack_file(project_dir, stack)
-    written = _written_keys(path) if path.is_file() else {}
+    written = written_keys(read_stack_document(path)) if path.is_file() else {}
     problems: list[str] = []
     refused: set[str] = set()
     document: dict[str, Any] = {}
@@ -520,13 +537,10 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
     if problems or env is None:
         raise ConfigError(problems)
 
-    password = config.get_secret("registryPassword")
+    password = registry_password(env.registry.password_env, os.environ, config.get_secret, _secret_text)
     if password is None and env.registry.password_env:
-        if env.registry.password_env in os.environ:
-            password = pulumi.Output.secret(os.environ[env.registry.password_env])
-        else:
-            # A preview needs no credentials; `up` refuses above before anything is touched.
-            pulumi.log.warn(f"{env.registry.password_env} is not set: previewing without registry credentials")
+        # A preview needs no credentials; `up` refuses above before anything is touched.
+        pulumi.log.warn(f"{env.registry.password_env} is not set: previewing without registry credentials")
     secrets = StackSecrets(
         registry_password=password,
         kubeconfig=config.get_secret("kubeconfig"),
@@ -536,6 +550,10 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
         cosign_password=config.get_secret("cosignPassword"),
     )
     return StackConfig(stack=stack, env=env, secrets=secrets)
+
+
+def _secret_text(value: str) -> pulumi.Output[str]:
+    return pulumi.Output.secret(value)
 
 
 def _secret_problems(

@@ -22,11 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from dockyard.config import ConfigError, EnvironmentConfig, environment_from_file, stack_file
+from dockyard.config import ConfigError, EnvironmentConfig, stack_file
 from dockyard.engine import Engine, EngineStack, StackMissingError
 from dockyard.errors import DockyardError
 from dockyard.history import Update
 from dockyard.ledger import Ledger, ledger_root
+from dockyard.model.stack import StackView
 
 
 def actor() -> str:
@@ -53,12 +54,17 @@ class Project:
     def stack_file(self, stack: str) -> Path:
         return stack_file(self.directory, stack)
 
-    def environment(self, stack: str) -> EnvironmentConfig:
-        """The stack's validated config, from its file; an unknown stack or invalid config refuses."""
+    def view(self, stack: str) -> StackView:
+        """The stack's file, validated, with its secrets decrypted by the engine when asked; an unknown stack or
+        invalid config refuses."""
         try:
-            return environment_from_file(self.directory, stack)
+            return StackView.read(self.directory, stack, lambda key: self._decrypt(stack, key))
         except ConfigError as error:
             raise DockyardError(str(error)) from None
+
+    def environment(self, stack: str) -> EnvironmentConfig:
+        """The stack's validated config."""
+        return self.view(stack).env
 
     def stack(self, name: str, *, create: bool = False) -> EngineStack:
         """The engine's stack, for previews and updates; ``create`` makes it on its first update."""
@@ -83,9 +89,9 @@ class Project:
 
     def secret_config(self, stack: str, key: str) -> str | None:
         """A secret of the stack's config, decrypted; None when its file does not set it (no engine run then)."""
-        document = yaml.safe_load(self.stack_file(stack).read_text()) or {}
-        if key not in (document.get("config") or {}):
-            return None
+        return self.view(stack).secret(key)
+
+    def _decrypt(self, stack: str, key: str) -> str:
         return str(self._read(stack, "config", "get", key)["value"])
 
     @cached_property

@@ -29,25 +29,26 @@ from dockyard.history import (
     record_message,
 )
 from dockyard.ledger import Verification, latest_for
+from dockyard.model.stack import StackView
 from dockyard.project import Project, actor, output_text
-from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
+from dockyard.registry_client import RegistryUnreachableError, manifest_exists
 from dockyard.release_moves import ConfigWrite
 from dockyard.stack_update import Outcome, StackUpdate, apply_update
 from dockyard.trust import trust_problems
 from dockyard_components.image_ref import parse_image_reference
 
 Confirm = Callable[[], bool]
-RegistryCheck = Callable[[str, EnvironmentConfig], RegistryAnswer]
-#: (project directory, target stack, its config, image) → why its trust policy refuses the image.
-TrustCheck = Callable[[Path, str, EnvironmentConfig, str], list[str]]
-#: (project directory, backend, source stack, target's config, image) → the source's verifications the target trusts.
-AttestedReader = Callable[[Path, str, str, EnvironmentConfig, str], list[Verification]]
+RegistryCheck = Callable[[str, StackView], RegistryAnswer]
+#: (project directory, target stack, image) → why its trust policy refuses the image.
+TrustCheck = Callable[[Path, StackView, str], list[str]]
+#: (project directory, backend, source stack, target, image) → the source's verifications the target trusts.
+AttestedReader = Callable[[Path, str, str, StackView, str], list[Verification]]
 
 
-def check_registry(image: str, env: EnvironmentConfig) -> RegistryAnswer:
-    """Ask ``env``'s registry whether it holds ``image`` (Registry HTTP API v2)."""
+def check_registry(image: str, stack: StackView) -> RegistryAnswer:
+    """Ask ``stack``'s registry whether it holds ``image`` (Registry HTTP API v2), with its credentials."""
     try:
-        return RegistryAnswer(manifest_exists(image, credentials_for(env.registry)))
+        return RegistryAnswer(manifest_exists(image, stack.credentials))
     except RegistryUnreachableError as error:
         return RegistryAnswer(None, str(error))
 
@@ -70,20 +71,21 @@ class Releases:
     def promotion_facts(self, source: str, target: str) -> PromotionFacts:
         """What the gates judge, fetched at once: two engine reads side by side, then, once the image is known, the
         registry and the trust policy side by side with the rest."""
-        target_env = self.project.environment(target)
+        target_view = self.project.view(target)
+        target_env = target_view.env
         with ThreadPoolExecutor(max_workers=3) as pool:
             outputs = pool.submit(self.project.outputs, source)
             history = pool.submit(self.project.history, source, 1)
             image = output_text(outputs.result(), "image_ref")
             pinned = image is not None and not gates.image_problems(source, image)
-            registry = pool.submit(self.registry, image, target_env) if image and pinned else None
+            registry = pool.submit(self.registry, image, target_view) if image and pinned else None
             signature = None
             if image is not None and pinned and target_env.signing is not None:
-                signature = pool.submit(self.trust, self.project.directory, target, target_env, image)
+                signature = pool.submit(self.trust, self.project.directory, target_view, image)
             verification, verification_problem = None, None
             if image and pinned and target_env.requires_verified_releases:
                 try:
-                    verification = latest_for(self.verifications(source, target_env, image), image)
+                    verification = latest_for(self.verifications(source, target_view, image), image)
                 except AttestationError as error:
                     verification_problem = str(error)
             last = next(iter(history.result()), None)
@@ -101,11 +103,11 @@ class Releases:
                 verification_problem=verification_problem,
             )
 
-    def verifications(self, source: str, target_env: EnvironmentConfig, image: str) -> list[Verification]:
+    def verifications(self, source: str, target: StackView, image: str) -> list[Verification]:
         """Where a target reads its upstream's verifications: the registry's signed attestations when it has a trust
         policy (any backend), else the ledger beside the state."""
-        if target_env.signing is not None:
-            return self.attested(self.project.directory, self.project.backend, source, target_env, image)
+        if target.env.signing is not None:
+            return self.attested(self.project.directory, self.project.backend, source, target, image)
         return self.project.ledger().verifications(source)
 
     # --- moves ------------------------------------------------------------------------------------------------
@@ -123,15 +125,15 @@ class Releases:
     def rollback(self, stack: str, /, *, to: str | None, yes: bool, confirm: Confirm) -> Outcome:
         """Back to the previously served release (or ``to``): a switch back on blue-green, else a new ``image.ref``."""
         with self.project.lock(stack):
-            env = self.project.environment(stack)
+            view = self.project.view(stack)
+            env = view.env
             image = self._rollback_target(stack, env, to)
             write = self._write(f"rollback of {stack}", lambda: env.kubernetes.strategy.rollback_write(image))
-            problems = gates.registry_problems(stack, env, image, self.registry(image, env))
+            problems = gates.registry_problems(stack, env, image, self.registry(image, view))
             if not problems and env.signing is not None:
                 # A rollback serves a digest again: the stack's trust policy holds for it as for a promotion.
                 problems = [
-                    f"{stack}'s trust policy refuses it: {p}"
-                    for p in self.trust(self.project.directory, stack, env, image)
+                    f"{stack}'s trust policy refuses it: {p}" for p in self.trust(self.project.directory, view, image)
                 ]
             if problems:
                 raise RefusedError(f"rollback of {stack}", problems)

@@ -21,6 +21,8 @@ import pulumi
 import pulumi.dynamic as dynamic
 from pulumi.runtime import rpc
 
+from dockyard.model.credentials import registry_password
+
 #: Where Docker Hub answers the Registry API (``docker.io`` is only the name images carry).
 API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -28,8 +30,6 @@ LOCAL_START = "scripts/local-services.sh start"
 TIMEOUT_SECONDS = 10.0
 #: Inputs whose change means a new credential to check; the rest (password, CA, wording) ride along.
 CREDENTIAL_KEYS = ("server", "username", "credential_hash")
-#: Where the password is when no ``registry.passwordEnv`` names an environment variable.
-PASSWORD_CONFIG_KEY = "registryPassword"
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -158,12 +158,13 @@ class RegistryCredentialCheckProvider(dynamic.ResourceProvider):
     def configure(self, req: dynamic.ConfigureRequest) -> None:
         self._config = req.config
 
-    def _password(self, news: dict[str, Any]) -> str | None:
-        variable = news.get("password_env")
-        if variable:
-            return os.environ.get(str(variable))
-        value = self._config.get(PASSWORD_CONFIG_KEY) if self._config is not None else None
+    def _secret(self, key: str) -> str | None:
+        value = self._config.get(key) if self._config is not None else None
         return value if isinstance(value, str) else None
+
+    def _password(self, news: dict[str, Any]) -> str | None:
+        # The program's rule, read from where the provider sees it: its environment and the stack's config.
+        return registry_password(str(news.get("password_env") or "") or None, os.environ, self._secret, str)
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         fields = [news.get(k) for k in ("server", "repository", "username", "credential_hash")]

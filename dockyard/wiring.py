@@ -15,6 +15,7 @@ from typing import cast
 import pulumi
 
 from dockyard.config import StackConfig, StackSecrets, Tier
+from dockyard.model.credentials import password_source
 from dockyard.pipeline import github as actions
 from dockyard.pipeline import model
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
@@ -46,14 +47,6 @@ def registry_args(stack: StackConfig) -> ContainerRegistryArgs:
 _credential_checks: weakref.WeakKeyDictionary[ContainerRegistry, RegistryCredentialCheck] = weakref.WeakKeyDictionary()
 
 
-def password_source(stack: StackConfig) -> str:
-    """Where this stack's registry password is set, as a refusal names it."""
-    source = "dockyard:registryPassword"
-    if stack.env.registry.password_env:
-        source += f" (this stack reads ${stack.env.registry.password_env}, dockyard:registry.passwordEnv)"
-    return source
-
-
 def credential_check(stack: StackConfig, registry: ContainerRegistry) -> RegistryCredentialCheck | None:
     """The registry's credential, verified against the registry whenever it changes (None without a password)."""
     if registry.password is None:
@@ -68,7 +61,7 @@ def credential_check(stack: StackConfig, registry: ContainerRegistry) -> Registr
                 "username": registry.username,
                 "password": registry.password,
                 "password_env": config.password_env,
-                "password_key": password_source(stack),
+                "password_key": password_source(config.password_env),
                 "ca_file": config.ca_bundle,
             },
             opts=pulumi.ResourceOptions(parent=registry),
@@ -108,7 +101,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
     password = _checked(stack, registry, registry.password)
     if password is not None:
         args["password"] = password
-        args["password_source"] = password_source(stack)
+        args["password_source"] = password_source(stack.env.registry.password_env)
     if build.test_target:
         args["test_target"] = build.test_target
     if build.cache_repo:
