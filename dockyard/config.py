@@ -13,23 +13,23 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import pulumi
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     Field,
     ValidationError,
     model_validator,
 )
 
-from dockyard.model.credentials import registry_password
+from dockyard.model.credentials import PASSWORD_KEY, registry_password
+from dockyard.model.problems import ConfigProblemsError, Problem, format_found, validation_problems
 
 # Re-exported: the registry models moved to their own module; importers keep using dockyard.config.
 from dockyard.registry_config import DEFAULT_SERVERS as DEFAULT_SERVERS
@@ -74,15 +74,13 @@ SECRET_KEYS: dict[str, str] = {
 }
 
 
-class ConfigError(pulumi.RunError):
+class ConfigError(ConfigProblemsError, pulumi.RunError):
     """Invalid stack configuration. ``problems`` holds one line per problem, already prefixed with the stack.
 
     A ``RunError`` so the engine prints the message alone, without a traceback.
     """
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"invalid Dockyard configuration ({len(problems)} problem(s)):\n" + "\n".join(problems))
+    title = "invalid Dockyard configuration"
 
 
 def _cache_repository(value: str) -> str:
@@ -348,73 +346,14 @@ class StackConfig:
 # --- loading --------------------------------------------------------------------------------------------------
 
 
-def _format_found(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _allowed_keys(model: type[BaseModel], loc: Iterable[str | int]) -> list[str] | None:
-    """The camelCase keys accepted at ``loc`` (the parent of an unknown key)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = {info.alias or name: info for name, info in current.model_fields.items()}
-        if part in fields:
-            annotation = fields[part].annotation
-            candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
-            models = [c for c in candidates if issubclass(c, BaseModel)]
-            if not models:
-                return None
-            current = models[0]
-        else:
-            # A tagged-union member name (e.g. "rolling") or a dict key: look it up by discriminator value.
-            member = _union_member(current, part)
-            if member is None:
-                continue
-            current = member
-    return sorted(info.alias or name for name, info in current.model_fields.items())
-
-
-def _union_member(model: Any, tag: str | int) -> type[BaseModel] | None:
-    for candidate in (RollingStrategy, BlueGreenStrategy, CanaryStrategy):
-        if get_args(candidate.model_fields["type"].annotation) == (tag,):
-            return candidate
-    return None
-
-
-def _describe(stack: str, error: Mapping[str, Any]) -> list[str]:
-    loc = [str(p) for p in error["loc"] if p not in ("rolling", "blueGreen", "canary")]
-    path = ".".join(loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        parent = [p for p in error["loc"][:-1]]
-        allowed = _allowed_keys(EnvironmentConfig, parent)
-        choices = ", ".join(allowed) if allowed else "see the config reference"
-        return [f"{stack}: {NAMESPACE}:{path}: unknown key; allowed keys: {choices}"]
-    if kind == "missing":
-        return [f"{stack}: {NAMESPACE}:{path}: missing; required"]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "value_error" and " | " in message:
-        # Cross-field rules report several problems with their own key paths, relative to the model that checks them.
-        return [f"{stack}: {NAMESPACE}:{path + '.' if path else ''}{part}" for part in message.split(" | ")]
-    if kind == "value_error" and re.match(r"^(?!allowed)[a-zA-Z][a-zA-Z.]*: ", message):
-        return [f"{stack}: {NAMESPACE}:{path + '.' if path else ''}{message}"]
-    found = _format_found(error.get("input"))
-    if not message.startswith("allowed"):
-        message = f"allowed: {message[0].lower()}{message[1:]}"
-    return [f"{stack}: {NAMESPACE}:{path}: found {found}; {message}"]
-
-
 def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentConfig:
     """Validate the non-secret ``dockyard:`` keys (without the namespace prefix); raise :class:`ConfigError`."""
     if not isinstance(document, Mapping):
-        raise ConfigError([f"{stack}: {NAMESPACE}: found {_format_found(document)}; allowed: a mapping of keys"])
+        raise ConfigError([Problem(stack, NAMESPACE, f"found {format_found(document)}", "allowed: a mapping of keys")])
     try:
         return EnvironmentConfig.model_validate(dict(document), by_alias=True)
     except ValidationError as error:
-        problems = [line for item in error.errors() for line in _describe(stack, item)]
-        raise ConfigError(problems) from None
+        raise ConfigError(validation_problems(stack, NAMESPACE, EnvironmentConfig, error)) from None
 
 
 def read_stack_document(path: Path) -> dict[str, Any]:
@@ -453,7 +392,9 @@ def stack_document(project_dir: Path, stack: str) -> dict[str, Any]:
     path = stack_file(project_dir, stack)
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
-        raise ConfigError([f"{stack}: no such stack (no {path.name}); known stacks: {', '.join(known)}"])
+        raise ConfigError(
+            [Problem(stack, None, f"no such stack (no {path.name})", f"known stacks: {', '.join(known)}")]
+        )
     return read_stack_document(path)
 
 
@@ -494,7 +435,7 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
     # them. Only the stack file says which values are `secure:`; without one (config from elsewhere) nothing is in git.
     path = stack_file(project_dir, stack)
     written = written_keys(read_stack_document(path)) if path.is_file() else {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     refused: set[str] = set()
     document: dict[str, Any] = {}
     for key, value in raw.items():
@@ -502,21 +443,33 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
         if key in SECRET_KEYS:
             if not secret:
                 problems.append(
-                    f"{stack}: {NAMESPACE}:{key}: stored in plaintext; allowed: an encrypted value "
-                    f"(pulumi config set --secret {NAMESPACE}:{key} ...)"
+                    Problem(
+                        stack,
+                        f"{NAMESPACE}:{key}",
+                        "stored in plaintext",
+                        f"allowed: an encrypted value (pulumi config set --secret {NAMESPACE}:{key} ...)",
+                    )
                 )
             elif key in written:
                 problems += [
-                    f"{stack}: {NAMESPACE}:{leaf}: stored in plaintext beside encrypted values; allowed: an "
-                    f"encrypted value (pulumi config set --secret --path '{NAMESPACE}:{leaf}' ...)"
+                    Problem(
+                        stack,
+                        f"{NAMESPACE}:{leaf}",
+                        "stored in plaintext beside encrypted values",
+                        f"allowed: an encrypted value (pulumi config set --secret --path '{NAMESPACE}:{leaf}' ...)",
+                    )
                     for leaf in _plaintext_leaves(written[key], key)
                 ]
             continue
         if secret:
             # Decrypting a structured key into a model would strip its secret flag, so refuse it.
             problems.append(
-                f"{stack}: {NAMESPACE}:{key}: stored as a secret; allowed: secrets only under "
-                f"{', '.join(sorted(SECRET_KEYS))}"
+                Problem(
+                    stack,
+                    f"{NAMESPACE}:{key}",
+                    "stored as a secret",
+                    f"allowed: secrets only under {', '.join(sorted(SECRET_KEYS))}",
+                )
             )
             refused.add(key)
             continue
@@ -527,8 +480,8 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
         env = parse_environment(stack, document)
     except ConfigError as error:
         # A key refused above is not also reported as missing.
-        repeated = {f"{stack}: {NAMESPACE}:{key}: missing; required" for key in refused}
-        problems = [p for p in error.problems if p not in repeated] + problems
+        repeated = {Problem(stack, f"{NAMESPACE}:{key}", "missing", "required") for key in refused}
+        problems = [p for p in error.found if p not in repeated] + problems
 
     app_secrets = config.get_secret_object("appSecrets") if "appSecrets" in raw else None
     if env is not None:
@@ -558,22 +511,35 @@ def _secret_text(value: str) -> pulumi.Output[str]:
 
 def _secret_problems(
     stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], environ: Mapping[str, str]
-) -> list[str]:
+) -> list[Problem]:
     problems = []
-    if env.registry.password_env and "registryPassword" in raw:
+    password_env = env.registry.password_env
+    if password_env and PASSWORD_KEY in raw:
         problems.append(
-            f"{stack}: {NAMESPACE}:registry.passwordEnv: set together with {NAMESPACE}:registryPassword; "
-            "allowed: one source for the registry password"
+            Problem(
+                stack,
+                f"{NAMESPACE}:registry.passwordEnv",
+                f"set together with {NAMESPACE}:{PASSWORD_KEY}",
+                "allowed: one source for the registry password",
+            )
         )
-    elif env.registry.password_env and env.registry.password_env not in environ and not pulumi.runtime.is_dry_run():
+    elif password_env and password_env not in environ and not pulumi.runtime.is_dry_run():
         problems.append(
-            f"{stack}: {NAMESPACE}:registry.passwordEnv: environment variable {env.registry.password_env} "
-            "is not set; allowed: export it (scripts/local-services.sh env) or use dockyard:registryPassword"
+            Problem(
+                stack,
+                f"{NAMESPACE}:registry.passwordEnv",
+                f"environment variable {password_env} is not set",
+                f"allowed: export it (scripts/local-services.sh env) or use {NAMESPACE}:{PASSWORD_KEY}",
+            )
         )
-    if env.image.build is not None and "registryPassword" not in raw and not env.registry.password_env:
+    if env.image.build is not None and PASSWORD_KEY not in raw and not password_env:
         problems.append(
-            f"{stack}: {NAMESPACE}:registryPassword: missing on a building stack; allowed: "
-            f"pulumi config set --secret {NAMESPACE}:registryPassword, or registry.passwordEnv"
+            Problem(
+                stack,
+                f"{NAMESPACE}:{PASSWORD_KEY}",
+                "missing on a building stack",
+                f"allowed: pulumi config set --secret {NAMESPACE}:{PASSWORD_KEY}, or registry.passwordEnv",
+            )
         )
     if "appSecrets" in raw:
         value = _decode(raw["appSecrets"])
@@ -582,8 +548,12 @@ def _secret_problems(
             isinstance(k, str) and ENV_NAME_PATTERN.match(k) and isinstance(v, str) for k, v in value.items()
         ):
             problems.append(
-                f"{stack}: {NAMESPACE}:appSecrets: not an object of NAME: string; "
-                "allowed: an object of environment variable names to string values"
+                Problem(
+                    stack,
+                    f"{NAMESPACE}:appSecrets",
+                    "not an object of NAME: string",
+                    "allowed: an object of environment variable names to string values",
+                )
             )
     return problems
 
@@ -599,7 +569,7 @@ def _plaintext_leaves(value: Any, path: str) -> list[str]:
     return [path]
 
 
-def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) -> list[str]:
+def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) -> list[Problem]:
     """The build context and its Dockerfile exist, so a typo stops here and not in a traceback mid-deployment."""
     build = env.image.build
     if build is None:
@@ -607,36 +577,57 @@ def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) 
     context = project_dir / build.context
     if not context.is_dir():
         return [
-            f"{stack}: {NAMESPACE}:image.build.context: found {build.context!r}, no such directory in {project_dir}; "
-            "allowed: the build context directory, relative to the project"
+            Problem(
+                stack,
+                f"{NAMESPACE}:image.build.context",
+                f"found {build.context!r}, no such directory in {project_dir}",
+                "allowed: the build context directory, relative to the project",
+            )
         ]
     if not (context / build.dockerfile).is_file():
         return [
-            f"{stack}: {NAMESPACE}:image.build.dockerfile: found {build.dockerfile!r}, no such file in {context}; "
-            "allowed: the Dockerfile's path inside image.build.context"
+            Problem(
+                stack,
+                f"{NAMESPACE}:image.build.dockerfile",
+                f"found {build.dockerfile!r}, no such file in {context}",
+                "allowed: the Dockerfile's path inside image.build.context",
+            )
         ]
     return []
 
 
-def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], project_dir: Path) -> list[str]:
+def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], project_dir: Path) -> list[Problem]:
     """A signing stack names a public key that exists, and holds the private key and its password."""
     signing = env.signing
     if signing is None:
         stray = [key for key in ("cosignPrivateKey", "cosignPassword") if key in raw]
         return [
-            f"{stack}: {NAMESPACE}:{key}: set without {NAMESPACE}:signing; allowed: signing.publicKeyFile beside it"
+            Problem(
+                stack,
+                f"{NAMESPACE}:{key}",
+                f"set without {NAMESPACE}:signing",
+                "allowed: signing.publicKeyFile beside it",
+            )
             for key in stray
         ]
     problems = []
     if not (project_dir / signing.public_key_file).is_file():
         problems.append(
-            f"{stack}: {NAMESPACE}:signing.publicKeyFile: found {signing.public_key_file!r}, no such file in "
-            f"{project_dir}; allowed: a cosign public key (PEM) in the project, e.g. from cosign generate-key-pair"
+            Problem(
+                stack,
+                f"{NAMESPACE}:signing.publicKeyFile",
+                f"found {signing.public_key_file!r}, no such file in {project_dir}",
+                "allowed: a cosign public key (PEM) in the project, e.g. from cosign generate-key-pair",
+            )
         )
     # Every signing stack signs: its builds, and the verification attestations the next stack's gate reads.
     problems += [
-        f"{stack}: {NAMESPACE}:{key}: missing on a stack that signs (builds and verifications); allowed: "
-        f"pulumi config set --secret {NAMESPACE}:{key} ... (cosign generate-key-pair)"
+        Problem(
+            stack,
+            f"{NAMESPACE}:{key}",
+            "missing on a stack that signs (builds and verifications)",
+            f"allowed: pulumi config set --secret {NAMESPACE}:{key} ... (cosign generate-key-pair)",
+        )
         for key in ("cosignPrivateKey", "cosignPassword")
         if key not in raw
     ]

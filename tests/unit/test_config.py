@@ -175,7 +175,7 @@ def test_freeze_window_must_be_ordered_and_zoned() -> None:
     ]
     problems = problems_of("prod", document)
     assert len(problems) == 2
-    assert all(p.startswith("prod: dockyard:promotion.freezeWindows.") for p in problems)
+    assert all(p.startswith("prod: dockyard:promotion.freezeWindows[") for p in problems)
 
 
 def test_top_level_must_be_a_mapping() -> None:

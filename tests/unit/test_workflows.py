@@ -440,7 +440,7 @@ def test_prod_is_reached_only_through_its_environment(
 
 def test_a_stack_ci_cannot_deliver_to_is_refused() -> None:
     stacks = {"dev": _env("dev"), "staging": _promoted("staging", "staging", "elsewhere")}
-    with pytest.raises(model.PipelineConfigError, match=re.escape("staging: promotion.upstream is 'elsewhere'")):
+    with pytest.raises(model.PipelineConfigError, match=re.escape("staging: promotion.upstream: found 'elsewhere'")):
         _documents(stacks)
     with pytest.raises(model.PipelineConfigError, match=re.escape("no GitHub-enabled stack has image.build")):
         derive.promotions({"staging": _promoted("staging", "staging", "dev")})
