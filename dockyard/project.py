@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ class Project:
 
     directory: Path
     print_line: Callable[[str], None] = print
+    #: Each stack's view, read once per command, with the file's stat when it was read (see :meth:`lock`).
+    _views: dict[str, tuple[StackView, tuple[int, int, int]]] = field(default_factory=dict, init=False, repr=False)
+    #: Engine reads run side by side (:mod:`dockyard.promotion`): the first to ask for a stack reads it.
+    _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @cached_property
     def name(self) -> str:
@@ -55,12 +60,24 @@ class Project:
         return stack_file(self.directory, stack)
 
     def view(self, stack: str) -> StackView:
-        """The stack's file, validated, with its secrets decrypted by the engine when asked; an unknown stack or
-        invalid config refuses."""
-        try:
-            return StackView.read(self.directory, stack, lambda key: self._decrypt(stack, key))
-        except ConfigError as error:
-            raise DockyardError(str(error)) from None
+        """The stack's file, read and validated once per command, with its secrets decrypted by the engine when
+        asked; an unknown stack or invalid config refuses."""
+        with self._reading:
+            if stack not in self._views:
+                try:
+                    view = StackView.read(self.directory, stack, lambda key: self._decrypt(stack, key))
+                except ConfigError as error:
+                    raise DockyardError(str(error)) from None
+                self.remember(view)
+            return self._views[stack][0]
+
+    def remember(self, view: StackView) -> None:
+        """``view`` is what the stack's file now holds (a move wrote it)."""
+        self._views[view.name] = (view, self._stat(view.name))
+
+    def _stat(self, stack: str) -> tuple[int, int, int]:
+        status = self.stack_file(stack).stat()
+        return status.st_mtime_ns, status.st_size, status.st_ino
 
     def environment(self, stack: str) -> EnvironmentConfig:
         """The stack's validated config."""
@@ -123,6 +140,10 @@ class Project:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise DockyardError(f"another dockyard operation on {stack} is in progress; nothing changed") from None
+            # Under the lock a move judges the file as it is: a view read before it whose file another command has
+            # changed since is read again (one stat, no read, when nothing changed).
+            if stack in self._views and self._views[stack][1] != self._stat(stack):
+                del self._views[stack]
             try:
                 yield
             finally:

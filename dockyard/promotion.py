@@ -17,7 +17,7 @@ from dockyard import gates
 from dockyard.attestations import AttestationError, attested_verifications
 from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, ReleaseError
 from dockyard.errors import RefusedError
-from dockyard.gates import PromotionFacts, RegistryAnswer
+from dockyard.gates import PromotionFacts, RegistryAnswer, RollbackFacts
 from dockyard.history import (
     CANARY_ABORT,
     CANARY_COMPLETE,
@@ -103,6 +103,15 @@ class Releases:
                 verification_problem=verification_problem,
             )
 
+    def rollback_facts(self, stack: StackView, image: str) -> RollbackFacts:
+        """What the gates judge of a rollback to ``image``: the registry's answer, then (when the registry holds it)
+        the stack's trust policy's."""
+        registry = self.registry(image, stack)
+        # A rollback serves a digest again: the stack's trust policy holds for it as for a promotion.
+        asked = stack.env.signing is not None and registry.exists is True
+        signature = self.trust(self.project.directory, stack, image) if asked else None
+        return RollbackFacts(stack.name, stack.env, image, registry, signature)
+
     def verifications(self, source: str, target: StackView, image: str) -> list[Verification]:
         """Where a target reads its upstream's verifications: the registry's signed attestations when it has a trust
         policy (any backend), else the ledger beside the state."""
@@ -126,15 +135,9 @@ class Releases:
         """Back to the previously served release (or ``to``): a switch back on blue-green, else a new ``image.ref``."""
         with self.project.lock(stack):
             view = self.project.view(stack)
-            env = view.env
-            image = self._rollback_target(stack, env, to)
-            write = self._write(f"rollback of {stack}", lambda: env.kubernetes.strategy.rollback_write(image))
-            problems = gates.registry_problems(stack, env, image, self.registry(image, view))
-            if not problems and env.signing is not None:
-                # A rollback serves a digest again: the stack's trust policy holds for it as for a promotion.
-                problems = [
-                    f"{stack}'s trust policy refuses it: {p}" for p in self.trust(self.project.directory, view, image)
-                ]
+            image = self._rollback_target(stack, view.env, to)
+            write = self._write(f"rollback of {stack}", lambda: view.env.kubernetes.strategy.rollback_write(image))
+            problems = gates.evaluate(self.rollback_facts(view, image))
             if problems:
                 raise RefusedError(f"rollback of {stack}", problems)
             return self._apply(stack, ROLLBACK, write, image, {}, yes, confirm)
@@ -226,9 +229,14 @@ class Releases:
         confirm: Confirm,
     ) -> Outcome:
         path = self.project.stack_file(stack)
-        previous = self.project.environment(stack).served_image
+        view = self.project.view(stack)
+        previous = view.served_image
         fields = {"image": image, **({"from": previous} if previous else {}), "actor": actor(), **record}
         update = StackUpdate(action, stack, path, write, image, previous, record_message(action, **fields))
-        return apply_update(
+        outcome = apply_update(
             self.project.stack(stack, create=True), update, yes=yes, confirm=confirm, print_line=self.project.print_line
         )
+        if outcome.applied:
+            # The next step of the same command (a check, the next canary step) sees the file as written.
+            self.project.remember(view.after(write))
+        return outcome

@@ -75,6 +75,11 @@ class RollingStrategy(app_spec.RollingStrategy):
         """The one release image: ``image.ref`` (or the build's output on a building stack)."""
         return ref
 
+    @property
+    def served_key(self) -> str:
+        """Where the stack's config names the image it serves."""
+        return IMAGE_REF
+
     def promotion_write(self, image: str) -> ConfigWrite:
         return ConfigWrite("release", {IMAGE_REF: image})
 
@@ -102,6 +107,10 @@ class BlueGreenStrategy(app_spec.BlueGreenStrategy):
     def served_image(self, ref: str | None) -> str | None:
         """The active color's image: the Service selects only that color."""
         return self.image_of(self.active)
+
+    @property
+    def served_key(self) -> str:
+        return color_image_key(self.active)
 
     def promotion_write(self, image: str) -> ConfigWrite:
         """A release lands on the idle color; the served traffic does not move until :meth:`switch_write`."""
@@ -153,6 +162,10 @@ class CanaryStrategy(app_spec.CanaryStrategy):
     def served_image(self, ref: str | None) -> str | None:
         """The stable track's image; the canary serves only its share until it completes."""
         return ref
+
+    @property
+    def served_key(self) -> str:
+        return IMAGE_REF
 
     def promotion_write(self, image: str) -> ConfigWrite:
         first = self.steps[0]

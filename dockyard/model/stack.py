@@ -7,7 +7,8 @@ config, its registry credentials or the image it serves; a move that changes the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import copy
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from dockyard.config import NAMESPACE, EnvironmentConfig, parse_environment, plaintext_keys, stack_document
 from dockyard.model.credentials import RegistryCredentials, registry_credentials
+from dockyard.release_moves import ConfigValue, ConfigWrite
 
 #: Decrypts a secret key of the stack (``dockyard:registryPassword``), e.g. with the engine's ``config get``.
 Decrypt = Callable[[str], str]
@@ -55,3 +57,44 @@ class StackView:
     def served_image(self) -> str | None:
         """The image the stack's traffic goes to, as its strategy says (None on a building stack)."""
         return self.env.served_image
+
+    def after(self, write: ConfigWrite) -> StackView:
+        """The stack once ``write`` is applied to its file, validated as the engine will find it; nothing is read."""
+        document = edited(self.document, write)
+        return StackView(self.name, parse_environment(self.name, plaintext_keys(document)), document, self.decrypt)
+
+
+def edited(document: Mapping[str, Any], write: ConfigWrite) -> dict[str, Any]:
+    """``document`` (a parsed ``Pulumi.<stack>.yaml``) with ``write`` applied, as ``pulumi config set --path`` and
+    ``config rm --path`` would: a value sets its key (creating parents), ``None`` removes it."""
+    result = copy.deepcopy(dict(document))
+    if not isinstance(result.get("config"), dict):
+        result["config"] = {}
+    for path, value in write.values.items():
+        top, *rest = path.split(".")
+        *parents, leaf = [f"{NAMESPACE}:{top}", *rest]
+        node = result["config"]
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                if value is None:
+                    break  # nothing there to remove
+                node[key] = {}
+            node = node[key]
+        else:
+            if value is None:
+                node.pop(leaf, None)
+            else:
+                node[leaf] = value
+    return result
+
+
+def values_at(document: Mapping[str, Any], paths: Iterable[str]) -> dict[str, ConfigValue]:
+    """The values a parsed ``Pulumi.<stack>.yaml`` holds at ``dockyard:`` ``paths`` (None where unset)."""
+    found: dict[str, ConfigValue] = {}
+    for path in paths:
+        top, *rest = path.split(".")
+        node: Any = (document.get("config") or {}).get(f"{NAMESPACE}:{top}")
+        for part in rest:
+            node = node.get(part) if isinstance(node, dict) else None
+        found[path] = node if isinstance(node, str | int) else None
+    return found
