@@ -255,15 +255,7 @@ class EnvironmentConfig(Model):
             problems += _promoted_only_problems(self)
         if self.tier == Tier.PROD:
             problems += _prod_problems(self)
-        strategy = self.kubernetes.strategy
-        if isinstance(strategy, BlueGreenStrategy):
-            if self.image.build is not None or self.image.ref is not None:
-                problems.append(
-                    "image: build or ref set with the blueGreen strategy; allowed: per-color images "
-                    "(kubernetes.strategy.blueImage / greenImage) that promotion writes"
-                )
-        elif self.image.build is None and self.image.ref is None:
-            problems.append("image: neither build nor ref; allowed: image.build (this stack builds) or image.ref")
+        problems += self.kubernetes.strategy.image_problems(self.image.build is not None, self.image.ref)
         if problems:
             raise ValueError(" | ".join(problems))
         return self
@@ -273,13 +265,7 @@ def _promoted_only_problems(env: EnvironmentConfig) -> list[str]:
     problems = []
     if env.image.build is not None:
         problems.append(f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds")
-    refs = {"image.ref": env.image.ref}
-    strategy = env.kubernetes.strategy
-    if isinstance(strategy, CanaryStrategy):
-        refs["kubernetes.strategy.canaryImage"] = strategy.canary_image
-    if isinstance(strategy, BlueGreenStrategy):
-        refs["kubernetes.strategy.blueImage"] = strategy.blue_image
-        refs["kubernetes.strategy.greenImage"] = strategy.green_image
+    refs = {"image.ref": env.image.ref, **env.kubernetes.strategy.images}
     for key, ref in refs.items():
         if ref is not None and not parse_image_reference(ref).is_digest_pinned:
             problems.append(

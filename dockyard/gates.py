@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from dockyard.config import CanaryStrategy, EnvironmentConfig
+from dockyard.config import EnvironmentConfig
 from dockyard.ledger import Verification
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 
@@ -193,15 +193,8 @@ def verified(facts: PromotionFacts) -> list[str]:
 
 
 def target_ready(facts: PromotionFacts) -> list[str]:
-    """A canary in progress on the target is finished or aborted before the next release starts one."""
-    strategy = facts.target_env.kubernetes.strategy
-    if isinstance(strategy, CanaryStrategy) and strategy.canary_image is not None:
-        return [
-            f"{facts.target} runs a canary of {strategy.canary_image} at {strategy.weight}%: finish it "
-            f"(dockyard canary advance --stack {facts.target}) or abort it (dockyard canary abort --stack "
-            f"{facts.target}) first"
-        ]
-    return []
+    """A release still in progress on the target (a canary) is finished or aborted before the next one starts."""
+    return facts.target_env.kubernetes.strategy.unfinished(facts.target)
 
 
 def trusted(facts: Arrival) -> list[str]:

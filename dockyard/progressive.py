@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig
-from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError
+from dockyard.config import CanaryStrategy, EnvironmentConfig
+from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError, refusing
 from dockyard.ledger import Verification, last_verified
 from dockyard.stack_update import Outcome
 
@@ -104,9 +104,7 @@ def failed(check: Verification) -> str:
 
 def _canary(moves: Moves, stack: str) -> CanaryStrategy:
     strategy = moves.environment(stack).kubernetes.strategy
-    if not isinstance(strategy, CanaryStrategy):
-        raise RefusedError(f"canary move on {stack}", [f"{stack} is not a canary stack ({strategy.type})"])
-    return strategy
+    return refusing(f"canary move on {stack}", lambda: strategy.as_canary(stack))
 
 
 def _restored(run: Run, checks: Checks, stack: str, why: str, trigger: str) -> Run:
@@ -199,9 +197,7 @@ def switch_colors(
     """Verify the idle color, switch to it, verify what is served; switch back when that fails."""
     run = Run(report=report)
     strategy = moves.environment(stack).kubernetes.strategy
-    if not isinstance(strategy, BlueGreenStrategy):
-        raise RefusedError(f"switch of {stack}", [f"{stack} is not a blue-green stack ({strategy.type})"])
-    idle = strategy.idle_color
+    idle = refusing(f"switch of {stack}", lambda: strategy.as_blue_green(stack)).idle_color
     ready = checks.verify(stack, candidate=True, trigger=f"before switching to {idle}")
     run.add(ready)
     if not ready.passed:

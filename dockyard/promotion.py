@@ -15,8 +15,8 @@ from pathlib import Path
 
 from dockyard import gates
 from dockyard.attestations import AttestationError, attested_verifications
-from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, ReleaseError
-from dockyard.errors import RefusedError
+from dockyard.config import CanaryStrategy, EnvironmentConfig
+from dockyard.errors import RefusedError, refusing
 from dockyard.gates import PromotionFacts, RegistryAnswer, RollbackFacts
 from dockyard.history import (
     CANARY_ABORT,
@@ -136,7 +136,7 @@ class Releases:
         with self.project.lock(stack):
             view = self.project.view(stack)
             image = self._rollback_target(stack, view.env, to)
-            write = self._write(f"rollback of {stack}", lambda: view.env.kubernetes.strategy.rollback_write(image))
+            write = refusing(f"rollback of {stack}", lambda: view.env.kubernetes.strategy.rollback_write(image))
             problems = gates.evaluate(self.rollback_facts(view, image))
             if problems:
                 raise RefusedError(f"rollback of {stack}", problems)
@@ -146,7 +146,7 @@ class Releases:
         """The canary's next step; past the last one, the canary image becomes the stable one."""
         with self.project.lock(stack):
             canary = self._canary(stack)
-            write = self._write(f"canary step of {stack}", canary.advance_write)
+            write = refusing(f"canary step of {stack}", canary.advance_write)
             action = CANARY_STEP if canary.next_weight is not None else CANARY_COMPLETE
             weight = str(canary.next_weight or 100)
             return self._apply(stack, action, write, str(canary.canary_image), {"weight": weight}, yes, confirm)
@@ -155,17 +155,17 @@ class Releases:
         """Back to 0 %: the canary track goes away, the stable track serves everything."""
         with self.project.lock(stack):
             canary = self._canary(stack)
-            write = self._write(f"canary abort of {stack}", canary.abort_write)
+            write = refusing(f"canary abort of {stack}", canary.abort_write)
             record = {"weight": str(canary.weight), "reason": reason}
             return self._apply(stack, CANARY_ABORT, write, str(canary.canary_image), record, yes, confirm)
 
     def switch(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
         """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`dockyard.progressive`)."""
         with self.project.lock(stack):
-            strategy = self.project.environment(stack).kubernetes.strategy
-            if not isinstance(strategy, BlueGreenStrategy):
-                raise RefusedError(f"switch of {stack}", [f"{stack} is not a blue-green stack ({strategy.type})"])
-            write = self._write(f"switch of {stack}", strategy.switch_write)
+            strategy = refusing(
+                f"switch of {stack}", lambda: self.project.environment(stack).kubernetes.strategy.as_blue_green(stack)
+            )
+            write = refusing(f"switch of {stack}", strategy.switch_write)
             image = str(strategy.image_of(strategy.idle_color))
             return self._apply(stack, SWITCH, write, image, {"color": strategy.idle_color}, yes, confirm)
 
@@ -180,16 +180,7 @@ class Releases:
 
     def _canary(self, stack: str) -> CanaryStrategy:
         strategy = self.project.environment(stack).kubernetes.strategy
-        if not isinstance(strategy, CanaryStrategy):
-            raise RefusedError(f"canary move on {stack}", [f"{stack} is not a canary stack ({strategy.type})"])
-        return strategy
-
-    @staticmethod
-    def _write(action: str, choose: Callable[[], ConfigWrite]) -> ConfigWrite:
-        try:
-            return choose()
-        except ReleaseError as error:
-            raise RefusedError(action, [str(error)]) from None
+        return refusing(f"canary move on {stack}", lambda: strategy.as_canary(stack))
 
     def _rollback_target(self, stack: str, env: EnvironmentConfig, to: str | None) -> str:
         current = env.served_image

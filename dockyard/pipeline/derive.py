@@ -33,9 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dockyard.config import (
-    BlueGreenStrategy,
     BuildConfig,
-    CanaryStrategy,
     EnvironmentConfig,
     Tier,
     parse_environment,
@@ -244,13 +242,10 @@ def _release_command(stack: str, env: EnvironmentConfig) -> Command | None:
     and is walked to completion, analysed at every step; a blue-green stack gets it on the idle color, which is then
     verified and switched to. Each command undoes its own move when its checks fail, and exits non-zero.
     """
-    strategy = env.kubernetes.strategy
-    if isinstance(strategy, CanaryStrategy):
-        name, command = "Walk the canary to completion", 'dockyard canary advance --stack "$STACK" --auto --yes'
-    elif isinstance(strategy, BlueGreenStrategy):
-        name, command = "Switch to the idle color", 'dockyard switch --stack "$STACK" --yes'
-    else:
+    completion = env.kubernetes.strategy.completion
+    if completion is None:
         return None
+    name, command = completion
     return Command(
         name, _with_registry_token(f".venv/bin/{command}\n", env), _update_env(stack, env, github_admin=True)
     )
