@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.timing import workspace
-from dockyard.config import read_stack_file
-from dockyard.project import Project
-from dockyard.trust import trust_problems
+from dockyard.model.config import read_stack_file
+from dockyard.releases.project import Project
+from dockyard.releases.trust import trust_problems
 from tests.engine.harness import Result, Workspace, dockyard, kubectl
 from tests.local_services import start_local_cluster, start_local_services
 

@@ -18,20 +18,28 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dockyard import metrics as delivery_metrics
-from dockyard import pr_summary
-from dockyard.config import stack_file
-from dockyard.config_guard import Terminated
-from dockyard.doctor import run as run_doctor
-from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
-from dockyard.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
-from dockyard.image_diff import OCI_VERSION_LABEL
-from dockyard.ledger import Verification
-from dockyard.progressive import Ending, Run, abort_canary, advance_canary, failed, promote_verified, switch_colors
-from dockyard.project import Project
-from dockyard.promotion import Releases
-from dockyard.registry_client import RegistryUnreachableError, image_labels
-from dockyard.stack_update import Outcome
+from dockyard.model.config import stack_file
+from dockyard.model.image_diff import OCI_VERSION_LABEL
+from dockyard.pipeline import pr_summary
+from dockyard.releases import metrics as delivery_metrics
+from dockyard.releases.config_guard import Terminated
+from dockyard.releases.doctor import run as run_doctor
+from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
+from dockyard.releases.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
+from dockyard.releases.ledger import Verification
+from dockyard.releases.moves import Releases
+from dockyard.releases.progressive import (
+    Ending,
+    Run,
+    abort_canary,
+    advance_canary,
+    failed,
+    promote_verified,
+    switch_colors,
+)
+from dockyard.releases.project import Project
+from dockyard.releases.registry_client import RegistryUnreachableError, image_labels
+from dockyard.releases.stack_update import Outcome
 from dockyard.verify import HEALTH_TIMEOUT, Verifier
 from dockyard_components.image_ref import short_image
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dockyard.registry_config import RegistryConfig
+from dockyard.model.registry import RegistryConfig
 
 #: The stack's secret that holds the password when no ``registry.passwordEnv`` is set (without the namespace).
 PASSWORD_KEY = "registryPassword"

@@ -14,9 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dockyard.config import NAMESPACE, EnvironmentConfig, parse_environment, plaintext_keys, stack_document
+from dockyard.model.config import NAMESPACE, EnvironmentConfig, parse_environment, plaintext_keys, stack_document
 from dockyard.model.credentials import RegistryCredentials, registry_credentials
-from dockyard.release_moves import ConfigValue, ConfigWrite
+from dockyard.model.strategies import ConfigValue, ConfigWrite
 
 #: Decrypts a secret key of the stack (``dockyard:registryPassword``), e.g. with the engine's ``config get``.
 Decrypt = Callable[[str], str]

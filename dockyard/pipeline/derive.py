@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from dockyard.config import (
+from dockyard.model.config import (
     BuildConfig,
     EnvironmentConfig,
     Tier,
@@ -565,7 +565,7 @@ def read_stack_environments(project_dir: Path) -> dict[str, EnvironmentConfig]:
     """Parse the non-secret ``dockyard:`` keys of every ``Pulumi.<stack>.yaml`` in ``project_dir``.
 
     Secret keys are skipped (their ciphertext is never decrypted here); a stack whose keys do not validate raises
-    :class:`dockyard.config.ConfigError`.
+    :class:`dockyard.model.config.ConfigError`.
     """
     environments: dict[str, EnvironmentConfig] = {}
     for path in sorted(project_dir.glob("Pulumi.*.yaml")):

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from dockyard.config import BuildConfig
+from dockyard.model.config import BuildConfig
 from dockyard.model.problems import ConfigProblemsError
-from dockyard.registry_config import AwsLogin, AzureLogin, GcpLogin, RegistryKind
+from dockyard.model.registry import AwsLogin, AzureLogin, GcpLogin, RegistryKind
 from dockyard_components.github_ci import DEFAULT_BRANCH as DEFAULT_BRANCH
 from dockyard_components.github_ci import RELEASE_TAGS as RELEASE_TAGS
 from dockyard_components.github_ci import SECRET_PASSPHRASE as SECRET_PASSPHRASE

@@ -8,7 +8,7 @@ Project-level config (``Pulumi.yaml``), since one repository has one set of pipe
       dockyard-ci:runnerImage:
         value: registry.example.com/team/dockyard-ci:3.260.0@sha256:<64 hex>
 
-Its own namespace, not ``dockyard:``: the program never reads it (``dockyard.config`` validates every
+Its own namespace, not ``dockyard:``: the program never reads it (``dockyard.model.config`` validates every
 ``dockyard:`` key as stack config), and Pulumi lets project config set a foreign namespace's values.
 
 GitHub Actions installs its tools with pinned actions; GitLab CI, CircleCI and Jenkins run every job in

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from dockyard.config import EnvironmentConfig
-from dockyard.ledger import Check
+from dockyard.model.config import EnvironmentConfig
 from dockyard.model.credentials import RegistryCredentials
+from dockyard.releases.ledger import Check
 from dockyard.verify.common import VerifierError
 from dockyard_components.image_ref import short_image
 

@@ -10,8 +10,8 @@ Two ways to look, chosen by the stack's ``kubernetes.mode``:
 
 What is checked is a :class:`Subject`, from the stack's strategy: what the stack serves, or the release on its way in
 (the canary track, or the idle color of a blue-green pair through its preview Service). Every outcome is appended to
-the stack's ledger (:mod:`dockyard.ledger`), where the metrics and rollbacks read it; a stack with ``dockyard:signing``
-also attests it on the digest in the registry (:mod:`dockyard.attestations`), where the promotion gate reads it.
+the stack's ledger (:mod:`dockyard.releases.ledger`), where the metrics and rollbacks read it; a stack with ``dockyard:signing``
+also attests it on the digest in the registry (:mod:`dockyard.releases.attestations`), where the promotion gate reads it.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
-from dockyard.attestations import publish
-from dockyard.config import EnvironmentConfig
-from dockyard.history import Update
-from dockyard.ledger import Check, Ledger, Verification
+from dockyard.model.config import EnvironmentConfig
 from dockyard.model.stack import StackView
-from dockyard.project import actor, output_text
+from dockyard.releases.attestations import publish
+from dockyard.releases.history import Update
+from dockyard.releases.ledger import Check, Ledger, Verification
+from dockyard.releases.project import actor, output_text
 from dockyard.verify.common import VerifierError
 from dockyard.verify.kube import ClusterReader, cluster_checks, template_problems
 from dockyard.verify.local_run import HEALTH_TIMEOUT, LocalRun
@@ -115,7 +115,7 @@ LocalCheck = Callable[[str, StackView, float], list[Check]]
 
 
 class StackFacts(Protocol):
-    """What the verifier reads of a project (:class:`~dockyard.project.Project`; a fake in unit tests)."""
+    """What the verifier reads of a project (:class:`~dockyard.releases.project.Project`; a fake in unit tests)."""
 
     @property
     def directory(self) -> Path: ...

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from dockyard import attestations
-from dockyard.attestations import AttestationError, attested_verifications, publish
-from dockyard.config import parse_environment
-from dockyard.ledger import Check, Ledger, Verification
+from dockyard.model.config import parse_environment
 from dockyard.model.stack import StackView
-from dockyard.project import Project
-from dockyard.promotion import Releases
+from dockyard.releases import attestations
+from dockyard.releases.attestations import AttestationError, attested_verifications, publish
+from dockyard.releases.ledger import Check, Ledger, Verification
+from dockyard.releases.moves import Releases
+from dockyard.releases.project import Project
 from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools
 from tests.stacks import PROJECT, dockyard_document
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockyard.config import ConfigError, EnvironmentConfig, Tier, load, parse_environment
+from dockyard.model.config import ConfigError, EnvironmentConfig, Tier, parse_environment
+from dockyard.program.stack_config import load
 from tests.stacks import STACKS, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 

@@ -13,9 +13,9 @@ import yaml
 
 from dockyard.model.credentials import registry_password
 from dockyard.model.stack import StackView
-from dockyard.promotion import check_registry
-from dockyard.registry_auth import RegistryCredentialCheckProvider
-from dockyard.registry_client import manifest_exists
+from dockyard.program.credential_check import RegistryCredentialCheckProvider
+from dockyard.releases.moves import check_registry
+from dockyard.releases.registry_client import manifest_exists
 from dockyard_components.registry import RegistryKind
 from tests.stacks import PROJECT
 
@@ -76,7 +76,7 @@ def test_without_the_secret_nothing_is_decrypted_and_the_registry_is_asked_anony
 def test_the_promotion_gate_asks_with_the_resolved_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[str | None] = []
     monkeypatch.setattr(
-        "dockyard.promotion.manifest_exists", lambda image, credentials: asked.append(credentials.password) or True
+        "dockyard.releases.moves.manifest_exists", lambda image, credentials: asked.append(credentials.password) or True
     )
     view = StackView.read(project_with(tmp_path, "prod", password=True), "prod", lambda key: TOKEN)
     assert check_registry(IMAGE, view).exists

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard import doctor
-from dockyard.doctor import (
+from dockyard.releases import doctor
+from dockyard.releases.doctor import (
     EngineLock,
     Facts,
     PendingOperation,

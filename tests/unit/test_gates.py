@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from dockyard import gates
-from dockyard.config import EnvironmentConfig, parse_environment
-from dockyard.gates import PromotionFacts, RegistryAnswer
-from dockyard.ledger import Check, Verification
+from dockyard.model.config import EnvironmentConfig, parse_environment
+from dockyard.releases import gates
+from dockyard.releases.gates import PromotionFacts, RegistryAnswer
+from dockyard.releases.ledger import Check, Verification
 from tests.stacks import dockyard_document
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.config import ConfigError, parse_environment
+from dockyard.model.config import ConfigError, parse_environment
 from dockyard.model.problems import ConfigProblemsError, Problem, render
 from dockyard.pipeline.derive import derive_pipeline
 from dockyard.pipeline.model import PipelineConfigError

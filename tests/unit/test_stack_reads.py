@@ -1,6 +1,6 @@
 """One command reads each stack file once: the moves, the gates and the verifier share one view of each stack.
 
-A real :class:`~dockyard.project.Project` over copies of the local chain's stack files; the engine, the registry, the
+A real :class:`~dockyard.releases.project.Project` over copies of the local chain's stack files; the engine, the registry, the
 trust policy and the cluster are fakes. Every read of a ``Pulumi.<stack>.yaml`` is counted (raw reads of the file,
 and validations of its config) while one command runs: ``promote``, ``promote --verify`` and one canary step. Each
 stack is read and validated once; the target's file is read once more by the move that edits it (a read-modify-write
@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from dockyard.config import EnvironmentConfig
-from dockyard.gates import RegistryAnswer
-from dockyard.ledger import Check, Verification
-from dockyard.progressive import advance_canary, promote_verified
-from dockyard.project import Project
-from dockyard.promotion import Releases
+from dockyard.model.config import EnvironmentConfig
+from dockyard.releases.gates import RegistryAnswer
+from dockyard.releases.ledger import Check, Verification
+from dockyard.releases.moves import Releases
+from dockyard.releases.progressive import advance_canary, promote_verified
+from dockyard.releases.project import Project
 from dockyard.verify import Verifier
 from tests.stacks import PROJECT
 from tests.unit.fake_stack import FakeStack

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from dockyard.attestations import AttestationError
-from dockyard.config import EnvironmentConfig, parse_environment
-from dockyard.history import Update
-from dockyard.ledger import Check, Ledger, Verification
+from dockyard.model.config import EnvironmentConfig, parse_environment
 from dockyard.model.stack import StackView
+from dockyard.releases.attestations import AttestationError
+from dockyard.releases.history import Update
+from dockyard.releases.ledger import Check, Ledger, Verification
 from dockyard.verify import Verifier
 from tests.stacks import dockyard_document
 

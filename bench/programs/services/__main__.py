@@ -5,7 +5,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from dockyard.config import environment_from_file
+from dockyard.model.config import environment_from_file
 from dockyard_components.kubernetes_app import KubernetesApp, KubernetesAppArgs
 
 count = pulumi.Config().require_int("services")

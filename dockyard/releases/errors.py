@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from dockyard.release_moves import ReleaseError
+from dockyard.model.strategies import ReleaseError
 
 T = TypeVar("T")
 

@@ -1,9 +1,9 @@
 """One release move as one stack update: write the config, preview the diff (or apply it), keep the file only if applied.
 
-Every move (promote, rollback, a canary step, a switch) is a :class:`~dockyard.release_moves.ConfigWrite` that
+Every move (promote, rollback, a canary step, a switch) is a :class:`~dockyard.model.strategies.ConfigWrite` that
 :func:`apply_update` writes into ``Pulumi.<stack>.yaml`` (the engine reads config from that file), then shows and
 applies as the engine's own diff. The file keeps the write only once ``up`` succeeded: "no", Ctrl-C, SIGTERM and a
-failed preview or update all leave it byte-identical (:func:`dockyard.config_guard.restored_unless_kept`).
+failed preview or update all leave it byte-identical (:func:`dockyard.releases.config_guard.restored_unless_kept`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Protocol
 import yaml
 from pulumi import automation as auto
 
-from dockyard.config_guard import restored_unless_kept
-from dockyard.engine import ConcurrentUpdateError, EngineError, OnEvent, OnOutput
-from dockyard.errors import DockyardError, engine_error_line
-from dockyard.image_diff import WORKLOAD_TYPES, ImageChange, image_changes
+from dockyard.model.image_diff import WORKLOAD_TYPES, ImageChange, image_changes
 from dockyard.model.stack import edited, values_at
-from dockyard.release_moves import ConfigValue, ConfigWrite
+from dockyard.model.strategies import ConfigValue, ConfigWrite
+from dockyard.releases.config_guard import restored_unless_kept
+from dockyard.releases.engine import ConcurrentUpdateError, EngineError, OnEvent, OnOutput
+from dockyard.releases.errors import DockyardError, engine_error_line
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Outcome:
 
 
 class UpdatableStack(Protocol):
-    """What a move needs of a stack: :class:`dockyard.engine.EngineStack` has it, tests fake it without the engine."""
+    """What a move needs of a stack: :class:`dockyard.releases.engine.EngineStack` has it, tests fake it without the engine."""
 
     def preview(
         self,

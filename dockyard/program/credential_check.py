@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import ssl
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -22,15 +21,11 @@ import pulumi.dynamic as dynamic
 from pulumi.runtime import rpc
 
 from dockyard.model.credentials import registry_password
+from dockyard.model.registry import API_HOSTS, local_start_command, parse_challenge
 
-#: Where Docker Hub answers the Registry API (``docker.io`` is only the name images carry).
-API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-LOCAL_START = "scripts/local-services.sh start"
 TIMEOUT_SECONDS = 10.0
 #: Inputs whose change means a new credential to check; the rest (password, CA, wording) ride along.
 CREDENTIAL_KEYS = ("server", "username", "credential_hash")
-_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
 class RegistryAuthError(Exception):
@@ -57,20 +52,9 @@ def credential_hash(server: str, username: str, password: str) -> str:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 100_000).hex()
 
 
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``Bearer realm="…",service="…"`` → (``bearer``, {realm, service, …})."""
-    scheme, _, params = header.strip().partition(" ")
-    return scheme.lower(), dict(_CHALLENGE.findall(params))
-
-
 def _api_base(server: str) -> str:
     host = server.removeprefix("https://").removeprefix("http://").rstrip("/")
     return f"https://{API_HOSTS.get(host, host)}"
-
-
-def local_start_command(server: str) -> str | None:
-    """The command that starts the registry at ``server`` when it is this machine's local registry."""
-    return LOCAL_START if server.rsplit(":", 1)[0] in LOCAL_HOSTS else None
 
 
 def _unreachable(credential: Credential, error: httpx.HTTPError) -> RegistryAuthError:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from dockyard.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError, StackConfig
+from dockyard.model.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError
 from dockyard.model.problems import Problem
+from dockyard.program.stack_config import StackConfig
 
 
 def prepare_private_directory(directory: Path) -> None:

@@ -4,7 +4,7 @@ The KubernetesApp component's strategy models (:mod:`dockyard_components.app_spe
 strategies below extend them with what a release means in a stack's ``dockyard:`` config: which image the stack
 serves, which config keys a promotion, a rollback, a canary step or a blue-green switch writes
 (:class:`ConfigWrite`), and which release is on its way in (:class:`Candidate`). ``dockyard:kubernetes.strategy``
-(:class:`dockyard.config.KubernetesConfig`) is validated into these. Pure: no Pulumi, no I/O, so the CLI and the
+(:class:`dockyard.model.config.KubernetesConfig`) is validated into these. Pure: no Pulumi, no I/O, so the CLI and the
 program agree by construction.
 """
 

@@ -7,7 +7,7 @@ signature and its SBOM attestation; a verification is one more attestation there
 outcome), signed with the verified stack's cosign key. A target reads back only what its own trusted key
 (``signing.publicKeyFile``) verifies, so a verification cannot be forged by anyone who can merely push.
 
-Stacks without ``dockyard:signing`` keep the ledger (:mod:`dockyard.ledger`) as their only record: without a trusted
+Stacks without ``dockyard:signing`` keep the ledger (:mod:`dockyard.releases.ledger`) as their only record: without a trusted
 key there is nothing to check a registry claim against. The ledger stays for every stack as the local cache the
 metrics and rollbacks read.
 """
@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from dockyard.config import NAMESPACE
-from dockyard.errors import DockyardError
-from dockyard.ledger import Verification
+from dockyard.model.config import NAMESPACE
 from dockyard.model.stack import StackView
-from dockyard.trust import registry_signing_tools
+from dockyard.releases.errors import DockyardError
+from dockyard.releases.ledger import Verification
+from dockyard.releases.trust import registry_signing_tools
 from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, attestation_tag
 from dockyard_components.image_ref import parse_image_reference
 
@@ -34,7 +34,7 @@ class AttestationError(DockyardError):
 
 
 class SigningProject(Protocol):
-    """What publishing reads of a project (:class:`~dockyard.project.Project`; a fake in unit tests)."""
+    """What publishing reads of a project (:class:`~dockyard.releases.project.Project`; a fake in unit tests)."""
 
     @property
     def backend(self) -> str: ...

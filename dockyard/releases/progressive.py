@@ -10,7 +10,7 @@ What Argo Rollouts and Flagger do inside a cluster, done here as reviewable stac
 - :func:`promote_verified`: promote, then check the release where it landed (what is served, the canary, or the
   idle color), and undo it the way the target's strategy undoes a release when the check fails.
 
-Every flow is written against two Protocols (the moves of :class:`~dockyard.promotion.Releases` and the checks of
+Every flow is written against two Protocols (the moves of :class:`~dockyard.releases.moves.Releases` and the checks of
 :class:`~dockyard.verify.Verifier`), so the unit tests drive them with fakes.
 """
 
@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from dockyard.config import CanaryStrategy, EnvironmentConfig
-from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError, refusing
-from dockyard.ledger import Verification, last_verified
-from dockyard.stack_update import Outcome
+from dockyard.model.config import CanaryStrategy, EnvironmentConfig
+from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError, refusing
+from dockyard.releases.ledger import Verification, last_verified
+from dockyard.releases.stack_update import Outcome
 
 Confirm = Callable[[], bool]
 
 
 class Moves(Protocol):
-    """The release moves the flows make (:class:`dockyard.promotion.Releases`)."""
+    """The release moves the flows make (:class:`dockyard.releases.moves.Releases`)."""
 
     def environment(self, stack: str, /) -> EnvironmentConfig: ...
 

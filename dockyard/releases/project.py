@@ -1,7 +1,7 @@
 """The Pulumi project the CLI drives: its stacks' config files, their outputs and history, the lock, the ledger.
 
-Reads are one engine process each (:mod:`dockyard.engine`); independent ones run side by side where they are asked for
-(:mod:`dockyard.promotion`, :mod:`dockyard.verify.verifier`).
+Reads are one engine process each (:mod:`dockyard.releases.engine`); independent ones run side by side where they are asked for
+(:mod:`dockyard.releases.moves`, :mod:`dockyard.verify.verifier`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from dockyard.config import ConfigError, EnvironmentConfig, stack_file
-from dockyard.engine import Engine, EngineStack, StackMissingError
-from dockyard.errors import DockyardError
-from dockyard.history import Update
-from dockyard.ledger import Ledger, ledger_root
+from dockyard.model.config import ConfigError, EnvironmentConfig, stack_file
 from dockyard.model.stack import StackView
+from dockyard.releases.engine import Engine, EngineStack, StackMissingError
+from dockyard.releases.errors import DockyardError
+from dockyard.releases.history import Update
+from dockyard.releases.ledger import Ledger, ledger_root
 
 
 def actor() -> str:
@@ -44,7 +44,7 @@ class Project:
     print_line: Callable[[str], None] = print
     #: Each stack's view, read once per command, with the file's stat when it was read (see :meth:`lock`).
     _views: dict[str, tuple[StackView, tuple[int, int, int]]] = field(default_factory=dict, init=False, repr=False)
-    #: Engine reads run side by side (:mod:`dockyard.promotion`): the first to ask for a stack reads it.
+    #: Engine reads run side by side (:mod:`dockyard.releases.moves`): the first to ask for a stack reads it.
     _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @cached_property

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from dockyard.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError
+from dockyard.model.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError
+from dockyard.model.registry import local_start_command
 from dockyard.model.stack import StackView
-from dockyard.registry_auth import local_start_command
-from dockyard.release_moves import IMAGE_REF
+from dockyard.model.strategies import IMAGE_REF
 from dockyard_components.scripts.build_guard import command_line
 
 PROBE_TIMEOUT_SECONDS = 5.0

@@ -1,7 +1,7 @@
 """Dockyard's stack config mapped onto the components' arguments: the one place that knows both.
 
 The components (``dockyard_components``) take plain Pulumi Inputs and know nothing of ``Pulumi.<stack>.yaml``; this
-module turns a validated :class:`~dockyard.config.StackConfig` into their Args, which keeps ``__main__`` a table of
+module turns a validated :class:`~dockyard.model.config.StackConfig` into their Args, which keeps ``__main__`` a table of
 contents.
 """
 
@@ -14,13 +14,14 @@ from typing import cast
 
 import pulumi
 
-from dockyard.config import StackConfig, StackSecrets, Tier
+from dockyard.model.config import Tier
 from dockyard.model.credentials import password_source
 from dockyard.pipeline import github as actions
 from dockyard.pipeline import model
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from dockyard.pipeline.render import REGENERATE_COMMAND
-from dockyard.registry_auth import RegistryCredentialCheck
+from dockyard.program.credential_check import RegistryCredentialCheck
+from dockyard.program.stack_config import StackConfig, StackSecrets
 from dockyard_components.app_spec import AppSpec
 from dockyard_components.build_context import context_hash
 from dockyard_components.github_ci import CiPipelineArgs, ReviewerArgs, ReviewerType
@@ -127,7 +128,7 @@ def app_args(stack: StackConfig, release: pulumi.Output[str], registry: Containe
     if stack.secrets.app_secrets is not None:
         args["app_secrets"] = stack.secrets.app_secrets
     # Cloud registries are pulled through the cluster's workload identity: a Secret would hold a token that
-    # expires within hours (dockyard/registry_config.py), so only config asks for one.
+    # expires within hours (dockyard/model/registry.py), so only config asks for one.
     pull_credentials = registry.docker_config_json if stack.env.registry.wants_pull_secret else None
     checked = _checked(stack, registry, pull_credentials)
     if checked is not None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from dockyard.errors import DockyardError
 from dockyard.model.credentials import RegistryCredentials
-from dockyard.registry_auth import parse_challenge
+from dockyard.model.registry import parse_challenge
+from dockyard.releases.errors import DockyardError
 from dockyard_components.image_ref import parse_image_reference
 
 MANIFEST_TYPES = ", ".join(

@@ -2,7 +2,7 @@
 
 The facts of a promotion (the source's output and last update, the registry's answer, the newest verification) or of
 a rollback (the registry's answer and the trust policy's for the image it goes back to) are fetched first, by
-:mod:`dockyard.promotion`; judging them here needs no engine, no registry and no clock, so every refusal is
+:mod:`dockyard.releases.moves`; judging them here needs no engine, no registry and no clock, so every refusal is
 unit-tested on plain values. A rule both moves share (the registry holds the image, the trust policy accepts it)
 reads the same facts of both, so it refuses both in the same words.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from dockyard.config import EnvironmentConfig
-from dockyard.ledger import Verification
+from dockyard.model.config import EnvironmentConfig
+from dockyard.releases.ledger import Verification
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 
 

@@ -1,8 +1,8 @@
 """Release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary, switch colors.
 
-What each move writes is the target's strategy's to say (:mod:`dockyard.config`); this module fetches the facts
-the gates judge (:mod:`dockyard.gates`), refuses with every reason at once, and applies the write as one stack update
-(:mod:`dockyard.stack_update`) under the dockyard lock, recorded in Pulumi's update history (:mod:`dockyard.history`).
+What each move writes is the target's strategy's to say (:mod:`dockyard.model.config`); this module fetches the facts
+the gates judge (:mod:`dockyard.releases.gates`), refuses with every reason at once, and applies the write as one stack update
+(:mod:`dockyard.releases.stack_update`) under the dockyard lock, recorded in Pulumi's update history (:mod:`dockyard.releases.history`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dockyard import gates
-from dockyard.attestations import AttestationError, attested_verifications
-from dockyard.config import CanaryStrategy, EnvironmentConfig
-from dockyard.errors import RefusedError, refusing
-from dockyard.gates import PromotionFacts, RegistryAnswer, RollbackFacts
-from dockyard.history import (
+from dockyard.model.config import CanaryStrategy, EnvironmentConfig
+from dockyard.model.stack import StackView
+from dockyard.model.strategies import ConfigWrite
+from dockyard.releases import gates
+from dockyard.releases.attestations import AttestationError, attested_verifications
+from dockyard.releases.errors import RefusedError, refusing
+from dockyard.releases.gates import PromotionFacts, RegistryAnswer, RollbackFacts
+from dockyard.releases.history import (
     CANARY_ABORT,
     CANARY_COMPLETE,
     CANARY_STEP,
@@ -28,13 +30,11 @@ from dockyard.history import (
     SWITCH,
     record_message,
 )
-from dockyard.ledger import Verification, latest_for
-from dockyard.model.stack import StackView
-from dockyard.project import Project, actor, output_text
-from dockyard.registry_client import RegistryUnreachableError, manifest_exists
-from dockyard.release_moves import ConfigWrite
-from dockyard.stack_update import Outcome, StackUpdate, apply_update
-from dockyard.trust import trust_problems
+from dockyard.releases.ledger import Verification, latest_for
+from dockyard.releases.project import Project, actor, output_text
+from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
+from dockyard.releases.stack_update import Outcome, StackUpdate, apply_update
+from dockyard.releases.trust import trust_problems
 from dockyard_components.image_ref import parse_image_reference
 
 Confirm = Callable[[], bool]
@@ -160,7 +160,7 @@ class Releases:
             return self._apply(stack, CANARY_ABORT, write, str(canary.canary_image), record, yes, confirm)
 
     def switch(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
-        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`dockyard.progressive`)."""
+        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`dockyard.releases.progressive`)."""
         with self.project.lock(stack):
             strategy = refusing(
                 f"switch of {stack}", lambda: self.project.environment(stack).kubernetes.strategy.as_blue_green(stack)
