@@ -23,9 +23,14 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from dockyard.model.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError
+from dockyard.model.config import (
+    LOCAL_CLUSTER_CONTEXT,
+    NAMESPACE,
+    ConfigError,
+    EnvironmentConfig,
+    environment_from_file,
+)
 from dockyard.model.registry import local_start_command
-from dockyard.model.stack import StackView
 from dockyard.model.strategies import IMAGE_REF
 from dockyard_components.scripts.build_guard import command_line
 
@@ -305,15 +310,12 @@ def gather(project_dir: Path, stack: str, backend_url: str | None = None) -> Fac
     """The facts of ``stack`` in the project at ``project_dir`` (file backend: ``PULUMI_BACKEND_URL``)."""
     project = str(yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"])
     try:
-        view: StackView | None = StackView.read(project_dir, stack)
+        env: EnvironmentConfig | None = environment_from_file(project_dir, stack)
+        problems: list[str] = []
     except ConfigError as error:
-        view = None
-        problems = error.problems
-    env = view.env if view is not None else None
-    facts = Facts(stack=stack, project=project, mode=env.kubernetes.mode if env else "render")
-    if env is None:
-        facts.config_problems = problems
-    else:
+        env, problems = None, error.problems
+    facts = Facts(stack=stack, project=project, mode=env.kubernetes.mode if env else "render", config_problems=problems)
+    if env is not None:
         # The strategy says what the stack serves and where its file names it (a color's image on blue-green).
         facts.configured_image = env.served_image
         facts.configured_key = env.kubernetes.strategy.served_key

@@ -43,7 +43,7 @@ class Project:
     directory: Path
     print_line: Callable[[str], None] = print
     #: Each stack's view, read once per command, with the file's stat when it was read (see :meth:`lock`).
-    _views: dict[str, tuple[StackView, tuple[int, int, int]]] = field(default_factory=dict, init=False, repr=False)
+    _views: dict[str, tuple[StackView, tuple[int, ...]]] = field(default_factory=dict, init=False, repr=False)
     #: Engine reads run side by side (:mod:`dockyard.releases.moves`): the first to ask for a stack reads it.
     _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -75,9 +75,9 @@ class Project:
         """``view`` is what the stack's file now holds (a move wrote it)."""
         self._views[view.name] = (view, self._stat(view.name))
 
-    def _stat(self, stack: str) -> tuple[int, int, int]:
+    def _stat(self, stack: str) -> tuple[int, ...]:
         status = self.stack_file(stack).stat()
-        return status.st_mtime_ns, status.st_size, status.st_ino
+        return status.st_mtime_ns, status.st_ctime_ns, status.st_size, status.st_ino
 
     def environment(self, stack: str) -> EnvironmentConfig:
         """The stack's validated config."""

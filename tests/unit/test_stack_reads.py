@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from dockyard.model.config import EnvironmentConfig
 from dockyard.releases.gates import RegistryAnswer
@@ -72,6 +73,7 @@ def command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Pro
     for name in ("Pulumi.yaml", "Pulumi.local.yaml", f"Pulumi.{STAGING}.yaml"):
         shutil.copy(PROJECT / name, tmp_path)
     monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path}/state")
+    monkeypatch.setenv("DOCKYARD_CACHE", str(tmp_path / "cache"))
 
     def new() -> Project:
         project = Project(tmp_path, print_line=lambda _: None)
@@ -149,3 +151,18 @@ def test_a_canary_step_reads_its_stack_once(
     counted = run(reads, lambda: advance_canary(moves, checks, STAGING, auto=False, yes=True, confirm=lambda: True))
     assert counted.files == {f"Pulumi.{STAGING}.yaml": 2}  # 9 before
     assert counted.validations == 2  # 8 before
+
+
+def test_under_the_lock_a_view_another_command_changed_is_read_again(command: Callable[[], Project]) -> None:
+    project = command()
+    before = project.view(STAGING)
+    path = project.stack_file(STAGING)
+    document = yaml.safe_load(path.read_text())
+    document["config"]["dockyard:kubernetes"]["replicas"] = 6
+    path.write_text(yaml.safe_dump(document))  # another command's move, applied while this one waited
+    assert project.view(STAGING) is before, "outside the lock the command keeps its view"
+    with project.lock(STAGING):
+        changed = project.view(STAGING)
+        assert changed.env.kubernetes.replicas == 6
+    with project.lock(STAGING):
+        assert project.view(STAGING) is changed, "an unchanged file is not read again"
