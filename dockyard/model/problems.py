@@ -3,7 +3,7 @@
 A :class:`Problem` names where (the stack, or ``Pulumi.yaml``), the key path as written in YAML
 (``dockyard:kubernetes.replicas``, ``dockyard-ci:systems[1]``), what was found and what is allowed. The stack config
 (:class:`dockyard.model.config.ConfigError`), the pipeline derived from the stacks (``PipelineConfigError``) and the CI
-config (``CiConfigError``) all raise a :class:`ConfigProblemsError` error holding every problem at once, rendered one per
+config (``CiConfigError``) all raise a :class:`ConfigProblemsError` holding every problem at once, rendered one per
 line by :func:`render`; :func:`validation_problems` turns pydantic's errors into problems for the two that validate a
 model.
 """

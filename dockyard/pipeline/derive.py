@@ -153,7 +153,8 @@ def promotions(stacks: Mapping[str, EnvironmentConfig]) -> list[tuple[str, str]]
                         name,
                         "promotion.upstream",
                         f"found {upstream!r}",
-                        f"allowed: a GitHub-enabled stack on the chain that starts at {builder[0]}, the stack CI builds",
+                        f"allowed: a GitHub-enabled stack on the chain that starts at {builder[0]}, "
+                        "the stack CI builds",
                     )
                 ]
             )

@@ -1,7 +1,7 @@
 """GitHub Actions: the pipeline model as ``delivery.yml`` (the chain), ``ci.yml`` (a pull request's image check) and
 ``preview.yml`` (every CI stack previewed with the policy pack, one sticky comment with a section per stack).
 
-GitHub-specific choices: tools come from actions pinned by commit SHA (:mod:`dockyard.pipeline.pins`); GHCR takes the job's
+GitHub-specific choices: tools come from actions pinned by commit SHA (:mod:`.pins`); GHCR takes the job's
 own token (``packages`` permission), other static registries the stack environment's secret, cloud registries the
 cloud's OIDC login action; keyless signatures carry the identity of ``delivery.yml`` on the default branch and GitHub's
 build provenance is attested beside them; the prod stack's job waits in its GitHub environment for its reviewers.

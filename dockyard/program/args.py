@@ -1,7 +1,7 @@
 """Dockyard's stack config mapped onto the components' arguments: the one place that knows both.
 
 The components (``dockyard_components``) take plain Pulumi Inputs and know nothing of ``Pulumi.<stack>.yaml``; this
-module turns a validated :class:`~dockyard.model.config.StackConfig` into their Args, which keeps ``__main__`` a table of
+module turns a validated :class:`~.stack_config.StackConfig` into their Args, which keeps ``__main__`` a table of
 contents.
 """
 

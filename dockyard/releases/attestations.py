@@ -7,7 +7,7 @@ signature and its SBOM attestation; a verification is one more attestation there
 outcome), signed with the verified stack's cosign key. A target reads back only what its own trusted key
 (``signing.publicKeyFile``) verifies, so a verification cannot be forged by anyone who can merely push.
 
-Stacks without ``dockyard:signing`` keep the ledger (:mod:`dockyard.releases.ledger`) as their only record: without a trusted
+Stacks without ``dockyard:signing`` keep the ledger (:mod:`.ledger`) as their only record: without a trusted
 key there is nothing to check a registry claim against. The ledger stays for every stack as the local cache the
 metrics and rollbacks read.
 """

@@ -110,7 +110,7 @@ def _consume(stream: Any, lines: list[str], on_output: OnOutput | None) -> None:
 
 @dataclass(frozen=True)
 class EngineStack:
-    """One stack's previews and updates (:class:`dockyard.releases.stack_update.UpdatableStack`); ``create`` makes the stack
+    """One stack's previews and updates (:class:`.stack_update.UpdatableStack`); ``create`` makes the stack
     on its first update when the backend has none of that name."""
 
     engine: Engine

@@ -2,7 +2,7 @@
 
 Inputs are plain records, so the figures are pure functions of them (:func:`compute`):
 
-- the stack's updates (:mod:`dockyard.releases.history`: dockyard's moves carry a ``dockyard`` message, every update the config
+- the stack's updates (:mod:`.history`: dockyard's moves carry a ``dockyard`` message, every update the config
   it ran with, hence the image it served);
 - its verifications (the ledger, :mod:`dockyard.releases.ledger`);
 - the commit time of each deployed image (OCI label ``org.opencontainers.image.created``, which the build sets to the

@@ -1,8 +1,10 @@
-"""Release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary, switch colors.
+"""The six release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary,
+switch colors, and revert an idle color.
 
-What each move writes is the target's strategy's to say (:mod:`dockyard.model.config`); this module fetches the facts
-the gates judge (:mod:`dockyard.releases.gates`), refuses with every reason at once, and applies the write as one stack update
-(:mod:`dockyard.releases.stack_update`) under the dockyard lock, recorded in Pulumi's update history (:mod:`dockyard.releases.history`).
+What each move writes is the target's strategy's to say (:mod:`dockyard.model.strategies`); this module fetches the
+facts the gates judge (:mod:`dockyard.releases.gates`) from each stack's one view, refuses with every reason at once,
+and applies the write as one stack update (:mod:`dockyard.releases.stack_update`) under the dockyard lock, recorded
+in Pulumi's update history (:mod:`dockyard.releases.history`).
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ class Releases:
             return self._apply(stack, CANARY_ABORT, write, str(canary.canary_image), record, yes, confirm)
 
     def switch(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
-        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`dockyard.releases.progressive`)."""
+        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`.progressive`)."""
         with self.project.lock(stack):
             strategy = refusing(
                 f"switch of {stack}", lambda: self.project.environment(stack).kubernetes.strategy.as_blue_green(stack)
@@ -229,5 +231,5 @@ class Releases:
         )
         if outcome.applied:
             # The next step of the same command (a check, the next canary step) sees the file as written.
-            self.project.remember(view.after(write))
+            self.project.wrote(view, write)
         return outcome

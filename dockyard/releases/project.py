@@ -1,6 +1,6 @@
 """The Pulumi project the CLI drives: its stacks' config files, their outputs and history, the lock, the ledger.
 
-Reads are one engine process each (:mod:`dockyard.releases.engine`); independent ones run side by side where they are asked for
+Reads are one engine process each (:mod:`.engine`); independent ones run side by side where they are asked for
 (:mod:`dockyard.releases.moves`, :mod:`dockyard.verify.verifier`).
 """
 
@@ -25,6 +25,7 @@ import yaml
 
 from dockyard.model.config import ConfigError, EnvironmentConfig, stack_file
 from dockyard.model.stack import StackView
+from dockyard.model.strategies import ConfigWrite
 from dockyard.releases.engine import Engine, EngineStack, StackMissingError
 from dockyard.releases.errors import DockyardError
 from dockyard.releases.history import Update
@@ -72,8 +73,16 @@ class Project:
             return self._views[stack][0]
 
     def remember(self, view: StackView) -> None:
-        """``view`` is what the stack's file now holds (a move wrote it)."""
+        """``view`` is what the stack's file now holds."""
         self._views[view.name] = (view, self._stat(view.name))
+
+    def wrote(self, view: StackView, write: ConfigWrite) -> None:
+        """A move applied ``write`` to the file ``view`` was read from: the next step of the command sees the result
+        without reading it again (a result that does not validate is read, and refused, when next asked for)."""
+        try:
+            self.remember(view.after(write))
+        except ConfigError:
+            del self._views[view.name]
 
     def _stat(self, stack: str) -> tuple[int, ...]:
         status = self.stack_file(stack).stat()

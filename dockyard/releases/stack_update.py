@@ -60,7 +60,7 @@ class Outcome:
 
 
 class UpdatableStack(Protocol):
-    """What a move needs of a stack: :class:`dockyard.releases.engine.EngineStack` has it, tests fake it without the engine."""
+    """What a move needs of a stack: :class:`.engine.EngineStack` has it, tests fake it without the engine."""
 
     def preview(
         self,

@@ -10,8 +10,9 @@ Two ways to look, chosen by the stack's ``kubernetes.mode``:
 
 What is checked is a :class:`Subject`, from the stack's strategy: what the stack serves, or the release on its way in
 (the canary track, or the idle color of a blue-green pair through its preview Service). Every outcome is appended to
-the stack's ledger (:mod:`dockyard.releases.ledger`), where the metrics and rollbacks read it; a stack with ``dockyard:signing``
-also attests it on the digest in the registry (:mod:`dockyard.releases.attestations`), where the promotion gate reads it.
+the stack's ledger (:mod:`dockyard.releases.ledger`), where the metrics and rollbacks read it; a stack with
+``dockyard:signing`` also attests it on the digest in the registry (:mod:`dockyard.releases.attestations`), where the
+promotion gate reads it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A stack for release-move tests without the engine: config in a real ``Pulumi.<stack>.yaml``, preview and up scripted.
 
-The move itself writes the file (:func:`dockyard.releases.stack_update.write_config`, a YAML round-trip like ``pulumi config
-set``): comments and layout change, so only a byte-for-byte restore makes it identical again. Preview and up report
-the events a real engine would (a Deployment whose image changes). Also run as a child process by the signal tests.
+The move itself writes the file (:func:`dockyard.releases.stack_update.write_config`, a YAML round-trip like
+``pulumi config set``): comments and layout change, so only a byte-for-byte restore makes it identical again. Preview
+and up report the events a real engine would (a Deployment whose image changes). Also run as a child process by the
+signal tests.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """One command reads each stack file once: the moves, the gates and the verifier share one view of each stack.
 
-A real :class:`~dockyard.releases.project.Project` over copies of the local chain's stack files; the engine, the registry, the
-trust policy and the cluster are fakes. Every read of a ``Pulumi.<stack>.yaml`` is counted (raw reads of the file,
-and validations of its config) while one command runs: ``promote``, ``promote --verify`` and one canary step. Each
-stack is read and validated once; the target's file is read once more by the move that edits it (a read-modify-write
-of its bytes), and the config it wrote is validated, without a read, for the next step of the same command. The
-numbers before one view per command are in the comments.
+A real :class:`dockyard.releases.project.Project` over copies of the local chain's stack files; the engine, the
+registry, the trust policy and the cluster are fakes. Every read of a ``Pulumi.<stack>.yaml`` is counted (raw reads of
+the file, and validations of its config) while one command runs: ``promote``, ``promote --verify`` and one canary
+step. Each stack is read and validated once; the target's file is read once more by the move that edits it (a
+read-modify-write of its bytes), and the config it wrote is validated, without a read, for the next step of the same
+command. The numbers before one view per command are in the comments.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def verifier(project: Project, monkeypatch: pytest.MonkeyPatch) -> Verifier:
     monkeypatch.setattr(
         "dockyard.verify.verifier.cluster_checks", lambda *_, **__: [Check("rollout", True, "rolled out")]
     )
-    return Verifier(project, kube=object(), local_check=lambda *_: [], attest=lambda *_: "attested")  # type: ignore[arg-type]
+    cluster: Any = object()  # never read: the cluster checks above are stood in for
+    return Verifier(project, kube=cluster, local_check=lambda *_: [], attest=lambda *_: "attested")
 
 
 def run(reads: Reads, command: Callable[[], object]) -> Reads:
