@@ -2,9 +2,9 @@
 
 Inputs are plain records, so the figures are pure functions of them (:func:`compute`):
 
-- the stack's updates (:mod:`dockyard.history`: dockyard's moves carry a ``dockyard`` message, every update the config
+- the stack's updates (:mod:`.history`: dockyard's moves carry a ``dockyard`` message, every update the config
   it ran with, hence the image it served);
-- its verifications (the ledger, :mod:`dockyard.ledger`);
+- its verifications (the ledger, :mod:`dockyard.releases.ledger`);
 - the commit time of each deployed image (OCI label ``org.opencontainers.image.created``, which the build sets to the
   commit time of the build context; the epoch placeholder of a build outside git means unknown);
 - the updates of the stack that builds the images (itself, or the first building stack upstream).
@@ -38,12 +38,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dockyard.config import RegistryConfig
-from dockyard.errors import DockyardError
-from dockyard.history import ABANDONS, RESTORES, Update
-from dockyard.ledger import Verification
-from dockyard.project import Project
-from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
+from dockyard.releases.errors import DockyardError
+from dockyard.releases.history import ABANDONS, RESTORES, Update
+from dockyard.releases.ledger import Verification
+from dockyard.releases.project import Project
+from dockyard.releases.registry_client import RegistryUnreachableError, image_labels
 
 CREATED_LABEL = "org.opencontainers.image.created"
 #: What a build outside a git checkout puts in the created label (dockyard_components.tags.release_identity).
@@ -282,12 +281,11 @@ def collect(
     *,
     since: timedelta,
     now: datetime,
-    labels: Callable[[str, RegistryConfig], Mapping[str, str]] | None = None,
     warn: Callable[[str], None] = lambda _: None,
 ) -> Metrics:
     """Read the records of ``stack`` (history, ledger, image labels, the builder's history) and compute."""
-    read_labels = labels or (lambda image, registry: image_labels(image, credentials_for(registry)))
-    env = project.environment(stack)
+    view = project.view(stack)
+    env = view.env
     updates = project.history(stack)
     verifications = project.ledger().verifications(stack)
     builder = building_stack(project, stack)
@@ -303,7 +301,7 @@ def collect(
         image = deployment.served
         if image and image not in commit_times and now - since <= deployment.at:
             try:
-                commit_times[image] = commit_time(read_labels(image, env.registry))
+                commit_times[image] = commit_time(image_labels(image, view.credentials))
             except RegistryUnreachableError as error:
                 warn(f"commit time of {image} unknown: {error}")
                 commit_times[image] = None

@@ -6,6 +6,13 @@ message is one a user can act on. The exit codes are the CLI's contract (``--hel
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+from dockyard.model.strategies import ReleaseError
+
+T = TypeVar("T")
+
 #: Done: applied, previewed, or nothing to do.
 EXIT_DONE = 0
 #: Refused before anything changed, or a failed check was answered by rolling back (or aborting): what serves
@@ -33,3 +40,11 @@ def engine_error_line(error: Exception) -> str:
     """The line of a failed ``pulumi`` run that says what went wrong (its last ``error:`` line)."""
     lines = [line.strip() for line in str(error).splitlines() if "error:" in line]
     return lines[-1] if lines else (str(error).strip().splitlines() or [error.__class__.__name__])[-1]
+
+
+def refusing(action: str, choose: Callable[[], T]) -> T:
+    """``choose()``; a move the stack's state does not allow (:class:`ReleaseError`) is ``action``'s refusal."""
+    try:
+        return choose()
+    except ReleaseError as error:
+        raise RefusedError(action, [str(error)]) from None

@@ -1,7 +1,7 @@
 """Dockyard's stack config mapped onto the components' arguments: the one place that knows both.
 
 The components (``dockyard_components``) take plain Pulumi Inputs and know nothing of ``Pulumi.<stack>.yaml``; this
-module turns a validated :class:`~dockyard.config.StackConfig` into their Args, which keeps ``__main__`` a table of
+module turns a validated :class:`~.stack_config.StackConfig` into their Args, which keeps ``__main__`` a table of
 contents.
 """
 
@@ -14,12 +14,14 @@ from typing import cast
 
 import pulumi
 
-from dockyard.config import StackConfig, StackSecrets, Tier
+from dockyard.model.config import Tier
+from dockyard.model.credentials import password_source
 from dockyard.pipeline import github as actions
 from dockyard.pipeline import model
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from dockyard.pipeline.render import REGENERATE_COMMAND
-from dockyard.registry_auth import RegistryCredentialCheck
+from dockyard.program.credential_check import RegistryCredentialCheck
+from dockyard.program.stack_config import StackConfig, StackSecrets
 from dockyard_components.app_spec import AppSpec
 from dockyard_components.build_context import context_hash
 from dockyard_components.github_ci import CiPipelineArgs, ReviewerArgs, ReviewerType
@@ -46,14 +48,6 @@ def registry_args(stack: StackConfig) -> ContainerRegistryArgs:
 _credential_checks: weakref.WeakKeyDictionary[ContainerRegistry, RegistryCredentialCheck] = weakref.WeakKeyDictionary()
 
 
-def password_source(stack: StackConfig) -> str:
-    """Where this stack's registry password is set, as a refusal names it."""
-    source = "dockyard:registryPassword"
-    if stack.env.registry.password_env:
-        source += f" (this stack reads ${stack.env.registry.password_env}, dockyard:registry.passwordEnv)"
-    return source
-
-
 def credential_check(stack: StackConfig, registry: ContainerRegistry) -> RegistryCredentialCheck | None:
     """The registry's credential, verified against the registry whenever it changes (None without a password)."""
     if registry.password is None:
@@ -68,7 +62,7 @@ def credential_check(stack: StackConfig, registry: ContainerRegistry) -> Registr
                 "username": registry.username,
                 "password": registry.password,
                 "password_env": config.password_env,
-                "password_key": password_source(stack),
+                "password_key": password_source(config.password_env),
                 "ca_file": config.ca_bundle,
             },
             opts=pulumi.ResourceOptions(parent=registry),
@@ -108,7 +102,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
     password = _checked(stack, registry, registry.password)
     if password is not None:
         args["password"] = password
-        args["password_source"] = password_source(stack)
+        args["password_source"] = password_source(stack.env.registry.password_env)
     if build.test_target:
         args["test_target"] = build.test_target
     if build.cache_repo:
@@ -134,7 +128,7 @@ def app_args(stack: StackConfig, release: pulumi.Output[str], registry: Containe
     if stack.secrets.app_secrets is not None:
         args["app_secrets"] = stack.secrets.app_secrets
     # Cloud registries are pulled through the cluster's workload identity: a Secret would hold a token that
-    # expires within hours (dockyard/registry_config.py), so only config asks for one.
+    # expires within hours (dockyard/model/registry.py), so only config asks for one.
     pull_credentials = registry.docker_config_json if stack.env.registry.wants_pull_secret else None
     checked = _checked(stack, registry, pull_credentials)
     if checked is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import ssl
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -21,16 +20,12 @@ import pulumi
 import pulumi.dynamic as dynamic
 from pulumi.runtime import rpc
 
-#: Where Docker Hub answers the Registry API (``docker.io`` is only the name images carry).
-API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-LOCAL_START = "scripts/local-services.sh start"
+from dockyard.model.credentials import registry_password
+from dockyard.model.registry import API_HOSTS, local_start_command, parse_challenge
+
 TIMEOUT_SECONDS = 10.0
 #: Inputs whose change means a new credential to check; the rest (password, CA, wording) ride along.
 CREDENTIAL_KEYS = ("server", "username", "credential_hash")
-#: Where the password is when no ``registry.passwordEnv`` names an environment variable.
-PASSWORD_CONFIG_KEY = "registryPassword"
-_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
 class RegistryAuthError(Exception):
@@ -57,20 +52,9 @@ def credential_hash(server: str, username: str, password: str) -> str:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 100_000).hex()
 
 
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``Bearer realm="…",service="…"`` → (``bearer``, {realm, service, …})."""
-    scheme, _, params = header.strip().partition(" ")
-    return scheme.lower(), dict(_CHALLENGE.findall(params))
-
-
 def _api_base(server: str) -> str:
     host = server.removeprefix("https://").removeprefix("http://").rstrip("/")
     return f"https://{API_HOSTS.get(host, host)}"
-
-
-def local_start_command(server: str) -> str | None:
-    """The command that starts the registry at ``server`` when it is this machine's local registry."""
-    return LOCAL_START if server.rsplit(":", 1)[0] in LOCAL_HOSTS else None
 
 
 def _unreachable(credential: Credential, error: httpx.HTTPError) -> RegistryAuthError:
@@ -158,12 +142,13 @@ class RegistryCredentialCheckProvider(dynamic.ResourceProvider):
     def configure(self, req: dynamic.ConfigureRequest) -> None:
         self._config = req.config
 
-    def _password(self, news: dict[str, Any]) -> str | None:
-        variable = news.get("password_env")
-        if variable:
-            return os.environ.get(str(variable))
-        value = self._config.get(PASSWORD_CONFIG_KEY) if self._config is not None else None
+    def _secret(self, key: str) -> str | None:
+        value = self._config.get(key) if self._config is not None else None
         return value if isinstance(value, str) else None
+
+    def _password(self, news: dict[str, Any]) -> str | None:
+        # The program's rule, read from where the provider sees it: its environment and the stack's config.
+        return registry_password(str(news.get("password_env") or "") or None, os.environ, self._secret, str)
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         fields = [news.get(k) for k in ("server", "repository", "username", "credential_hash")]

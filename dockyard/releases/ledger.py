@@ -5,7 +5,7 @@ backend does store tags at v3.260.0 (``pulumi stack tag set`` writes ``.pulumi/s
 but a tag set is one current value per name, and the metrics need every verification with its time and outcome
 (failures, time to restore). An append-only file next to the state is backed up, copied and deleted with the state,
 so every backend, and every test workspace, has its own ledger. Promotions, rollbacks, canary steps and switches are not
-repeated here: they live in Pulumi's update history (see :mod:`dockyard.history`).
+repeated here: they live in Pulumi's update history (see :mod:`dockyard.releases.history`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from dockyard.errors import DockyardError
+from dockyard.releases.errors import DockyardError
 
 #: Overrides where ledgers live (a directory); needed only for backends that are not ``file://``.
 LEDGER_ENV = "DOCKYARD_LEDGER_DIR"

@@ -1,8 +1,10 @@
-"""Release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary, switch colors.
+"""The six release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary,
+switch colors, and revert an idle color.
 
-What each move writes is the target's strategy's to say (:mod:`dockyard.config`); this module fetches the facts
-the gates judge (:mod:`dockyard.gates`), refuses with every reason at once, and applies the write as one stack update
-(:mod:`dockyard.stack_update`) under the dockyard lock, recorded in Pulumi's update history (:mod:`dockyard.history`).
+What each move writes is the target's strategy's to say (:mod:`dockyard.model.strategies`); this module fetches the
+facts the gates judge (:mod:`dockyard.releases.gates`) from each stack's one view, refuses with every reason at once,
+and applies the write as one stack update (:mod:`dockyard.releases.stack_update`) under the dockyard lock, recorded
+in Pulumi's update history (:mod:`dockyard.releases.history`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dockyard import gates
-from dockyard.attestations import AttestationError, attested_verifications
-from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, ReleaseError
-from dockyard.errors import RefusedError
-from dockyard.gates import PromotionFacts, RegistryAnswer
-from dockyard.history import (
+from dockyard.model.config import CanaryStrategy, EnvironmentConfig
+from dockyard.model.stack import StackView
+from dockyard.model.strategies import ConfigWrite
+from dockyard.releases import gates
+from dockyard.releases.attestations import AttestationError, attested_verifications
+from dockyard.releases.errors import RefusedError, refusing
+from dockyard.releases.gates import PromotionFacts, RegistryAnswer, RollbackFacts
+from dockyard.releases.history import (
     CANARY_ABORT,
     CANARY_COMPLETE,
     CANARY_STEP,
@@ -28,26 +32,25 @@ from dockyard.history import (
     SWITCH,
     record_message,
 )
-from dockyard.ledger import Verification, latest_for
-from dockyard.project import Project, actor, output_text
-from dockyard.registry_client import RegistryUnreachableError, credentials_for, manifest_exists
-from dockyard.release_moves import ConfigWrite
-from dockyard.stack_update import Outcome, StackUpdate, apply_update
-from dockyard.trust import trust_problems
+from dockyard.releases.ledger import Verification, latest_for
+from dockyard.releases.project import Project, actor, output_text
+from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
+from dockyard.releases.stack_update import Outcome, StackUpdate, apply_update
+from dockyard.releases.trust import trust_problems
 from dockyard_components.image_ref import parse_image_reference
 
 Confirm = Callable[[], bool]
-RegistryCheck = Callable[[str, EnvironmentConfig], RegistryAnswer]
-#: (project directory, target stack, its config, image) → why its trust policy refuses the image.
-TrustCheck = Callable[[Path, str, EnvironmentConfig, str], list[str]]
-#: (project directory, backend, source stack, target's config, image) → the source's verifications the target trusts.
-AttestedReader = Callable[[Path, str, str, EnvironmentConfig, str], list[Verification]]
+RegistryCheck = Callable[[str, StackView], RegistryAnswer]
+#: (project directory, target stack, image) → why its trust policy refuses the image.
+TrustCheck = Callable[[Path, StackView, str], list[str]]
+#: (project directory, backend, source stack, target, image) → the source's verifications the target trusts.
+AttestedReader = Callable[[Path, str, str, StackView, str], list[Verification]]
 
 
-def check_registry(image: str, env: EnvironmentConfig) -> RegistryAnswer:
-    """Ask ``env``'s registry whether it holds ``image`` (Registry HTTP API v2)."""
+def check_registry(image: str, stack: StackView) -> RegistryAnswer:
+    """Ask ``stack``'s registry whether it holds ``image`` (Registry HTTP API v2), with its credentials."""
     try:
-        return RegistryAnswer(manifest_exists(image, credentials_for(env.registry)))
+        return RegistryAnswer(manifest_exists(image, stack.credentials))
     except RegistryUnreachableError as error:
         return RegistryAnswer(None, str(error))
 
@@ -70,20 +73,21 @@ class Releases:
     def promotion_facts(self, source: str, target: str) -> PromotionFacts:
         """What the gates judge, fetched at once: two engine reads side by side, then, once the image is known, the
         registry and the trust policy side by side with the rest."""
-        target_env = self.project.environment(target)
+        target_view = self.project.view(target)
+        target_env = target_view.env
         with ThreadPoolExecutor(max_workers=3) as pool:
             outputs = pool.submit(self.project.outputs, source)
             history = pool.submit(self.project.history, source, 1)
             image = output_text(outputs.result(), "image_ref")
             pinned = image is not None and not gates.image_problems(source, image)
-            registry = pool.submit(self.registry, image, target_env) if image and pinned else None
+            registry = pool.submit(self.registry, image, target_view) if image and pinned else None
             signature = None
             if image is not None and pinned and target_env.signing is not None:
-                signature = pool.submit(self.trust, self.project.directory, target, target_env, image)
+                signature = pool.submit(self.trust, self.project.directory, target_view, image)
             verification, verification_problem = None, None
             if image and pinned and target_env.requires_verified_releases:
                 try:
-                    verification = latest_for(self.verifications(source, target_env, image), image)
+                    verification = latest_for(self.verifications(source, target_view, image), image)
                 except AttestationError as error:
                     verification_problem = str(error)
             last = next(iter(history.result()), None)
@@ -101,11 +105,20 @@ class Releases:
                 verification_problem=verification_problem,
             )
 
-    def verifications(self, source: str, target_env: EnvironmentConfig, image: str) -> list[Verification]:
+    def rollback_facts(self, stack: StackView, image: str) -> RollbackFacts:
+        """What the gates judge of a rollback to ``image``: the registry's answer, then (when the registry holds it)
+        the stack's trust policy's."""
+        registry = self.registry(image, stack)
+        # A rollback serves a digest again: the stack's trust policy holds for it as for a promotion.
+        asked = stack.env.signing is not None and registry.exists is True
+        signature = self.trust(self.project.directory, stack, image) if asked else None
+        return RollbackFacts(stack.name, stack.env, image, registry, signature)
+
+    def verifications(self, source: str, target: StackView, image: str) -> list[Verification]:
         """Where a target reads its upstream's verifications: the registry's signed attestations when it has a trust
         policy (any backend), else the ledger beside the state."""
-        if target_env.signing is not None:
-            return self.attested(self.project.directory, self.project.backend, source, target_env, image)
+        if target.env.signing is not None:
+            return self.attested(self.project.directory, self.project.backend, source, target, image)
         return self.project.ledger().verifications(source)
 
     # --- moves ------------------------------------------------------------------------------------------------
@@ -123,16 +136,10 @@ class Releases:
     def rollback(self, stack: str, /, *, to: str | None, yes: bool, confirm: Confirm) -> Outcome:
         """Back to the previously served release (or ``to``): a switch back on blue-green, else a new ``image.ref``."""
         with self.project.lock(stack):
-            env = self.project.environment(stack)
-            image = self._rollback_target(stack, env, to)
-            write = self._write(f"rollback of {stack}", lambda: env.kubernetes.strategy.rollback_write(image))
-            problems = gates.registry_problems(stack, env, image, self.registry(image, env))
-            if not problems and env.signing is not None:
-                # A rollback serves a digest again: the stack's trust policy holds for it as for a promotion.
-                problems = [
-                    f"{stack}'s trust policy refuses it: {p}"
-                    for p in self.trust(self.project.directory, stack, env, image)
-                ]
+            view = self.project.view(stack)
+            image = self._rollback_target(stack, view.env, to)
+            write = refusing(f"rollback of {stack}", lambda: view.env.kubernetes.strategy.rollback_write(image))
+            problems = gates.evaluate(self.rollback_facts(view, image))
             if problems:
                 raise RefusedError(f"rollback of {stack}", problems)
             return self._apply(stack, ROLLBACK, write, image, {}, yes, confirm)
@@ -141,7 +148,7 @@ class Releases:
         """The canary's next step; past the last one, the canary image becomes the stable one."""
         with self.project.lock(stack):
             canary = self._canary(stack)
-            write = self._write(f"canary step of {stack}", canary.advance_write)
+            write = refusing(f"canary step of {stack}", canary.advance_write)
             action = CANARY_STEP if canary.next_weight is not None else CANARY_COMPLETE
             weight = str(canary.next_weight or 100)
             return self._apply(stack, action, write, str(canary.canary_image), {"weight": weight}, yes, confirm)
@@ -150,17 +157,17 @@ class Releases:
         """Back to 0 %: the canary track goes away, the stable track serves everything."""
         with self.project.lock(stack):
             canary = self._canary(stack)
-            write = self._write(f"canary abort of {stack}", canary.abort_write)
+            write = refusing(f"canary abort of {stack}", canary.abort_write)
             record = {"weight": str(canary.weight), "reason": reason}
             return self._apply(stack, CANARY_ABORT, write, str(canary.canary_image), record, yes, confirm)
 
     def switch(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
-        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`dockyard.progressive`)."""
+        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`.progressive`)."""
         with self.project.lock(stack):
-            strategy = self.project.environment(stack).kubernetes.strategy
-            if not isinstance(strategy, BlueGreenStrategy):
-                raise RefusedError(f"switch of {stack}", [f"{stack} is not a blue-green stack ({strategy.type})"])
-            write = self._write(f"switch of {stack}", strategy.switch_write)
+            strategy = refusing(
+                f"switch of {stack}", lambda: self.project.environment(stack).kubernetes.strategy.as_blue_green(stack)
+            )
+            write = refusing(f"switch of {stack}", strategy.switch_write)
             image = str(strategy.image_of(strategy.idle_color))
             return self._apply(stack, SWITCH, write, image, {"color": strategy.idle_color}, yes, confirm)
 
@@ -175,16 +182,7 @@ class Releases:
 
     def _canary(self, stack: str) -> CanaryStrategy:
         strategy = self.project.environment(stack).kubernetes.strategy
-        if not isinstance(strategy, CanaryStrategy):
-            raise RefusedError(f"canary move on {stack}", [f"{stack} is not a canary stack ({strategy.type})"])
-        return strategy
-
-    @staticmethod
-    def _write(action: str, choose: Callable[[], ConfigWrite]) -> ConfigWrite:
-        try:
-            return choose()
-        except ReleaseError as error:
-            raise RefusedError(action, [str(error)]) from None
+        return refusing(f"canary move on {stack}", lambda: strategy.as_canary(stack))
 
     def _rollback_target(self, stack: str, env: EnvironmentConfig, to: str | None) -> str:
         current = env.served_image
@@ -224,9 +222,14 @@ class Releases:
         confirm: Confirm,
     ) -> Outcome:
         path = self.project.stack_file(stack)
-        previous = self.project.environment(stack).served_image
+        view = self.project.view(stack)
+        previous = view.served_image
         fields = {"image": image, **({"from": previous} if previous else {}), "actor": actor(), **record}
         update = StackUpdate(action, stack, path, write, image, previous, record_message(action, **fields))
-        return apply_update(
+        outcome = apply_update(
             self.project.stack(stack, create=True), update, yes=yes, confirm=confirm, print_line=self.project.print_line
         )
+        if outcome.applied:
+            # The next step of the same command (a check, the next canary step) sees the file as written.
+            self.project.wrote(view, write)
+        return outcome

@@ -8,7 +8,9 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from dockyard.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError, StackConfig
+from dockyard.model.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, ConfigError
+from dockyard.model.problems import Problem
+from dockyard.program.stack_config import StackConfig
 
 
 def prepare_private_directory(directory: Path) -> None:
@@ -35,8 +37,12 @@ def kubernetes_provider(name: str, stack: StackConfig) -> k8s.Provider:
         # Without this the provider falls back to ~/.kube/config and fails on a missing context much later.
         raise ConfigError(
             [
-                f"{stack.stack}: {NAMESPACE}:kubernetes.context: {LOCAL_CLUSTER_CONTEXT} needs KUBECONFIG; allowed: "
-                "scripts/local-cluster.sh start, then source scripts/local-env.sh (it exports KUBECONFIG)"
+                Problem(
+                    stack.stack,
+                    f"{NAMESPACE}:kubernetes.context",
+                    f"{LOCAL_CLUSTER_CONTEXT} needs KUBECONFIG",
+                    "allowed: scripts/local-cluster.sh start, then source scripts/local-env.sh (it exports KUBECONFIG)",
+                )
             ]
         )
     return k8s.Provider(

@@ -22,7 +22,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from dockyard.errors import DockyardError, engine_error_line
+from dockyard.releases.errors import DockyardError, engine_error_line
 
 OnOutput = Callable[[str], object]
 OnEvent = Callable[[auto.EngineEvent], object]
@@ -77,7 +77,7 @@ class Engine:
         stdout: list[str] = []
         stderr: list[str] = []
         # As the Automation API does: Popen's exit waits for the engine, even when an interrupt unwinds this frame
-        # (the engine itself got the SIGINT: from the terminal, or dockyard.config_guard).
+        # (the engine itself got the SIGINT: from the terminal, or dockyard.releases.config_guard).
         with process:
             readers = [
                 threading.Thread(target=_consume, args=(process.stdout, stdout, on_output)),
@@ -110,7 +110,7 @@ def _consume(stream: Any, lines: list[str], on_output: OnOutput | None) -> None:
 
 @dataclass(frozen=True)
 class EngineStack:
-    """One stack's previews and updates (:class:`dockyard.stack_update.UpdatableStack`); ``create`` makes the stack
+    """One stack's previews and updates (:class:`.stack_update.UpdatableStack`); ``create`` makes the stack
     on its first update when the backend has none of that name."""
 
     engine: Engine

@@ -1,28 +1,27 @@
 """One release move as one stack update: write the config, preview the diff (or apply it), keep the file only if applied.
 
-Every move (promote, rollback, a canary step, a switch) is a :class:`~dockyard.release_moves.ConfigWrite` that
+Every move (promote, rollback, a canary step, a switch) is a :class:`~dockyard.model.strategies.ConfigWrite` that
 :func:`apply_update` writes into ``Pulumi.<stack>.yaml`` (the engine reads config from that file), then shows and
 applies as the engine's own diff. The file keeps the write only once ``up`` succeeded: "no", Ctrl-C, SIGTERM and a
-failed preview or update all leave it byte-identical (:func:`dockyard.config_guard.restored_unless_kept`).
+failed preview or update all leave it byte-identical (:func:`dockyard.releases.config_guard.restored_unless_kept`).
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import yaml
 from pulumi import automation as auto
 
-from dockyard.config import NAMESPACE
-from dockyard.config_guard import restored_unless_kept
-from dockyard.engine import ConcurrentUpdateError, EngineError, OnEvent, OnOutput
-from dockyard.errors import DockyardError, engine_error_line
-from dockyard.image_diff import WORKLOAD_TYPES, ImageChange, image_changes
-from dockyard.release_moves import ConfigValue, ConfigWrite
+from dockyard.model.image_diff import WORKLOAD_TYPES, ImageChange, image_changes
+from dockyard.model.stack import edited, values_at
+from dockyard.model.strategies import ConfigValue, ConfigWrite
+from dockyard.releases.config_guard import restored_unless_kept
+from dockyard.releases.engine import ConcurrentUpdateError, EngineError, OnEvent, OnOutput
+from dockyard.releases.errors import DockyardError, engine_error_line
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class Outcome:
 
 
 class UpdatableStack(Protocol):
-    """What a move needs of a stack: :class:`dockyard.engine.EngineStack` has it, tests fake it without the engine."""
+    """What a move needs of a stack: :class:`.engine.EngineStack` has it, tests fake it without the engine."""
 
     def preview(
         self,
@@ -94,42 +93,6 @@ class StackUpdate:
     image: str
     previous: str | None
     message: str
-
-
-def edited(document: Mapping[str, Any], write: ConfigWrite) -> dict[str, Any]:
-    """``document`` (a parsed ``Pulumi.<stack>.yaml``) with ``write`` applied, as ``pulumi config set --path`` and
-    ``config rm --path`` would: a value sets its key (creating parents), ``None`` removes it."""
-    result = copy.deepcopy(dict(document))
-    if not isinstance(result.get("config"), dict):
-        result["config"] = {}
-    for path, value in write.values.items():
-        top, *rest = path.split(".")
-        *parents, leaf = [f"{NAMESPACE}:{top}", *rest]
-        node = result["config"]
-        for key in parents:
-            if not isinstance(node.get(key), dict):
-                if value is None:
-                    break  # nothing there to remove
-                node[key] = {}
-            node = node[key]
-        else:
-            if value is None:
-                node.pop(leaf, None)
-            else:
-                node[leaf] = value
-    return result
-
-
-def values_at(document: Mapping[str, Any], paths: Iterable[str]) -> dict[str, ConfigValue]:
-    """The values a parsed ``Pulumi.<stack>.yaml`` holds at ``dockyard:`` ``paths`` (None where unset)."""
-    found: dict[str, ConfigValue] = {}
-    for path in paths:
-        top, *rest = path.split(".")
-        node: Any = (document.get("config") or {}).get(f"{NAMESPACE}:{top}")
-        for part in rest:
-            node = node.get(part) if isinstance(node, dict) else None
-        found[path] = node if isinstance(node, str | int) else None
-    return found
 
 
 def write_config(path: Path, write: ConfigWrite) -> dict[str, ConfigValue]:

@@ -10,7 +10,7 @@ What Argo Rollouts and Flagger do inside a cluster, done here as reviewable stac
 - :func:`promote_verified`: promote, then check the release where it landed (what is served, the canary, or the
   idle color), and undo it the way the target's strategy undoes a release when the check fails.
 
-Every flow is written against two Protocols (the moves of :class:`~dockyard.promotion.Releases` and the checks of
+Every flow is written against two Protocols (the moves of :class:`~dockyard.releases.moves.Releases` and the checks of
 :class:`~dockyard.verify.Verifier`), so the unit tests drive them with fakes.
 """
 
@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig
-from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError
-from dockyard.ledger import Verification, last_verified
-from dockyard.stack_update import Outcome
+from dockyard.model.config import CanaryStrategy, EnvironmentConfig
+from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError, refusing
+from dockyard.releases.ledger import Verification, last_verified
+from dockyard.releases.stack_update import Outcome
 
 Confirm = Callable[[], bool]
 
 
 class Moves(Protocol):
-    """The release moves the flows make (:class:`dockyard.promotion.Releases`)."""
+    """The release moves the flows make (:class:`dockyard.releases.moves.Releases`)."""
 
     def environment(self, stack: str, /) -> EnvironmentConfig: ...
 
@@ -104,9 +104,7 @@ def failed(check: Verification) -> str:
 
 def _canary(moves: Moves, stack: str) -> CanaryStrategy:
     strategy = moves.environment(stack).kubernetes.strategy
-    if not isinstance(strategy, CanaryStrategy):
-        raise RefusedError(f"canary move on {stack}", [f"{stack} is not a canary stack ({strategy.type})"])
-    return strategy
+    return refusing(f"canary move on {stack}", lambda: strategy.as_canary(stack))
 
 
 def _restored(run: Run, checks: Checks, stack: str, why: str, trigger: str) -> Run:
@@ -199,9 +197,7 @@ def switch_colors(
     """Verify the idle color, switch to it, verify what is served; switch back when that fails."""
     run = Run(report=report)
     strategy = moves.environment(stack).kubernetes.strategy
-    if not isinstance(strategy, BlueGreenStrategy):
-        raise RefusedError(f"switch of {stack}", [f"{stack} is not a blue-green stack ({strategy.type})"])
-    idle = strategy.idle_color
+    idle = refusing(f"switch of {stack}", lambda: strategy.as_blue_green(stack)).idle_color
     ready = checks.verify(stack, candidate=True, trigger=f"before switching to {idle}")
     run.add(ready)
     if not ready.passed:

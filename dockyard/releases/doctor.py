@@ -23,8 +23,15 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from dockyard.config import LOCAL_CLUSTER_CONTEXT, NAMESPACE, stack_file
-from dockyard.registry_auth import local_start_command
+from dockyard.model.config import (
+    LOCAL_CLUSTER_CONTEXT,
+    NAMESPACE,
+    ConfigError,
+    EnvironmentConfig,
+    environment_from_file,
+)
+from dockyard.model.registry import local_start_command
+from dockyard.model.strategies import IMAGE_REF
 from dockyard_components.scripts.build_guard import command_line
 
 PROBE_TIMEOUT_SECONDS = 5.0
@@ -81,9 +88,13 @@ class Facts:
     pending: list[PendingOperation] = field(default_factory=list)
     deployed: bool = False
     configured_image: str | None = None
+    """The image the stack file says the stack serves, as its strategy reads it."""
+    configured_key: str = IMAGE_REF
+    """Where the stack file names that image (``image.ref``, or the active color's image)."""
     deployed_image: str | None = None
     services: list[Service] = field(default_factory=list)
     backend_note: str | None = None
+    config_problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ def _config_findings(facts: Facts) -> list[Finding]:
     return [
         Finding(
             "stack file",
-            f"{file} names {NAMESPACE}:image.ref {facts.configured_image}, the stack last deployed "
+            f"{file} names {NAMESPACE}:{facts.configured_key} {facts.configured_image}, the stack last deployed "
             f"{facts.deployed_image}: an aborted promotion may have left it (a plain up would ship it unapproved)",
             [
                 "see what changed, and restore the file unless the change is wanted:",
@@ -190,6 +201,13 @@ def _config_findings(facts: Facts) -> list[Finding]:
             ],
         )
     ]
+
+
+def _invalid_config_findings(facts: Facts) -> list[Finding]:
+    if not facts.config_problems:
+        return []
+    file = f"Pulumi.{facts.stack}.yaml"
+    return [Finding("stack file", f"{file} does not validate", [*facts.config_problems, f"$ git diff -- {file}"])]
 
 
 def _service_findings(facts: Facts) -> list[Finding]:
@@ -206,7 +224,9 @@ def _service_findings(facts: Facts) -> list[Finding]:
 
 def diagnose(facts: Facts) -> list[Finding]:
     """Every problem the facts show, each with its way out; empty when the stack is ready for an update."""
-    findings = _lock_findings(facts) + _pending_findings(facts) + _config_findings(facts)
+    findings = (
+        _lock_findings(facts) + _pending_findings(facts) + _config_findings(facts) + _invalid_config_findings(facts)
+    )
     findings += _service_findings(facts)
     if facts.backend_note:
         findings.append(Finding("backend", facts.backend_note, []))
@@ -289,12 +309,16 @@ def _probe_cluster(context: str) -> Service:
 def gather(project_dir: Path, stack: str, backend_url: str | None = None) -> Facts:
     """The facts of ``stack`` in the project at ``project_dir`` (file backend: ``PULUMI_BACKEND_URL``)."""
     project = str(yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"])
-    config = (yaml.safe_load(stack_file(project_dir, stack).read_text()) or {}).get("config") or {}
-    kubernetes = config.get(f"{NAMESPACE}:kubernetes") or {}
-    registry = config.get(f"{NAMESPACE}:registry") or {}
-    image = config.get(f"{NAMESPACE}:image") or {}
-    facts = Facts(stack=stack, project=project, mode=str(kubernetes.get("mode") or "render"))
-    facts.configured_image = image.get("ref") if isinstance(image, dict) else None
+    try:
+        env: EnvironmentConfig | None = environment_from_file(project_dir, stack)
+        problems: list[str] = []
+    except ConfigError as error:
+        env, problems = None, error.problems
+    facts = Facts(stack=stack, project=project, mode=env.kubernetes.mode if env else "render", config_problems=problems)
+    if env is not None:
+        # The strategy says what the stack serves and where its file names it (a color's image on blue-green).
+        facts.configured_image = env.served_image
+        facts.configured_key = env.kubernetes.strategy.served_key
 
     url = backend_url or os.environ.get("PULUMI_BACKEND_URL") or ""
     if url.startswith("file://"):
@@ -318,12 +342,10 @@ def gather(project_dir: Path, stack: str, backend_url: str | None = None) -> Fac
             f"file:// backend only; source {LOCAL_ENV}, or see pulumi stack export"
         )
 
-    server = registry.get("server")
-    if server:
-        ca_file = registry.get("caFile") or os.environ.get("DOCKYARD_REGISTRY_CA")
-        facts.services.append(_probe_registry(str(server), ca_file))
-    if facts.mode == "cluster" and kubernetes.get("context"):
-        facts.services.append(_probe_cluster(str(kubernetes["context"])))
+    if env is not None and env.registry.server:
+        facts.services.append(_probe_registry(env.registry.server, env.registry.ca_bundle))
+    if env is not None and env.kubernetes.mode == "cluster" and env.kubernetes.context:
+        facts.services.append(_probe_cluster(env.kubernetes.context))
     return facts
 
 

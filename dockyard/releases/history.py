@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from dockyard.config import NAMESPACE, ImageConfig, Strategy
+from dockyard.model.config import NAMESPACE, ImageConfig, Strategy
 
 RECORD_PREFIX = "dockyard"
 

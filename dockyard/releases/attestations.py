@@ -7,7 +7,7 @@ signature and its SBOM attestation; a verification is one more attestation there
 outcome), signed with the verified stack's cosign key. A target reads back only what its own trusted key
 (``signing.publicKeyFile``) verifies, so a verification cannot be forged by anyone who can merely push.
 
-Stacks without ``dockyard:signing`` keep the ledger (:mod:`dockyard.ledger`) as their only record: without a trusted
+Stacks without ``dockyard:signing`` keep the ledger (:mod:`.ledger`) as their only record: without a trusted
 key there is nothing to check a registry claim against. The ledger stays for every stack as the local cache the
 metrics and rollbacks read.
 """
@@ -17,10 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from dockyard.config import NAMESPACE, EnvironmentConfig
-from dockyard.errors import DockyardError
-from dockyard.ledger import Verification
-from dockyard.trust import registry_signing_tools
+from dockyard.model.config import NAMESPACE
+from dockyard.model.stack import StackView
+from dockyard.releases.errors import DockyardError
+from dockyard.releases.ledger import Verification
+from dockyard.releases.trust import registry_signing_tools
 from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, attestation_tag
 from dockyard_components.image_ref import parse_image_reference
 
@@ -33,7 +34,7 @@ class AttestationError(DockyardError):
 
 
 class SigningProject(Protocol):
-    """What publishing reads of a project (:class:`~dockyard.project.Project`; a fake in unit tests)."""
+    """What publishing reads of a project (:class:`~dockyard.releases.project.Project`; a fake in unit tests)."""
 
     @property
     def backend(self) -> str: ...
@@ -47,9 +48,10 @@ def predicate(record: Verification, backend: str) -> dict[str, Any]:
     return {**record.to_json(), "backend": backend}
 
 
-def publish(project: SigningProject, stack: str, env: EnvironmentConfig, record: Verification) -> str:
-    """Attest ``record`` on its digest with ``stack``'s cosign key; returns the tag the attestation lives under."""
-    if env.signing is None:
+def publish(project: SigningProject, view: StackView, record: Verification) -> str:
+    """Attest ``record`` on its digest with the stack's cosign key; returns the tag the attestation lives under."""
+    stack = view.name
+    if view.env.signing is None:
         raise AttestationError(f"{stack} has no dockyard:signing, so its verifications stay in the ledger only")
     private_key = project.secret_config(stack, f"{NAMESPACE}:cosignPrivateKey")
     key_password = project.secret_config(stack, f"{NAMESPACE}:cosignPassword")
@@ -59,7 +61,7 @@ def publish(project: SigningProject, stack: str, env: EnvironmentConfig, record:
             f"attested where promotions read it; set it with pulumi config set --secret dockyard:cosignPrivateKey "
             f"--stack {stack} < cosign.key (and dockyard:cosignPassword)"
         )
-    with registry_signing_tools(env.registry, private_key=private_key, key_password=key_password) as tools:
+    with registry_signing_tools(view, private_key=private_key, key_password=key_password) as tools:
         try:
             tools.attest(record.image, predicate(record, project.backend), predicate_type=VERIFICATION_PREDICATE)
         except CosignError as error:
@@ -68,16 +70,16 @@ def publish(project: SigningProject, stack: str, env: EnvironmentConfig, record:
 
 
 def attested_verifications(
-    project_dir: Path, backend: str, source: str, target_env: EnvironmentConfig, image: str
+    project_dir: Path, backend: str, source: str, target: StackView, image: str
 ) -> list[Verification]:
     """``source``'s (in ``backend``) verifications of ``image`` that the target's trusted key signed, oldest first."""
-    signing = target_env.signing
+    signing = target.env.signing
     if signing is None:
         raise AttestationError("the target has no dockyard:signing: there is no key to trust attestations with")
     key_file = project_dir / signing.public_key_file
     if not key_file.is_file():
         raise AttestationError(f"the trust policy names {signing.public_key_file}, which does not exist")
-    with registry_signing_tools(target_env.registry, public_key=key_file.read_text()) as tools:
+    with registry_signing_tools(target, public_key=key_file.read_text()) as tools:
         try:
             statements = tools.verify_attestation(image, predicate_type=VERIFICATION_PREDICATE)
         except CosignError as error:

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dockyard.config import EnvironmentConfig, RegistryConfig
-from dockyard.registry_client import credentials_for
+from dockyard.model.stack import StackView
 from dockyard_components.cosign import CosignError, SigningTools
 
 
 def registry_signing_tools(
-    registry: RegistryConfig,
+    stack: StackView,
     *,
     public_key: str | None = None,
     private_key: str | None = None,
     key_password: str | None = None,
 ) -> SigningTools:
-    """syft and cosign logged in to a stack's registry with the CLI's credentials (its environment), and the keys."""
-    credentials = credentials_for(registry)
+    """syft and cosign logged in to a stack's registry with the CLI's credentials, and the keys."""
+    credentials = stack.credentials
     return SigningTools(
-        registry_server=registry.host,
+        registry_server=stack.env.registry.host,
         username=credentials.username,
         password=credentials.password,
         ca_file=credentials.ca_file,
@@ -34,16 +33,16 @@ def registry_signing_tools(
     )
 
 
-def trust_problems(project_dir: Path, target: str, env: EnvironmentConfig, image: str) -> list[str]:
-    """Why ``target``'s trust policy refuses ``image``; empty when it is accepted (or the target has no policy)."""
-    signing = env.signing
+def trust_problems(project_dir: Path, stack: StackView, image: str) -> list[str]:
+    """Why ``stack``'s trust policy refuses ``image``; empty when it is accepted (or the stack has no policy)."""
+    target, signing = stack.name, stack.env.signing
     if signing is None:
         return []
     key_file = project_dir / signing.public_key_file
     if not key_file.is_file():
         return [f"{target}'s trust policy names {signing.public_key_file}, which does not exist"]
     problems = []
-    with registry_signing_tools(env.registry, public_key=key_file.read_text()) as tools:
+    with registry_signing_tools(stack, public_key=key_file.read_text()) as tools:
         try:
             tools.verify(image)
         except CosignError as error:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from dockyard.config import RegistryConfig
-from dockyard.errors import DockyardError
-from dockyard.registry_auth import parse_challenge
+from dockyard.model.credentials import RegistryCredentials
+from dockyard.model.registry import parse_challenge
+from dockyard.releases.errors import DockyardError
 from dockyard_components.image_ref import parse_image_reference
 
 MANIFEST_TYPES = ", ".join(
@@ -26,19 +24,6 @@ MANIFEST_TYPES = ", ".join(
 
 class RegistryUnreachableError(DockyardError):
     """The registry did not answer, or refused the credentials."""
-
-
-@dataclass(frozen=True)
-class RegistryCredentials:
-    username: str
-    password: str | None
-    ca_file: str | None
-
-
-def credentials_for(registry: RegistryConfig) -> RegistryCredentials:
-    """Credentials from the environment: ``registry.passwordEnv``; the CA from ``caFile`` or DOCKYARD_REGISTRY_CA."""
-    password = os.environ.get(registry.password_env) if registry.password_env else None
-    return RegistryCredentials(registry.username, password, registry.ca_bundle)
 
 
 class RegistrySession:

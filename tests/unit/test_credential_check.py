@@ -10,13 +10,13 @@ import pytest
 from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.runtime import rpc
 
-from dockyard import registry_auth
-from dockyard.registry_auth import (
+from dockyard.model.registry import parse_challenge
+from dockyard.program import credential_check
+from dockyard.program.credential_check import (
     Credential,
     RegistryAuthError,
     RegistryCredentialCheckProvider,
     credential_hash,
-    parse_challenge,
     verify,
 )
 
@@ -114,7 +114,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[Credential]:
         if credential.password != "s3cret":
             raise RegistryAuthError("refused — check dockyard:registryPassword")
 
-    monkeypatch.setattr(registry_auth, "verify", fake_verify)
+    monkeypatch.setattr(credential_check, "verify", fake_verify)
     return calls
 
 

@@ -1,8 +1,10 @@
-"""Promotion gates: one pure function of the facts, :func:`evaluate`, returning every reason to refuse at once.
+"""Release gates: one pure function of the facts, :func:`evaluate`, returning every reason to refuse at once.
 
-The facts (the source's output and last update, the registry's answer, the ledger's newest verification) are fetched
-first, by :mod:`dockyard.promotion`; judging them here needs no engine, no registry and no clock, so every refusal is
-unit-tested on plain values.
+The facts of a promotion (the source's output and last update, the registry's answer, the newest verification) or of
+a rollback (the registry's answer and the trust policy's for the image it goes back to) are fetched first, by
+:mod:`dockyard.releases.moves`; judging them here needs no engine, no registry and no clock, so every refusal is
+unit-tested on plain values. A rule both moves share (the registry holds the image, the trust policy accepts it)
+reads the same facts of both, so it refuses both in the same words.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
-from dockyard.config import CanaryStrategy, EnvironmentConfig
-from dockyard.ledger import Verification
+from dockyard.model.config import EnvironmentConfig
+from dockyard.releases.ledger import Verification
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 
 
@@ -48,6 +51,47 @@ class PromotionFacts:
     signature: list[str] | None = None
     #: Why the source's verification attestations could not be read (None: read, or not asked).
     verification_problem: str | None = None
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return RULES
+
+
+@dataclass(frozen=True)
+class RollbackFacts:
+    """Everything the gates judge about rolling ``target`` back to ``image``."""
+
+    target: str
+    target_env: EnvironmentConfig
+    image: str
+    #: The target registry's answer for ``image``.
+    registry: RegistryAnswer | None
+    #: What the target's trust policy found (None: not asked: no policy, or the registry already refused).
+    signature: list[str] | None = None
+
+    @property
+    def rules(self) -> tuple[Callable[[RollbackFacts], list[str]], ...]:
+        return ROLLBACK_RULES
+
+
+class Arrival(Protocol):
+    """The facts every move that puts a digest into a stack has: the stack, its config, the image, and what its
+    registry and trust policy said of the image."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def target_env(self) -> EnvironmentConfig: ...
+
+    @property
+    def image(self) -> str | None: ...
+
+    @property
+    def registry(self) -> RegistryAnswer | None: ...
+
+    @property
+    def signature(self) -> list[str] | None: ...
 
 
 Rule = Callable[[PromotionFacts], list[str]]
@@ -111,18 +155,15 @@ def image_problems(source: str, image: str | None) -> list[str]:
     return []
 
 
-def in_registry(facts: PromotionFacts) -> list[str]:
-    if facts.image is None or facts.registry is None:
+def in_registry(facts: Arrival) -> list[str]:
+    """The target's registry holds the image (promotion and rollback both move only to what the cluster can pull)."""
+    answer = facts.registry
+    if facts.image is None or answer is None:
         return []
-    return registry_problems(facts.target, facts.target_env, facts.image, facts.registry)
-
-
-def registry_problems(stack: str, env: EnvironmentConfig, image: str, answer: RegistryAnswer) -> list[str]:
-    """The stack's registry holds ``image`` (promotion and rollback both move only to what the cluster can pull)."""
     if answer.problem is not None:
-        return [f"cannot check {stack}'s registry: {answer.problem}"]
+        return [f"cannot check {facts.target}'s registry: {answer.problem}"]
     if answer.exists is False:
-        return [f"{image} does not exist in {stack}'s registry {env.registry.host}"]
+        return [f"{facts.image} does not exist in {facts.target}'s registry {facts.target_env.registry.host}"]
     return []
 
 
@@ -152,25 +193,18 @@ def verified(facts: PromotionFacts) -> list[str]:
 
 
 def target_ready(facts: PromotionFacts) -> list[str]:
-    """A canary in progress on the target is finished or aborted before the next release starts one."""
-    strategy = facts.target_env.kubernetes.strategy
-    if isinstance(strategy, CanaryStrategy) and strategy.canary_image is not None:
-        return [
-            f"{facts.target} runs a canary of {strategy.canary_image} at {strategy.weight}%: finish it "
-            f"(dockyard canary advance --stack {facts.target}) or abort it (dockyard canary abort --stack "
-            f"{facts.target}) first"
-        ]
-    return []
+    """A release still in progress on the target (a canary) is finished or aborted before the next one starts."""
+    return facts.target_env.kubernetes.strategy.unfinished(facts.target)
 
 
-def trusted(facts: PromotionFacts) -> list[str]:
+def trusted(facts: Arrival) -> list[str]:
     """A target with ``dockyard:signing`` takes only digests signed (and SBOM-attested) by the key it trusts."""
     if not facts.signature:
         return []
     return [f"{facts.target}'s trust policy refuses it: {problem}" for problem in facts.signature]
 
 
-#: Every gate, in the order its refusals are listed.
+#: Every gate of a promotion, in the order its refusals are listed.
 RULES: tuple[Rule, ...] = (
     order,
     freeze,
@@ -184,6 +218,12 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def evaluate(facts: PromotionFacts) -> list[str]:
-    """Every reason to refuse the promotion (empty: it may go ahead)."""
-    return [problem for rule in RULES for problem in rule(facts)]
+#: The gates of a rollback: it moves only to what the cluster can pull and the stack's trust policy accepts.
+ROLLBACK_RULES: tuple[Callable[[RollbackFacts], list[str]], ...] = (in_registry, trusted)
+
+Facts = TypeVar("Facts", PromotionFacts, RollbackFacts)
+
+
+def evaluate(facts: Facts) -> list[str]:
+    """Every reason to refuse the move (empty: it may go ahead)."""
+    return [problem for rule in facts.rules for problem in rule(facts)]

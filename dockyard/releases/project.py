@@ -1,7 +1,7 @@
 """The Pulumi project the CLI drives: its stacks' config files, their outputs and history, the lock, the ledger.
 
-Reads are one engine process each (:mod:`dockyard.engine`); independent ones run side by side where they are asked for
-(:mod:`dockyard.promotion`, :mod:`dockyard.verify.verifier`).
+Reads are one engine process each (:mod:`.engine`); independent ones run side by side where they are asked for
+(:mod:`dockyard.releases.moves`, :mod:`dockyard.verify.verifier`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from dockyard.config import ConfigError, EnvironmentConfig, environment_from_file, stack_file
-from dockyard.engine import Engine, EngineStack, StackMissingError
-from dockyard.errors import DockyardError
-from dockyard.history import Update
-from dockyard.ledger import Ledger, ledger_root
+from dockyard.model.config import ConfigError, EnvironmentConfig, stack_file
+from dockyard.model.stack import StackView
+from dockyard.model.strategies import ConfigWrite
+from dockyard.releases.engine import Engine, EngineStack, StackMissingError
+from dockyard.releases.errors import DockyardError
+from dockyard.releases.history import Update
+from dockyard.releases.ledger import Ledger, ledger_root
 
 
 def actor() -> str:
@@ -40,6 +43,10 @@ class Project:
 
     directory: Path
     print_line: Callable[[str], None] = print
+    #: Each stack's view, read once per command, with the file's stat when it was read (see :meth:`lock`).
+    _views: dict[str, tuple[StackView, tuple[int, ...]]] = field(default_factory=dict, init=False, repr=False)
+    #: Engine reads run side by side (:mod:`dockyard.releases.moves`): the first to ask for a stack reads it.
+    _reading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @cached_property
     def name(self) -> str:
@@ -53,12 +60,37 @@ class Project:
     def stack_file(self, stack: str) -> Path:
         return stack_file(self.directory, stack)
 
-    def environment(self, stack: str) -> EnvironmentConfig:
-        """The stack's validated config, from its file; an unknown stack or invalid config refuses."""
+    def view(self, stack: str) -> StackView:
+        """The stack's file, read and validated once per command, with its secrets decrypted by the engine when
+        asked; an unknown stack or invalid config refuses."""
+        with self._reading:
+            if stack not in self._views:
+                try:
+                    view = StackView.read(self.directory, stack, lambda key: self._decrypt(stack, key))
+                except ConfigError as error:
+                    raise DockyardError(str(error)) from None
+                self.remember(view)
+            return self._views[stack][0]
+
+    def remember(self, view: StackView) -> None:
+        """``view`` is what the stack's file now holds."""
+        self._views[view.name] = (view, self._stat(view.name))
+
+    def wrote(self, view: StackView, write: ConfigWrite) -> None:
+        """A move applied ``write`` to the file ``view`` was read from: the next step of the command sees the result
+        without reading it again (a result that does not validate is read, and refused, when next asked for)."""
         try:
-            return environment_from_file(self.directory, stack)
-        except ConfigError as error:
-            raise DockyardError(str(error)) from None
+            self.remember(view.after(write))
+        except ConfigError:
+            del self._views[view.name]
+
+    def _stat(self, stack: str) -> tuple[int, ...]:
+        status = self.stack_file(stack).stat()
+        return status.st_mtime_ns, status.st_ctime_ns, status.st_size, status.st_ino
+
+    def environment(self, stack: str) -> EnvironmentConfig:
+        """The stack's validated config."""
+        return self.view(stack).env
 
     def stack(self, name: str, *, create: bool = False) -> EngineStack:
         """The engine's stack, for previews and updates; ``create`` makes it on its first update."""
@@ -83,9 +115,9 @@ class Project:
 
     def secret_config(self, stack: str, key: str) -> str | None:
         """A secret of the stack's config, decrypted; None when its file does not set it (no engine run then)."""
-        document = yaml.safe_load(self.stack_file(stack).read_text()) or {}
-        if key not in (document.get("config") or {}):
-            return None
+        return self.view(stack).secret(key)
+
+    def _decrypt(self, stack: str, key: str) -> str:
         return str(self._read(stack, "config", "get", key)["value"])
 
     @cached_property
@@ -117,6 +149,10 @@ class Project:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise DockyardError(f"another dockyard operation on {stack} is in progress; nothing changed") from None
+            # Under the lock a move judges the file as it is: a view read before it whose file another command has
+            # changed since is read again (one stat, no read, when nothing changed).
+            if stack in self._views and self._views[stack][1] != self._stat(stack):
+                del self._views[stack]
             try:
                 yield
             finally:

@@ -13,7 +13,8 @@ kubelet identity with AcrPull, GKE's node service account or Workload Identity):
 ``pullSecret: true``. Such a Secret would hold a registry token that expires (ECR 12 h, ACR 3 h, Google 1 h) and
 breaks pulls, so ask for one only where something refreshes it.
 
-The models live here rather than in :mod:`dockyard.config`, which re-exports them.
+The Registry API's own vocabulary that the credential check and the CLI's client share (its hosts, its auth
+challenge) lives here too, so the CLI never imports the check's dynamic resource.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dockyard_components.registry import RegistryKind as RegistryKind
 
 
 class _Model(BaseModel):
-    # The same settings as dockyard.config's sections: camelCase keys, typos refused, immutable.
+    # The same settings as dockyard.model.config's sections: camelCase keys, typos refused, immutable.
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
@@ -237,3 +238,23 @@ class RegistryConfig(_Model):
         """The registry name of an ACR server (``az acr login --name``)."""
         match = _ACR_SERVER.match(self.host) if self.kind == RegistryKind.ACR else None
         return match["name"] if match else None
+
+
+# --- the Registry API -------------------------------------------------------------------------------------------
+
+#: Where Docker Hub answers the Registry API (``docker.io`` is only the name images carry).
+API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+LOCAL_START = "scripts/local-services.sh start"
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="…",service="…"`` → (``bearer``, {realm, service, …})."""
+    scheme, _, params = header.strip().partition(" ")
+    return scheme.lower(), dict(_CHALLENGE.findall(params))
+
+
+def local_start_command(server: str) -> str | None:
+    """The command that starts the registry at ``server`` when it is this machine's local registry."""
+    return LOCAL_START if server.rsplit(":", 1)[0] in LOCAL_HOSTS else None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.image_diff import WORKLOAD_TYPES, image_changes
+from dockyard.model.image_diff import WORKLOAD_TYPES, image_changes
 
 LIMIT = 60_000
 MARKER = "<!-- dockyard-pr-summary -->"
