@@ -4,15 +4,16 @@ from pathlib import Path
 
 import pulumi
 
-from dockyard import config, wiring
-from dockyard.cluster import kubernetes_provider
+from dockyard.program import args as wiring
+from dockyard.program import stack_config
+from dockyard.program.kubernetes import kubernetes_provider
 from dockyard_components.github_ci import CiPipeline
 from dockyard_components.image import AppImage
 from dockyard_components.kubernetes_app import KubernetesApp
 from dockyard_components.registry import ContainerRegistry
 from dockyard_components.signing import SignedImage
 
-stack = config.load()
+stack = stack_config.load()
 # First: a stack that cannot reach its cluster stops here, before any resource is registered.
 kubernetes = kubernetes_provider("kubernetes", stack)
 

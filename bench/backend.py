@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.timing import timed, workspace
-from dockyard import backend
+from dockyard.releases import backend
 from tests.engine.harness import Workspace, deploy_local_stacks, dockyard, kubectl, rolling
 from tests.local_services import SERVICES, parse_exports, start_local_cluster, start_local_services
 from tests.team_postgres import cli_runs_the_copy

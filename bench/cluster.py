@@ -8,6 +8,7 @@ render mode; control plane idle memory ≤ 700 MiB RSS. Restarts the local clust
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import time
 from pathlib import Path
@@ -55,6 +56,7 @@ def verdict(met: bool) -> str:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     console = Console()
     subprocess.run([str(CLUSTER), "stop"], check=True, capture_output=True)
     start = time.perf_counter()

@@ -9,6 +9,7 @@ Targets: rebuild ≤ 0.3x cold; no change → no build at all (the build resourc
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import time
@@ -21,6 +22,7 @@ from tests.local_services import start_local_cluster, start_local_services
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     console = Console()
     ws = workspace({**start_local_services(), **start_local_cluster()})
     ws.init("local")

@@ -14,7 +14,6 @@ from rich.table import Table
 
 from bench.timing import program_workspace, timed, workspace
 from tests.local_services import start_local_cluster, start_local_services
-from tests.stacks import PROJECT
 
 
 def main() -> None:
@@ -41,7 +40,6 @@ def main() -> None:
         stack = f"n{count}"
         services.init(stack)
         services.pulumi("config", "set", "services", str(count), "--stack", stack)
-        services.pulumi("config", "set", "project", str(PROJECT), "--stack", stack)
         per_count[count] = timed(services, "preview", "--stack", stack, repeat=repeat)
 
     local = workspace({**start_local_services(), **start_local_cluster()})

@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.timing import workspace
-from dockyard.config import read_stack_file
-from dockyard.project import Project
-from dockyard.trust import trust_problems
+from dockyard.model.config import read_stack_file
+from dockyard.releases.project import Project
+from dockyard.releases.trust import trust_problems
 from tests.engine.harness import Result, Workspace, dockyard, kubectl
 from tests.local_services import start_local_cluster, start_local_services
 
@@ -48,12 +48,12 @@ def timed_trust(project: Workspace) -> float:
     """Seconds local-prod's trust policy takes to accept local-staging's digest (0 without a policy)."""
     os.environ.update({k: v for k, v in project.env.items() if k.startswith(("PULUMI_", "DOCKYARD_"))})
     dockyard_project = Project(project.directory)
-    env = dockyard_project.environment("local-prod")
-    if env.signing is None:
+    target = dockyard_project.view("local-prod")
+    if target.env.signing is None:
         return 0.0
     image = str(dockyard_project.outputs("local-staging")["image_ref"])
     start = time.perf_counter()
-    problems = trust_problems(project.directory, "local-prod", env, image)
+    problems = trust_problems(project.directory, target, image)
     elapsed = time.perf_counter() - start
     if problems:
         raise RuntimeError(f"local-prod's trust policy refuses {image}: {problems}")

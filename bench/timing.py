@@ -10,16 +10,19 @@ from pathlib import Path
 from tests.engine.harness import Workspace, make_workspace
 from tests.stacks import PROJECT
 
+#: The benchmarks' own Pulumi programs (tests/engine/test_bench_programs.py previews each).
+PROGRAMS = Path(__file__).parent / "programs"
 
-def workspace(extra_env: dict[str, str] | None = None) -> Workspace:
-    return make_workspace(Path(tempfile.mkdtemp(prefix="dockyard-bench-")), extra_env)
+
+def workspace(extra_env: dict[str, str] | None = None, root: Path | None = None) -> Workspace:
+    return make_workspace(root or Path(tempfile.mkdtemp(prefix="dockyard-bench-")), extra_env)
 
 
-def program_workspace(name: str, extra_env: dict[str, str] | None = None) -> Workspace:
+def program_workspace(name: str, extra_env: dict[str, str] | None = None, root: Path | None = None) -> Workspace:
     """A workspace running one of bench/programs/<name> on the project's virtualenv and engine."""
-    base = workspace(extra_env)
+    base = workspace(extra_env, root)
     program = base.directory.parent / name
-    shutil.copytree(Path(__file__).parent / "programs" / name, program)
+    shutil.copytree(PROGRAMS / name, program)
     (program / ".venv").symlink_to(PROJECT / ".venv")
     base.directory = program
     base.env["PYTHONPATH"] = str(PROJECT)

@@ -18,20 +18,28 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dockyard import metrics as delivery_metrics
-from dockyard import pr_summary
-from dockyard.config import stack_file
-from dockyard.config_guard import Terminated
-from dockyard.doctor import run as run_doctor
-from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
-from dockyard.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
-from dockyard.image_diff import OCI_VERSION_LABEL
-from dockyard.ledger import Verification
-from dockyard.progressive import Ending, Run, abort_canary, advance_canary, failed, promote_verified, switch_colors
-from dockyard.project import Project
-from dockyard.promotion import Releases
-from dockyard.registry_client import RegistryUnreachableError, credentials_for, image_labels
-from dockyard.stack_update import Outcome
+from dockyard.model.config import stack_file
+from dockyard.model.image_diff import OCI_VERSION_LABEL
+from dockyard.pipeline import pr_summary
+from dockyard.releases import metrics as delivery_metrics
+from dockyard.releases.config_guard import Terminated
+from dockyard.releases.doctor import run as run_doctor
+from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
+from dockyard.releases.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
+from dockyard.releases.ledger import Verification
+from dockyard.releases.moves import Releases
+from dockyard.releases.progressive import (
+    Ending,
+    Run,
+    abort_canary,
+    advance_canary,
+    failed,
+    promote_verified,
+    switch_colors,
+)
+from dockyard.releases.project import Project
+from dockyard.releases.registry_client import RegistryUnreachableError, image_labels
+from dockyard.releases.stack_update import Outcome
 from dockyard.verify import HEALTH_TIMEOUT, Verifier
 from dockyard_components.image_ref import short_image
 
@@ -74,12 +82,12 @@ def _confirm() -> bool:
 
 def _versions(project: Project, stack: str) -> Callable[[str], str | None]:
     """The OCI version label of an image in the stack's registry (None when the registry cannot say)."""
-    registry = project.environment(stack).registry
+    view = project.view(stack)
 
     @cache
     def version(image: str) -> str | None:
         try:
-            return image_labels(image, credentials_for(registry)).get(OCI_VERSION_LABEL)
+            return image_labels(image, view.credentials).get(OCI_VERSION_LABEL)
         except (RegistryUnreachableError, KeyError, ValueError):
             return None
 

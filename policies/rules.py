@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 TIER_LABEL = "dockyard.dev/tier"
-#: Tiers that deploy only promoted, digest-pinned images (dockyard.config.Tier.promoted_only; the pack stays free
+#: Tiers that deploy only promoted, digest-pinned images (dockyard.model.config.Tier.promoted_only; the pack stays free
 #: of the project's modules, and a unit test keeps the two the same).
 PROMOTED_TIERS = ("qa", "staging", "prod")
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)", re.IGNORECASE)

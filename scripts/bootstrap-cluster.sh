@@ -44,7 +44,7 @@ done
 if [ "$have_all" = 1 ] && [ "$REBUILD" != 1 ]; then
     log "    ${K8S_BINARIES[*]} are v$K8S_V (skip)"
 else
-    log "    building k8s.io/kubernetes@v$K8S_V (~15 min cold on 2 cores; log: $STEP_LOG)"
+    building "k8s.io/kubernetes@v$K8S_V (~15 min cold on 2 cores; log: $STEP_LOG)"
     dir=$(module_dir "k8s.io/kubernetes@v$K8S_V") || exit 1
     work="$SRC/kubernetes"
     fresh_copy "$dir" "$work"
@@ -85,7 +85,7 @@ step "kwok $DOCKYARD_KWOK_VERSION"
 if [ -x "$BIN/kwok" ] && "$BIN/kwok" --version 2>/dev/null | grep -qF "${DOCKYARD_KWOK_VERSION#v}" && [ "$REBUILD" != 1 ]; then
     log "    kwok $DOCKYARD_KWOK_VERSION (skip)"
 else
-    log "    go install sigs.k8s.io/kwok/cmd/kwok@$DOCKYARD_KWOK_VERSION (log: $STEP_LOG)"
+    building "sigs.k8s.io/kwok/cmd/kwok@$DOCKYARD_KWOK_VERSION with go install (log: $STEP_LOG)"
     run "go install of kwok" env GOBIN="$BIN" CGO_ENABLED=0 GOFLAGS= \
         go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$DOCKYARD_KWOK_VERSION"
 fi
@@ -106,6 +106,5 @@ chmod 0644 "$tmp"
 mv -f "$tmp" "$ROOT/kwok-stages.yaml"
 log "    stages: $ROOT/kwok-stages.yaml"
 
-trap - ERR
-log "done in $((SECONDS - START))s: $(ls "$BIN" | tr '\n' ' ')"
+finished "$(ls "$BIN" | tr '\n' ' ')"
 log "start it: scripts/local-cluster.sh start"

@@ -73,7 +73,7 @@ else
         ln -sfn "$path_pulumi" "$BIN/pulumi"
         log "    using $path_pulumi from PATH (already v$V)"
     else
-        log "    building $PKG_MOD@v$V (several minutes on 2 cores; log: $STEP_LOG)"
+        building "$PKG_MOD@v$V (several minutes on 2 cores; log: $STEP_LOG)"
         dir=$(module_dir "$PKG_MOD@v$V") || exit 1
         fresh_copy "$dir" "$SRC/pulumi-pkg"
         cd "$SRC/pulumi-pkg"
@@ -144,7 +144,7 @@ if [ -x "$BIN/pulumi-language-yaml" ] && [ "$(cat "$ROOT/language-yaml.key" 2>/d
     [ "$REBUILD" != 1 ]; then
     log "    v$YV up to date (skip)"
 else
-    log "    building $YAML_MOD@v$YV (a few minutes on 2 cores; log: $STEP_LOG)"
+    building "$YAML_MOD@v$YV (a few minutes on 2 cores; log: $STEP_LOG)"
     dir=$(module_dir "$YAML_MOD@v$YV") || exit 1
     fresh_copy "$dir" "$SRC/pulumi-yaml"
     cd "$SRC/pulumi-yaml"
@@ -173,7 +173,7 @@ build_provider() {
         log "    $name $pver already built (skip)"
         return 0
     fi
-    log "    building $module@$mver as $name v$pver (several minutes; log: $STEP_LOG)"
+    building "$module@$mver as $name v$pver (several minutes; log: $STEP_LOG)"
     local dir
     dir=$(module_dir "$module@$mver") || exit 1
     local work="$SRC/provider-$name-$pver"
@@ -250,9 +250,7 @@ step "check"
 run "pulumi version" "$BIN/pulumi" version
 run "pulumi plugin ls" "$BIN/pulumi" plugin ls
 "$BIN/pulumi" plugin ls 2>/dev/null | sed 's/^/    /'
-trap - ERR
-
-log "done in $((SECONDS - START))s: pulumi $(binary_version "$BIN/pulumi"), PULUMI_HOME=$PULUMI_HOME"
+finished "pulumi $(binary_version "$BIN/pulumi"), PULUMI_HOME=$PULUMI_HOME"
 for w in "${WARNINGS[@]+"${WARNINGS[@]}"}"; do
     log "WARNING: $w"
 done

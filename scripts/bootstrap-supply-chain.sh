@@ -29,7 +29,7 @@ go_install() {
         log "    $name $version (skip)"
         return 0
     fi
-    log "    go install $package@$version (several minutes cold on 2 cores; log: $STEP_LOG)"
+    building "$package@$version with go install (several minutes cold on 2 cores; log: $STEP_LOG)"
     run "go install of $name" env GOBIN="$BIN" CGO_ENABLED=0 GOFLAGS= \
         go install -trimpath -ldflags "-s -w $ldflags" "$package@$version"
     "$BIN/$name" $check 2>&1 | grep -qF "${version#v}" || fail "$name does not report $version"
@@ -45,5 +45,4 @@ go_install syft github.com/anchore/syft/cmd/syft "$DOCKYARD_SYFT_VERSION" versio
 go_install regctl github.com/regclient/regclient/cmd/regctl "$DOCKYARD_REGCTL_VERSION" version \
     "-X github.com/regclient/regclient/internal/version.vcsTag=$DOCKYARD_REGCTL_VERSION"
 
-trap - ERR
-log "done in $((SECONDS - START))s: $(ls "$BIN" | tr '\n' ' ')"
+finished "$(ls "$BIN" | tr '\n' ' ')"

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from dockyard.config import NAMESPACE, SECRET_KEYS, EnvironmentConfig
+from dockyard.model.config import NAMESPACE, SECRET_KEYS, EnvironmentConfig
 from dockyard.pipeline.settings import NAMESPACE as CI_NAMESPACE
 from dockyard.pipeline.settings import CiConfig
 

@@ -38,7 +38,7 @@ readonly NODES="${DOCKYARD_CLUSTER_NODES:-2}"
 readonly START_TIMEOUT="${DOCKYARD_CLUSTER_START_TIMEOUT:-60}"
 readonly PKI="$STATE/pki"
 readonly KUBECONFIG_FILE="$STATE/kubeconfig"
-#: The context the local stacks name in Pulumi.local*.yaml (kubernetes.context); dockyard/cluster.py knows it too.
+#: The context the local stacks name in Pulumi.local*.yaml (kubernetes.context); dockyard/program/kubernetes.py knows it too.
 readonly CONTEXT=dockyard-local
 readonly SERVICE_CIDR=10.96.0.0/24 POD_CIDR=10.244.0.0/16
 readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)

@@ -8,9 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 step "virtualenv"; scripts/setup-venv.sh
-step "Pulumi engine"; scripts/bootstrap-engine.sh
-step "Kubernetes control plane"; scripts/bootstrap-cluster.sh
-step "supply-chain tools (cosign, syft, regctl)"; scripts/bootstrap-supply-chain.sh
+step "Pulumi engine, Kubernetes control plane, supply-chain tools (side by side)"; scripts/bootstrap.sh
 step "local registry and base images"; scripts/local-services.sh start
 step "local cluster"; scripts/local-cluster.sh start
 # shellcheck source=scripts/local-env.sh

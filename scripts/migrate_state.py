@@ -3,7 +3,7 @@
     python -m scripts.migrate_state file:///root/.cache/dockyard/state "$DOCKYARD_POSTGRES_URL"
 
 The target URL may name no password: it is read from ``PGPASSFILE`` (as ``source scripts/local-env.sh`` with
-``DOCKYARD_BACKEND=postgres`` sets it). See :mod:`dockyard.state_migration`.
+``DOCKYARD_BACKEND=postgres`` sets it). See :mod:`dockyard.releases.state_migration`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dockyard.backend import redact
-from dockyard.errors import DockyardError
-from dockyard.state_migration import migrate
+from dockyard.releases.backend import redact
+from dockyard.releases.errors import DockyardError
+from dockyard.releases.state_migration import migrate
 
 
 def main(argv: list[str] | None = None) -> int:

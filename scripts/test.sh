@@ -1,27 +1,78 @@
 #!/usr/bin/env bash
-# Every test tier, as CI runs it: lint and types, unit (mocks), workflow linters, integration (registry + podman)
-# and engine (the real pulumi CLI). Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x).
+# Every test tier, as CI runs it: static checks (ruff, mypy, generated files), then one pytest run over unit (mocks),
+# lint, integration (registry + podman), engine and drills (the real pulumi CLI on the local cluster) on two
+# pytest-xdist workers (tests/conftest.py places them and prints one line per tier). Both run even when the static
+# checks fail; the exit code is non-zero if either failed.
+#
+#   scripts/test.sh                 everything (installs and starts what the tiers need)
+#   scripts/test.sh --quick         the edit loop: static checks and the unit tier; no services, no engine
+#   scripts/test.sh [--] PYTEST_ARGS  the full set-up, then pytest with these arguments only (e.g. tests/engine -x)
+#
+# Env: DOCKYARD_TEST_WORKERS  pytest-xdist workers (2: this machine's cores)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
-step "virtualenv"; scripts/setup-venv.sh
-step "workflow linters"; scripts/install-linters.sh
-step "Pulumi engine"; scripts/bootstrap-engine.sh
-step "Kubernetes control plane"; scripts/bootstrap-cluster.sh
-step "supply-chain tools (cosign, syft, regctl)"; scripts/bootstrap-supply-chain.sh
-step "local registry and base images"; scripts/local-services.sh start
-step "local cluster"; scripts/local-cluster.sh start
+workers=${DOCKYARD_TEST_WORKERS:-2}
+summary=()
+failed=0
+
+# tier NAME CMD...: run one tier, keep its one-line result for the summary.
+tier() {
+    local name=$1 start=$SECONDS rc=0
+    shift
+    step "tier $name"
+    "$@" || rc=$?
+    local line
+    line=$(printf 'tier %-12s %s in %ss' "$name" "$([ "$rc" = 0 ] && echo passed || echo "FAILED (exit $rc)")" \
+        "$((SECONDS - start))")
+    printf '%s\n' "$line" >&2
+    summary+=("$line")
+    [ "$rc" = 0 ] || failed=1
+}
+
+static_checks() {
+    .venv/bin/ruff check . &&
+        .venv/bin/ruff format --check . &&
+        .venv/bin/mypy components/dockyard_components dockyard policies/rules.py scripts __main__.py &&
+        .venv/bin/python -m scripts.generate_workflows --check &&
+        .venv/bin/python -m scripts.config_reference --check
+}
+
+pytest_tier() { .venv/bin/python -m pytest "$@"; }
+
+report() {
+    step "summary (${SECONDS}s in all)"
+    printf '%s\n' "${summary[@]}" >&2
+    exit "$failed"
+}
+
+step "virtualenv"
+scripts/setup-venv.sh
+
+if [ "${1:-}" = "--quick" ]; then
+    tier static static_checks
+    tier unit pytest_tier -n "$workers" --dist loadgroup tests/unit
+    report
+fi
+[ "${1:-}" = "--" ] && shift
+
+step "workflow linters"
+scripts/install-linters.sh
+step "Pulumi engine, Kubernetes control plane, supply-chain tools (side by side)"
+scripts/bootstrap.sh
+step "local registry and base images, local cluster"
+scripts/local-services.sh start
+scripts/local-cluster.sh start
 # shellcheck source=scripts/local-env.sh
 . scripts/local-env.sh
 export PATH="${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/bin:$PATH"
 
-step "ruff, mypy, generated files"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-.venv/bin/mypy components/dockyard_components dockyard policies/rules.py scripts __main__.py
-.venv/bin/python -m scripts.generate_workflows --check
-.venv/bin/python -m scripts.config_reference --check
+if [ "$#" -gt 0 ]; then
+    tier pytest pytest_tier "$@"
+    report
+fi
 
-step "pytest"
-.venv/bin/python -m pytest "${@:-tests}"
+tier static static_checks
+tier pytest pytest_tier -n "$workers" --dist loadgroup tests
+report

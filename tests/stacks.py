@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from dockyard.config import SECRET_KEYS, read_stack_file
+from dockyard.model.config import SECRET_KEYS, read_stack_file
 
 PROJECT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in PROJECT.glob("Pulumi.*.yaml"))

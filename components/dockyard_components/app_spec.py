@@ -10,7 +10,8 @@ track the app's Service selects.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -18,7 +19,18 @@ from pydantic.alias_generators import to_camel
 
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 from dockyard_components.quantity import parse_quantity
-from dockyard_components.release import CANARY, COLORS, STABLE, Color, Track, other_color, split_replicas
+from dockyard_components.release import (
+    CANARY,
+    CANARY_SERVICE,
+    COLORS,
+    PREVIEW_SERVICE,
+    STABLE,
+    Color,
+    SideService,
+    Track,
+    other_color,
+    split_replicas,
+)
 
 
 class Model(BaseModel):
@@ -111,22 +123,47 @@ class ResourcesConfig(Model):
         return self
 
 
-class RollingStrategy(Model):
-    """Kubernetes rolling update."""
+#: How each Deployment rolls out a new pod template, unless the rolling strategy says otherwise.
+DEFAULT_MAX_SURGE = "25%"
+DEFAULT_MAX_UNAVAILABLE = 0
 
-    type: Literal["rolling"]
-    max_surge: PercentOrInt = "25%"
-    max_unavailable: PercentOrInt = 0
 
+class ReleaseStrategy(Model):
+    """What every strategy answers: its Deployments (tracks), the track the app's Service selects, the Services
+    beside it, and how each Deployment rolls out. A new strategy is one subclass here."""
+
+    @abstractmethod
     def tracks(self, replicas: int) -> list[Track]:
-        return [Track(STABLE, replicas)]
+        """The Deployments the strategy runs, with the replicas and image of each."""
 
     def service_track(self, ingress: bool) -> str | None:
         """The track the app's Service selects; None: every track."""
         return None
 
+    def side_services(self, tracks: Sequence[str], ingress: bool) -> list[SideService]:
+        """The Services beside the app's own (and their Ingresses), given the tracks that run."""
+        return []
 
-class BlueGreenStrategy(Model):
+    def rolling_update(self) -> tuple[str | int, str | int]:
+        """(maxSurge, maxUnavailable) of each Deployment's own rollout."""
+        return DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE
+
+
+class RollingStrategy(ReleaseStrategy):
+    """Kubernetes rolling update."""
+
+    type: Literal["rolling"]
+    max_surge: PercentOrInt = DEFAULT_MAX_SURGE
+    max_unavailable: PercentOrInt = DEFAULT_MAX_UNAVAILABLE
+
+    def tracks(self, replicas: int) -> list[Track]:
+        return [Track(STABLE, replicas)]
+
+    def rolling_update(self) -> tuple[str | int, str | int]:
+        return self.max_surge, self.max_unavailable
+
+
+class BlueGreenStrategy(ReleaseStrategy):
     """Two color Deployments, each pinned to its own image; the Service selects ``activeColor``.
 
     Both colors run at full size, so changing ``activeColor`` changes only the Service selector, and the idle color
@@ -164,6 +201,10 @@ class BlueGreenStrategy(Model):
     def service_track(self, ingress: bool) -> str | None:
         return self.active
 
+    def side_services(self, tracks: Sequence[str], ingress: bool) -> list[SideService]:
+        # The idle color's own Service: smoke-test the next release before switching activeColor.
+        return [SideService(PREVIEW_SERVICE, self.idle_color)] if self.idle_color in tracks else []
+
 
 DEFAULT_CANARY_STEPS = (10, 25, 50, 100)
 
@@ -174,7 +215,7 @@ def _canary_steps(steps: list[int]) -> list[int]:
     return steps
 
 
-class CanaryStrategy(Model):
+class CanaryStrategy(ReleaseStrategy):
     """Stable and canary Deployments behind one Service; traffic split by replica ratio (and ingress weight).
 
     ``weight`` is the canary's share; ``steps`` are the weights a release advances the canary through.
@@ -205,6 +246,15 @@ class CanaryStrategy(Model):
         # With an Ingress, the ingress-nginx canary Ingress sends the weighted share to the canary's own Service;
         # without one every track serves and the replica ratio splits the traffic.
         return STABLE if ingress else None
+
+    def side_services(self, tracks: Sequence[str], ingress: bool) -> list[SideService]:
+        if not ingress or CANARY not in tracks:
+            return []
+        weighted = {
+            "nginx.ingress.kubernetes.io/canary": "true",
+            "nginx.ingress.kubernetes.io/canary-weight": str(self.weight),
+        }
+        return [SideService(CANARY_SERVICE, CANARY, weighted)]
 
 
 Strategy = Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="type")]
@@ -260,3 +310,8 @@ class AppSpec(Model):
     def service_track(self) -> str | None:
         """The track the app's Service selects (None: every track)."""
         return self.strategy.service_track(self.ingress is not None)
+
+    @property
+    def side_services(self) -> list[SideService]:
+        """The Services beside the app's own, for the tracks that run."""
+        return self.strategy.side_services([track.name for track in self.tracks], self.ingress is not None)

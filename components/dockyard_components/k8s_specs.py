@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from dockyard_components.app_spec import AppSpec, RollingStrategy
+from dockyard_components.app_spec import AppSpec
 from dockyard_components.image_ref import parse_image_reference
 
 MANAGED_BY = "pulumi"
@@ -138,11 +138,8 @@ def pod_spec(
 
 
 def deployment_strategy(settings: AppSpec) -> k8s.apps.v1.DeploymentStrategyArgs:
-    strategy = settings.strategy
-    rolling = strategy if isinstance(strategy, RollingStrategy) else RollingStrategy(type="rolling")
+    max_surge, max_unavailable = settings.strategy.rolling_update()
     return k8s.apps.v1.DeploymentStrategyArgs(
         type="RollingUpdate",
-        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-            max_surge=rolling.max_surge, max_unavailable=rolling.max_unavailable
-        ),
+        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=max_surge, max_unavailable=max_unavailable),
     )

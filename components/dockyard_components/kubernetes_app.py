@@ -4,6 +4,7 @@
 # as live types to infer the schema other languages use.
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, NotRequired, TypedDict
 
@@ -12,7 +13,7 @@ import pulumi_kubernetes as k8s
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from dockyard_components.app_spec import AppSpec, BlueGreenStrategy, CanaryStrategy
+from dockyard_components.app_spec import AppSpec
 from dockyard_components.k8s_specs import (
     TRACK_LABEL,
     AppIdentity,
@@ -21,7 +22,7 @@ from dockyard_components.k8s_specs import (
     pod_spec,
     version_label,
 )
-from dockyard_components.release import CANARY, CANARY_SERVICE, PREVIEW_SERVICE, Track, deployment_name, service_name
+from dockyard_components.release import CANARY, Track, deployment_name, service_name
 from dockyard_components.tiers import Tier
 
 SERVICE_PORT = 80
@@ -161,6 +162,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _PodInputs:
+    """What every Deployment's pods read: the settings' ConfigMap, the app's Secret and the pull Secret."""
+
+    config_map: k8s.core.v1.ConfigMap
+    secret_name: pulumi.Output[str] | None
+    pull_secret: pulumi.Output[str] | None
+
+
 class KubernetesApp(pulumi.ComponentResource):
     """Namespace, config, secrets, Deployments per release track, Service, Ingress, HPA, PDB and NetworkPolicy."""
 
@@ -180,36 +190,55 @@ class KubernetesApp(pulumi.ComponentResource):
         identity = AppIdentity(
             app=settings.app_name, stack=stack, namespace=args["namespace"], tier=Tier(args.get("tier", Tier.DEV)).value
         )
-        child = pulumi.ResourceOptions(parent=self)
-        labels = identity.labels()
+        ns = self._namespace(name, identity)
+        pods = self._pod_inputs(name, identity, settings, stack, ns, args)
+        self.deployments = self._deployments(name, identity, settings, pods, args.get("image"))
+        self.service_name, self.url = self._services(name, identity, settings, ns)
+        self._autoscalers(name, identity, settings, ns)
+        self._guards(name, identity, settings, ns)
+        self.namespace = ns
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "serviceName": self.service_name,
+                "url": self.url,
+                "tracks": [t.name for t in settings.tracks],
+            }
+        )
 
+    def _namespace(self, name: str, identity: AppIdentity) -> pulumi.Output[str]:
         # Every object of this stack lives here; the name carries the stack so stacks share clusters safely.
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=args["namespace"],
-                labels={**labels, "pod-security.kubernetes.io/enforce": "restricted"},
+                name=identity.namespace,
+                labels={**identity.labels(), "pod-security.kubernetes.io/enforce": "restricted"},
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        ns = namespace.metadata.name
+        return namespace.metadata.name
 
-        def meta(object_name: str, extra: Mapping[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns, labels={**labels, **(extra or {})})
-
-        # What the pods read (settings, app secrets, pull credentials) is auto-named on purpose: the provider treats
-        # ConfigMap and Secret data as immutable, so a changed value or a rotated credential replaces the object.
-        # With a fixed name that replacement is delete-before-create, and the engine then replaces every Deployment
-        # that names it, deleting it first: the app goes down. Auto-named, the new object is created before the old
-        # one is deleted, and the Deployments are updated in place: a rolling update that also picks the values up.
-        unnamed = k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=labels)
+    def _pod_inputs(
+        self,
+        name: str,
+        identity: AppIdentity,
+        settings: AppSpec,
+        stack: str,
+        ns: pulumi.Output[str],
+        args: KubernetesAppArgs,
+    ) -> _PodInputs:
+        """What the pods read: settings, app secrets, pull credentials."""
+        child = pulumi.ResourceOptions(parent=self)
+        # Auto-named on purpose: the provider treats ConfigMap and Secret data as immutable, so a changed value or a
+        # rotated credential replaces the object. With a fixed name that replacement is delete-before-create, and the
+        # engine then replaces every Deployment that names it, deleting it first: the app goes down. Auto-named, the
+        # new object is created before the old one is deleted, and the Deployments are updated in place: a rolling
+        # update that also picks the values up.
+        unnamed = k8s.meta.v1.ObjectMetaArgs(namespace=ns, labels=identity.labels())
 
         # Non-secret settings, injected as environment variables.
         config_map = k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata=unnamed,
-            data={**settings.env, "DOCKYARD_STACK": stack},
-            opts=child,
+            f"{name}-config", metadata=unnamed, data={**settings.env, "DOCKYARD_STACK": stack}, opts=child
         )
         secret_name: pulumi.Output[str] | None = None
         app_secrets = args.get("app_secrets")
@@ -235,10 +264,17 @@ class KubernetesApp(pulumi.ComponentResource):
                 opts=child,
             )
             pull_secret_name = pull_secret.metadata.name
+        return _PodInputs(config_map, secret_name, pull_secret_name)
 
-        # Which Deployments exist, and the image and replicas of each, is the strategy's to say.
-        tracks = settings.tracks
-        release = args.get("image")
+    def _deployments(
+        self,
+        name: str,
+        identity: AppIdentity,
+        settings: AppSpec,
+        pods: _PodInputs,
+        release: pulumi.Input[str] | None,
+    ) -> dict[str, k8s.apps.v1.Deployment]:
+        """One Deployment per track: which exist, and the image and replicas of each, is the strategy's to say."""
 
         def image_of(track: Track) -> pulumi.Input[str]:
             if track.image is not None:
@@ -249,56 +285,59 @@ class KubernetesApp(pulumi.ComponentResource):
                 )
             return release
 
-        self.deployments = {
+        return {
             track.name: self._deployment(
-                name, identity, settings, track, image_of(track), config_map, secret_name, pull_secret_name
+                name, identity, settings, track, image_of(track), pods.config_map, pods.secret_name, pods.pull_secret
             )
-            for track in tracks
+            for track in settings.tracks
         }
 
-        strategy = settings.strategy
+    def _services(
+        self, name: str, identity: AppIdentity, settings: AppSpec, ns: pulumi.Output[str]
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The app's Service and Ingress, and the Services (with Ingresses) the strategy runs beside them; returns
+        the app's Service name and URL."""
+        labels = identity.labels()
         service = self._service(name, service_name(identity.app), identity, settings.service_track, labels, ns)
-        self.service_name = service.metadata.name
-        if isinstance(strategy, BlueGreenStrategy) and strategy.idle_color in self.deployments:
-            # The idle color's own Service: smoke-test the next release before switching activeColor.
-            self._service(
-                name,
-                service_name(identity.app, PREVIEW_SERVICE),
-                identity,
-                strategy.idle_color,
-                labels,
-                ns,
-                PREVIEW_SERVICE,
-            )
-
         if settings.ingress is not None:
-            self._ingress(name, "ingress", identity.app, settings, self.service_name, labels, ns, {})
-            if isinstance(strategy, CanaryStrategy) and CANARY in self.deployments:
-                canary_service = self._service(
-                    name, service_name(identity.app, CANARY_SERVICE), identity, CANARY, labels, ns, CANARY_SERVICE
-                )
+            self._ingress(name, "ingress", identity.app, settings, service.metadata.name, labels, ns, {})
+        for side in settings.side_services:
+            beside = self._service(
+                name, service_name(identity.app, side.role), identity, side.track, labels, ns, side.role
+            )
+            if side.ingress_annotations is not None:
+                ingress_name = service_name(identity.app, side.role)
                 self._ingress(
                     name,
-                    "canary-ingress",
-                    service_name(identity.app, CANARY_SERVICE),
+                    f"{side.role}-ingress",
+                    ingress_name,
                     settings,
-                    canary_service.metadata.name,
+                    beside.metadata.name,
                     labels,
                     ns,
-                    {
-                        "nginx.ingress.kubernetes.io/canary": "true",
-                        "nginx.ingress.kubernetes.io/canary-weight": str(strategy.weight),
-                    },
+                    side.ingress_annotations,
                 )
-            self.url = pulumi.Output.from_input(f"https://{settings.ingress.host}")
-        else:
-            self.url = pulumi.Output.concat(
-                "http://", self.service_name, ".", ns, ".svc.cluster.local:", str(SERVICE_PORT)
-            )
+        if settings.ingress is not None:
+            return service.metadata.name, pulumi.Output.from_input(f"https://{settings.ingress.host}")
+        url = pulumi.Output.concat("http://", service.metadata.name, ".", ns, ".svc.cluster.local:", str(SERVICE_PORT))
+        return service.metadata.name, url
 
-        autoscaled = [t for t in tracks if t.name != CANARY] if settings.autoscaling else []
-        for track in autoscaled:
-            self._autoscaler(name, identity.app, settings, self.deployments[track.name], labels, ns, track.name)
+    def _autoscalers(self, name: str, identity: AppIdentity, settings: AppSpec, ns: pulumi.Output[str]) -> None:
+        """A HorizontalPodAutoscaler per serving track (the canary keeps its share of pods)."""
+        if settings.autoscaling is None:
+            return
+        for track in settings.tracks:
+            if track.name != CANARY:
+                self._autoscaler(
+                    name, identity.app, settings, self.deployments[track.name], identity.labels(), ns, track.name
+                )
+
+    def _guards(self, name: str, identity: AppIdentity, settings: AppSpec, ns: pulumi.Output[str]) -> None:
+        """The disruption budget and the network policies."""
+        child = pulumi.ResourceOptions(parent=self)
+
+        def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns, labels=identity.labels())
 
         minimum_pods = settings.autoscaling.min_replicas if settings.autoscaling else settings.replicas
         if minimum_pods > 1:
@@ -336,16 +375,6 @@ class KubernetesApp(pulumi.ComponentResource):
                 ],
             ),
             opts=child,
-        )
-
-        self.namespace = ns
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "serviceName": self.service_name,
-                "url": self.url,
-                "tracks": [t.name for t in tracks],
-            }
         )
 
     def _deployment(

@@ -7,7 +7,8 @@ app's Service selects; they answer in the terms defined here. Pure: no Pulumi, n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 ImageT = TypeVar("ImageT")
@@ -40,6 +41,18 @@ class Track:
     def image_or(self, release: ImageT) -> ImageT | str:
         """The image this track runs, given the app's release image."""
         return release if self.image is None else self.image
+
+
+@dataclass(frozen=True)
+class SideService:
+    """A Service beside the app's own that selects one track alone: the idle color's preview, the canary's own."""
+
+    role: str
+    """Its name suffix and role (:data:`PREVIEW_SERVICE`, :data:`CANARY_SERVICE`)."""
+    track: str
+    """The one track it selects."""
+    ingress_annotations: Mapping[str, str] | None = field(default=None)
+    """Annotations of a second Ingress that sends a share of the app's traffic to it (None: no Ingress of its own)."""
 
 
 def split_replicas(total: int, weight: int, has_canary: bool) -> tuple[int, int]:

@@ -32,15 +32,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from dockyard.config import (
-    BlueGreenStrategy,
+from dockyard.model.config import (
     BuildConfig,
-    CanaryStrategy,
     EnvironmentConfig,
     Tier,
     parse_environment,
     read_stack_file,
 )
+from dockyard.model.problems import Problem
 from dockyard.pipeline.model import (
     BUILD_JOB,
     CHECK_IMAGE,
@@ -92,8 +91,14 @@ def ci_stacks(stacks: Mapping[str, EnvironmentConfig]) -> dict[str, EnvironmentC
     repositories = {env.github.repository for env in enabled.values()}
     if len(repositories) > 1:
         raise PipelineConfigError(
-            f"github.repository differs between stacks ({', '.join(sorted(map(str, repositories)))}); "
-            "allowed: one repository for every GitHub-enabled stack"
+            [
+                Problem(
+                    None,
+                    "github.repository",
+                    f"differs between stacks ({', '.join(sorted(map(str, repositories)))})",
+                    "allowed: one repository for every GitHub-enabled stack",
+                )
+            ]
         )
     return enabled
 
@@ -103,8 +108,14 @@ def building_stack(stacks: Mapping[str, EnvironmentConfig]) -> tuple[str, Enviro
     builders = [(name, env) for name, env in ci_stacks(stacks).items() if env.image.build is not None]
     if len(builders) > 1:
         raise PipelineConfigError(
-            f"image.build is set in {', '.join(name for name, _ in builders)}; allowed: one building stack, "
-            "the others receive its digest by promotion"
+            [
+                Problem(
+                    None,
+                    "image.build",
+                    f"set in {', '.join(name for name, _ in builders)}",
+                    "allowed: one building stack, the others receive its digest by promotion",
+                )
+            ]
         )
     return builders[0] if builders else None
 
@@ -119,7 +130,14 @@ def promotions(stacks: Mapping[str, EnvironmentConfig]) -> list[tuple[str, str]]
     builder = building_stack(stacks)
     if builder is None:
         raise PipelineConfigError(
-            "no GitHub-enabled stack has image.build; allowed: exactly one, where the delivery chain starts"
+            [
+                Problem(
+                    None,
+                    "image.build",
+                    "no GitHub-enabled stack has image.build",
+                    "allowed: exactly one, where the delivery chain starts",
+                )
+            ]
         )
     reached = {builder[0]}
     chain = []
@@ -129,8 +147,15 @@ def promotions(stacks: Mapping[str, EnvironmentConfig]) -> list[tuple[str, str]]
         upstream = enabled[name].promotion.upstream
         if upstream is None or upstream not in reached:
             raise PipelineConfigError(
-                f"{name}: promotion.upstream is {upstream!r}; allowed: a GitHub-enabled stack on the chain that "
-                f"starts at {builder[0]}, the stack CI builds"
+                [
+                    Problem(
+                        name,
+                        "promotion.upstream",
+                        f"found {upstream!r}",
+                        f"allowed: a GitHub-enabled stack on the chain that starts at {builder[0]}, "
+                        "the stack CI builds",
+                    )
+                ]
             )
         reached.add(name)
         chain.append((upstream, name))
@@ -147,7 +172,9 @@ def _promotion_order(stacks: Mapping[str, EnvironmentConfig]) -> list[str]:
         if name in ordered:
             return
         if name in visiting:
-            raise PipelineConfigError(f"{name}: promotion.upstream forms a cycle; allowed: a chain dev → … → prod")
+            raise PipelineConfigError(
+                [Problem(name, "promotion.upstream", "forms a cycle", "allowed: a chain dev → … → prod")]
+            )
         visiting.add(name)
         upstream = stacks[name].promotion.upstream
         if upstream is not None and upstream in stacks:
@@ -215,13 +242,10 @@ def _release_command(stack: str, env: EnvironmentConfig) -> Command | None:
     and is walked to completion, analysed at every step; a blue-green stack gets it on the idle color, which is then
     verified and switched to. Each command undoes its own move when its checks fail, and exits non-zero.
     """
-    strategy = env.kubernetes.strategy
-    if isinstance(strategy, CanaryStrategy):
-        name, command = "Walk the canary to completion", 'dockyard canary advance --stack "$STACK" --auto --yes'
-    elif isinstance(strategy, BlueGreenStrategy):
-        name, command = "Switch to the idle color", 'dockyard switch --stack "$STACK" --yes'
-    else:
+    completion = env.kubernetes.strategy.completion
+    if completion is None:
         return None
+    name, command = completion
     return Command(
         name, _with_registry_token(f".venv/bin/{command}\n", env), _update_env(stack, env, github_admin=True)
     )
@@ -488,25 +512,35 @@ def derive_pipeline(stacks: Mapping[str, EnvironmentConfig]) -> Pipeline:
     """The pipeline of the CI stacks in ``stacks``; raises :class:`PipelineConfigError` if they form no chain."""
     enabled = ci_stacks(stacks)
     if not enabled:
-        raise PipelineConfigError("no stack has github.enabled: true; allowed: at least one")
+        raise PipelineConfigError(
+            [Problem(None, "github.enabled", "no stack has github.enabled: true", "allowed: at least one")]
+        )
     chain = promotions(stacks)
     builder = building_stack(stacks)
     assert builder is not None, "promotions() refuses a pipeline without a building stack"
     stack, env = builder
     assert env.image.build is not None
     problems = [
-        f"{name}: registry.{target.registry.login_key}: missing for kind {target.registry.kind}; allowed: the "
-        "OIDC login CI uses for this registry (no long-lived keys in CI)"
+        Problem(
+            name,
+            f"registry.{target.registry.login_key}",
+            f"missing for kind {target.registry.kind}",
+            "allowed: the OIDC login CI uses for this registry (no long-lived keys in CI)",
+        )
         for name, target in enabled.items()
         if target.registry.kind.cloud and target.registry.cloud_login is None
     ] + [
-        f"{name}: registry.passwordEnv: missing for kind {target.registry.kind}; allowed: the variable CI puts "
-        "the registry token from its OIDC login in, e.g. REGISTRY_TOKEN"
+        Problem(
+            name,
+            "registry.passwordEnv",
+            f"missing for kind {target.registry.kind}",
+            "allowed: the variable CI puts the registry token from its OIDC login in, e.g. REGISTRY_TOKEN",
+        )
         for name, target in enabled.items()
         if target.registry.kind.cloud and target.registry.password_env is None
     ]
     if problems:
-        raise PipelineConfigError("; ".join(problems))
+        raise PipelineConfigError(problems)
     jobs = [_build_job(stack, env), _scan_job(stack, env), _supply_chain_job(stack, env), _deploy_job(stack, env)]
     for upstream, target in chain:
         upstream_job = deploy_job_id(upstream) if upstream == stack else promote_job_id(upstream)
@@ -531,7 +565,7 @@ def read_stack_environments(project_dir: Path) -> dict[str, EnvironmentConfig]:
     """Parse the non-secret ``dockyard:`` keys of every ``Pulumi.<stack>.yaml`` in ``project_dir``.
 
     Secret keys are skipped (their ciphertext is never decrypted here); a stack whose keys do not validate raises
-    :class:`dockyard.config.ConfigError`.
+    :class:`dockyard.model.config.ConfigError`.
     """
     environments: dict[str, EnvironmentConfig] = {}
     for path in sorted(project_dir.glob("Pulumi.*.yaml")):

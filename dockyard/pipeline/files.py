@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from dockyard.config import EnvironmentConfig
-from dockyard.pins import image
+from dockyard.model.config import EnvironmentConfig
 from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline
+from dockyard.pipeline.pins import image
 from dockyard.pipeline.render import GENERATED_MARKER
 from dockyard.pipeline.settings import CiConfig, CiSystem
 

@@ -1,14 +1,14 @@
 """GitHub Actions: the pipeline model as ``delivery.yml`` (the chain), ``ci.yml`` (a pull request's image check) and
 ``preview.yml`` (every CI stack previewed with the policy pack, one sticky comment with a section per stack).
 
-GitHub-specific choices: tools come from actions pinned by commit SHA (:mod:`dockyard.pins`); GHCR takes the job's
+GitHub-specific choices: tools come from actions pinned by commit SHA (:mod:`.pins`); GHCR takes the job's
 own token (``packages`` permission), other static registries the stack environment's secret, cloud registries the
 cloud's OIDC login action; keyless signatures carry the identity of ``delivery.yml`` on the default branch and GitHub's
 build provenance is attested beside them; the prod stack's job waits in its GitHub environment for its reviewers.
 
 Rules every document follows (and ``tests/unit/test_workflows.py`` checks):
 
-- every ``uses:`` is a commit SHA from :mod:`dockyard.pins`;
+- every ``uses:`` is a commit SHA from :mod:`dockyard.pipeline.pins`;
 - top-level ``permissions: {}``; each job asks only for what it uses;
 - no ``${{ secrets.* }}`` / ``${{ github.event.* }}`` inside ``run:``: values reach scripts through ``env:``;
 - ``actions/checkout`` never persists the token; every job has a timeout.
@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dockyard.config import EnvironmentConfig, Tier
-from dockyard.pins import TRIVY_VERSION, uses
+from dockyard.model.config import EnvironmentConfig, Tier
+from dockyard.model.registry import AwsLogin, AzureLogin, GcpLogin, RegistryKind
 from dockyard.pipeline.derive import (
     VULNERABILITY_ARTIFACT,
     building_stack,
@@ -60,8 +60,8 @@ from dockyard.pipeline.model import (
     Variable,
     preview_environment_name,
 )
+from dockyard.pipeline.pins import TRIVY_VERSION, uses
 from dockyard.pipeline.render import Document, dump_yaml
-from dockyard.registry_config import AwsLogin, AzureLogin, GcpLogin, RegistryKind
 
 Step = dict[str, Any]
 

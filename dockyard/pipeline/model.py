@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from dockyard.config import BuildConfig
-from dockyard.registry_config import AwsLogin, AzureLogin, GcpLogin, RegistryKind
+from dockyard.model.config import BuildConfig
+from dockyard.model.problems import ConfigProblemsError
+from dockyard.model.registry import AwsLogin, AzureLogin, GcpLogin, RegistryKind
 from dockyard_components.github_ci import DEFAULT_BRANCH as DEFAULT_BRANCH
 from dockyard_components.github_ci import RELEASE_TAGS as RELEASE_TAGS
 from dockyard_components.github_ci import SECRET_PASSPHRASE as SECRET_PASSPHRASE
@@ -74,7 +75,7 @@ SUMMARY_JOB = "pr-summary"
 COMMENT_JOB = "pr-comment"
 
 
-class PipelineConfigError(ValueError):
+class PipelineConfigError(ConfigProblemsError, ValueError):
     """The stack configs do not describe one pipeline (e.g. two stacks build, or stacks use two repositories)."""
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from dockyard.pins import version_of
+from dockyard.pipeline.pins import version_of
 
 Document = dict[str, Any]
 

@@ -8,7 +8,7 @@ Project-level config (``Pulumi.yaml``), since one repository has one set of pipe
       dockyard-ci:runnerImage:
         value: registry.example.com/team/dockyard-ci:3.260.0@sha256:<64 hex>
 
-Its own namespace, not ``dockyard:``: the program never reads it (``dockyard.config`` validates every
+Its own namespace, not ``dockyard:``: the program never reads it (``dockyard.model.config`` validates every
 ``dockyard:`` key as stack config), and Pulumi lets project config set a foreign namespace's values.
 
 GitHub Actions installs its tools with pinned actions; GitLab CI, CircleCI and Jenkins run every job in
@@ -25,6 +25,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+
+from dockyard.model.problems import ConfigProblemsError, validation_problems
 
 #: The config namespace of these keys in ``Pulumi.yaml``.
 NAMESPACE = "dockyard-ci"
@@ -79,7 +81,7 @@ class CiConfig(BaseModel):
         return self
 
 
-class CiConfigError(ValueError):
+class CiConfigError(ConfigProblemsError, ValueError):
     """``dockyard:ci`` in ``Pulumi.yaml`` does not validate; one line per problem, like the stack config's."""
 
 
@@ -97,15 +99,4 @@ def read_ci_config(project_dir: Path) -> CiConfig:
     try:
         return CiConfig.model_validate(values, by_alias=True)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            loc = [str(part) for part in item["loc"]]
-            where = loc[0] + "".join(f"[{part}]" for part in loc[1:]) if loc else ""
-            message = str(item["msg"]).removeprefix("Value error, ")
-            if message.startswith("runnerImage: "):
-                where, message = "runnerImage", message.removeprefix("runnerImage: ")
-            elif not message.startswith("allowed"):
-                message = f"allowed: {message}"
-            found = "" if item["type"] == "missing" or not loc else f"found {item['input']!r}; "
-            problems.append(f"Pulumi.yaml: {NAMESPACE}:{where}: {found}{message}")
-        raise CiConfigError("\n".join(problems)) from None
+        raise CiConfigError(validation_problems(path.name, NAMESPACE, CiConfig, error)) from None

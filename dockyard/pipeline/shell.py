@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
+from dockyard.model.registry import AwsLogin, AzureLogin, GcpLogin
 from dockyard.pipeline.model import (
     IMAGE_REF,
     IMAGE_REF_ENV,
@@ -23,7 +24,6 @@ from dockyard.pipeline.model import (
     Secret,
     Variable,
 )
-from dockyard.registry_config import AwsLogin, AzureLogin, GcpLogin
 
 #: Where the build job writes the image reference it publishes (the only value that travels between jobs).
 IMAGE_REF_FILE = f"{IMAGE_REF}.env"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dockyard.errors import DockyardError
+from dockyard.releases.errors import DockyardError
 
 
 class VerifierError(DockyardError):

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from dockyard.ledger import Check
+from dockyard.releases.ledger import Check
 from dockyard_components.image_ref import parse_image_reference, short_image
 
 HTTP_TIMEOUT = 5.0

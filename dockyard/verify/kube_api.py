@@ -28,7 +28,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ValidationError
 
-from dockyard.config import LOCAL_CLUSTER_CONTEXT
+from dockyard.model.config import LOCAL_CLUSTER_CONTEXT
 from dockyard.verify.common import VerifierError
 from dockyard.verify.kube import SERVICE_NAME_LABEL
 

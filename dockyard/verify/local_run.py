@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from dockyard.config import EnvironmentConfig
-from dockyard.ledger import Check
-from dockyard.registry_client import credentials_for
+from dockyard.model.config import EnvironmentConfig
+from dockyard.model.credentials import RegistryCredentials
+from dockyard.releases.ledger import Check
 from dockyard.verify.common import VerifierError
 from dockyard_components.image_ref import short_image
 
@@ -86,13 +86,14 @@ class LocalRun:
 
     image: str
     env: EnvironmentConfig
+    credentials: RegistryCredentials
     health_timeout: float = HEALTH_TIMEOUT
     checks: list[Check] = field(default_factory=list)
 
     @contextlib.contextmanager
     def _registry_access(self) -> Iterator[list[str]]:
         """``--authfile``/``--cert-dir`` flags: the local services' auth file, else a login from passwordEnv."""
-        credentials = credentials_for(self.env.registry)
+        credentials = self.credentials
         with tempfile.TemporaryDirectory(prefix="dockyard-verify-") as scratch:
             flags: list[str] = []
             if credentials.ca_file:

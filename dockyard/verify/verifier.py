@@ -10,9 +10,9 @@ Two ways to look, chosen by the stack's ``kubernetes.mode``:
 
 What is checked is a :class:`Subject`, from the stack's strategy: what the stack serves, or the release on its way in
 (the canary track, or the idle color of a blue-green pair through its preview Service). Every outcome is appended to
-the stack's records (:mod:`dockyard.records`: the backend's database, or the ledger beside a file backend), where the
-metrics and rollbacks read it; a stack with ``dockyard:signing`` also attests it on the digest in the registry
-(:mod:`dockyard.attestations`), where the promotion gate reads it.
+the stack's records (:mod:`dockyard.releases.records`: the backend's database, or the ledger beside a file backend),
+where the metrics and rollbacks read it; a stack with ``dockyard:signing`` also attests it on the digest in the
+registry (:mod:`dockyard.releases.attestations`), where the promotion gate reads it.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from typing import Any, Protocol
 import httpx
 import yaml
 
-from dockyard.attestations import publish
-from dockyard.config import EnvironmentConfig
-from dockyard.history import Update
-from dockyard.ledger import Check, Verification
-from dockyard.project import actor, output_text
-from dockyard.records import VerificationRecords
+from dockyard.model.config import EnvironmentConfig
+from dockyard.model.stack import StackView
+from dockyard.releases.attestations import publish
+from dockyard.releases.history import Update
+from dockyard.releases.ledger import Check, Verification
+from dockyard.releases.project import actor, output_text
+from dockyard.releases.records import VerificationRecords
 from dockyard.verify.common import VerifierError
 from dockyard.verify.kube import ClusterReader, cluster_checks, template_problems
 from dockyard.verify.local_run import HEALTH_TIMEOUT, LocalRun
@@ -112,16 +113,16 @@ def manifest_check(directory: Path, expected: Mapping[str, str]) -> Check:
 # --- the command ------------------------------------------------------------------------------------------------
 
 
-LocalCheck = Callable[[str, EnvironmentConfig, float], list[Check]]
+LocalCheck = Callable[[str, StackView, float], list[Check]]
 
 
 class StackFacts(Protocol):
-    """What the verifier reads of a project (:class:`~dockyard.project.Project`; a fake in unit tests)."""
+    """What the verifier reads of a project (:class:`~dockyard.releases.project.Project`; a fake in unit tests)."""
 
     @property
     def directory(self) -> Path: ...
 
-    def environment(self, stack: str, /) -> EnvironmentConfig: ...
+    def view(self, stack: str, /) -> StackView: ...
 
     def outputs(self, stack: str, /) -> dict[str, Any]: ...
 
@@ -137,12 +138,12 @@ class StackFacts(Protocol):
     def lock(self, stack: str, /) -> contextlib.AbstractContextManager[None]: ...
 
 
-#: (project, stack, its config, the outcome) → attests the outcome in the registry; returns where it lives.
-Attest = Callable[["StackFacts", str, EnvironmentConfig, Verification], str]
+#: (project, stack, the outcome) → attests the outcome in the registry; returns where it lives.
+Attest = Callable[["StackFacts", StackView, Verification], str]
 
 
-def run_locally(image: str, env: EnvironmentConfig, timeout: float) -> list[Check]:
-    return LocalRun(image, env, timeout).run()
+def run_locally(image: str, stack: StackView, timeout: float) -> list[Check]:
+    return LocalRun(image, stack.env, stack.credentials, timeout).run()
 
 
 @dataclass
@@ -168,7 +169,8 @@ class Verifier:
 
     def verify(self, stack_name: str, /, *, candidate: bool = False, trigger: str = "verify") -> Verification:
         """Check what ``stack_name`` serves (or its ``candidate``) and append the outcome to its ledger."""
-        env = self.project.environment(stack_name)
+        view = self.project.view(stack_name)
+        env = view.env
         with self.project.lock(stack_name), ThreadPoolExecutor(max_workers=1) as pool:
             updates = pool.submit(self._update_checks, stack_name)  # one engine read beside the other
             outputs = self.project.outputs(stack_name)
@@ -178,7 +180,7 @@ class Verifier:
             subject = subject_of(stack_name, env, served, candidate=candidate)
             checks = updates.result()
             try:
-                checks += self._checks(stack_name, env, subject, outputs)
+                checks += self._checks(view, subject, outputs)
             except Exception as error:  # a verifier that cannot look has not verified anything: record a failure
                 checks.append(Check("verifier", False, f"{error.__class__.__name__}: {error}"))
             record = Verification(
@@ -196,7 +198,7 @@ class Verifier:
             self.project.ledger().append(record)
             if env.signing is not None:
                 # After the ledger: a registry that is down loses no outcome, and the error says what to re-run.
-                self.attest(self.project, stack_name, env, record)
+                self.attest(self.project, view, record)
         return record
 
     def _update_checks(self, stack_name: str) -> list[Check]:
@@ -206,9 +208,8 @@ class Verifier:
         when = last.at.isoformat(timespec="seconds")
         return [Check("update", last.result == "succeeded", f"last update ({when}) {last.result}")]
 
-    def _checks(
-        self, stack_name: str, env: EnvironmentConfig, subject: Subject, outputs: Mapping[str, Any]
-    ) -> list[Check]:
+    def _checks(self, view: StackView, subject: Subject, outputs: Mapping[str, Any]) -> list[Check]:
+        stack_name, env = view.name, view.env
         try:
             pinned = parse_image_reference(subject.image).is_digest_pinned
         except ImageReferenceError as error:
@@ -218,7 +219,7 @@ class Verifier:
         if env.kubernetes.mode == "render":
             directory = self.project.directory / (env.kubernetes.render_directory or f"rendered/{stack_name}")
             served = output_text(outputs, "image_ref") or subject.image
-            return [manifest_check(directory, expected_images(env, served)), *self._run(subject.image, env)]
+            return [manifest_check(directory, expected_images(env, served)), *self._run(subject.image, view)]
         namespace = output_text(outputs, "namespace")
         if not namespace:
             return [Check("rollout", False, f"{stack_name} has no namespace output (pulumi up --stack {stack_name})")]
@@ -234,12 +235,12 @@ class Verifier:
             )
         if env.kubernetes.local_cluster:
             # The local cluster's kwok nodes never run a container: the digest under test answers here instead.
-            checks += self._run(subject.image, env)
+            checks += self._run(subject.image, view)
         return checks
 
-    def _run(self, image: str, env: EnvironmentConfig) -> list[Check]:
+    def _run(self, image: str, view: StackView) -> list[Check]:
         if image not in self._ran:
-            self._ran[image] = self.local_check(image, env, self.health_timeout)
+            self._ran[image] = self.local_check(image, view, self.health_timeout)
         return self._ran[image]
 
     @contextlib.contextmanager

@@ -5,6 +5,7 @@
 STEP="setup"
 STEP_LOG=""
 START=$SECONDS
+BUILT=0
 
 log() { printf '[%s] %s\n' "$LOG_PREFIX" "$*"; }
 step() {
@@ -23,6 +24,27 @@ fail() {
     exit 1
 }
 trap 'fail "unexpected error (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+
+# building WHAT: announce a build from Go modules (the cold path); finished then records the cold time.
+building() {
+    BUILT=1
+    log "    building $*"
+}
+
+# finished SUMMARY: the bootstrap's last line with its time. A run that built records its time under ROOT; a warm run
+# (only version checks) names the cold build's recorded time beside its own.
+finished() {
+    trap - ERR
+    local took=$((SECONDS - START)) record="$ROOT/cold-build-seconds" cold day
+    if [ "$BUILT" = 1 ]; then
+        printf '%s %s\n' "$took" "$(date -u +%Y-%m-%d)" >"$record"
+        log "done in ${took}s (cold: built from Go modules): $*"
+    elif read -r cold day 2>/dev/null <"$record"; then
+        log "done in ${took}s (warm; the cold build took ${cold}s on $day): $*"
+    else
+        log "done in ${took}s (warm): $*"
+    fi
+}
 
 # run DESCRIPTION CMD...: run a command with its output in the step log; fail with DESCRIPTION if it fails.
 run() {

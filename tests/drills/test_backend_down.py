@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dockyard import backend
-from dockyard.engine import BackendGoneError, Engine
-from dockyard.errors import DockyardError
+from dockyard.releases import backend
+from dockyard.releases.engine import BackendGoneError, Engine
+from dockyard.releases.errors import DockyardError
 from tests.engine.harness import SESSION, Workspace, dockyard, make_workspace
 from tests.team_postgres import OwnPostgres, cli_runs_the_copy, free_port
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from dockyard.attestations import predicate
-from dockyard.ledger import Verification
+from dockyard.releases.attestations import predicate
+from dockyard.releases.ledger import Verification
 from dockyard_components.cosign import VERIFICATION_PREDICATE, SigningTools
 from tests.stacks import PROJECT
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dockyard import pr_summary
-from dockyard.ledger import Check, Ledger, Verification
+from dockyard.pipeline import pr_summary
+from dockyard.releases.ledger import Check, Ledger, Verification
 from tests.engine.harness import (
     Result,
     Workspace,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dockyard.project import Project
-from dockyard.promotion import Releases
+from dockyard.releases.moves import Releases
+from dockyard.releases.project import Project
 from tests.engine.harness import Workspace, deploy_local_stacks, deployment_images, dockyard, live_specs, rolling
 
 pytestmark = pytest.mark.engine

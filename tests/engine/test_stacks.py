@@ -12,7 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from dockyard.registry_client import MANIFEST_TYPES, RegistryCredentials, manifest_exists
+from dockyard.model.credentials import RegistryCredentials
+from dockyard.releases.registry_client import MANIFEST_TYPES, manifest_exists
 from tests.engine.harness import Workspace, declared, deployment_images, kubectl, live, namespace_of
 from tests.k8s_schema import schema_errors
 from tests.stacks import STACKS

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dockyard import backend
-from dockyard.ledger import Check, Ledger, Verification
-from dockyard.records import PostgresRecords
+from dockyard.releases import backend
+from dockyard.releases.ledger import Check, Ledger, Verification
+from dockyard.releases.records import PostgresRecords
 from tests.engine.harness import PROJECT, SESSION, Workspace, dockyard, make_workspace
 from tests.local_services import SERVICES, parse_exports
 from tests.team_postgres import cli_runs_the_copy

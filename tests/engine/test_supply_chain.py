@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.attestations import attested_verifications
-from dockyard.config import environment_from_file
-from dockyard.ledger import Check, Verification
+from dockyard.model.stack import StackView
+from dockyard.releases.attestations import attested_verifications
+from dockyard.releases.ledger import Check, Verification
 from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
 from tests.engine.harness import Workspace, attest_verification, deployment_images, dockyard, live, signing_tools
 from tests.stacks import PROJECT
@@ -207,7 +207,7 @@ def test_only_verifications_signed_by_the_trusted_key_count(promoted: Workspace,
         (Check("health", True, "claimed"),),
     )
     predicate = {**claim.to_json(), "backend": backend}
-    staging = environment_from_file(promoted.directory, "local-staging")
+    staging = StackView.read(promoted.directory, "local-staging")
     another_key_pair(tmp_path)
     forger = tools(promoted, tmp_path / "cosign.pub")
     forger.private_key, forger.key_password = (tmp_path / "cosign.key").read_text(), "another"

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from psycopg import sql
 
-from dockyard import backend
-from dockyard.ledger import Check, Verification
-from dockyard.records import PostgresRecords
+from dockyard.releases import backend
+from dockyard.releases.ledger import Check, Verification
+from dockyard.releases.records import PostgresRecords
 from tests.engine.harness import (
     PROJECT,
     SESSION,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dockyard.ledger import Check, Ledger, Verification
+from dockyard.releases.ledger import Check, Ledger, Verification
 from tests.engine.harness import (
     Workspace,
     attest_verification,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from dockyard import backend, backend_state
-from dockyard.ledger import Check, Verification
-from dockyard.records import PostgresRecords
-from dockyard.team_lock import StackBusyError, stack_lock
+from dockyard.releases import backend, backend_state
+from dockyard.releases.ledger import Check, Verification
+from dockyard.releases.records import PostgresRecords
+from dockyard.releases.team_lock import StackBusyError, stack_lock
 from tests.team_postgres import OwnPostgres, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -163,7 +163,7 @@ def test_a_lock_holder_that_dies_leaves_no_lock(postgres: OwnPostgres) -> None:
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from dockyard.team_lock import stack_lock\n"
+            "from dockyard.releases.team_lock import stack_lock\n"
             "with stack_lock(sys.argv[1], 'local', holder='dockyard crash@test pid 1'):\n"
             "    print('held', flush=True); time.sleep(600)\n",
             url,

@@ -1,8 +1,9 @@
 """A stack for release-move tests without the engine: config in a real ``Pulumi.<stack>.yaml``, preview and up scripted.
 
-The move itself writes the file (:func:`dockyard.stack_update.write_config`, a YAML round-trip like ``pulumi config
-set``): comments and layout change, so only a byte-for-byte restore makes it identical again. Preview and up report
-the events a real engine would (a Deployment whose image changes). Also run as a child process by the signal tests.
+The move itself writes the file (:func:`dockyard.releases.stack_update.write_config`, a YAML round-trip like
+``pulumi config set``): comments and layout change, so only a byte-for-byte restore makes it identical again. Preview
+and up report the events a real engine would (a Deployment whose image changes). Also run as a child process by the
+signal tests.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from dockyard.config_guard import Terminated
-from dockyard.engine import EngineError, failure
-from dockyard.release_moves import ConfigWrite
-from dockyard.stack_update import OnEvent, OnOutput, StackUpdate, apply_update
+from dockyard.model.strategies import ConfigWrite
+from dockyard.releases.config_guard import Terminated
+from dockyard.releases.engine import EngineError, failure
+from dockyard.releases.stack_update import OnEvent, OnOutput, StackUpdate, apply_update
 
 OLD = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
 IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "b" * 64
@@ -44,7 +45,7 @@ Effect = Callable[[], None]
 
 
 def command_error(message: str) -> EngineError:
-    """What :class:`dockyard.engine.Engine` raises when ``pulumi up`` ends with ``error: <message>``."""
+    """What :class:`dockyard.releases.engine.Engine` raises when ``pulumi up`` ends with ``error: <message>``."""
     return failure(["up"], f"error: {message}\n")
 
 
@@ -98,7 +99,7 @@ def provider_config_event() -> auto.EngineEvent:
 
 @dataclass
 class FakeStack:
-    """Implements :class:`dockyard.stack_update.UpdatableStack`; ``on_preview``/``on_up`` may raise to fail."""
+    """Implements :class:`dockyard.releases.stack_update.UpdatableStack`; ``on_preview``/``on_up`` may raise to fail."""
 
     config_file: Path
     on_preview: Effect | None = None
@@ -188,6 +189,9 @@ if __name__ == "__main__":
     import signal
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if the test runner ignores it
+    # A child inherits its parent's blocked signals, a shell's command starts with none: do not depend on the test
+    # runner's mask (in one run of the whole unit tier, SIGINT waited out this child's 60 s sleep).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     config_file, step = Path(sys.argv[1]), sys.argv[2]
     stack = FakeStack(
         config_file,

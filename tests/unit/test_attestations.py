@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from dockyard import attestations
-from dockyard.attestations import AttestationError, attested_verifications, publish
-from dockyard.config import EnvironmentConfig, parse_environment
-from dockyard.ledger import Check, Ledger, Verification
-from dockyard.project import Project
-from dockyard.promotion import Releases
+from dockyard.model.config import parse_environment
+from dockyard.model.stack import StackView
+from dockyard.releases import attestations
+from dockyard.releases.attestations import AttestationError, attested_verifications, publish
+from dockyard.releases.ledger import Check, Ledger, Verification
+from dockyard.releases.moves import Releases
+from dockyard.releases.project import Project
 from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools
 from tests.stacks import PROJECT, dockyard_document
 
@@ -28,11 +29,11 @@ BACKEND = "file:///srv/pulumi-state"
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def env(stack: str, *, signing: bool = True) -> EnvironmentConfig:
+def env(stack: str, *, signing: bool = True) -> StackView:
     document = copy.deepcopy(dockyard_document(stack))
     if not signing:
         document.pop("signing", None)
-    return parse_environment(stack, document)
+    return StackView(stack, parse_environment(stack, document))
 
 
 def record(stack: str = "local", image: str = IMAGE, passed: bool = True, minutes: int = 0) -> Verification:
@@ -123,7 +124,7 @@ def test_publishing_attests_the_record_and_its_backend_with_the_stacks_key(monke
     project = SigningProjectFake(
         {"dockyard:cosignPrivateKey": "PRIVATE-KEY", "dockyard:cosignPassword": "key-password"}
     )
-    where = publish(project, "local", env("local"), record())
+    where = publish(project, env("local"), record())
     assert where == f"{REPO}:sha256-{'a' * 64}.att"
     assert attested == [
         (IMAGE, {**record().to_json(), "backend": BACKEND}, VERIFICATION_PREDICATE, "PRIVATE-KEY", "key-password")
@@ -132,7 +133,7 @@ def test_publishing_attests_the_record_and_its_backend_with_the_stacks_key(monke
 
 def test_publishing_without_the_private_key_names_the_key_to_set() -> None:
     with pytest.raises(AttestationError, match=r"local-prod: dockyard:cosignPrivateKey is not set.*--stack local-prod"):
-        publish(SigningProjectFake(), "local-prod", env("local-prod"), record("local-prod"))
+        publish(SigningProjectFake(), env("local-prod"), record("local-prod"))
 
 
 def test_the_backend_identity_drops_credentials_and_query(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,7 +158,7 @@ def test_promotion_reads_the_registry_for_a_trusting_target_and_the_ledger_other
     project.ledger().append(in_ledger)
     asked: list[tuple[Path, str, str, str]] = []
 
-    def attested(directory: Path, backend: str, source: str, target: EnvironmentConfig, image: str) -> list[Any]:
+    def attested(directory: Path, backend: str, source: str, target: StackView, image: str) -> list[Any]:
         asked.append((directory, backend, source, image))
         return [in_registry]
 

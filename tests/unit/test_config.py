@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockyard.config import ConfigError, EnvironmentConfig, Tier, load, parse_environment
+from dockyard.model.config import ConfigError, EnvironmentConfig, Tier, parse_environment
+from dockyard.program.stack_config import load
 from tests.stacks import STACKS, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 
@@ -175,7 +176,7 @@ def test_freeze_window_must_be_ordered_and_zoned() -> None:
     ]
     problems = problems_of("prod", document)
     assert len(problems) == 2
-    assert all(p.startswith("prod: dockyard:promotion.freezeWindows.") for p in problems)
+    assert all(p.startswith("prod: dockyard:promotion.freezeWindows[") for p in problems)
 
 
 def test_top_level_must_be_a_mapping() -> None:

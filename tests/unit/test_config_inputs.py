@@ -14,7 +14,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from dockyard.config import ConfigError, load, parse_environment
+from dockyard.model.config import ConfigError, parse_environment
+from dockyard.program.stack_config import load
 from tests.stacks import PROJECT, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 from tests.unit.test_config import problems_of

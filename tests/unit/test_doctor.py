@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
-from dockyard.doctor import (
+import pytest
+
+from dockyard.releases import doctor
+from dockyard.releases.doctor import (
     EngineLock,
     Facts,
     PendingOperation,
@@ -16,6 +20,7 @@ from dockyard.doctor import (
     read_lock,
     render,
 )
+from tests.stacks import PROJECT
 
 BUILD_URN = "urn:pulumi:local::dockyard::dockyard:index:AppImage$pulumi-python:dynamic:Resource::image-podman-build"
 CLUSTER_UP = Service("cluster", "context dockyard-local", True, "/readyz: ok", "scripts/local-cluster.sh start")
@@ -95,3 +100,21 @@ def test_read_checkpoint(tmp_path: Path) -> None:
     (stacks / "local.json").write_text(json.dumps({"checkpoint": {"latest": {"pending_operations": []}}}))
     assert read_checkpoint(tmp_path, "dockyard", "local") == {"checkpoint": {"latest": {"pending_operations": []}}}
     assert read_checkpoint(tmp_path, "dockyard", "other") is None
+
+
+def test_gather_asks_the_strategy_what_a_blue_green_stack_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("Pulumi.yaml", "Pulumi.local-prod.yaml"):
+        shutil.copy(PROJECT / name, tmp_path)
+    deployed = "127.0.0.1:5443/dockyard/app@sha256:" + "d" * 64
+    stacks = tmp_path / "state" / ".pulumi" / "stacks" / "dockyard"
+    stacks.mkdir(parents=True)
+    root = {"type": "pulumi:pulumi:Stack", "outputs": {"image_ref": deployed}}
+    (stacks / "local-prod.json").write_text(json.dumps({"checkpoint": {"latest": {"resources": [root]}}}))
+    monkeypatch.setattr(doctor, "_probe_registry", lambda server, ca: Service("registry", server, True, "ok", None))
+    monkeypatch.setattr(doctor, "_probe_cluster", lambda context: CLUSTER_UP)
+    facts = doctor.gather(tmp_path, "local-prod", f"file://{tmp_path}/state")
+    assert facts.configured_image == "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64, "the active color's image"
+    (finding,) = diagnose(facts)
+    assert f"names dockyard:kubernetes.strategy.blueImage {facts.configured_image}" in finding.problem

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from dockyard.engine import ConcurrentUpdateError, Engine, EngineError, StackMissingError, failure
+from dockyard.releases.engine import ConcurrentUpdateError, Engine, EngineError, StackMissingError, failure
 
 #: Records its arguments; ``up``/``preview`` write one engine event to the ``--event-log``; a stack exists once
 #: ``stack init`` made it (a marker file); ``LOCKED`` in the environment plays another update holding the lock.

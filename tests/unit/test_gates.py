@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from dockyard import gates
-from dockyard.config import EnvironmentConfig, parse_environment
-from dockyard.gates import PromotionFacts, RegistryAnswer
-from dockyard.ledger import Check, Verification
+from dockyard.model.config import EnvironmentConfig, parse_environment
+from dockyard.releases import gates
+from dockyard.releases.gates import PromotionFacts, RegistryAnswer
+from dockyard.releases.ledger import Check, Verification
 from tests.stacks import dockyard_document
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -176,3 +176,17 @@ def test_a_target_with_a_trust_policy_asks_for_a_verification_signed_by_a_key_it
         f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified with a "
         "verification attestation signed by a key it trusts (dockyard verify --stack staging)"
     ]
+
+
+def test_a_rollback_is_judged_by_the_same_registry_and_trust_gates() -> None:
+    promotion = facts(registry=RegistryAnswer(False), signature=["no signature by keys/prod.pub"])
+    rollback = gates.RollbackFacts(
+        "prod", environment("prod"), IMAGE, RegistryAnswer(False), ["no signature by keys/prod.pub"]
+    )
+    refused = gates.evaluate(rollback)
+    assert refused == [
+        f"{IMAGE} does not exist in prod's registry ghcr.io",
+        "prod's trust policy refuses it: no signature by keys/prod.pub",
+    ]
+    assert all(problem in gates.evaluate(promotion) for problem in refused), "the same words as a promotion's"
+    assert gates.evaluate(dataclasses.replace(rollback, registry=RegistryAnswer(True), signature=[])) == []

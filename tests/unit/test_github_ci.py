@@ -19,8 +19,11 @@ from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
-from dockyard import wiring, workflows
-from dockyard.config import EnvironmentConfig, StackConfig, StackSecrets, Tier
+from dockyard.model.config import EnvironmentConfig, Tier
+from dockyard.pipeline import github
+from dockyard.pipeline.derive import read_stack_environments
+from dockyard.program import args as wiring
+from dockyard.program.stack_config import StackConfig, StackSecrets
 from dockyard_components import github_ci
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,8 +126,8 @@ def run(program: Callable[[], None]) -> None:
 
 @pytest.fixture(scope="module")
 def environments() -> dict[str, EnvironmentConfig]:
-    # Parses each Pulumi.<stack>.yaml's dockyard: keys with dockyard.config.parse_environment.
-    return workflows.read_stack_environments(ROOT)
+    # Parses each Pulumi.<stack>.yaml's dockyard: keys with dockyard.model.config.parse_environment.
+    return read_stack_environments(ROOT)
 
 
 def sentinel(stack: str, key: str) -> str:
@@ -304,7 +307,7 @@ def test_branch_protection_and_workflow_files_come_from_one_stack(
     assert protection.inputs["pattern"] == "main"
     assert protection.inputs["repositoryId"] == "dockyard"
     assert protection.inputs["requiredStatusChecks"] == [
-        {"strict": True, "contexts": workflows.required_checks(environments)}
+        {"strict": True, "contexts": github.required_checks(environments)}
     ]
     committed = {
         str(path.relative_to(ROOT)): path.read_text(encoding="utf-8")
@@ -345,7 +348,7 @@ def test_local_stacks_create_no_github_resources(
         wiring.pipeline_args(config, project_dir=ROOT)
 
     def program() -> None:
-        # The __main__ pattern of dockyard/wiring.py.
+        # The __main__ pattern of dockyard/program/args.py.
         if wiring.wants_ci_pipeline(config):
             github_ci.CiPipeline("ci", wiring.pipeline_args(config, project_dir=ROOT))
 

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from dockyard.history import Update, image_from_config, parse_record, record_message
+from dockyard.releases.history import Update, image_from_config, parse_record, record_message
 
 REPO = "127.0.0.1:5443/dockyard/app"
 STABLE, CANARY, BLUE, GREEN = (f"{REPO}@sha256:{c * 64}" for c in "abcd")

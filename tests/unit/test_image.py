@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from dockyard.config import RegistryKind
+from dockyard.model.config import RegistryKind
 from dockyard_components import podman_build
 from dockyard_components.image import AppImage, AppImageArgs, Builder
 from dockyard_components.podman_build import PodmanBuildProvider

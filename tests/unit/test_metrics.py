@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from dockyard.history import Update, record_message
-from dockyard.ledger import Check, Verification
-from dockyard.metrics import (
+from dockyard.model.credentials import RegistryCredentials
+from dockyard.releases.history import Update, record_message
+from dockyard.releases.ledger import Check, Verification
+from dockyard.releases.metrics import (
     UNKNOWN_COMMIT_TIME,
     Metrics,
     Summary,
@@ -23,7 +24,7 @@ from dockyard.metrics import (
     parse_since,
     write_chart,
 )
-from dockyard.registry_client import RegistryCredentials, RegistryUnreachableError, image_labels
+from dockyard.releases.registry_client import RegistryUnreachableError, image_labels
 
 REPO = "ghcr.io/acme/dockyard-app"
 A, B, C, D = (f"{REPO}@sha256:{c * 64}" for c in "abcd")

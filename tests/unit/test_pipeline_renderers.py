@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dockyard.config import EnvironmentConfig
-from dockyard.pins import IMAGES, PINS, image
+from dockyard.model.config import EnvironmentConfig
 from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from dockyard.pipeline.files import pipeline_files
 from dockyard.pipeline.model import Pipeline
+from dockyard.pipeline.pins import IMAGES, PINS, image
 from dockyard.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
 from scripts.generate_workflows import expected_files
 from tests.unit.test_registry_kinds import CLOUDS, PYTHON, RUNNER, _stacks

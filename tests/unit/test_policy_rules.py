@@ -9,7 +9,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from dockyard.workflows import read_stack_environments, render_workflow_files
+from dockyard.pipeline import github
+from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from policies import rules
 from tests.stacks import PROJECT, STACKS
 from tests.unit.conftest import RecordingMocks
@@ -127,7 +128,7 @@ def test_unpinned_actions() -> None:
 
 
 def test_generated_workflows_pin_every_action() -> None:
-    files = render_workflow_files(read_stack_environments(PROJECT))
+    files = github.render(derive_pipeline(read_stack_environments(PROJECT)))
     assert files
     for name, content in files.items():
         assert rules.unpinned_actions({"file": f".github/workflows/{Path(name).name}", "content": content}) == []

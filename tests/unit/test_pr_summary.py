@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dockyard.pr_summary import LIMIT, MARKER, load, read_preview, render
+from dockyard.pipeline.pr_summary import LIMIT, MARKER, load, read_preview, render
 
 URN = "urn:pulumi:prod::dockyard::dockyard:index:KubernetesApp$kubernetes:apps/v1:Deployment::app-blue"
 

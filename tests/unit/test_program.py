@@ -10,7 +10,7 @@ import pulumi
 import pytest
 import yaml
 
-from dockyard.config import ConfigError
+from dockyard.model.config import ConfigError
 from tests.stacks import PROJECT, stack_config
 from tests.unit.conftest import (
     APP_SECRET,

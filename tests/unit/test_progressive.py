@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from dockyard.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, parse_environment
-from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError
-from dockyard.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
-from dockyard.ledger import Check, Verification
-from dockyard.progressive import Ending, Run, advance_canary, promote_verified, switch_colors
-from dockyard.release_moves import ConfigWrite
-from dockyard.stack_update import Outcome, edited, values_at
+from dockyard.model.config import BlueGreenStrategy, CanaryStrategy, EnvironmentConfig, parse_environment
+from dockyard.model.strategies import ConfigWrite
+from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, RefusedError
+from dockyard.releases.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
+from dockyard.releases.ledger import Check, Verification
+from dockyard.releases.progressive import Ending, Run, advance_canary, promote_verified, switch_colors
+from dockyard.releases.stack_update import Outcome, edited, values_at
 from tests.stacks import dockyard_document
 
 REPO = "ghcr.io/acme/dockyard-app"
@@ -39,7 +39,7 @@ def document(strategy: dict[str, Any], ref: str | None = OLD) -> dict[str, Any]:
 
 @dataclass
 class FakeMoves:
-    """Implements :class:`dockyard.progressive.Moves` on one stack document; records every move it applied."""
+    """Implements :class:`dockyard.releases.progressive.Moves` on one stack document; records every move it applied."""
 
     stack_file: dict[str, Any]
     applied: list[tuple[str, str]] = field(default_factory=list)
@@ -100,7 +100,7 @@ def unhealthy(*images: str) -> Verdict:
 
 @dataclass
 class FakeChecks:
-    """Implements :class:`dockyard.progressive.Checks`: a check passes unless ``fails`` says otherwise."""
+    """Implements :class:`dockyard.releases.progressive.Checks`: a check passes unless ``fails`` says otherwise."""
 
     moves: FakeMoves
     fails: Verdict = field(default=unhealthy())

@@ -19,12 +19,12 @@ import yaml
 from typer.testing import CliRunner
 
 from dockyard import cli
-from dockyard.config_guard import Terminated, restored_unless_kept
-from dockyard.engine import failure
-from dockyard.errors import DockyardError
-from dockyard.image_diff import ImageChange
-from dockyard.release_moves import ConfigWrite
-from dockyard.stack_update import Outcome, apply_update, edited, write_config
+from dockyard.model.image_diff import ImageChange
+from dockyard.model.strategies import ConfigWrite
+from dockyard.releases.config_guard import Terminated, restored_unless_kept
+from dockyard.releases.engine import failure
+from dockyard.releases.errors import DockyardError
+from dockyard.releases.stack_update import Outcome, apply_update, edited, write_config
 from tests.stacks import PROJECT
 from tests.unit.fake_stack import IMAGE, OLD, STACK_FILE, FakeStack, cancelled_mark, command_error, update
 

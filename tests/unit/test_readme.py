@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dockyard import cli
-from dockyard.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY
+from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY
 from scripts.config_reference import README, render_readme
 from tests.stacks import PROJECT
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dockyard.registry_client import RegistryCredentials, RegistryUnreachableError, manifest_exists
+from dockyard.model.credentials import RegistryCredentials
+from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
 
 DIGEST = "sha256:" + "7" * 64
 REF = f"ghcr.io/acme/app@{DIGEST}"

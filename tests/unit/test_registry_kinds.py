@@ -10,11 +10,11 @@ from typing import Any
 import pulumi
 import pytest
 
-from dockyard.config import ConfigError, parse_environment
+from dockyard.model.config import ConfigError, parse_environment
+from dockyard.model.registry import RegistryConfig
 from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline
 from dockyard.pipeline.model import PipelineConfigError
-from dockyard.registry_config import RegistryConfig
 from tests.stacks import PROJECT, dockyard_document, stack_config
 from tests.unit.conftest import PASSWORD, RecordingMocks, set_stack_config
 

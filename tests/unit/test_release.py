@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.config import (
+from dockyard.model.config import (
     BlueGreenStrategy,
     CanaryStrategy,
     ConfigError,
@@ -18,7 +18,7 @@ from dockyard.config import (
     Tier,
     parse_environment,
 )
-from dockyard.release_moves import Candidate
+from dockyard.model.strategies import Candidate
 from dockyard_components.release import Track, split_replicas
 from policies.rules import PROMOTED_TIERS
 from tests.stacks import dockyard_document

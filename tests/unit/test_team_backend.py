@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dockyard import backend
-from dockyard.doctor import EngineLock, Facts, diagnose
-from dockyard.engine import BackendGoneError, EngineError, failure
-from dockyard.ledger import Ledger, LedgerError
 from dockyard.pipeline.derive import state_env
 from dockyard.pipeline.model import Secret
-from dockyard.records import MIGRATIONS, PostgresRecords, records_for
+from dockyard.releases import backend
+from dockyard.releases.doctor import EngineLock, Facts, diagnose
+from dockyard.releases.engine import BackendGoneError, EngineError, failure
+from dockyard.releases.ledger import Ledger, LedgerError
+from dockyard.releases.records import MIGRATIONS, PostgresRecords, records_for
 
 PASSWORD = "s3cr3t-pw-4f1d"
 URL = f"postgres://dockyard:{PASSWORD}@127.0.0.1:5433/dockyard?sslmode=verify-full&sslrootcert=/ca.crt&table=ws1"

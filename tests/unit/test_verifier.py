@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from dockyard.attestations import AttestationError
-from dockyard.config import EnvironmentConfig, parse_environment
-from dockyard.history import Update
-from dockyard.ledger import Check, Ledger, Verification
+from dockyard.model.config import EnvironmentConfig, parse_environment
+from dockyard.model.stack import StackView
+from dockyard.releases.attestations import AttestationError
+from dockyard.releases.history import Update
+from dockyard.releases.ledger import Check, Ledger, Verification
 from dockyard.verify import Verifier
 from tests.stacks import dockyard_document
 
@@ -41,8 +42,8 @@ class FakeProject:
     env: EnvironmentConfig = field(default_factory=local_prod)
     locked: list[str] = field(default_factory=list)
 
-    def environment(self, stack: str, /) -> EnvironmentConfig:
-        return self.env
+    def view(self, stack: str, /) -> StackView:
+        return StackView(stack, self.env)
 
     def outputs(self, stack: str, /) -> dict[str, Any]:
         return {"image_ref": BLUE, "namespace": NAMESPACE, "url": f"http://dockyard-app.{NAMESPACE}.svc"}
@@ -116,7 +117,7 @@ class FakeCluster:
 
 
 def verifier(tmp_path: Path, ran: list[str]) -> tuple[Verifier, FakeCluster]:
-    def local_check(image: str, env: EnvironmentConfig, timeout: float) -> list[Check]:
+    def local_check(image: str, stack: StackView, timeout: float) -> list[Check]:
         ran.append(image)
         return [Check("health", True, f"{image} answered 200")]
 
@@ -160,7 +161,8 @@ def test_a_signing_stack_attests_each_outcome_after_the_ledger_holds_it(tmp_path
     checks.project.env = parse_environment("local-prod", document)  # type: ignore[attr-defined]
     attested: list[tuple[str, Verification]] = []
 
-    def attest(project: object, stack: str, env: EnvironmentConfig, record: Verification) -> str:
+    def attest(project: object, view: StackView, record: Verification) -> str:
+        stack = view.name
         assert Ledger(tmp_path, "dockyard").verifications(stack) == [record], "the ledger first: nothing is lost"
         attested.append((stack, record))
         raise AttestationError("registry down")

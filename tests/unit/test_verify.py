@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from dockyard.config import BlueGreenStrategy, EnvironmentConfig, parse_environment
-from dockyard.ledger import Check, Ledger, LedgerError, Verification, last_verified, latest_for, ledger_root
+from dockyard.model.config import BlueGreenStrategy, EnvironmentConfig, parse_environment
+from dockyard.releases.ledger import Check, Ledger, LedgerError, Verification, last_verified, latest_for, ledger_root
 from dockyard.verify import (
     ClusterReader,
     Subject,

@@ -24,11 +24,10 @@ import pytest
 import typer
 import yaml
 
-from dockyard import pr_summary
 from dockyard.cli import app as dockyard_app
-from dockyard.config import EnvironmentConfig, parse_environment
-from dockyard.pins import PINS, uses
-from dockyard.pipeline import derive, github, model
+from dockyard.model.config import EnvironmentConfig, parse_environment
+from dockyard.pipeline import derive, github, model, pr_summary
+from dockyard.pipeline.pins import PINS, uses
 from dockyard.pipeline.render import REGENERATE_COMMAND, Document
 from tests.stacks import stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
@@ -440,7 +439,7 @@ def test_prod_is_reached_only_through_its_environment(
 
 def test_a_stack_ci_cannot_deliver_to_is_refused() -> None:
     stacks = {"dev": _env("dev"), "staging": _promoted("staging", "staging", "elsewhere")}
-    with pytest.raises(model.PipelineConfigError, match=re.escape("staging: promotion.upstream is 'elsewhere'")):
+    with pytest.raises(model.PipelineConfigError, match=re.escape("staging: promotion.upstream: found 'elsewhere'")):
         _documents(stacks)
     with pytest.raises(model.PipelineConfigError, match=re.escape("no GitHub-enabled stack has image.build")):
         derive.promotions({"staging": _promoted("staging", "staging", "dev")})
@@ -546,7 +545,7 @@ def test_every_uses_is_a_full_sha_from_the_pin_table(documents: dict[str, Docume
         if "uses" not in step:
             continue
         action, _, ref = step["uses"].partition("@")
-        assert action in PINS, f"{filename}:{job_id}: {action} is not in dockyard/pins.py"
+        assert action in PINS, f"{filename}:{job_id}: {action} is not in dockyard/pipeline/pins.py"
         assert SHA.match(ref), f"{filename}:{job_id}: {step['uses']} is not pinned to a 40-hex SHA"
         assert ref == PINS[action].sha, f"{filename}:{job_id}: {action} is not the table's SHA"
         seen.add(action)

@@ -1,0 +1,354 @@
+"""Typed configuration of one Dockyard environment (one Pulumi stack), and the reading of its stack file.
+
+``Pulumi.<stack>.yaml`` holds camelCase keys under the ``dockyard`` namespace. :func:`parse_environment` validates
+them all at once and raises :class:`ConfigError` listing every problem as
+``<stack>: dockyard:<key path>: <what was found>; <what is allowed>``; the program's
+:func:`dockyard.program.stack_config.load` does so before any resource is registered.
+
+Secrets never enter the pydantic models: the keys listed in :data:`SECRET_KEYS` are never parsed here (the program
+reads them as secret Outputs, the CLI decrypts one only when asked: :mod:`dockyard.model.stack`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pulumi
+import yaml
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from dockyard.model.problems import ConfigProblemsError, Problem, format_found, validation_problems
+
+# Re-exported: the registry models moved to their own module; importers keep using dockyard.model.config.
+from dockyard.model.registry import DEFAULT_SERVERS as DEFAULT_SERVERS
+from dockyard.model.registry import RegistryConfig as RegistryConfig
+from dockyard.model.registry import RegistryKind as RegistryKind
+
+# Dockyard's strategies: the component's, plus how a release moves through them in this config; re-exported.
+from dockyard.model.strategies import BlueGreenStrategy as BlueGreenStrategy
+from dockyard.model.strategies import CanaryStrategy as CanaryStrategy
+from dockyard.model.strategies import ReleaseError as ReleaseError
+from dockyard.model.strategies import RollingStrategy as RollingStrategy
+from dockyard.model.strategies import Strategy as Strategy
+
+# The app's Kubernetes shape is the KubernetesApp component's own model; the config extends and re-exports it.
+from dockyard_components.app_spec import AppSpec as AppSpec
+from dockyard_components.app_spec import AutoscalingConfig as AutoscalingConfig
+from dockyard_components.app_spec import DnsLabel as DnsLabel
+from dockyard_components.app_spec import EnvName as EnvName
+from dockyard_components.app_spec import ImageRef as ImageRef
+from dockyard_components.app_spec import IngressConfig as IngressConfig
+from dockyard_components.app_spec import Model as Model
+from dockyard_components.app_spec import ResourceAmounts as ResourceAmounts
+from dockyard_components.app_spec import ResourcesConfig as ResourcesConfig
+from dockyard_components.app_spec import matching
+from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
+from dockyard_components.tiers import Tier as Tier
+
+NAMESPACE = "dockyard"
+
+#: The kubeconfig context of the local control plane (scripts/local-cluster.sh): a throw-away cluster on this
+#: machine, which is why a prod-tier stack on it needs no approval gate.
+LOCAL_CLUSTER_CONTEXT = "dockyard-local"
+
+#: Keys that must be stored encrypted (``pulumi config set --secret``) and are never parsed into models.
+SECRET_KEYS: dict[str, str] = {
+    "registryPassword": "password or token the pipeline uses to push and the cluster uses to pull",
+    "kubeconfig": "kubeconfig of the target cluster",
+    "appSecrets": "object of environment variables for the app, stored in a Kubernetes Secret",
+    "ciPulumiPassphrase": "passphrase CI uses to decrypt this stack's secrets",
+    "cosignPrivateKey": "cosign private key (encrypted PEM) that signs this stack's builds",
+    "cosignPassword": "password of dockyard:cosignPrivateKey",
+}
+
+
+class ConfigError(ConfigProblemsError, pulumi.RunError):
+    """Invalid stack configuration. ``problems`` holds one line per problem, already prefixed with the stack.
+
+    A ``RunError`` so the engine prints the message alone, without a traceback.
+    """
+
+    title = "invalid Dockyard configuration"
+
+
+def _cache_repository(value: str) -> str:
+    try:
+        reference = parse_image_reference(value)
+    except ImageReferenceError as error:
+        raise ValueError(str(error)) from None
+    if not reference.registry or reference.tag or reference.digest:
+        raise ValueError(f"{value!r}: allowed: registry/repository without a tag or digest, e.g. ghcr.io/acme/cache")
+    return value
+
+
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
+
+
+# --- sections -------------------------------------------------------------------------------------------------
+
+
+class BuildConfig(Model):
+    """How a building stack builds the image (build once, then promote the digest)."""
+
+    builder: Literal["docker", "podman"] = Field(
+        default="docker", description="docker (pulumi-docker) or podman (daemonless, rootless CI)"
+    )
+    context: str = Field(default="app", description="build context, relative to the project")
+    dockerfile: str = Field(default="Dockerfile", description="Dockerfile path inside the context")
+    target: str = Field(default="runtime", description="final stage that is pushed")
+    test_target: str | None = Field(default="test", description="stage that runs the tests before the push")
+    platform: str = Field(default="linux/amd64", description="target platform")
+    build_args: dict[EnvName, str] = Field(default_factory=dict, description="extra --build-arg values")
+    cache_repo: Annotated[str, AfterValidator(_cache_repository)] | None = Field(
+        default=None,
+        description="podman: registry/repository (no tag) that build layers are pulled from and pushed to",
+    )
+
+
+class ImageConfig(Model):
+    """Either ``build`` (this stack builds) or ``ref`` (this stack deploys a promoted reference)."""
+
+    build: BuildConfig | None = None
+    ref: ImageRef | None = Field(default=None, description="registry/repo@sha256:<digest> written by promotion")
+
+    @model_validator(mode="after")
+    def _at_most_one_source(self) -> ImageConfig:
+        if self.build is not None and self.ref is not None:
+            raise ValueError("allowed: one of 'build' (this stack builds) or 'ref' (deploy a digest), not both")
+        return self
+
+
+class KubernetesConfig(AppSpec):
+    """``dockyard:kubernetes``: the app's spec, and where Dockyard puts it (a cluster, or rendered manifests)."""
+
+    strategy: Strategy = RollingStrategy(type="rolling")
+
+    mode: Literal["render", "cluster"] = Field(
+        description="render: write manifests to renderDirectory (GitOps, local); cluster: apply to a cluster"
+    )
+    render_directory: str | None = Field(default=None, description="defaults to rendered/<stack>")
+    context: str | None = Field(default=None, description="kubeconfig context for mode=cluster")
+    namespace: DnsLabel | None = Field(default=None, description="defaults to <app>-<stack>")
+
+    @property
+    def local_cluster(self) -> bool:
+        """Applied to the local control plane that scripts/local-cluster.sh runs."""
+        return self.mode == "cluster" and self.context == LOCAL_CLUSTER_CONTEXT
+
+
+class Reviewer(Model):
+    """A required reviewer of a GitHub environment. GitHub's API takes numeric ids; the name is for people."""
+
+    user: str | None = None
+    team: str | None = None
+    id: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Reviewer:
+        if (self.user is None) == (self.team is None):
+            raise ValueError("allowed: exactly one of user or team, plus its numeric id")
+        return self
+
+
+class GitHubConfig(Model):
+    """GitHub Actions secrets and variables, the stack's environment with its approvals, and the workflows."""
+
+    enabled: bool = False
+    repository: Annotated[str, AfterValidator(matching(_GITHUB_REPO, "owner/name"))] | None = None
+    reviewers: list[Reviewer] = Field(default_factory=list)
+    wait_timer_minutes: int = Field(default=0, ge=0, le=43200)
+
+    @model_validator(mode="after")
+    def _repository_when_enabled(self) -> GitHubConfig:
+        if self.enabled and self.repository is None:
+            raise ValueError("repository: missing; allowed: owner/name when github.enabled is true")
+        return self
+
+
+class FreezeWindow(Model):
+    """A period in which nothing is promoted into the stack."""
+
+    start: datetime
+    end: datetime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreezeWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("allowed: ISO 8601 times with a zone, e.g. 2026-12-24T00:00:00Z")
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end.isoformat()} is not after start; allowed: end > start")
+        return self
+
+
+class PromotionConfig(Model):
+    """Gates for ``dockyard promote`` into this stack."""
+
+    upstream: str | None = Field(default=None, description="stack whose image this stack receives")
+    soak_minutes: int = Field(default=0, ge=0, le=60 * 24 * 30)
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    require_verification: bool | None = Field(
+        default=None,
+        description="take only digests whose latest dockyard verify on the upstream passed; default: true in the "
+        "qa, staging and prod tiers",
+    )
+
+
+class SigningConfig(Model):
+    """Supply-chain trust: the key that signs this stack's builds and that a digest promoted into it must carry."""
+
+    public_key_file: str = Field(
+        description="cosign public key (PEM), relative to the project: what a digest promoted into this stack "
+        "must be signed and its upstream's verification attested with; the stack signs its builds and "
+        "verifications with the matching dockyard:cosignPrivateKey"
+    )
+    require_sbom: bool = Field(default=True, description="promotions also require a signed SPDX SBOM attestation")
+
+
+class EnvironmentConfig(Model):
+    """Everything non-secret that ``Pulumi.<stack>.yaml`` says under ``dockyard:``."""
+
+    tier: Tier = Field(description="dev builds; qa, staging and prod only deploy promoted digests")
+    registry: RegistryConfig = Field(description="where images are pushed and pulled")
+    image: ImageConfig = Field(description="build here, or deploy a promoted reference")
+    kubernetes: KubernetesConfig = Field(description="the Deployment, its Service and guard rails")
+    github: GitHubConfig = Field(default=GitHubConfig(), description="GitHub environment, secrets and workflows")
+    promotion: PromotionConfig = Field(default=PromotionConfig(), description="where releases come from, gates")
+    signing: SigningConfig | None = Field(default=None, description="sign builds; require signatures on promotion")
+
+    @property
+    def served_image(self) -> str | None:
+        """The image this stack's traffic goes to, from its config (None on a building stack: the build decides)."""
+        return self.kubernetes.strategy.served_image(self.image.ref)
+
+    @property
+    def hold_minutes(self) -> int:
+        """How long CI holds a job that deploys into this stack before it starts: prod's wait timer, and at least the
+        promotion soak, so a pipeline's promotion waits the soak out instead of being refused by the soak gate (the
+        upstream was deployed just before, in the same run)."""
+        wait_timer = self.github.wait_timer_minutes if self.tier == Tier.PROD else 0
+        return max(wait_timer, self.promotion.soak_minutes)
+
+    @property
+    def requires_verified_releases(self) -> bool:
+        """Promotions into this stack take only digests verified on the upstream: the tier's rule, unless config
+        says otherwise (``promotion.requireVerification``)."""
+        configured = self.promotion.require_verification
+        return self.tier.promoted_only if configured is None else configured
+
+    @model_validator(mode="after")
+    def _tier_rules(self) -> EnvironmentConfig:
+        problems: list[str] = []
+        if self.tier.promoted_only:
+            problems += _promoted_only_problems(self)
+        if self.tier == Tier.PROD:
+            problems += _prod_problems(self)
+        problems += self.kubernetes.strategy.image_problems(self.image.build is not None, self.image.ref)
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
+
+
+def _promoted_only_problems(env: EnvironmentConfig) -> list[str]:
+    problems = []
+    if env.image.build is not None:
+        problems.append(f"image.build: set in tier {env.tier}; allowed: only image.ref, {env.tier} never builds")
+    refs = {"image.ref": env.image.ref, **env.kubernetes.strategy.images}
+    for key, ref in refs.items():
+        if ref is not None and not parse_image_reference(ref).is_digest_pinned:
+            problems.append(
+                f"{key}: {ref!r} is not digest-pinned; allowed in {env.tier}: registry/repo@sha256:<64 hex>"
+            )
+    return problems
+
+
+def _prod_problems(env: EnvironmentConfig) -> list[str]:
+    problems = []
+    k8s = env.kubernetes
+    if k8s.replicas < 2:
+        problems.append(f"kubernetes.replicas: {k8s.replicas}; allowed in prod: 2 or more")
+    if k8s.autoscaling is not None and k8s.autoscaling.min_replicas < 2:
+        problems.append(
+            f"kubernetes.autoscaling.minReplicas: {k8s.autoscaling.min_replicas}; allowed in prod: 2 or more"
+        )
+    if k8s.resources.limits is None:
+        problems.append("kubernetes.resources.limits: missing; allowed in prod: cpu and memory limits")
+    # A render-only prod (GitOps hand-off) is approved where the manifests are applied, and the local control plane
+    # is a throw-away cluster on this machine; any other prod that Dockyard applies is gated by GitHub reviewers.
+    if k8s.mode == "cluster" and not k8s.local_cluster and not env.github.enabled:
+        problems.append(
+            "github.enabled: false; allowed in prod with kubernetes.mode=cluster: true (approval gate), "
+            f"or kubernetes.context={LOCAL_CLUSTER_CONTEXT} (the local cluster)"
+        )
+    if env.github.enabled and not env.github.reviewers:
+        problems.append("github.reviewers: empty; allowed in prod: at least one required reviewer")
+    return problems
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+
+
+def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentConfig:
+    """Validate the non-secret ``dockyard:`` keys (without the namespace prefix); raise :class:`ConfigError`."""
+    if not isinstance(document, Mapping):
+        raise ConfigError([Problem(stack, NAMESPACE, f"found {format_found(document)}", "allowed: a mapping of keys")])
+    try:
+        return EnvironmentConfig.model_validate(dict(document), by_alias=True)
+    except ValidationError as error:
+        raise ConfigError(validation_problems(stack, NAMESPACE, EnvironmentConfig, error)) from None
+
+
+def read_stack_document(path: Path) -> dict[str, Any]:
+    """A parsed ``Pulumi.<stack>.yaml``: the one place a stack file is read for its config."""
+    document = yaml.safe_load(path.read_text()) or {}
+    return dict(document)
+
+
+def written_keys(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Every ``dockyard:`` key of a parsed stack file as written, without the namespace.
+
+    Encrypted values stay as the file holds them: ``{secure: v1:...}``.
+    """
+    config = document.get("config") or {}
+    prefix = f"{NAMESPACE}:"
+    return {key.removeprefix(prefix): value for key, value in config.items() if key.startswith(prefix)}
+
+
+def plaintext_keys(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``dockyard:`` keys of a parsed stack file, without the namespace (secure values skipped)."""
+    return {key: value for key, value in written_keys(document).items() if key not in SECRET_KEYS}
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The ``dockyard:`` keys of a ``Pulumi.<stack>.yaml`` file, without the namespace (secure values skipped)."""
+    return plaintext_keys(read_stack_document(path))
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    """Where the engine reads and ``pulumi config set`` writes a stack's config."""
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def stack_document(project_dir: Path, stack: str) -> dict[str, Any]:
+    """The parsed stack file of ``stack``; an unknown stack raises :class:`ConfigError` naming the known ones."""
+    path = stack_file(project_dir, stack)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        raise ConfigError(
+            [Problem(stack, None, f"no such stack (no {path.name})", f"known stacks: {', '.join(known)}")]
+        )
+    return read_stack_document(path)
+
+
+def environment_from_file(project_dir: Path, stack: str) -> EnvironmentConfig:
+    """Validate a stack's committed config file without the engine (used by the CLI and tests)."""
+    return parse_environment(stack, plaintext_keys(stack_document(project_dir, stack)))

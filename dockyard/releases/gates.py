@@ -1,0 +1,229 @@
+"""Release gates: one pure function of the facts, :func:`evaluate`, returning every reason to refuse at once.
+
+The facts of a promotion (the source's output and last update, the registry's answer, the newest verification) or of
+a rollback (the registry's answer and the trust policy's for the image it goes back to) are fetched first, by
+:mod:`dockyard.releases.moves`; judging them here needs no engine, no registry and no clock, so every refusal is
+unit-tested on plain values. A rule both moves share (the registry holds the image, the trust policy accepts it)
+reads the same facts of both, so it refuses both in the same words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
+
+from dockyard.model.config import EnvironmentConfig
+from dockyard.releases.ledger import Verification
+from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
+
+
+@dataclass(frozen=True)
+class RegistryAnswer:
+    """Whether an image exists in a stack's registry; ``problem`` when the registry could not be asked."""
+
+    exists: bool | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class PromotionFacts:
+    """Everything the gates judge about promoting ``source``'s release into ``target``."""
+
+    source: str
+    target: str
+    target_env: EnvironmentConfig
+    now: datetime
+    #: The source's ``image_ref`` output.
+    image: str | None
+    #: Result and end of the source's newest update (None: never deployed).
+    last_result: str | None
+    last_deployed: datetime | None
+    #: The target registry's answer for ``image`` (None when the image was not worth asking about).
+    registry: RegistryAnswer | None
+    #: The newest verification of ``image`` on the source: from the registry's attestations that the target's trusted
+    #: key signed when the target has a trust policy, else from the ledger.
+    verification: Verification | None
+    #: What verifying ``image``'s signature and SBOM attestation with the target's trusted key found (one line per
+    #: refusal; empty: trusted; None: not asked, because the target has no trust policy or the image is unusable).
+    signature: list[str] | None = None
+    #: Why the source's verification attestations could not be read (None: read, or not asked).
+    verification_problem: str | None = None
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return RULES
+
+
+@dataclass(frozen=True)
+class RollbackFacts:
+    """Everything the gates judge about rolling ``target`` back to ``image``."""
+
+    target: str
+    target_env: EnvironmentConfig
+    image: str
+    #: The target registry's answer for ``image``.
+    registry: RegistryAnswer | None
+    #: What the target's trust policy found (None: not asked: no policy, or the registry already refused).
+    signature: list[str] | None = None
+
+    @property
+    def rules(self) -> tuple[Callable[[RollbackFacts], list[str]], ...]:
+        return ROLLBACK_RULES
+
+
+class Arrival(Protocol):
+    """The facts every move that puts a digest into a stack has: the stack, its config, the image, and what its
+    registry and trust policy said of the image."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def target_env(self) -> EnvironmentConfig: ...
+
+    @property
+    def image(self) -> str | None: ...
+
+    @property
+    def registry(self) -> RegistryAnswer | None: ...
+
+    @property
+    def signature(self) -> list[str] | None: ...
+
+
+Rule = Callable[[PromotionFacts], list[str]]
+
+
+def order(facts: PromotionFacts) -> list[str]:
+    upstream = facts.target_env.promotion.upstream
+    if upstream is None:
+        return [f"{facts.target} accepts no promotions (dockyard:promotion.upstream is not set)"]
+    if upstream != facts.source:
+        return [f"{facts.target} accepts releases from {upstream} only, not from {facts.source}"]
+    return []
+
+
+def freeze(facts: PromotionFacts) -> list[str]:
+    return [
+        f"{facts.target} is frozen from {w.start.isoformat()} to {w.end.isoformat()} ({w.reason})"
+        for w in facts.target_env.promotion.freeze_windows
+        if w.start <= facts.now < w.end
+    ]
+
+
+def source_update(facts: PromotionFacts) -> list[str]:
+    if facts.last_result is None:
+        return [f"{facts.source} has never been deployed"]
+    if facts.last_result != "succeeded":
+        return [f"{facts.source}'s last update {facts.last_result}; promote only what deployed successfully"]
+    return []
+
+
+def soak(facts: PromotionFacts) -> list[str]:
+    minutes = facts.target_env.promotion.soak_minutes
+    if not minutes or facts.last_result is None:  # never deployed: source_update says so
+        return []
+    if facts.last_deployed is None:
+        return [f"{facts.source} has no completed deployment to soak"]
+    deployed = facts.last_deployed
+    # A time without a zone is UTC, as the engine reports update times.
+    soaked = facts.now - (deployed.replace(tzinfo=UTC) if deployed.tzinfo is None else deployed)
+    required = timedelta(minutes=minutes)
+    if soaked < required:
+        remaining = math.ceil((required - soaked).total_seconds() / 60)
+        return [f"{facts.source} has soaked {int(soaked.total_seconds() // 60)} min of {minutes}; wait {remaining} min"]
+    return []
+
+
+def pinned_image(facts: PromotionFacts) -> list[str]:
+    return image_problems(facts.source, facts.image)
+
+
+def image_problems(source: str, image: str | None) -> list[str]:
+    """The source serves a digest-pinned image (what promotion may copy)."""
+    if not image:
+        return [f"{source} has no image_ref output (run pulumi up --stack {source} first)"]
+    try:
+        reference = parse_image_reference(image)
+    except ImageReferenceError as error:
+        return [f"{source}'s image_ref: {error}"]
+    if not reference.is_digest_pinned:
+        return [f"{source}'s image_ref {image} is not digest-pinned"]
+    return []
+
+
+def in_registry(facts: Arrival) -> list[str]:
+    """The target's registry holds the image (promotion and rollback both move only to what the cluster can pull)."""
+    answer = facts.registry
+    if facts.image is None or answer is None:
+        return []
+    if answer.problem is not None:
+        return [f"cannot check {facts.target}'s registry: {answer.problem}"]
+    if answer.exists is False:
+        return [f"{facts.image} does not exist in {facts.target}'s registry {facts.target_env.registry.host}"]
+    return []
+
+
+def verified(facts: PromotionFacts) -> list[str]:
+    """Targets that take verified releases only (qa, staging, prod by default) need the digest's newest
+    verification on the source to have passed."""
+    env = facts.target_env
+    if not env.requires_verified_releases or not facts.image or pinned_image(facts):
+        return []
+    digest = facts.image.rsplit("@", 1)[-1]
+    why = f"{facts.target} (tier {env.tier}) takes verified releases only"
+    if facts.verification_problem is not None:
+        return [f"{why}: cannot read {facts.source}'s verification of {digest}: {facts.verification_problem}"]
+    last = facts.verification
+    if last is None:
+        where = " with a verification attestation signed by a key it trusts" if env.signing is not None else ""
+        return [
+            f"{why}: {facts.source}'s {digest} has never been verified{where} (dockyard verify --stack {facts.source})"
+        ]
+    if not last.passed:
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in last.failed_checks) or "no check passed"
+        return [
+            f"{why}: {facts.source}'s {digest} failed verification at {last.at.isoformat(timespec='seconds')} "
+            f"({failed})"
+        ]
+    return []
+
+
+def target_ready(facts: PromotionFacts) -> list[str]:
+    """A release still in progress on the target (a canary) is finished or aborted before the next one starts."""
+    return facts.target_env.kubernetes.strategy.unfinished(facts.target)
+
+
+def trusted(facts: Arrival) -> list[str]:
+    """A target with ``dockyard:signing`` takes only digests signed (and SBOM-attested) by the key it trusts."""
+    if not facts.signature:
+        return []
+    return [f"{facts.target}'s trust policy refuses it: {problem}" for problem in facts.signature]
+
+
+#: Every gate of a promotion, in the order its refusals are listed.
+RULES: tuple[Rule, ...] = (
+    order,
+    freeze,
+    source_update,
+    soak,
+    pinned_image,
+    in_registry,
+    trusted,
+    verified,
+    target_ready,
+)
+
+
+#: The gates of a rollback: it moves only to what the cluster can pull and the stack's trust policy accepts.
+ROLLBACK_RULES: tuple[Callable[[RollbackFacts], list[str]], ...] = (in_registry, trusted)
+
+Facts = TypeVar("Facts", PromotionFacts, RollbackFacts)
+
+
+def evaluate(facts: Facts) -> list[str]:
+    """Every reason to refuse the move (empty: it may go ahead)."""
+    return [problem for rule in facts.rules for problem in rule(facts)]

@@ -1,0 +1,235 @@
+"""The six release moves as gated, previewed, recorded stack updates: promote, roll back, step or abort a canary,
+switch colors, and revert an idle color.
+
+What each move writes is the target's strategy's to say (:mod:`dockyard.model.strategies`); this module fetches the
+facts the gates judge (:mod:`dockyard.releases.gates`) from each stack's one view, refuses with every reason at once,
+and applies the write as one stack update (:mod:`dockyard.releases.stack_update`) under the dockyard lock, recorded
+in Pulumi's update history (:mod:`dockyard.releases.history`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dockyard.model.config import CanaryStrategy, EnvironmentConfig
+from dockyard.model.stack import StackView
+from dockyard.model.strategies import ConfigWrite
+from dockyard.releases import gates
+from dockyard.releases.attestations import AttestationError, attested_verifications
+from dockyard.releases.errors import RefusedError, refusing
+from dockyard.releases.gates import PromotionFacts, RegistryAnswer, RollbackFacts
+from dockyard.releases.history import (
+    CANARY_ABORT,
+    CANARY_COMPLETE,
+    CANARY_STEP,
+    PROMOTE,
+    REVERT,
+    ROLLBACK,
+    SWITCH,
+    record_message,
+)
+from dockyard.releases.ledger import Verification, latest_for
+from dockyard.releases.project import Project, actor, output_text
+from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
+from dockyard.releases.stack_update import Outcome, StackUpdate, apply_update
+from dockyard.releases.trust import trust_problems
+from dockyard_components.image_ref import parse_image_reference
+
+Confirm = Callable[[], bool]
+RegistryCheck = Callable[[str, StackView], RegistryAnswer]
+#: (project directory, target stack, image) → why its trust policy refuses the image.
+TrustCheck = Callable[[Path, StackView, str], list[str]]
+#: (project directory, backend, source stack, target, image) → the source's verifications the target trusts.
+AttestedReader = Callable[[Path, str, str, StackView, str], list[Verification]]
+
+
+def check_registry(image: str, stack: StackView) -> RegistryAnswer:
+    """Ask ``stack``'s registry whether it holds ``image`` (Registry HTTP API v2), with its credentials."""
+    try:
+        return RegistryAnswer(manifest_exists(image, stack.credentials))
+    except RegistryUnreachableError as error:
+        return RegistryAnswer(None, str(error))
+
+
+@dataclass
+class Releases:
+    """The release moves of ``project``'s stacks. ``registry`` and ``now`` are the facts' sources (fakes in tests)."""
+
+    project: Project
+    registry: RegistryCheck = check_registry
+    trust: TrustCheck = trust_problems
+    attested: AttestedReader = attested_verifications
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def environment(self, stack: str, /) -> EnvironmentConfig:
+        return self.project.environment(stack)
+
+    # --- facts ------------------------------------------------------------------------------------------------
+
+    def promotion_facts(self, source: str, target: str) -> PromotionFacts:
+        """What the gates judge, fetched at once: two engine reads side by side, then, once the image is known, the
+        registry and the trust policy side by side with the rest."""
+        target_view = self.project.view(target)
+        target_env = target_view.env
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            outputs = pool.submit(self.project.outputs, source)
+            history = pool.submit(self.project.history, source, 1)
+            image = output_text(outputs.result(), "image_ref")
+            pinned = image is not None and not gates.image_problems(source, image)
+            registry = pool.submit(self.registry, image, target_view) if image and pinned else None
+            signature = None
+            if image is not None and pinned and target_env.signing is not None:
+                signature = pool.submit(self.trust, self.project.directory, target_view, image)
+            verification, verification_problem = None, None
+            if image and pinned and target_env.requires_verified_releases:
+                try:
+                    verification = latest_for(self.verifications(source, target_view, image), image)
+                except AttestationError as error:
+                    verification_problem = str(error)
+            last = next(iter(history.result()), None)
+            return PromotionFacts(
+                source=source,
+                target=target,
+                target_env=target_env,
+                now=self.now(),
+                image=image,
+                last_result=last.result if last else None,
+                last_deployed=last.ended if last else None,
+                registry=registry.result() if registry else None,
+                verification=verification,
+                signature=signature.result() if signature else None,
+                verification_problem=verification_problem,
+            )
+
+    def rollback_facts(self, stack: StackView, image: str) -> RollbackFacts:
+        """What the gates judge of a rollback to ``image``: the registry's answer, then (when the registry holds it)
+        the stack's trust policy's."""
+        registry = self.registry(image, stack)
+        # A rollback serves a digest again: the stack's trust policy holds for it as for a promotion.
+        asked = stack.env.signing is not None and registry.exists is True
+        signature = self.trust(self.project.directory, stack, image) if asked else None
+        return RollbackFacts(stack.name, stack.env, image, registry, signature)
+
+    def verifications(self, source: str, target: StackView, image: str) -> list[Verification]:
+        """Where a target reads its upstream's verifications: the registry's signed attestations when it has a trust
+        policy (any backend), else the backend's records (:mod:`dockyard.releases.records`)."""
+        if target.env.signing is not None:
+            return self.attested(self.project.directory, self.project.backend, source, target, image)
+        return self.project.ledger().verifications(source)
+
+    # --- moves ------------------------------------------------------------------------------------------------
+
+    def promote(self, source: str, target: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
+        """Gate, then write the source's digest where the target's strategy takes a release, preview and apply."""
+        with self.project.lock(target):
+            facts = self.promotion_facts(source, target)
+            problems = gates.evaluate(facts)
+            if problems or facts.image is None:
+                raise RefusedError(f"promotion {source} → {target}", problems)
+            write = facts.target_env.kubernetes.strategy.promotion_write(facts.image)
+            return self._apply(target, PROMOTE, write, facts.image, {"source": source}, yes, confirm)
+
+    def rollback(self, stack: str, /, *, to: str | None, yes: bool, confirm: Confirm) -> Outcome:
+        """Back to the previously served release (or ``to``): a switch back on blue-green, else a new ``image.ref``."""
+        with self.project.lock(stack):
+            view = self.project.view(stack)
+            image = self._rollback_target(stack, view.env, to)
+            write = refusing(f"rollback of {stack}", lambda: view.env.kubernetes.strategy.rollback_write(image))
+            problems = gates.evaluate(self.rollback_facts(view, image))
+            if problems:
+                raise RefusedError(f"rollback of {stack}", problems)
+            return self._apply(stack, ROLLBACK, write, image, {}, yes, confirm)
+
+    def canary_step(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
+        """The canary's next step; past the last one, the canary image becomes the stable one."""
+        with self.project.lock(stack):
+            canary = self._canary(stack)
+            write = refusing(f"canary step of {stack}", canary.advance_write)
+            action = CANARY_STEP if canary.next_weight is not None else CANARY_COMPLETE
+            weight = str(canary.next_weight or 100)
+            return self._apply(stack, action, write, str(canary.canary_image), {"weight": weight}, yes, confirm)
+
+    def canary_abort(self, stack: str, /, *, yes: bool, confirm: Confirm, reason: str) -> Outcome:
+        """Back to 0 %: the canary track goes away, the stable track serves everything."""
+        with self.project.lock(stack):
+            canary = self._canary(stack)
+            write = refusing(f"canary abort of {stack}", canary.abort_write)
+            record = {"weight": str(canary.weight), "reason": reason}
+            return self._apply(stack, CANARY_ABORT, write, str(canary.canary_image), record, yes, confirm)
+
+    def switch(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
+        """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`.progressive`)."""
+        with self.project.lock(stack):
+            strategy = refusing(
+                f"switch of {stack}", lambda: self.project.environment(stack).kubernetes.strategy.as_blue_green(stack)
+            )
+            write = refusing(f"switch of {stack}", strategy.switch_write)
+            image = str(strategy.image_of(strategy.idle_color))
+            return self._apply(stack, SWITCH, write, image, {"color": strategy.idle_color}, yes, confirm)
+
+    def revert(self, stack: str, moved: Outcome, /) -> Outcome:
+        """Put back what ``moved`` overwrote (a release on an idle color that failed its checks), at once."""
+        with self.project.lock(stack):
+            write = ConfigWrite(f"revert {moved.what}", moved.before)
+            image = self.project.environment(stack).served_image or moved.image
+            return self._apply(stack, REVERT, write, image, {"reverted": moved.image}, True, lambda: True)
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _canary(self, stack: str) -> CanaryStrategy:
+        strategy = self.project.environment(stack).kubernetes.strategy
+        return refusing(f"canary move on {stack}", lambda: strategy.as_canary(stack))
+
+    def _rollback_target(self, stack: str, env: EnvironmentConfig, to: str | None) -> str:
+        current = env.served_image
+        if current is None:
+            raise RefusedError(
+                f"rollback of {stack}", [f"{stack} builds its image; roll back by deploying an earlier commit"]
+            )
+        if to is not None:
+            return f"{parse_image_reference(current).name}@{to}" if to.startswith("sha256:") else to
+        served = [u.served for u in self.project.history(stack) if u.result == "succeeded" and u.kind == "update"]
+        instant = env.kubernetes.strategy.instant_rollback
+        if instant is not None:
+            # The idle color runs the previous release only once a switch made it idle; after a promotion it runs the
+            # next one, which never served: switching to that is a switch, not a rollback.
+            if instant not in served:
+                raise RefusedError(
+                    f"rollback of {stack}",
+                    [
+                        f"the idle color of {stack} runs {instant}, which {stack} has never served (dockyard switch "
+                        f"--stack {stack} releases it)"
+                    ],
+                )
+            return instant
+        previous = next((image for image in served if image and image != current), None)
+        if previous is None:
+            raise RefusedError(f"rollback of {stack}", [f"{stack} has served only {current}; nothing to roll back to"])
+        return previous
+
+    def _apply(
+        self,
+        stack: str,
+        action: str,
+        write: ConfigWrite,
+        image: str,
+        record: Mapping[str, str],
+        yes: bool,
+        confirm: Confirm,
+    ) -> Outcome:
+        path = self.project.stack_file(stack)
+        view = self.project.view(stack)
+        previous = view.served_image
+        fields = {"image": image, **({"from": previous} if previous else {}), "actor": actor(), **record}
+        update = StackUpdate(action, stack, path, write, image, previous, record_message(action, **fields))
+        outcome = apply_update(
+            self.project.stack(stack, create=True), update, yes=yes, confirm=confirm, print_line=self.project.print_line
+        )
+        if outcome.applied:
+            # The next step of the same command (a check, the next canary step) sees the file as written.
+            self.project.wrote(view, write)
+        return outcome
