@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from psycopg import sql
 from dockyard.releases import backend
 from dockyard.releases.engine import BackendGoneError, Engine
 from dockyard.releases.errors import DockyardError
+from tests.drills.processes import follow_advice
 from tests.engine.harness import SESSION, Workspace, dockyard, make_workspace
 from tests.team_postgres import OwnPostgres, cli_runs_the_copy, free_port
 
@@ -124,20 +124,7 @@ def test_the_state_is_valid_and_doctors_advice_converges(killed: Killed) -> None
         report = dockyard(workspace, "doctor", "--stack", STACK)
         if report.returncode == 0:
             break
-        advice = [line.strip()[2:] for line in report.stdout.splitlines() if line.strip().startswith("$ ")]
-        assert advice, report.stdout
-        for command in advice:
-            followed = subprocess.run(
-                command,
-                shell=True,
-                cwd=workspace.directory,
-                env=workspace.env,
-                capture_output=True,
-                text=True,
-                timeout=1200,
-                check=False,
-            )
-            assert followed.returncode == 0, f"{command}:\n{followed.stdout[-3000:]}{followed.stderr[-3000:]}"
+        follow_advice(workspace, report)
     assert report.returncode == 0, report.output
     workspace.pulumi("up", "--stack", STACK, "--yes")
     workspace.pulumi("up", "--stack", STACK, "--yes", "--expect-no-changes")

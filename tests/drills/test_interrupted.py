@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.drills.processes import RunProcess, run_processes
+from tests.drills.processes import RunProcess, follow_advice, run_processes
 from tests.engine.harness import Workspace, dockyard, engine_binary, make_workspace
 
 pytestmark = pytest.mark.drills
@@ -76,19 +76,7 @@ def test_doctor_names_the_state_and_its_advice_converges(interrupted: tuple[Work
     assert "which is gone" in report.stdout
     assert "pending operations: " in report.stdout
     assert "image-podman-build" in report.stdout
-    advice = [line.strip().removeprefix("$ ") for line in report.stdout.splitlines() if line.strip().startswith("$ ")]
-    assert advice, report.stdout
-    for command in advice:  # as a user follows it: each printed command, in order
-        followed = subprocess.run(
-            command,
-            shell=True,
-            cwd=workspace.directory,
-            env=workspace.env,
-            capture_output=True,
-            text=True,
-            timeout=2400,
-        )
-        assert followed.returncode == 0, f"{command}:\n{followed.stdout[-3000:]}{followed.stderr[-3000:]}"
+    follow_advice(workspace, report)
     workspace.pulumi("up", "--stack", STACK, "--yes", "--expect-no-changes")
     healthy = dockyard(workspace, "doctor", "--stack", STACK)
     assert healthy.returncode == 0, healthy.output
