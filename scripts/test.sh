@@ -52,7 +52,7 @@ scripts/setup-venv.sh
 
 if [ "${1:-}" = "--quick" ]; then
     tier static static_checks
-    tier unit pytest_tier -n "$workers" --dist loadgroup tests/unit
+    tier unit pytest_tier -n "$workers" --dist loadfile tests/unit
     report
 fi
 [ "${1:-}" = "--" ] && shift
@@ -74,5 +74,5 @@ if [ "$#" -gt 0 ]; then
 fi
 
 tier static static_checks
-tier pytest pytest_tier -n "$workers" --dist loadgroup tests
+tier pytest pytest_tier -n "$workers" --dist loadfile tests
 report

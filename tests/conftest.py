@@ -1,36 +1,22 @@
-"""How the tiers share the two cores, and one line per tier at the end of a run.
+"""One line per tier at the end of a run.
 
-``scripts/test.sh`` runs every tier in one ``pytest -n 2 --dist loadgroup``: the engine, drill and integration tests
-mostly wait on processes (pulumi, podman, the API server), so a second worker fills the gaps. Placement keeps each
-module's live state on one worker: an engine module builds one workspace (its stacks, backend and namespaces) in a
-module-scoped fixture, so all its tests form one group; the drills share one drill registry on a fixed port, so they
-form one group together.
+``scripts/test.sh`` runs every tier in one ``pytest -n 2 --dist loadfile``: the engine, drill and integration tests
+mostly wait on processes (pulumi, podman, the API server), so a second worker fills the gaps. ``loadfile`` keeps each
+module on one worker, so a module-scoped workspace (its stacks, backend and namespaces) is built once. (``loadgroup``
+would group finer, but pytest 9.2 ignores the node-id suffix xdist 3.8 gives a group: it degrades to ``load``.)
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-import pytest
 from _pytest.terminal import TerminalReporter
 
-#: Tiers whose tests all go to one worker (a session fixture of theirs holds a fixed port).
-ONE_WORKER_TIERS = {"drills"}
 
-
-def tier_of(item_or_nodeid: str) -> str:
+def tier_of(nodeid: str) -> str:
     """``tests/<tier>/...`` → ``<tier>``."""
-    parts = item_or_nodeid.split("/")
+    parts = nodeid.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        tier = tier_of(item.nodeid)
-        group = tier if tier in ONE_WORKER_TIERS else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
