@@ -16,6 +16,7 @@ from typing import Any
 from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
     IMAGE_REF_ENV,
+    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -143,7 +144,7 @@ def _previews(pipeline: Pipeline, runner_image: str, python_image: str) -> dict[
             "steps": [
                 "checkout",
                 {"attach_workspace": {"at": "."}},
-                _run("Install dockyard", "python -m pip install --no-cache-dir .\n"),
+                _run("Install dockyard", PIP_INSTALL + "\n"),
                 _run("Summarize", block(summary_command(), _fact)),
                 {"store_artifacts": {"path": PREVIEW_SUMMARY}},
             ],

@@ -29,7 +29,7 @@ since): no job re-reads a tag.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from dockyard.model.config import (
@@ -77,6 +77,7 @@ from dockyard.pipeline.model import (
     deploy_job_id,
     image_urn_pattern,
     promote_job_id,
+    registry_urn_pattern,
 )
 
 #: Artifact names of the files that travel between jobs (never an image: only the reference does).
@@ -86,9 +87,21 @@ VULNERABILITY_ARTIFACT = "vulnerability-report"
 # --- selecting stacks -------------------------------------------------------------------------------------------
 
 
-def ci_stacks(stacks: Mapping[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
-    """The stacks CI runs for (``github.enabled``), in name order; they must share one repository."""
-    enabled = {name: stacks[name] for name in sorted(stacks) if stacks[name].github.enabled}
+def ci_stacks(
+    stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None
+) -> dict[str, EnvironmentConfig]:
+    """The stacks CI runs for, in name order: ``chosen`` (e.g. the local chain, rendered to run on this machine),
+    else those with ``github.enabled``; they must share one repository."""
+    unknown = sorted(set(chosen or ()) - set(stacks))
+    if unknown:
+        raise PipelineConfigError(
+            [Problem(name, "stack", "no Pulumi.<stack>.yaml", "allowed: a stack of the project") for name in unknown]
+        )
+    enabled = {
+        name: stacks[name]
+        for name in sorted(stacks)
+        if (name in chosen if chosen is not None else stacks[name].github.enabled)
+    }
     repositories = {env.github.repository for env in enabled.values()}
     if len(repositories) > 1:
         raise PipelineConfigError(
@@ -104,9 +117,11 @@ def ci_stacks(stacks: Mapping[str, EnvironmentConfig]) -> dict[str, EnvironmentC
     return enabled
 
 
-def building_stack(stacks: Mapping[str, EnvironmentConfig]) -> tuple[str, EnvironmentConfig] | None:
+def building_stack(
+    stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None
+) -> tuple[str, EnvironmentConfig] | None:
     """The one CI stack with ``image.build``, whose image CI builds; None if no stack builds."""
-    builders = [(name, env) for name, env in ci_stacks(stacks).items() if env.image.build is not None]
+    builders = [(name, env) for name, env in ci_stacks(stacks, chosen).items() if env.image.build is not None]
     if len(builders) > 1:
         raise PipelineConfigError(
             [
@@ -121,14 +136,14 @@ def building_stack(stacks: Mapping[str, EnvironmentConfig]) -> tuple[str, Enviro
     return builders[0] if builders else None
 
 
-def promotions(stacks: Mapping[str, EnvironmentConfig]) -> list[tuple[str, str]]:
+def promotions(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None) -> list[tuple[str, str]]:
     """``(upstream, stack)`` for every CI stack that does not build, upstream first.
 
     Each must receive its digest from the building stack through a chain of CI stacks: a stack CI cannot deliver to
     would never be deployed by it.
     """
-    enabled = ci_stacks(stacks)
-    builder = building_stack(stacks)
+    enabled = ci_stacks(stacks, chosen)
+    builder = building_stack(stacks, chosen)
     if builder is None:
         raise PipelineConfigError(
             [
@@ -272,7 +287,8 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
     build = Command(
         "Test, build and push the image: its one build",
         _with_registry_token(
-            f'pulumi up --yes --stack "$STACK" --policy-pack {POLICY_PACK} --target "$IMAGE_URN"\n'
+            f'pulumi up --yes --stack "$STACK" --policy-pack {POLICY_PACK} --target "$IMAGE_URN" '
+            '--target "$REGISTRY_URN"\n'
             f'ref=$(pulumi stack output --stack "$STACK" {IMAGE_REF_OUTPUT})\n'
             'if ! [[ "$ref" =~ ^[^@[:space:]]+@sha256:[0-9a-f]{64}$ ]]; then\n'
             f"  echo \"::error::$STACK exported {IMAGE_REF_OUTPUT} '$ref'; allowed: "
@@ -281,7 +297,11 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
             "fi\n",
             env,
         ),
-        {**_update_env(stack, env, github_admin=False), "IMAGE_URN": image_urn_pattern(stack)},
+        {
+            **_update_env(stack, env, github_admin=False),
+            "IMAGE_URN": image_urn_pattern(stack),
+            "REGISTRY_URN": registry_urn_pattern(stack),
+        },
         publishes="ref",
     )
     return Job(
@@ -414,7 +434,12 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
                 ),
                 {**_update_env(stack, env, github_admin=True), "IMAGE_URN": image_urn_pattern(stack)},
             ),
-            Command("Verify the deployment", '.venv/bin/dockyard verify --stack "$STACK"\n', state_env(stack)),
+            # Verify pulls the image and attests its verification in the registry: the stack's registry password.
+            Command(
+                "Verify the deployment",
+                _with_registry_token('.venv/bin/dockyard verify --stack "$STACK"\n', env),
+                _update_env(stack, env, github_admin=False),
+            ),
         ),
         environment=stack,
         stack=stack,
@@ -509,15 +534,16 @@ def _check_job(build: BuildConfig) -> Job:
 # --- the model --------------------------------------------------------------------------------------------------
 
 
-def derive_pipeline(stacks: Mapping[str, EnvironmentConfig]) -> Pipeline:
-    """The pipeline of the CI stacks in ``stacks``; raises :class:`PipelineConfigError` if they form no chain."""
-    enabled = ci_stacks(stacks)
+def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None) -> Pipeline:
+    """The pipeline of the CI stacks in ``stacks`` (``chosen``, else the GitHub-enabled ones); raises
+    :class:`PipelineConfigError` if they form no chain."""
+    enabled = ci_stacks(stacks, chosen)
     if not enabled:
         raise PipelineConfigError(
             [Problem(None, "github.enabled", "no stack has github.enabled: true", "allowed: at least one")]
         )
-    chain = promotions(stacks)
-    builder = building_stack(stacks)
+    chain = promotions(stacks, chosen)
+    builder = building_stack(stacks, chosen)
     assert builder is not None, "promotions() refuses a pipeline without a building stack"
     stack, env = builder
     assert env.image.build is not None
@@ -585,8 +611,13 @@ def preview_command(stack: str | None) -> Command:
     return Command(
         "Preview",
         'mkdir -p "$PREVIEWS"\n'
-        f'pulumi preview --stack "$STACK" --policy-pack {POLICY_PACK} --json '
-        '--event-log "$PREVIEWS/$STACK.events.jsonl" > "$PREVIEWS/$STACK.json"\n',
+        f'if ! pulumi preview --stack "$STACK" --policy-pack {POLICY_PACK} --json '
+        '--event-log "$PREVIEWS/$STACK.events.jsonl" > "$PREVIEWS/$STACK.json"; then\n'
+        # --json puts the engine's errors in the file, not on stderr: without this the job's log says nothing.
+        '  echo "::error::pulumi preview of $STACK failed; its diagnostics:"\n'
+        '  tail -c 8000 "$PREVIEWS/$STACK.json"\n'
+        "  exit 1\n"
+        "fi\n",
         # The event log carries the policy pack's violations, which --json leaves out. The CLI only accepts
         # --event-log with PULUMI_DEBUG_COMMANDS set (3.260: "unknown flag" otherwise).
         {**state, "PREVIEWS": PREVIEW_DIRECTORY, "PULUMI_DEBUG_COMMANDS": "true"},

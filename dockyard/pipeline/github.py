@@ -34,6 +34,8 @@ from dockyard.pipeline.model import (
     COMMENT_JOB,
     COSIGN_VERSION,
     IMAGE_REF,
+    INSTALL_PROJECT,
+    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -143,7 +145,7 @@ def _python_and_pulumi() -> list[Step]:
         {"name": "Install Pulumi CLI", "uses": uses("pulumi/actions"), "with": {"pulumi-version": PULUMI_CLI_VERSION}},
         {
             "name": "Install the Pulumi program and dockyard",
-            "run": "python -m venv .venv\n.venv/bin/python -m pip install --no-cache-dir .\n",
+            "run": INSTALL_PROJECT,
         },
     ]
 
@@ -542,7 +544,7 @@ def preview_workflow(pipeline: Pipeline) -> Document:
     summary_steps: list[Step] = [
         _checkout(),
         _setup_python(),
-        {"name": "Install dockyard", "run": "python -m pip install --no-cache-dir .\n"},
+        {"name": "Install dockyard", "run": PIP_INSTALL + "\n"},
         {
             "name": "Collect the previews",
             "uses": uses("actions/download-artifact"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
+    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -213,7 +214,7 @@ def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> 
         "    options { timeout(time: 10, unit: 'MINUTES') }",
         "    steps {",
         *(f"        unstash {groovy('preview-' + stack)}" for stack in pipeline.previews),
-        f"        {_sh('Install dockyard', 'python -m pip install --no-cache-dir .' + chr(10))}",
+        f"        {_sh('Install dockyard', PIP_INSTALL + chr(10))}",
         f"        {_sh('Summarize', block(summary_command(), _fact))}",
         f"        archiveArtifacts artifacts: {groovy(PREVIEW_SUMMARY)}",
         "    }",
