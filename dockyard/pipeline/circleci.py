@@ -51,6 +51,10 @@ def context(stack: str) -> str:
 
 
 def _fact(fact: CiFact) -> str:
+    if fact == CiFact.PUSH_REMOTE:
+        return "origin"
+    if fact == CiFact.PIPELINE_URL:
+        return '"$CIRCLE_BUILD_URL"'
     if fact == CiFact.SIGNING_IDENTITY:
         # Fulcio's CircleCI identity: the project's pipeline definition.
         return '"https://circleci.com/api/v2/projects/$CIRCLE_PROJECT_ID/pipeline-definitions/$CIRCLE_PIPELINE_DEFINITION_ID"'

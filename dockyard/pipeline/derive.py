@@ -470,6 +470,7 @@ def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentC
                 {**_update_env(stack, env, github_admin=True), "SOURCE": upstream},
             ),
             *((release,) if release else ()),
+            _commit_promotion(stack),
         ),
         environment=stack,
         stack=stack,
@@ -477,9 +478,48 @@ def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentC
         hold_minutes=_hold(env),
         tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools),
         cloud_login=env.registry.kind.cloud,
-        # The promoted digest is in the stack file on this runner only; commit it from here.
         keeps={f"promoted-{stack}": f"Pulumi.{stack}.yaml"},
         serialized=True,
+        pushes=True,
+    )
+
+
+def _commit_promotion(stack: str) -> Command:
+    """Commit the promoted stack file to the default branch, so the next run starts from what the stack serves.
+
+    Why a commit, not moves that read the served release from the stack: the stack file stays the reviewed record of
+    every environment (a plain ``pulumi up`` from a checkout keeps serving what was promoted), and the stale-file gate
+    (:func:`dockyard.releases.gates.stale_file`) refuses any move from an older checkout instead of rolling back.
+    Rebased onto the branch's tip (the next promotion of the same run, or a newer push, may have landed since).
+    """
+    return Command(
+        f"Commit Pulumi.{stack}.yaml to {DEFAULT_BRANCH}",
+        'file="Pulumi.$STACK.yaml"\n'
+        'if git diff --quiet -- "$file"; then\n'
+        '  echo "$file is unchanged: nothing to commit"\n'
+        "  exit 0\n"
+        "fi\n"
+        'git add -- "$file"\n'
+        'git -c user.name="dockyard-ci" -c user.email="dockyard-ci@users.noreply.invalid" commit --quiet '
+        '-m "Promote $STACK to ${IMAGE_REF#*@}" -m "Image: $IMAGE_REF" -m "Pipeline: $PIPELINE_URL"\n'
+        "for attempt in 1 2 3; do\n"
+        '  if git fetch --quiet "$REMOTE" "$BRANCH" && git rebase --quiet FETCH_HEAD && '
+        'git push --quiet "$REMOTE" "HEAD:refs/heads/$BRANCH"; then\n'
+        '    echo "committed $file to $BRANCH: $(git rev-parse --short HEAD)"\n'
+        "    exit 0\n"
+        "  fi\n"
+        "  git rebase --abort 2>/dev/null || true\n"
+        "done\n"
+        "echo \"::error::could not push the promoted $file to $BRANCH (attempt $attempt); the next run's "
+        'promotions refuse its stale file until it is committed"\n'
+        "exit 1\n",
+        {
+            "STACK": stack,
+            "BRANCH": DEFAULT_BRANCH,
+            IMAGE_REF_ENV: ImageOutput(),
+            "PIPELINE_URL": CiFact.PIPELINE_URL,
+            "REMOTE": CiFact.PUSH_REMOTE,
+        },
     )
 
 

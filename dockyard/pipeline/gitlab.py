@@ -55,6 +55,10 @@ PUBLISH = "printf '" + IMAGE_REF_ENV + '=%s\\n\' "${variable}" > ' + IMAGE_REF_F
 
 
 def _fact(fact: CiFact) -> str:
+    if fact == CiFact.PUSH_REMOTE:
+        return "origin"
+    if fact == CiFact.PIPELINE_URL:
+        return '"$CI_PIPELINE_URL"'
     if fact == CiFact.SIGNING_IDENTITY:
         # Fulcio's GitLab identity: the pipeline file of this project on the default branch.
         return '"$CI_SERVER_URL/$CI_PROJECT_PATH//.gitlab-ci.yml@refs/heads/$CI_DEFAULT_BRANCH"'

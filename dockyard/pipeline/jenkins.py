@@ -54,8 +54,12 @@ def credential_id(stack: str, secret: str) -> str:
     return f"{stack}-{secret.lower().replace('_', '-')}"
 
 
-def _fact(fact: CiFact) -> str:  # pragma: no cover - the key pair replaces every keyless fact
-    raise AssertionError(f"{fact}: Jenkins signs with a key pair, no keyless identity")
+def _fact(fact: CiFact) -> str:
+    if fact == CiFact.PUSH_REMOTE:
+        return "origin"
+    if fact == CiFact.PIPELINE_URL:
+        return '"$BUILD_URL"'
+    raise AssertionError(f"{fact}: Jenkins signs with a key pair, no keyless identity")  # pragma: no cover
 
 
 def groovy(text: str) -> str:

@@ -130,6 +130,11 @@ class CiFact(StrEnum):
 
     SIGNING_IDENTITY = "signing-identity"
     SIGNING_ISSUER = "signing-issuer"
+    #: The address of this pipeline run: a promotion's commit names it.
+    PIPELINE_URL = "pipeline-url"
+    #: Where a promotion pushes its commit: the checkout's ``origin`` where the CI system's checkout may push (GitLab
+    #: with the job token allowed to push, CircleCI's and Jenkins' checkout keys), else an address with a token.
+    PUSH_REMOTE = "push-remote"
 
 
 EnvValue = str | Secret | Variable | ImageOutput | CiFact
@@ -241,6 +246,8 @@ class Job:
     fetches: tuple[str, ...] = ()
     #: One update of ``stack`` at a time across runs; a queued one waits instead of cancelling a running one.
     serialized: bool = False
+    #: The job commits its stack's file to the default branch (a promotion): it pushes with the CI system's token.
+    pushes: bool = False
 
     @property
     def publishes_image(self) -> bool:

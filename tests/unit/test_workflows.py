@@ -604,8 +604,9 @@ EXPECTED_PERMISSIONS = {
         "attestations": "write",
     },
     ("delivery.yml", "deploy-dev"): {"contents": "read"},
-    ("delivery.yml", "promote-staging"): {"contents": "read"},
-    ("delivery.yml", "promote-prod"): {"contents": "read"},
+    # A promotion commits its stack file to the default branch.
+    ("delivery.yml", "promote-staging"): {"contents": "write"},
+    ("delivery.yml", "promote-prod"): {"contents": "write"},
 }
 
 
