@@ -503,7 +503,7 @@ def _commit_promotion(stack: str) -> Command:
         'git -c user.name="dockyard-ci" -c user.email="dockyard-ci@users.noreply.invalid" commit --quiet '
         '-m "Promote $STACK to ${IMAGE_REF#*@}" -m "Image: $IMAGE_REF" -m "Pipeline: $PIPELINE_URL"\n'
         "for attempt in 1 2 3; do\n"
-        '  if git fetch --quiet "$REMOTE" "$BRANCH" && git rebase --quiet FETCH_HEAD && '
+        '  if git fetch --quiet "$REMOTE" "$BRANCH" && git rebase --quiet --autostash FETCH_HEAD && '
         'git push --quiet "$REMOTE" "HEAD:refs/heads/$BRANCH"; then\n'
         '    echo "committed $file to $BRANCH: $(git rev-parse --short HEAD)"\n'
         "    exit 0\n"

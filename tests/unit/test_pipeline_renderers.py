@@ -416,3 +416,17 @@ def test_the_generator_renders_any_set_of_stacks_without_editing_files(tmp_path:
     assert delivery == ["build", "scan", "supply-chain", "deploy-local", "promote-local-staging", "promote-local-prod"]
     with pytest.raises(Exception, match="no-such-stack"):
         main(["--stacks", "local,no-such-stack", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("system", list(READERS))
+def test_every_promotion_commits_its_stack_file_naming_the_digest_and_the_pipeline(
+    system: str, pipeline: Pipeline
+) -> None:
+    jobs = READERS[system](pipeline)
+    for job_id in ("promote-staging", "promote-prod"):
+        script = jobs[job_id].script
+        assert 'git add -- "$file"' in script, job_id
+        assert '-m "Promote $STACK to ${IMAGE_REF#*@}"' in script, job_id
+        assert '-m "Pipeline: $PIPELINE_URL"' in script, job_id
+        assert script.index("dockyard promote") < script.index('git push --quiet "$REMOTE"'), job_id
+    assert "git push" not in jobs["deploy-dev"].script, "only promotions write to the repository"
