@@ -484,6 +484,9 @@ def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentC
     )
 
 
+_CI_IDENTITY = (("NAME", "dockyard-ci"), ("EMAIL", "dockyard-ci@users.noreply.invalid"))
+
+
 def _commit_promotion(stack: str) -> Command:
     """Commit the promoted stack file to the default branch, so the next run starts from what the stack serves.
 
@@ -500,7 +503,7 @@ def _commit_promotion(stack: str) -> Command:
         "  exit 0\n"
         "fi\n"
         'git add -- "$file"\n'
-        'git -c user.name="dockyard-ci" -c user.email="dockyard-ci@users.noreply.invalid" commit --quiet '
+        "git commit --quiet "
         '-m "Promote $STACK to ${IMAGE_REF#*@}" -m "Image: $IMAGE_REF" -m "Pipeline: $PIPELINE_URL"\n'
         "for attempt in 1 2 3; do\n"
         '  if git fetch --quiet "$REMOTE" "$BRANCH" && git rebase --quiet --autostash FETCH_HEAD && '
@@ -519,6 +522,8 @@ def _commit_promotion(stack: str) -> Command:
             IMAGE_REF_ENV: ImageOutput(),
             "PIPELINE_URL": CiFact.PIPELINE_URL,
             "REMOTE": CiFact.PUSH_REMOTE,
+            # Both the commit and the rebase (its autostash) write commits: a runner has no git identity of its own.
+            **{f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER") for part, value in _CI_IDENTITY},
         },
     )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.engine.harness import PASSPHRASE, isolate_namespaces
+from tests.engine.harness import PASSPHRASE, SESSION, isolate_namespaces
 from tests.stacks import PROJECT
 
 #: The local chain, as the generator is asked for it.
@@ -115,15 +116,20 @@ class LocalPipeline:
 
     def run(self, job: str, *, manual: bool = False, timeout: int = 1800) -> JobRun:
         """One job (its needs' artifacts from earlier calls), in a fresh HOME; never raises on a failed job."""
-        home = self.root / "homes" / f"{len(self.runs):02d}-{job}"
+        return self._call([job], ["--manual", job] if manual else [], job, timeout)
+
+    def run_pipeline(self, timeout: int = 2400) -> JobRun:
+        """The whole pipeline in one call, as gitlab-ci-local orders it by ``needs`` (manual jobs wait)."""
+        return self._call([], [], "pipeline", timeout)
+
+    def _call(self, jobs: list[str], options: list[str], name: str, timeout: int) -> JobRun:
+        home = self.root / "homes" / f"{len(self.runs):02d}-{name}"
         home.mkdir(parents=True)
         env = {**self.runner_env, "HOME": str(home)}
-        args = ["gitlab-ci-local", "--force-shell-executor", "--shell-isolation", "--no-color"]
-        if manual:
-            args += ["--manual", job]
+        args = ["gitlab-ci-local", "--force-shell-executor", "--shell-isolation", "--no-color", *options]
         started = time.monotonic()
         completed = subprocess.run(
-            [*args, job],
+            [*args, *jobs],
             cwd=self.directory,
             env=env,
             capture_output=True,
@@ -132,7 +138,7 @@ class LocalPipeline:
             check=False,
             stdin=subprocess.DEVNULL,
         )
-        run = JobRun(job, completed.returncode, time.monotonic() - started, completed.stdout + completed.stderr)
+        run = JobRun(name, completed.returncode, time.monotonic() - started, completed.stdout + completed.stderr)
         self.runs.append(run)
         return run
 
@@ -155,7 +161,8 @@ def scratch_pipeline(root: Path, services: dict[str, str], backend: Path) -> Loc
         if name and source.is_file():
             (directory / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, directory / name)
-    isolate_namespaces(directory, f"ci-{root.name[-12:]}".lower().replace("_", "-"))
+    # This session's mark first: its clean-up (tests/engine/conftest.py) deletes them; the directory tells runs apart.
+    isolate_namespaces(directory, f"{SESSION}-ci-" + re.sub(r"[^a-z0-9-]", "-", root.name.lower()).strip("-"))
     python = str(PROJECT / ".venv" / "bin" / "python")
     generator_env = {**os.environ, "PYTHONPATH": f"{PROJECT}{os.pathsep}{PROJECT / 'components'}"}
     _run(
