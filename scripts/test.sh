@@ -59,6 +59,8 @@ fi
 
 step "workflow linters"
 scripts/install-linters.sh
+step "gitlab-ci-local (the engine tier runs the generated GitLab pipeline)"
+scripts/install-ci-local.sh >/dev/null
 step "Pulumi engine, Kubernetes control plane, supply-chain tools (side by side)"
 scripts/bootstrap.sh
 step "local registry and base images, local cluster"

@@ -16,6 +16,7 @@ from typing import Any
 from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
     IMAGE_REF_ENV,
+    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -50,6 +51,10 @@ def context(stack: str) -> str:
 
 
 def _fact(fact: CiFact) -> str:
+    if fact == CiFact.PUSH_REMOTE:
+        return "origin"
+    if fact == CiFact.PIPELINE_URL:
+        return '"$CIRCLE_BUILD_URL"'
     if fact == CiFact.SIGNING_IDENTITY:
         # Fulcio's CircleCI identity: the project's pipeline definition.
         return '"https://circleci.com/api/v2/projects/$CIRCLE_PROJECT_ID/pipeline-definitions/$CIRCLE_PIPELINE_DEFINITION_ID"'
@@ -143,7 +148,7 @@ def _previews(pipeline: Pipeline, runner_image: str, python_image: str) -> dict[
             "steps": [
                 "checkout",
                 {"attach_workspace": {"at": "."}},
-                _run("Install dockyard", "python -m pip install --no-cache-dir .\n"),
+                _run("Install dockyard", PIP_INSTALL + "\n"),
                 _run("Summarize", block(summary_command(), _fact)),
                 {"store_artifacts": {"path": PREVIEW_SUMMARY}},
             ],

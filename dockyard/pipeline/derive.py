@@ -29,7 +29,7 @@ since): no job re-reads a tag.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from dockyard.model.config import (
@@ -76,6 +76,7 @@ from dockyard.pipeline.model import (
     deploy_job_id,
     image_urn_pattern,
     promote_job_id,
+    registry_urn_pattern,
 )
 
 #: Artifact names of the files that travel between jobs (never an image: only the reference does).
@@ -85,9 +86,21 @@ VULNERABILITY_ARTIFACT = "vulnerability-report"
 # --- selecting stacks -------------------------------------------------------------------------------------------
 
 
-def ci_stacks(stacks: Mapping[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
-    """The stacks CI runs for (``github.enabled``), in name order; they must share one repository."""
-    enabled = {name: stacks[name] for name in sorted(stacks) if stacks[name].github.enabled}
+def ci_stacks(
+    stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None
+) -> dict[str, EnvironmentConfig]:
+    """The stacks CI runs for, in name order: ``chosen`` (e.g. the local chain, rendered to run on this machine),
+    else those with ``github.enabled``; they must share one repository."""
+    unknown = sorted(set(chosen or ()) - set(stacks))
+    if unknown:
+        raise PipelineConfigError(
+            [Problem(name, "stack", "no Pulumi.<stack>.yaml", "allowed: a stack of the project") for name in unknown]
+        )
+    enabled = {
+        name: stacks[name]
+        for name in sorted(stacks)
+        if (name in chosen if chosen is not None else stacks[name].github.enabled)
+    }
     repositories = {env.github.repository for env in enabled.values()}
     if len(repositories) > 1:
         raise PipelineConfigError(
@@ -103,9 +116,11 @@ def ci_stacks(stacks: Mapping[str, EnvironmentConfig]) -> dict[str, EnvironmentC
     return enabled
 
 
-def building_stack(stacks: Mapping[str, EnvironmentConfig]) -> tuple[str, EnvironmentConfig] | None:
+def building_stack(
+    stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None
+) -> tuple[str, EnvironmentConfig] | None:
     """The one CI stack with ``image.build``, whose image CI builds; None if no stack builds."""
-    builders = [(name, env) for name, env in ci_stacks(stacks).items() if env.image.build is not None]
+    builders = [(name, env) for name, env in ci_stacks(stacks, chosen).items() if env.image.build is not None]
     if len(builders) > 1:
         raise PipelineConfigError(
             [
@@ -120,14 +135,14 @@ def building_stack(stacks: Mapping[str, EnvironmentConfig]) -> tuple[str, Enviro
     return builders[0] if builders else None
 
 
-def promotions(stacks: Mapping[str, EnvironmentConfig]) -> list[tuple[str, str]]:
+def promotions(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None) -> list[tuple[str, str]]:
     """``(upstream, stack)`` for every CI stack that does not build, upstream first.
 
     Each must receive its digest from the building stack through a chain of CI stacks: a stack CI cannot deliver to
     would never be deployed by it.
     """
-    enabled = ci_stacks(stacks)
-    builder = building_stack(stacks)
+    enabled = ci_stacks(stacks, chosen)
+    builder = building_stack(stacks, chosen)
     if builder is None:
         raise PipelineConfigError(
             [
@@ -271,7 +286,8 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
     build = Command(
         "Test, build and push the image: its one build",
         _with_registry_token(
-            f'pulumi up --yes --stack "$STACK" --policy-pack {POLICY_PACK} --target "$IMAGE_URN"\n'
+            f'pulumi up --yes --stack "$STACK" --policy-pack {POLICY_PACK} --target "$IMAGE_URN" '
+            '--target "$REGISTRY_URN"\n'
             f'ref=$(pulumi stack output --stack "$STACK" {IMAGE_REF_OUTPUT})\n'
             'if ! [[ "$ref" =~ ^[^@[:space:]]+@sha256:[0-9a-f]{64}$ ]]; then\n'
             f"  echo \"::error::$STACK exported {IMAGE_REF_OUTPUT} '$ref'; allowed: "
@@ -280,7 +296,11 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
             "fi\n",
             env,
         ),
-        {**_update_env(stack, env, github_admin=False), "IMAGE_URN": image_urn_pattern(stack)},
+        {
+            **_update_env(stack, env, github_admin=False),
+            "IMAGE_URN": image_urn_pattern(stack),
+            "REGISTRY_URN": registry_urn_pattern(stack),
+        },
         publishes="ref",
     )
     return Job(
@@ -413,7 +433,12 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
                 ),
                 {**_update_env(stack, env, github_admin=True), "IMAGE_URN": image_urn_pattern(stack)},
             ),
-            Command("Verify the deployment", '.venv/bin/dockyard verify --stack "$STACK"\n', state_env(stack)),
+            # Verify pulls the image and attests its verification in the registry: the stack's registry password.
+            Command(
+                "Verify the deployment",
+                _with_registry_token('.venv/bin/dockyard verify --stack "$STACK"\n', env),
+                _update_env(stack, env, github_admin=False),
+            ),
         ),
         environment=stack,
         stack=stack,
@@ -444,6 +469,7 @@ def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentC
                 {**_update_env(stack, env, github_admin=True), "SOURCE": upstream},
             ),
             *((release,) if release else ()),
+            _commit_promotion(stack),
         ),
         environment=stack,
         stack=stack,
@@ -451,9 +477,53 @@ def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentC
         hold_minutes=_hold(env),
         tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools),
         cloud_login=env.registry.kind.cloud,
-        # The promoted digest is in the stack file on this runner only; commit it from here.
         keeps={f"promoted-{stack}": f"Pulumi.{stack}.yaml"},
         serialized=True,
+        pushes=True,
+    )
+
+
+_CI_IDENTITY = (("NAME", "dockyard-ci"), ("EMAIL", "dockyard-ci@users.noreply.invalid"))
+
+
+def _commit_promotion(stack: str) -> Command:
+    """Commit the promoted stack file to the default branch, so the next run starts from what the stack serves.
+
+    Why a commit, not moves that read the served release from the stack: the stack file stays the reviewed record of
+    every environment (a plain ``pulumi up`` from a checkout keeps serving what was promoted), and the stale-file gate
+    (:func:`dockyard.releases.gates.stale_file`) refuses any move from an older checkout instead of rolling back.
+    Rebased onto the branch's tip (the next promotion of the same run, or a newer push, may have landed since).
+    """
+    return Command(
+        f"Commit Pulumi.{stack}.yaml to {DEFAULT_BRANCH}",
+        'file="Pulumi.$STACK.yaml"\n'
+        'if git diff --quiet -- "$file"; then\n'
+        '  echo "$file is unchanged: nothing to commit"\n'
+        "  exit 0\n"
+        "fi\n"
+        'git add -- "$file"\n'
+        "git commit --quiet "
+        '-m "Promote $STACK to ${IMAGE_REF#*@}" -m "Image: $IMAGE_REF" -m "Pipeline: $PIPELINE_URL"\n'
+        "for attempt in 1 2 3; do\n"
+        '  if git fetch --quiet "$REMOTE" "$BRANCH" && git rebase --quiet --autostash FETCH_HEAD && '
+        'git push --quiet "$REMOTE" "HEAD:refs/heads/$BRANCH"; then\n'
+        '    echo "committed $file to $BRANCH: $(git rev-parse --short HEAD)"\n'
+        "    exit 0\n"
+        "  fi\n"
+        "  git rebase --abort 2>/dev/null || true\n"
+        "done\n"
+        "echo \"::error::could not push the promoted $file to $BRANCH (attempt $attempt); the next run's "
+        'promotions refuse its stale file until it is committed"\n'
+        "exit 1\n",
+        {
+            "STACK": stack,
+            "BRANCH": DEFAULT_BRANCH,
+            IMAGE_REF_ENV: ImageOutput(),
+            "PIPELINE_URL": CiFact.PIPELINE_URL,
+            "REMOTE": CiFact.PUSH_REMOTE,
+            # Both the commit and the rebase (its autostash) write commits: a runner has no git identity of its own.
+            **{f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER") for part, value in _CI_IDENTITY},
+        },
     )
 
 
@@ -508,15 +578,16 @@ def _check_job(build: BuildConfig) -> Job:
 # --- the model --------------------------------------------------------------------------------------------------
 
 
-def derive_pipeline(stacks: Mapping[str, EnvironmentConfig]) -> Pipeline:
-    """The pipeline of the CI stacks in ``stacks``; raises :class:`PipelineConfigError` if they form no chain."""
-    enabled = ci_stacks(stacks)
+def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None) -> Pipeline:
+    """The pipeline of the CI stacks in ``stacks`` (``chosen``, else the GitHub-enabled ones); raises
+    :class:`PipelineConfigError` if they form no chain."""
+    enabled = ci_stacks(stacks, chosen)
     if not enabled:
         raise PipelineConfigError(
             [Problem(None, "github.enabled", "no stack has github.enabled: true", "allowed: at least one")]
         )
-    chain = promotions(stacks)
-    builder = building_stack(stacks)
+    chain = promotions(stacks, chosen)
+    builder = building_stack(stacks, chosen)
     assert builder is not None, "promotions() refuses a pipeline without a building stack"
     stack, env = builder
     assert env.image.build is not None
@@ -584,8 +655,13 @@ def preview_command(stack: str | None) -> Command:
     return Command(
         "Preview",
         'mkdir -p "$PREVIEWS"\n'
-        f'pulumi preview --stack "$STACK" --policy-pack {POLICY_PACK} --json '
-        '--event-log "$PREVIEWS/$STACK.events.jsonl" > "$PREVIEWS/$STACK.json"\n',
+        f'if ! pulumi preview --stack "$STACK" --policy-pack {POLICY_PACK} --json '
+        '--event-log "$PREVIEWS/$STACK.events.jsonl" > "$PREVIEWS/$STACK.json"; then\n'
+        # --json puts the engine's errors in the file, not on stderr: without this the job's log says nothing.
+        '  echo "::error::pulumi preview of $STACK failed; its diagnostics:"\n'
+        '  tail -c 8000 "$PREVIEWS/$STACK.json"\n'
+        "  exit 1\n"
+        "fi\n",
         # The event log carries the policy pack's violations, which --json leaves out. The CLI only accepts
         # --event-log with PULUMI_DEBUG_COMMANDS set (3.260: "unknown flag" otherwise).
         {**state, "PREVIEWS": PREVIEW_DIRECTORY, "PULUMI_DEBUG_COMMANDS": "true"},

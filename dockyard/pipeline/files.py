@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from dockyard.model.config import EnvironmentConfig
@@ -21,9 +21,12 @@ LOCATIONS: dict[CiSystem, tuple[str, ...]] = {
 }
 
 
-def pipeline_files(stacks: Mapping[str, EnvironmentConfig], ci: CiConfig) -> dict[str, str]:
-    """File contents by repository path for each chosen CI system, all rendered from one pipeline model."""
-    pipeline = derive_pipeline(stacks)
+def pipeline_files(
+    stacks: Mapping[str, EnvironmentConfig], ci: CiConfig, chosen: Collection[str] | None = None
+) -> dict[str, str]:
+    """File contents by repository path for each chosen CI system, all rendered from one pipeline model of the
+    ``chosen`` stacks (default: the GitHub-enabled ones)."""
+    pipeline = derive_pipeline(stacks, chosen)
     files: dict[str, str] = {}
     python = image("python")
     for system in ci.systems:

@@ -34,6 +34,8 @@ from dockyard.pipeline.model import (
     COMMENT_JOB,
     COSIGN_VERSION,
     IMAGE_REF,
+    INSTALL_PROJECT,
+    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -79,6 +81,7 @@ PERMISSION_REASONS: dict[tuple[str, str], str] = {
     ("id-token", "write"): "OIDC token for keyless cosign signing and the provenance attestation",
     ("attestations", "write"): "store the build provenance attestation",
     ("pull-requests", "write"): "create or update the one preview summary comment",
+    ("contents", "write"): "commit the promoted stack file to the default branch",
 }
 #: The reason written instead when a cloud registry's OIDC login is what the token is for (too).
 CLOUD_ID_TOKEN_REASON = "OIDC token for the cloud registry login (and keyless signing, provenance where signed)"
@@ -105,6 +108,11 @@ def _value(value: EnvValue, pipeline: Pipeline) -> str:
         return keyless_identity(pipeline.repository, pipeline.default_branch)
     if value == CiFact.SIGNING_ISSUER:
         return GITHUB_OIDC_ISSUER
+    if value == CiFact.PIPELINE_URL:
+        return _expr("github.server_url") + "/" + _expr("github.repository") + "/actions/runs/" + _expr("github.run_id")
+    if value == CiFact.PUSH_REMOTE:
+        # The job token (contents: write) for this push only: the checkout never persists it in .git/config.
+        return "https://x-access-token:" + _expr("github.token") + "@github.com/" + _expr("github.repository") + ".git"
     return value
 
 
@@ -143,7 +151,7 @@ def _python_and_pulumi() -> list[Step]:
         {"name": "Install Pulumi CLI", "uses": uses("pulumi/actions"), "with": {"pulumi-version": PULUMI_CLI_VERSION}},
         {
             "name": "Install the Pulumi program and dockyard",
-            "run": "python -m venv .venv\n.venv/bin/python -m pip install --no-cache-dir .\n",
+            "run": INSTALL_PROJECT,
         },
     ]
 
@@ -480,7 +488,7 @@ def _stack_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
         # Its secrets, and in prod its required reviewers and wait timer, gate this job.
         "environment": job.environment,
         "concurrency": _one_update_at_a_time(job.stack),
-        "permissions": _program_permissions(registry),
+        "permissions": {**_program_permissions(registry), **({"contents": "write"} if job.pushes else {})},
         "steps": [
             _checkout(),
             *_python_and_pulumi(),
@@ -542,7 +550,7 @@ def preview_workflow(pipeline: Pipeline) -> Document:
     summary_steps: list[Step] = [
         _checkout(),
         _setup_python(),
-        {"name": "Install dockyard", "run": "python -m pip install --no-cache-dir .\n"},
+        {"name": "Install dockyard", "run": PIP_INSTALL + "\n"},
         {
             "name": "Collect the previews",
             "uses": uses("actions/download-artifact"),

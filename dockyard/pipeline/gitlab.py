@@ -18,6 +18,7 @@ from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
     BUILD_JOB,
     IMAGE_REF_ENV,
+    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -54,6 +55,10 @@ PUBLISH = "printf '" + IMAGE_REF_ENV + '=%s\\n\' "${variable}" > ' + IMAGE_REF_F
 
 
 def _fact(fact: CiFact) -> str:
+    if fact == CiFact.PUSH_REMOTE:
+        return "origin"
+    if fact == CiFact.PIPELINE_URL:
+        return '"$CI_PIPELINE_URL"'
     if fact == CiFact.SIGNING_IDENTITY:
         # Fulcio's GitLab identity: the pipeline file of this project on the default branch.
         return '"$CI_SERVER_URL/$CI_PROJECT_PATH//.gitlab-ci.yml@refs/heads/$CI_DEFAULT_BRANCH"'
@@ -165,7 +170,7 @@ def _previews(pipeline: Pipeline, python_image: str) -> dict[str, Any]:
             "rules": [{"if": CHANGE_RULE, "when": "always"}],
             "needs": [{"job": PREVIEW_JOB, "artifacts": True}],
             "timeout": "10 minutes",
-            "script": ["python -m pip install --no-cache-dir .\n", block(summary_command(), _fact)],
+            "script": [PIP_INSTALL + "\n", block(summary_command(), _fact)],
             # Shown on the merge request; posting a note would need a write token in a job that ran its code.
             "artifacts": {"paths": [PREVIEW_SUMMARY], "expose_as": "preview summary", "expire_in": "7 days"},
         },

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
+    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -53,8 +54,12 @@ def credential_id(stack: str, secret: str) -> str:
     return f"{stack}-{secret.lower().replace('_', '-')}"
 
 
-def _fact(fact: CiFact) -> str:  # pragma: no cover - the key pair replaces every keyless fact
-    raise AssertionError(f"{fact}: Jenkins signs with a key pair, no keyless identity")
+def _fact(fact: CiFact) -> str:
+    if fact == CiFact.PUSH_REMOTE:
+        return "origin"
+    if fact == CiFact.PIPELINE_URL:
+        return '"$BUILD_URL"'
+    raise AssertionError(f"{fact}: Jenkins signs with a key pair, no keyless identity")  # pragma: no cover
 
 
 def groovy(text: str) -> str:
@@ -213,7 +218,7 @@ def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> 
         "    options { timeout(time: 10, unit: 'MINUTES') }",
         "    steps {",
         *(f"        unstash {groovy('preview-' + stack)}" for stack in pipeline.previews),
-        f"        {_sh('Install dockyard', 'python -m pip install --no-cache-dir .' + chr(10))}",
+        f"        {_sh('Install dockyard', PIP_INSTALL + chr(10))}",
         f"        {_sh('Summarize', block(summary_command(), _fact))}",
         f"        archiveArtifacts artifacts: {groovy(PREVIEW_SUMMARY)}",
         "    }",

@@ -43,6 +43,14 @@ PREVIEW_DIRECTORY = "previews"
 PREVIEW_SUMMARY = "pr-summary.md"
 #: The component a building stack's image is: the build job targets it and its children, the deploy excludes them.
 APP_IMAGE_TYPE = "dockyard:index:AppImage"
+#: What every job installs: the components distribution is served by no package index, so it is named beside the
+#: project and pip takes the project's requirement ``dockyard-components==<version>`` from that directory.
+PIP_INSTALL = "python -m pip install --no-cache-dir ./components ."
+#: The program and ``dockyard`` in ``.venv``, as the jobs that run ``pulumi`` need them (Pulumi.yaml names it).
+INSTALL_PROJECT = "python -m venv .venv\n.venv/bin/" + PIP_INSTALL + "\n"
+#: The component of every stack's registry: the build targets it with the image, since the image's credential
+#: check (a child of it) must exist before the image is built with that credential.
+REGISTRY_TYPE = "dockyard:index:ContainerRegistry"
 #: The stack output (``__main__``) that names the digest a stack serves.
 IMAGE_REF_OUTPUT = "image_ref"
 #: The one value handed between delivery jobs: the digest-pinned reference the build job pushed.
@@ -122,6 +130,11 @@ class CiFact(StrEnum):
 
     SIGNING_IDENTITY = "signing-identity"
     SIGNING_ISSUER = "signing-issuer"
+    #: The address of this pipeline run: a promotion's commit names it.
+    PIPELINE_URL = "pipeline-url"
+    #: Where a promotion pushes its commit: the checkout's ``origin`` where the CI system's checkout may push (GitLab
+    #: with the job token allowed to push, CircleCI's and Jenkins' checkout keys), else an address with a token.
+    PUSH_REMOTE = "push-remote"
 
 
 EnvValue = str | Secret | Variable | ImageOutput | CiFact
@@ -233,6 +246,8 @@ class Job:
     fetches: tuple[str, ...] = ()
     #: One update of ``stack`` at a time across runs; a queued one waits instead of cancelling a running one.
     serialized: bool = False
+    #: The job commits its stack's file to the default branch (a promotion): it pushes with the CI system's token.
+    pushes: bool = False
 
     @property
     def publishes_image(self) -> bool:
@@ -281,3 +296,8 @@ def promote_job_id(stack: str) -> str:
 def image_urn_pattern(stack: str) -> str:
     """``pulumi up --target/--exclude`` pattern: the stack's AppImage and every resource under it, in any project."""
     return f"urn:pulumi:{stack}::*::{APP_IMAGE_TYPE}**"
+
+
+def registry_urn_pattern(stack: str) -> str:
+    """``pulumi up --target`` pattern: the stack's ContainerRegistry and its children (the credential check)."""
+    return f"urn:pulumi:{stack}::*::{REGISTRY_TYPE}**"

@@ -15,6 +15,7 @@ from dockyard.model.registry import AwsLogin, AzureLogin, GcpLogin
 from dockyard.pipeline.model import (
     IMAGE_REF,
     IMAGE_REF_ENV,
+    INSTALL_PROJECT,
     SECRET_REGISTRY_PASSWORD,
     CiFact,
     Command,
@@ -62,7 +63,7 @@ def block(command: Command, facts: Resolve, publish: str | None = None) -> str:
 
 def install_project() -> str:
     """The program and ``dockyard`` in ``.venv`` (Python and the Pulumi CLI come with the runner image)."""
-    return "python -m venv .venv\n.venv/bin/python -m pip install --no-cache-dir .\n"
+    return INSTALL_PROJECT
 
 
 def cloud_login(registry: RegistryLogin, token: str) -> str:

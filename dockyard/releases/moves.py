@@ -20,6 +20,7 @@ from dockyard.model.stack import StackView
 from dockyard.model.strategies import ConfigWrite
 from dockyard.releases import gates
 from dockyard.releases.attestations import AttestationError, attested_verifications
+from dockyard.releases.engine import StackMissingError
 from dockyard.releases.errors import RefusedError, refusing
 from dockyard.releases.gates import PromotionFacts, RegistryAnswer, RollbackFacts
 from dockyard.releases.history import (
@@ -180,6 +181,14 @@ class Releases:
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
+    def _serving(self, stack: str) -> str | None:
+        """The release the stack's last update serves (its ``image_ref`` output); None before its first update."""
+        try:
+            outputs = self.project.engine.read(stack, "stack", "output") or {}
+        except StackMissingError:
+            return None
+        return output_text(outputs, "image_ref")
+
     def _canary(self, stack: str) -> CanaryStrategy:
         strategy = self.project.environment(stack).kubernetes.strategy
         return refusing(f"canary move on {stack}", lambda: strategy.as_canary(stack))
@@ -224,6 +233,9 @@ class Releases:
         path = self.project.stack_file(stack)
         view = self.project.view(stack)
         previous = view.served_image
+        stale = gates.stale_file(stack, previous, self._serving(stack))
+        if stale:
+            raise RefusedError(f"{action} on {stack}", stale)
         fields = {"image": image, **({"from": previous} if previous else {}), "actor": actor(), **record}
         update = StackUpdate(action, stack, path, write, image, previous, record_message(action, **fields))
         outcome = apply_update(

@@ -190,3 +190,25 @@ def test_a_rollback_is_judged_by_the_same_registry_and_trust_gates() -> None:
     ]
     assert all(problem in gates.evaluate(promotion) for problem in refused), "the same words as a promotion's"
     assert gates.evaluate(dataclasses.replace(rollback, registry=RegistryAnswer(True), signature=[])) == []
+
+
+def test_a_stale_stack_file_is_refused_with_one_line() -> None:
+    """A checkout from before a promotion names an older release than the stack serves: moving from it would put
+    the old stable track or the other color back."""
+    old = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
+    served = "127.0.0.1:5443/dockyard/app@sha256:" + "d" * 64
+    (line,) = gates.stale_file("local-prod", old, served)
+    assert line.startswith(f"Pulumi.local-prod.yaml serves {old} but local-prod serves {served}")
+    assert "stale" in line
+
+
+@pytest.mark.parametrize(
+    ("file_serves", "stack_serves"),
+    [
+        ("r@sha256:" + "d" * 64, "r@sha256:" + "d" * 64),  # the file is what the stack serves
+        ("r@sha256:" + "d" * 64, None),  # never deployed: nothing to be stale against
+        (None, "r@sha256:" + "d" * 64),  # a building stack: its file names no release
+    ],
+)
+def test_a_current_or_undeployed_stack_file_passes(file_serves: str | None, stack_serves: str | None) -> None:
+    assert gates.stale_file("local-prod", file_serves, stack_serves) == []

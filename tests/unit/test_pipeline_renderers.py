@@ -16,7 +16,7 @@ from dockyard.model.config import EnvironmentConfig
 from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from dockyard.pipeline.files import pipeline_files
-from dockyard.pipeline.model import Pipeline
+from dockyard.pipeline.model import Pipeline, Secret
 from dockyard.pipeline.pins import IMAGES, PINS, image
 from dockyard.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
 from scripts.generate_workflows import expected_files
@@ -364,3 +364,69 @@ def test_the_program_never_reads_the_ci_keys() -> None:
     document = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert not [key for key in document["config"] if key.startswith("dockyard:")]
     assert read_ci_config(ROOT).systems == list(CiSystem)
+
+
+# --- what running the pipeline on this machine found (tests/engine/test_pipeline_run.py runs it) ---------------------
+
+
+@pytest.mark.parametrize("system", list(READERS))
+def test_every_job_that_installs_the_project_installs_the_components_first(system: str, pipeline: Pipeline) -> None:
+    """No package index serves dockyard-components: each ``pip install`` of the project names ./components too."""
+    installs = [
+        line for job in READERS[system](pipeline).values() for line in job.script.splitlines() if "pip install" in line
+    ]
+    assert installs, "some job installs the project"
+    assert all("./components ." in line for line in installs), installs
+
+
+@pytest.mark.parametrize("system", list(READERS))
+def test_the_build_targets_the_registry_credential_check_with_the_image(system: str, pipeline: Pipeline) -> None:
+    """On a new stack the image build depends on the registry's credential check, a child of ContainerRegistry."""
+    assert '--target "$IMAGE_URN" --target "$REGISTRY_URN"' in READERS[system](pipeline)["build"].script
+    (build,) = pipeline.job("build").commands
+    assert build.env["REGISTRY_URN"] == "urn:pulumi:dev::*::dockyard:index:ContainerRegistry**"
+
+
+def test_verify_gets_the_registry_password(pipeline: Pipeline) -> None:
+    """``dockyard verify`` pulls the image and attests in the registry: it needs the stack's registry password."""
+    verify = next(c for c in pipeline.job("deploy-dev").commands if "dockyard verify" in c.script)
+    assert verify.env.get("GHCR_TOKEN") == Secret("REGISTRY_PASSWORD")
+
+
+def test_a_failed_preview_prints_its_diagnostics(pipeline: Pipeline) -> None:
+    """``pulumi preview --json > file`` keeps the engine's errors in the file: a failed preview prints them."""
+    script = gitlab.document(pipeline, RUNNER, PYTHON)["preview"]["script"][-1]
+    assert 'tail -c 8000 "$PREVIEWS/$STACK.json"' in script
+    assert "exit 1" in script
+
+
+def test_the_generator_renders_any_set_of_stacks_without_editing_files(tmp_path: Path) -> None:
+    """The local chain (github.enabled is false there) rendered into a directory; the project is left as it was."""
+    from scripts.generate_workflows import main
+
+    before = {path: (ROOT / path).read_text() for path in expected_files(ROOT)}
+    assert main(["--stacks", "local,local-staging,local-prod", "--systems", "gitlab", "--out", str(tmp_path)]) == 0
+    assert {path: (ROOT / path).read_text() for path in before} == before
+    document = yaml.safe_load((tmp_path / ".gitlab-ci.yml").read_text())
+    delivery = [
+        job
+        for job, entry in document.items()
+        if isinstance(entry, dict) and entry.get("stage") in ("build", "scan", "supply-chain", "deploy", "promote")
+    ]
+    assert delivery == ["build", "scan", "supply-chain", "deploy-local", "promote-local-staging", "promote-local-prod"]
+    with pytest.raises(Exception, match="no-such-stack"):
+        main(["--stacks", "local,no-such-stack", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("system", list(READERS))
+def test_every_promotion_commits_its_stack_file_naming_the_digest_and_the_pipeline(
+    system: str, pipeline: Pipeline
+) -> None:
+    jobs = READERS[system](pipeline)
+    for job_id in ("promote-staging", "promote-prod"):
+        script = jobs[job_id].script
+        assert 'git add -- "$file"' in script, job_id
+        assert '-m "Promote $STACK to ${IMAGE_REF#*@}"' in script, job_id
+        assert '-m "Pipeline: $PIPELINE_URL"' in script, job_id
+        assert script.index("dockyard promote") < script.index('git push --quiet "$REMOTE"'), job_id
+    assert "git push" not in jobs["deploy-dev"].script, "only promotions write to the repository"

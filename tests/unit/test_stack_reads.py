@@ -33,6 +33,8 @@ from tests.unit.fake_stack import FakeStack
 
 REPO = "127.0.0.1:5443/dockyard/app"
 BUILT = f"{REPO}@sha256:{'b' * 64}"
+#: What the committed local-staging file serves (its placeholder), which its last update served too.
+SERVED = f"{REPO}@sha256:{'0' * 64}"
 STAGING = "local-staging"
 
 
@@ -46,7 +48,9 @@ class FakeEngine:
     def read(self, stack: str, *args: str) -> Any:
         self.runs.append(" ".join(args[:2]))
         if args[:2] == ("stack", "output"):
-            return {"image_ref": BUILT, "namespace": f"dockyard-app-{stack}", "url": "http://app"}
+            # local built BUILT; the target still serves what its file names (the stale-file gate compares them).
+            image = BUILT if stack == "local" else SERVED
+            return {"image_ref": image, "namespace": f"dockyard-app-{stack}", "url": "http://app"}
         if args[:2] == ("stack", "history"):
             return [{"startTime": "2026-12-01T12:00:00Z", "endTime": "2026-12-01T12:01:00Z", "result": "succeeded"}]
         raise AssertionError(f"unexpected engine read {args}")

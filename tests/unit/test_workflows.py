@@ -478,7 +478,8 @@ def test_preview_sections_are_named_by_stack_and_carry_policy_violations(
     the real ``dockyard pr-summary`` loader."""
     jobs = documents["preview.yml"]["jobs"]
     preview = next(s for s in jobs[model.PREVIEW_JOB]["steps"] if s.get("name") == "Preview")
-    command = shlex.split(preview["run"].splitlines()[-1])
+    line = next(line for line in preview["run"].splitlines() if "pulumi preview" in line)
+    command = shlex.split(line.removeprefix("if ! ").removesuffix("; then"))
     upload = next(s for s in jobs[model.PREVIEW_JOB]["steps"] if s.get("uses") == uses("actions/upload-artifact"))
     collect = next(s for s in jobs[model.SUMMARY_JOB]["steps"] if s.get("name") == "Collect the previews")
     summarize = next(s for s in jobs[model.SUMMARY_JOB]["steps"] if s.get("name") == "Summarize")
@@ -603,8 +604,9 @@ EXPECTED_PERMISSIONS = {
         "attestations": "write",
     },
     ("delivery.yml", "deploy-dev"): {"contents": "read"},
-    ("delivery.yml", "promote-staging"): {"contents": "read"},
-    ("delivery.yml", "promote-prod"): {"contents": "read"},
+    # A promotion commits its stack file to the default branch.
+    ("delivery.yml", "promote-staging"): {"contents": "write"},
+    ("delivery.yml", "promote-prod"): {"contents": "write"},
 }
 
 
