@@ -126,7 +126,16 @@ class LocalPipeline:
         home = self.root / "homes" / f"{len(self.runs):02d}-{name}"
         home.mkdir(parents=True)
         env = {**self.runner_env, "HOME": str(home)}
-        args = ["gitlab-ci-local", "--force-shell-executor", "--shell-isolation", "--no-color", *options]
+        # --no-artifacts-to-source: artifacts travel between jobs through .gitlab-ci-local/artifacts, as on GitLab; copied
+        # back into the clone they would overwrite its files (a promoted stack file) as no runner does.
+        args = [
+            "gitlab-ci-local",
+            "--force-shell-executor",
+            "--shell-isolation",
+            "--no-artifacts-to-source",
+            "--no-color",
+            *options,
+        ]
         started = time.monotonic()
         completed = subprocess.run(
             [*args, *jobs],
