@@ -43,7 +43,10 @@ GUARD = Path(__file__).resolve().parent / "scripts" / "build_guard.py"
 LOG_DIR = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "build-logs"
 KEPT_LOGS = 20
 #: Lines that name a failure: Go test failures, compiler and podman errors, the script's own verdicts.
-FAILURE = re.compile(r"--- FAIL|^FAIL\b|^panic:|\berror\b|^Error|refused|unreachable|failed", re.IGNORECASE)
+#: Lines that say what failed; ``x_test.go:12: message`` is a Go test's own reason, under its ``--- FAIL`` line.
+FAILURE = re.compile(
+    r"--- FAIL|^FAIL\b|^panic:|\berror\b|^Error|refused|unreachable|failed|_test\.go:\d+:", re.IGNORECASE
+)
 FIRST_FAILURES = 20
 
 

@@ -272,7 +272,7 @@ def test_a_failed_build_names_the_step_shows_the_first_failures_and_keeps_the_lo
     report = podman_build.failure_report(GO_TEST_FAILURE, log, "r/a", 1)
     assert report.startswith("podman build of r/a failed while running the test stage (exit 1)")
     assert "--- FAIL: TestFirst" in report  # the first failure, 60 lines before the end
-    assert "first failure" in report
+    assert "main_test.go:10: first failure" in report  # the Go test's own reason under its FAIL line
     assert report.endswith(f"full output: {log}")
     assert "Traceback" not in report
 
