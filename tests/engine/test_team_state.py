@@ -162,7 +162,9 @@ def test_two_operators_promoting_at_once(team: Team) -> None:
     newest = history(team.operator(loser), "local-staging")[0]
     assert (newest["action"], newest["actor"], newest["image"]) == ("promote", winner, image)
 
-    # Into two stacks at once: the refused operator goes again, the other promotes elsewhere; both succeed.
+    # Into two stacks at once: the refused operator takes the winner's stack file (as a pull of the promotion's
+    # commit would; from its stale file the move is refused) and goes again, the other promotes elsewhere; both succeed.
+    shutil.copy2(team.operator(winner).stack_file("local-staging"), team.operator(loser).stack_file("local-staging"))
     again = start(team.operator(loser), "promote", "--from", "local", "--to", "local-staging", "--yes")
     elsewhere = start(team.operator(winner), "promote", "--from", "local", "--to", "local-qa", "--yes")
     retried, other = finish(again), finish(elsewhere)
