@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic as dynamic
 
+from dockyard_components.build_memo import build_memo
 from dockyard_components.scripts.build_guard import find_engine
 
 #: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable). Not among
@@ -88,6 +89,16 @@ def failure_report(output: str, log_path: Path, image_name: str, returncode: int
 
 
 def run_build(props: Mapping[str, Any]) -> str:
+    """Build, test and push ``props`` (or reuse the digest a build with the same inputs pushed, when a build memo is
+    set and the registry still holds it); return the pushed manifest digest."""
+    with build_memo(props, REBUILD_KEYS) as memo:
+        digest = _run_script(props, reuse=memo.digest if memo else None)
+        if memo:
+            memo.record(digest)
+        return digest
+
+
+def _run_script(props: Mapping[str, Any], reuse: str | None) -> str:
     """Run ``scripts/podman-build.sh`` for ``props`` under the build guard; return the pushed manifest digest."""
     script = resources.files("dockyard_components").joinpath("scripts/podman-build.sh").read_text()
     password = props.get("password")
@@ -107,6 +118,7 @@ def run_build(props: Mapping[str, Any]) -> str:
         "REGISTRY_LOGIN": "true" if password else "false",
         "CACHE_REPO": props.get("cache_repo") or "",
         "PASSWORD_SOURCE": props.get("password_source") or "",
+        "REUSE_DIGEST": reuse or "",
     }
     log_path = new_log_path(props["image_name"])
     command = [sys.executable, str(GUARD), str(find_engine(os.getpid()) or 0), "--", "bash", "-c", script]

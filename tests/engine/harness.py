@@ -140,6 +140,8 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
         **engine_env(backend),
         # The copy's components, not the checkout's editable install: tests change them in the copy.
         "PYTHONPATH": str(directory / "components"),
+        # One build per app variant per session (tests/conftest.py); a test that needs a real build sets it to "".
+        "DOCKYARD_BUILD_MEMO": os.environ.get("DOCKYARD_TEST_BUILD_MEMO", ""),
         **(extra_env or {}),
     }
     return Workspace(directory, backend, env)

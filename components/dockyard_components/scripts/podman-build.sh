@@ -8,7 +8,8 @@
 #   test stage), PLATFORM, BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER,
 #   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (a repository without a tag that layers are pulled
 #   from and pushed to; empty: the local layer cache only), PASSWORD_SOURCE (where the password is set, named when
-#   the registry refuses it).
+#   the registry refuses it), REUSE_DIGEST (a digest a build with the same inputs pushed: reused when the registry
+#   still holds it; see build_memo.py).
 # From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION,
 # DOCKYARD_BUILD_KEEP_IMAGES (1: keep this build's test-stage image and the older local tags of IMAGE_NAME).
 # Disk: with vfs every image is a full copy, so after a push the test-stage image and the local tags of IMAGE_NAME
@@ -51,6 +52,16 @@ if [ "${REGISTRY_LOGIN:-false}" = true ]; then
     esac
     exit 1
   fi
+fi
+
+if [ -n "${REUSE_DIGEST:-}" ]; then
+  # skopeo reads podman's login and certs.d; a registry that lost the image gets a full build below.
+  if skopeo inspect --raw "docker://$IMAGE_NAME@$REUSE_DIGEST" >/dev/null 2>&1; then
+    log "reusing $IMAGE_NAME@$REUSE_DIGEST, pushed by a build with the same inputs"
+    printf '%s' "$REUSE_DIGEST"
+    exit 0
+  fi
+  log "$IMAGE_NAME@$REUSE_DIGEST is gone from the registry: building again"
 fi
 
 if [ -n "${TEST_TARGET:-}" ]; then

@@ -1,0 +1,86 @@
+"""The build memo with the real build script, podman and the local registry: a second build with the same inputs
+reuses the pushed digest without building; once the registry has lost that digest, the next build runs in full."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dockyard_components import podman_build
+from dockyard_components.build_memo import MEMO_ENV
+from tests.local_services import start_local_services
+
+pytestmark = pytest.mark.timeout(900)
+
+#: The app's shape with trivial steps (a build, a test stage that is never pushed, a runtime copying from it).
+DOCKERFILE = """ARG BUILDER_IMAGE
+ARG RUNTIME_IMAGE
+FROM ${BUILDER_IMAGE} AS build
+COPY main.go /src/app
+FROM build AS test
+RUN test -s /src/app
+FROM ${RUNTIME_IMAGE} AS runtime
+COPY --from=test /src/app /app
+"""
+
+
+def test_a_memo_hit_reuses_the_digest_and_a_lost_digest_builds_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = start_local_services()
+    context = tmp_path / "app"
+    context.mkdir()
+    (context / "Dockerfile").write_text(DOCKERFILE)
+    (context / "main.go").write_text(f"package main // {tmp_path.name}\n")  # unique: a first build always builds
+    monkeypatch.setenv(MEMO_ENV, str(tmp_path / "memo"))
+    monkeypatch.delenv("DOCKYARD_BUILD_NO_CACHE", raising=False)
+    monkeypatch.setattr(podman_build, "LOG_DIR", tmp_path / "logs")
+    registry = env["DOCKYARD_REGISTRY"]
+    props: dict[str, Any] = {
+        "image_name": f"{registry}/dockyard/memo-it",
+        "tags": [f"memo-{tmp_path.name.lower()}"[:120]],
+        "project_dir": str(tmp_path),
+        "context": "app",
+        "dockerfile": "Dockerfile",
+        "target": "runtime",
+        "test_target": "test",
+        "platform": "linux/amd64",
+        "build_args": {"BUILDER_IMAGE": env["DOCKYARD_BUILDER_IMAGE"], "RUNTIME_IMAGE": env["DOCKYARD_RUNTIME_IMAGE"]},
+        "labels": {},
+        "context_hash": tmp_path.name,
+        "registry_server": registry,
+        "username": env["DOCKYARD_REGISTRY_USER"],
+        "password": env["DOCKYARD_REGISTRY_PASSWORD"],
+    }
+
+    def build() -> tuple[str, str]:
+        digest = podman_build.run_build(props)
+        log = max((tmp_path / "logs").glob("*.log"), key=lambda p: p.stat().st_mtime_ns)
+        return digest, log.read_text()
+
+    built, first_log = build()
+    assert "running the test stage" in first_log
+    reused, second_log = build()
+    assert reused == built
+    assert "reusing" in second_log
+    assert "running the test stage" not in second_log
+    assert "STEP" not in second_log
+
+    with httpx.Client(verify=ssl.create_default_context(cafile=env["DOCKYARD_REGISTRY_CA"]), trust_env=False) as http:
+        gone = http.delete(
+            f"https://{registry}/v2/dockyard/memo-it/manifests/{built}",
+            auth=(env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"]),
+        )
+        assert gone.status_code == 202, gone.text
+        rebuilt, third_log = build()
+        http.delete(
+            f"https://{registry}/v2/dockyard/memo-it/manifests/{rebuilt}",
+            auth=(env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"]),
+        )
+    assert "is gone from the registry: building again" in third_log
+    assert "running the test stage" in third_log
+    assert rebuilt == built  # same inputs, same content: the same digest, pushed again
