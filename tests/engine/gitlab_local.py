@@ -114,9 +114,10 @@ class LocalPipeline:
     root: Path
     runs: list[JobRun] = field(default_factory=list)
 
-    def run(self, job: str, *, manual: bool = False, timeout: int = 1800) -> JobRun:
-        """One job (its needs' artifacts from earlier calls), in a fresh HOME; never raises on a failed job."""
-        return self._call([job], ["--manual", job] if manual else [], job, timeout)
+    def run(self, job: str, *, manual: bool = False, options: list[str] | None = None, timeout: int = 1800) -> JobRun:
+        """One job (its needs' artifacts from earlier calls), in a fresh HOME; never raises on a failed job.
+        ``options``: more gitlab-ci-local options (e.g. ``--variable`` for a merge-request pipeline)."""
+        return self._call([job], [*(["--manual", job] if manual else []), *(options or [])], job, timeout)
 
     def run_pipeline(self, timeout: int = 2400) -> JobRun:
         """The whole pipeline in one call, as gitlab-ci-local orders it by ``needs`` (manual jobs wait)."""
