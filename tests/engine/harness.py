@@ -190,6 +190,24 @@ def dockyard(workspace: Workspace, *args: str) -> Result:
     return Result(completed.returncode, completed.stdout, completed.stderr)
 
 
+def succeeded(workspace: Workspace, *args: str) -> Result:
+    """A ``dockyard`` command that must exit 0 (its output, tail first, when it does not)."""
+    result = dockyard(workspace, *args)
+    assert result.returncode == 0, result.output[-6000:]
+    return result
+
+
+def ok(workspace: Workspace, *args: str) -> str:
+    """What a successful ``dockyard`` command printed (stdout and stderr)."""
+    return succeeded(workspace, *args).output
+
+
+def history(workspace: Workspace, stack: str) -> list[dict[str, Any]]:
+    """``dockyard history --json`` of ``stack``: every move, newest first, from the workspace's backend."""
+    entries: list[dict[str, Any]] = succeeded(workspace, "history", "--stack", stack, "--json").json()
+    return entries
+
+
 def kubectl(workspace: Workspace, *args: str, check: bool = True) -> Result:
     """The real ``kubectl`` against the local cluster (the workspace's KUBECONFIG)."""
     completed = subprocess.run(
@@ -231,6 +249,54 @@ def live_specs(workspace: Workspace, stack: str) -> dict[str, dict[str, Any]]:
     return {name: declared(d)["spec"] for name, d in live(workspace, stack, "deployments").items()}
 
 
+#: The digest the committed promoted stacks deploy until a first promotion: no registry holds it.
+PLACEHOLDER = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
+
+
+def short(image: str) -> str:
+    """The first 12 hex digits of an image's digest, as the moves' reports show it."""
+    return image.split("@")[1][:19]
+
+
+def replicas(workspace: Workspace, stack: str) -> dict[str, int]:
+    """Ready pods per live Deployment (what the rollout reached, not only what was asked for)."""
+    deployments = live(workspace, stack, "deployments").items()
+    return {name: d["status"].get("readyReplicas", 0) for name, d in deployments if d["spec"]["replicas"]}
+
+
+def images(workspace: Workspace, stack: str) -> dict[str, str]:
+    """The image of each live Deployment of ``stack``, by name."""
+    deployments = live(workspace, stack, "deployments").items()
+    return {name: d["spec"]["template"]["spec"]["containers"][0]["image"] for name, d in deployments}
+
+
+def objects(workspace: Workspace, stack: str) -> dict[str, dict[str, Any]]:
+    """The declared Deployments and Services of a stack, by kind/name."""
+    return {
+        f"{kind}/{name}": declared(obj)
+        for kind in ("deployments", "services")
+        for name, obj in live(workspace, stack, kind).items()
+    }
+
+
+#: What a blue-green switch changes on the live objects (:func:`changed`): the Services' selectors, nothing else.
+SWITCH_CHANGES = {
+    "services/dockyard-app": {"spec.selector.dockyard.dev/track"},
+    "services/dockyard-app-preview": {"spec.selector.dockyard.dev/track"},
+}
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, set[str]]:
+    """Per object, the dotted paths whose values differ."""
+
+    def paths(old: Any, new: Any, prefix: str = "") -> set[str]:
+        if isinstance(old, dict) and isinstance(new, dict):
+            return {p for key in old.keys() | new.keys() for p in paths(old.get(key), new.get(key), f"{prefix}{key}.")}
+        return set() if old == new else {prefix.rstrip(".")}
+
+    return {name: found for name in before.keys() | after.keys() if (found := paths(before.get(name), after.get(name)))}
+
+
 def deployment_images(workspace: Workspace, stack: str) -> set[str]:
     """The images of ``stack``'s live Deployments."""
     return {
@@ -240,9 +306,10 @@ def deployment_images(workspace: Workspace, stack: str) -> set[str]:
     }
 
 
-def deploy_local_stacks(workspace: Workspace) -> Workspace:
-    """``pulumi up`` of local (build, push, deploy) and local-staging (its placeholder digest) on the local cluster."""
-    for stack in ("local", "local-staging"):
+def deploy_local_stacks(workspace: Workspace, *more: str) -> Workspace:
+    """``pulumi up`` of local (build, push, deploy), local-staging and ``more`` stacks (with their placeholder
+    digests) on the local cluster."""
+    for stack in ("local", "local-staging", *more):
         workspace.init(stack)
         workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
     return workspace
@@ -261,6 +328,16 @@ def set_stack_config(workspace: Workspace, stack: str, path: list[str], value: A
     else:
         node[last] = value
     stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def release(workspace: Workspace, *, health_fail: bool = False) -> str:
+    """Build local (with ``HEALTH_FAIL=true``: a /health that answers 503) and return its digest."""
+    set_stack_config(
+        workspace, "local", ["image", "build", "buildArgs", "HEALTH_FAIL"], "true" if health_fail else None
+    )
+    workspace.pulumi("up", "--stack", "local", "--yes", "--skip-preview", timeout=2400)
+    image: str = workspace.outputs("local")["image_ref"]
+    return image
 
 
 def commit_sources(workspace: Workspace, committed: datetime) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,76 +16,33 @@ import yaml
 from dockyard.pipeline import pr_summary
 from dockyard.releases.ledger import Check, Ledger, Verification
 from tests.engine.harness import (
-    Result,
+    PLACEHOLDER,
+    SWITCH_CHANGES,
     Workspace,
     attest_verification,
+    changed,
     commit_sources,
-    declared,
     deployment_images,
     dockyard,
-    live,
+    history,
+    images,
     live_specs,
+    objects,
+    ok,
+    release,
+    replicas,
     set_stack_config,
+    short,
+    succeeded,
 )
 
 pytestmark = pytest.mark.engine
 
-PLACEHOLDER = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
 COMMITTED = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 def ledger(workspace: Workspace) -> Ledger:
     return Ledger(workspace.backend / ".dockyard", "dockyard")
-
-
-def short(image: str) -> str:
-    return image.split("@")[1][:19]
-
-
-def replicas(workspace: Workspace, stack: str) -> dict[str, int]:
-    """Ready pods per live Deployment (what the rollout reached, not only what was asked for)."""
-    deployments = live(workspace, stack, "deployments").items()
-    return {name: d["status"].get("readyReplicas", 0) for name, d in deployments if d["spec"]["replicas"]}
-
-
-def images(workspace: Workspace, stack: str) -> dict[str, str]:
-    deployments = live(workspace, stack, "deployments").items()
-    return {name: d["spec"]["template"]["spec"]["containers"][0]["image"] for name, d in deployments}
-
-
-def ok(workspace: Workspace, *args: str) -> str:
-    """What a successful ``dockyard`` command printed (stdout and stderr)."""
-    return succeeded(workspace, *args).output
-
-
-def succeeded(workspace: Workspace, *args: str) -> Result:
-    result = dockyard(workspace, *args)
-    assert result.returncode == 0, result.output[-6000:]
-    return result
-
-
-def history(workspace: Workspace, stack: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = succeeded(workspace, "history", "--stack", stack, "--json").json()
-    return entries
-
-
-def objects(workspace: Workspace, stack: str) -> dict[str, dict[str, Any]]:
-    """The declared Deployments and Services of a stack, by kind/name."""
-    return {
-        f"{kind}/{name}": declared(obj)
-        for kind in ("deployments", "services")
-        for name, obj in live(workspace, stack, kind).items()
-    }
-
-
-def release(workspace: Workspace, *, health_fail: bool = False) -> str:
-    """Build local (with ``HEALTH_FAIL=true``: a /health that answers 503) and return its digest."""
-    set_stack_config(
-        workspace, "local", ["image", "build", "buildArgs", "HEALTH_FAIL"], "true" if health_fail else None
-    )
-    workspace.pulumi("up", "--stack", "local", "--yes", "--skip-preview", timeout=2400)
-    image: str = workspace.outputs("local")["image_ref"]
-    return image
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +149,7 @@ def test_blue_green_promote_switch_and_rollback_on_the_live_services(chain: Work
     switched = ok(chain, "switch", "--stack", "local-prod", "--yes")
     assert "verification of local-prod green track (cluster): passed" in switched
     assert "update app-service: spec.selector" in switched
-    assert changed(after, objects(chain, "local-prod")) == {
-        "services/dockyard-app": {"spec.selector.dockyard.dev/track"},
-        "services/dockyard-app-preview": {"spec.selector.dockyard.dev/track"},
-    }, "a switch changes only the Service selectors"
+    assert changed(after, objects(chain, "local-prod")) == SWITCH_CHANGES, "a switch changes only the Service selectors"
     assert chain.outputs("local-prod")["image_ref"] == good
     idle, served = ledger(chain).verifications("local-prod")[-2:]
     assert (idle.image, idle.track, idle.serving, idle.passed) == (good, "green", False, True)
@@ -242,17 +195,6 @@ def test_blue_green_promote_switch_and_rollback_on_the_live_services(chain: Work
         "switch",
         "promote",
     ]
-
-
-def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, set[str]]:
-    """Per object, the dotted paths whose values differ."""
-
-    def paths(old: Any, new: Any, prefix: str = "") -> set[str]:
-        if isinstance(old, dict) and isinstance(new, dict):
-            return {p for key in old.keys() | new.keys() for p in paths(old.get(key), new.get(key), f"{prefix}{key}.")}
-        return set() if old == new else {prefix.rstrip(".")}
-
-    return {name: found for name in before.keys() | after.keys() if (found := paths(before.get(name), after.get(name)))}
 
 
 # --- metrics ----------------------------------------------------------------------------------------------------
