@@ -76,3 +76,11 @@ def cli_runs_the_copy(workspace_directory: Path, env: dict[str, str]) -> None:
     """Make the ``dockyard`` CLI of ``env`` import the workspace copy's code, as the program does, rather than
     whatever checkout the virtualenv's editable install points at."""
     env["PYTHONPATH"] = os.pathsep.join([str(workspace_directory), str(workspace_directory / "components")])
+
+
+def start_postgres() -> dict[str, str]:
+    """The local services' PostgreSQL (``start postgres`` is idempotent), and its ``env`` exports."""
+    started = subprocess.run([str(SERVICES), "start", "postgres"], capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    printed = subprocess.run([str(SERVICES), "env"], capture_output=True, text=True, timeout=60, check=True)
+    return parse_exports(printed.stdout)

@@ -6,7 +6,8 @@ generator's ``.gitlab-ci.yml`` for ``local,local-staging,local-prod``. Jobs run 
 gitlab-ci-local call, each with a fresh empty ``HOME`` and only the environment a runner would have (``env -i``):
 the runner's tools on PATH (the engine, cosign and syft, podman), the registry's CA, and a wheelhouse as the runner's
 package index. Secrets and settings are the CI/CD variables of ``.gitlab-ci-local-variables.yml`` (untracked),
-scoped like GitLab's: the registry password, the passphrase, the backend, the kubeconfig as a File variable.
+scoped like GitLab's: the registry password, the passphrase, the backend (the team's PostgreSQL: its URL, and its
+password file as a File variable), the kubeconfig as a File variable.
 
 What stands in, said plainly: ``trivy`` is a script that scans nothing (no scanner is built on this machine yet,
 issue 26), and ``id_tokens``, protected variables, ``timeout`` and ``resource_group`` are not modelled by
@@ -159,7 +160,20 @@ class LocalPipeline:
         return git(self.directory, "rev-parse", "HEAD").strip()
 
 
-def scratch_pipeline(root: Path, services: dict[str, str], backend: Path) -> LocalPipeline:
+@dataclass(frozen=True)
+class Backend:
+    """The team's state backend as CI/CD variables hold it: the engine's URL and, for PostgreSQL, its password file."""
+
+    url: str
+    passfile: str | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process outside the pipeline (the test reading outputs) needs to use it."""
+        return {"PULUMI_BACKEND_URL": self.url, **({"PGPASSFILE": self.passfile} if self.passfile else {})}
+
+
+def scratch_pipeline(root: Path, services: dict[str, str], backend: Backend) -> LocalPipeline:
     """The project's tracked files (as they are in the checkout) in a clone of a fresh bare repository, with the
     generator's pipeline for the local chain, the namespaces of this test's own, and the CI/CD variables."""
     origin = root / "origin.git"
@@ -232,7 +246,7 @@ def scratch_pipeline(root: Path, services: dict[str, str], backend: Path) -> Loc
     pipeline = LocalPipeline(directory, origin, runner_env, root)
     pipeline.commit("The local chain's pipeline")
     # The team's one-time bootstrap: the stacks exist in the backend before any pipeline runs.
-    state = {**runner_env, "HOME": str(root), "PULUMI_BACKEND_URL": f"file://{backend}"}
+    state = {**runner_env, "HOME": str(root), **backend.env}
     for stack in LOCAL_CHAIN:
         _run(
             ["pulumi", "stack", "init", stack, "--secrets-provider", "passphrase", "--non-interactive"],
@@ -244,12 +258,18 @@ def scratch_pipeline(root: Path, services: dict[str, str], backend: Path) -> Loc
     return pipeline
 
 
-def _write_variables(path: Path, services: dict[str, str], backend: Path) -> None:
+def _write_variables(path: Path, services: dict[str, str], backend: Backend) -> None:
     """The CI/CD variables, as a project's settings hold them (secrets never in the repository)."""
     variables = {
         "REGISTRY_PASSWORD": services["DOCKYARD_REGISTRY_PASSWORD"],
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-        "PULUMI_BACKEND_URL": f"file://{backend}",
+        "PULUMI_BACKEND_URL": backend.url,
+        # pgpass: the database password, never in the URL or a job's command line.
+        **(
+            {"PGPASSFILE": {"type": "file", "values": {"*": Path(backend.passfile).read_text()}}}
+            if backend.passfile
+            else {}
+        ),
         # A File variable: the job sees a path to a copy of the kubeconfig.
         "KUBECONFIG": {"type": "file", "values": {"*": Path(services["KUBECONFIG"]).read_text()}},
     }

@@ -17,14 +17,14 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.engine.gitlab_local import LocalPipeline, git, scratch_pipeline
-from tests.engine.harness import LOCAL_CONTEXT, engine_env
+from tests.engine.gitlab_local import Backend, LocalPipeline, git, scratch_pipeline
+from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION
 from tests.engine.served_watch import NamespaceWatch, watch_served
+from tests.team_postgres import start_postgres
 
 # The module's fixture runs the whole push pipeline (about 12 min on 2 busy cores) inside the first test's setup.
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
@@ -39,7 +39,7 @@ LIVE_SERVICE = "dockyard-app"
 @dataclass
 class Delivered:
     pipeline: LocalPipeline
-    backend: Path
+    backend: Backend
     services: dict[str, str]
     image_ref: str
     seconds: float
@@ -49,7 +49,12 @@ def _stack_output(delivered: Delivered, stack: str, key: str) -> str:
     completed = subprocess.run(
         ["pulumi", "stack", "output", key, "--stack", stack, "--non-interactive"],
         cwd=delivered.pipeline.directory,
-        env={**delivered.pipeline.runner_env, **engine_env(delivered.backend), "HOME": str(delivered.pipeline.root)},
+        env={
+            **delivered.pipeline.runner_env,
+            **delivered.backend.env,
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "HOME": str(delivered.pipeline.root),
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -72,8 +77,11 @@ def _kubectl_json(services: dict[str, str], *args: str) -> Any:
 @pytest.fixture(scope="module")
 def delivered(engine: str, local_services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Delivered:
     root = tmp_path_factory.mktemp("pipeline")
-    backend = root / "state"
-    backend.mkdir()
+    # The team's state: the local services' PostgreSQL, in a table of this module's own.
+    postgres = start_postgres()
+    backend = Backend(
+        f"{postgres['DOCKYARD_POSTGRES_URL']}&table={SESSION}_pipeline", postgres["DOCKYARD_POSTGRES_PASSFILE"]
+    )
     pipeline = scratch_pipeline(root, local_services, backend)
     started = time.monotonic()
     for job in PUSH_JOBS:

@@ -31,7 +31,6 @@ from dockyard.releases.ledger import Check, Verification
 from dockyard.releases.records import PostgresRecords
 from tests.engine.harness import (
     PLACEHOLDER,
-    PROJECT,
     SESSION,
     SWITCH_CHANGES,
     Result,
@@ -50,8 +49,7 @@ from tests.engine.harness import (
     short,
     succeeded,
 )
-from tests.local_services import SERVICES, parse_exports
-from tests.team_postgres import cli_runs_the_copy
+from tests.team_postgres import cli_runs_the_copy, start_postgres
 
 pytestmark = pytest.mark.engine
 
@@ -69,14 +67,6 @@ class Team:
 
     def operator(self, actor: str) -> Workspace:
         return self.alice if actor == ALICE else self.bob
-
-
-def start_postgres() -> dict[str, str]:
-    """The local services' PostgreSQL (``start postgres`` is idempotent), and its ``env`` exports."""
-    started = subprocess.run([str(SERVICES), "start", "postgres"], capture_output=True, text=True, timeout=300)
-    assert started.returncode == 0, started.stderr
-    printed = subprocess.run([str(SERVICES), "env"], capture_output=True, text=True, timeout=60, check=True)
-    return parse_exports(printed.stdout)
 
 
 def operator_env(local_services: dict[str, str], url: str, passfile: str, actor: str) -> dict[str, str]:
