@@ -49,6 +49,7 @@ from tests.engine.harness import (
     short,
     succeeded,
 )
+from tests.stacks import PROJECT
 from tests.team_postgres import cli_runs_the_copy, start_postgres
 
 pytestmark = pytest.mark.engine
