@@ -103,7 +103,8 @@ class SigningTools:
             raise RuntimeError("SigningTools is used outside its `with` block")
         return self._directory
 
-    def _environment(self) -> dict[str, str]:
+    def environment(self) -> dict[str, str]:
+        """The tools' environment: the private docker config, the CA bundle, the key (for the scanner too)."""
         environment = {
             **os.environ,
             "DOCKER_CONFIG": str(self.directory),
@@ -127,7 +128,7 @@ class SigningTools:
         try:
             result = subprocess.run(
                 args,
-                env=self._environment(),
+                env=self.environment(),
                 capture_output=True,
                 text=True,
                 timeout=TOOL_TIMEOUT_SECONDS,
