@@ -23,7 +23,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi.dynamic as dynamic
 
-from dockyard_components.cosign import TOOL_TIMEOUT_SECONDS, SigningTools, tool
+from dockyard_components.cosign import TOOL_TIMEOUT_SECONDS, CosignError, SigningTools, tool
 
 #: What fails a build or a promotion unless configured otherwise.
 SEVERITIES: tuple[str, ...] = ("HIGH", "CRITICAL")
@@ -86,14 +86,10 @@ def refusal(image_ref: str, found: Sequence[Finding]) -> str:
     return f"{image_ref} is vulnerable: " + "; ".join(finding.line() for finding in found)
 
 
-def trivy_image_args(
-    image_ref: str, *, db_repository: str, severities: Sequence[str], cache_dir: str, output: str
-) -> list[str]:
-    """The ``trivy image`` arguments every scan uses: the program's, the CLI's and the generated pipelines'."""
+def trivy_settings(*, db_repository: str, severities: Sequence[str]) -> list[str]:
+    """The scanner settings every scan uses, the program's, the CLI's and the generated pipelines': what is scanned
+    for, what refuses (with :data:`FINDINGS_EXIT_CODE`), which DB; no update checks or telemetry."""
     return [
-        "image",
-        "--image-src",
-        "remote",
         "--scanners",
         "vuln",
         "--severity",
@@ -102,17 +98,47 @@ def trivy_image_args(
         str(FINDINGS_EXIT_CODE),
         "--db-repository",
         db_repository,
-        "--cache-dir",
-        cache_dir,
         "--skip-version-check",
         "--disable-telemetry",
         "--no-progress",
+    ]
+
+
+def trivy_image_args(
+    image_ref: str, *, db_repository: str, severities: Sequence[str], cache_dir: str, output: str
+) -> list[str]:
+    """``trivy image`` of a pushed digest, read from the registry, into a fresh cache; the JSON report to ``output``."""
+    return [
+        "image",
+        "--image-src",
+        "remote",
+        *trivy_settings(db_repository=db_repository, severities=severities),
+        "--cache-dir",
+        cache_dir,
         "--format",
         "json",
         "--output",
         output,
         image_ref,
     ]
+
+
+def scan_script(target: str, *, db_repository: str, severities: Sequence[str], report: str) -> str:
+    """The shell of a pipeline's scan step (``target``: ``"$IMAGE_REF"`` with ``--image-src remote``, or ``--input
+    image.tar``), judged as the program judges: exit 0 passes, :data:`FINDINGS_EXIT_CODE` is "vulnerable" (the
+    findings as a table), anything else is "scanner unavailable"."""
+    settings = " ".join(trivy_settings(db_repository=db_repository, severities=severities))
+    gating = " or ".join(severities)
+    return (
+        "rc=0\n"
+        f"trivy image {settings} --format json --output {report} {target} || rc=$?\n"
+        'case "$rc" in\n'
+        f'  0) echo "no {gating} vulnerability" ;;\n'
+        f"  {FINDINGS_EXIT_CODE}) trivy convert --format table {report}\n"
+        f'     echo "vulnerable: {gating} findings above (vulnerability, package, fixed version)" >&2; exit 1 ;;\n'
+        '  *) echo "scanner unavailable: trivy exited $rc (never read as a pass)" >&2; exit 1 ;;\n'
+        "esac\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -161,7 +187,7 @@ def scan(
     :class:`ScannerUnavailableError` when trivy itself failed."""
     try:
         trivy = tool("trivy")
-    except Exception as error:  # CosignError: not installed
+    except CosignError as error:  # not installed
         raise ScannerUnavailableError(f"scanner unavailable: {error}") from None
     cache = tools.directory / "trivy-cache"  # fresh per scan: the DB as the repository holds it now
     output = tools.directory / "trivy-report.json"

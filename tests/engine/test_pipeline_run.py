@@ -3,8 +3,8 @@ new user's push would: build (with the app's test stage) → scan → supply cha
 local-staging (the canary walked) → promote local-prod (the manual job) → switch, each promotion committed back.
 Then a push with a broken app test: the build fails and nothing after it runs or changes.
 
-What stands in (tests/engine/gitlab_local.py): trivy is a script that scans nothing (no scanner is built here yet,
-issue 26); gitlab-ci-local does not model id_tokens, protected variables, timeouts or resource groups.
+The scan job runs the real trivy against the local registry's offline vulnerability DB (tests/engine/gitlab_local.py);
+gitlab-ci-local does not model id_tokens, protected variables, timeouts or resource groups.
 """
 
 from __future__ import annotations
