@@ -124,9 +124,11 @@ class SigningTools:
             environment["COSIGN_PASSWORD"] = self.key_password or ""
         return environment
 
-    def _run(self, step: str, args: list[str]) -> str:
+    def execute(self, step: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a tool in :meth:`environment`, unattended; the caller judges its exit code. A timeout is a
+        :class:`CosignError` naming ``step``."""
         try:
-            result = subprocess.run(
+            return subprocess.run(
                 args,
                 env=self.environment(),
                 capture_output=True,
@@ -137,6 +139,9 @@ class SigningTools:
             )
         except subprocess.TimeoutExpired:
             raise CosignError(f"{step} took over {TOOL_TIMEOUT_SECONDS}s") from None
+
+    def _run(self, step: str, args: list[str]) -> str:
+        result = self.execute(step, args)
         if result.returncode != 0:
             raise CosignError(f"{step} failed (exit {result.returncode}): {self._reason(result.stderr)}")
         return result.stdout

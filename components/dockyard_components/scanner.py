@@ -14,20 +14,20 @@ The result, trivy's JSON report wrapped as a cosign vulnerability predicate, is 
 # as live types to infer the schema other languages use.
 
 import json
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 import pulumi
 import pulumi.dynamic as dynamic
 
-from dockyard_components.cosign import TOOL_TIMEOUT_SECONDS, CosignError, SigningTools, tool
+from dockyard_components.cosign import CosignError, SigningTools, tool
 
+Severity = Literal["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
 #: What fails a build or a promotion unless configured otherwise.
-SEVERITIES: tuple[str, ...] = ("HIGH", "CRITICAL")
-ALLOWED_SEVERITIES: tuple[str, ...] = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+SEVERITIES: tuple[Severity, ...] = ("HIGH", "CRITICAL")
+ALLOWED_SEVERITIES: tuple[str, ...] = get_args(Severity)
 #: trivy's exit code when it finds vulnerabilities of the gating severities; distinct from 1, its own errors.
 FINDINGS_EXIT_CODE = 5
 #: trivy's own default DB source (online); stacks on this machine name the local registry's.
@@ -78,7 +78,11 @@ def findings(report: Mapping[str, Any]) -> list[Finding]:
         for result in report.get("Results") or []
         for vulnerability in result.get("Vulnerabilities") or []
     }
-    return sorted(found, key=lambda f: (-ALLOWED_SEVERITIES.index(f.severity), f.vulnerability_id, f.package))
+
+    def rank(severity: str) -> int:
+        return ALLOWED_SEVERITIES.index(severity) if severity in ALLOWED_SEVERITIES else 0
+
+    return sorted(found, key=lambda f: (-rank(f.severity), f.vulnerability_id, f.package))
 
 
 def refusal(image_ref: str, found: Sequence[Finding]) -> str:
@@ -197,17 +201,9 @@ def scan(
     )
     started = datetime.now(UTC)
     try:
-        completed = subprocess.run(
-            [trivy, *args],
-            env=tools.environment(),
-            capture_output=True,
-            text=True,
-            timeout=TOOL_TIMEOUT_SECONDS,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise ScannerUnavailableError(f"scanner unavailable: trivy took over {TOOL_TIMEOUT_SECONDS}s") from None
+        completed = tools.execute("trivy image", [trivy, *args])
+    except CosignError as error:  # a timeout
+        raise ScannerUnavailableError(f"scanner unavailable: {error}") from None
     finished = datetime.now(UTC)
     return judge(
         image_ref,

@@ -52,7 +52,7 @@ from dockyard_components.app_spec import ResourceAmounts as ResourceAmounts
 from dockyard_components.app_spec import ResourcesConfig as ResourcesConfig
 from dockyard_components.app_spec import matching
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
-from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES
+from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES, Severity
 from dockyard_components.tiers import Tier as Tier
 
 NAMESPACE = "dockyard"
@@ -212,7 +212,7 @@ class ScanConfig(Model):
         description="OCI repository of trivy's vulnerability DB (--db-repository); the local stacks name the one "
         "scripts/local-vuln-db.sh publishes in the local registry",
     )
-    severities: list[Literal["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"]] = Field(
+    severities: list[Severity] = Field(
         default_factory=lambda: list(SEVERITIES), min_length=1, description="severities that refuse a digest"
     )
 

@@ -135,7 +135,7 @@ def test_scan_runs_trivy_with_the_registry_login_and_judges_its_report(
         return subprocess.CompletedProcess(args, FINDINGS_EXIT_CODE, "", "")
 
     monkeypatch.setattr(scanner, "tool", lambda name: f"/bin/{name}")
-    monkeypatch.setattr(scanner.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     with SigningTools("127.0.0.1:5443", "u", "sentinel-password", None) as tools:
         with pytest.raises(VulnerableImageError, match="CVE-2025-30204"):
             scanner.scan(tools, IMAGE, db_repository="r/db:2")
