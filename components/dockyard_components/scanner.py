@@ -260,9 +260,11 @@ def judge(
 
 
 def _reason(stderr: str) -> str:
+    """trivy's last FATAL or ERROR line with what follows it (its causes), on one line."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if "FATAL" in line or "ERROR" in line or "rror" in line]
-    return (errors or lines or ["no output"])[-1][:400]
+    marked = [n for n, line in enumerate(lines) if "FATAL" in line or "ERROR" in line]
+    start = marked[-1] if marked else max(len(lines) - 1, 0)
+    return " ".join(lines[start:])[:600] or "no output"
 
 
 class TrivyScanProvider(dynamic.ResourceProvider):
