@@ -70,8 +70,9 @@ def _sbom_summary(sbom: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, Any]:
-    """SBOM → attest → verify it, beside sign → verify it, for ``props['image_ref']``. Returns the outputs (never a
-    secret). The signature does not need the SBOM, so it is made while syft (the slow step) reads the image."""
+    """SBOM → attest → verify it, beside sign → verify it, for ``props['image_ref']``; then, given a passed scan's
+    ``vulnerability_report``, its ``vuln`` attestation → verify it. Returns the outputs (never a secret). The signature
+    does not need the SBOM, so it is made while syft (the slow step) reads the image."""
     image = props["image_ref"]
 
     def sign_and_verify() -> None:
