@@ -11,6 +11,7 @@ from dockyard_components.github_ci import CiPipeline
 from dockyard_components.image import AppImage
 from dockyard_components.kubernetes_app import KubernetesApp
 from dockyard_components.registry import ContainerRegistry
+from dockyard_components.scanner import ScannedImage
 from dockyard_components.signing import SignedImage
 
 stack = stack_config.load()
@@ -22,8 +23,15 @@ registry = ContainerRegistry("registry", wiring.registry_args(stack))
 # Build once: only building stacks (local, dev) create an image; the others deploy a promoted digest.
 image = AppImage("image", wiring.image_args(stack, registry)) if stack.env.image.build else None
 release = image.ref if image else wiring.promoted_image(stack)
-# What was built and tested is what is signed: SBOM, signature and SBOM attestation of the pushed digest.
-signed = SignedImage("signed", wiring.signing_args(stack, registry, image.ref)) if image and stack.env.signing else None
+# A stack that requires a scan scans the pushed digest first: a HIGH or CRITICAL finding fails the update here.
+scan = stack.env.signing.scan if stack.env.signing else None
+scanned = ScannedImage("scanned", wiring.scan_args(stack, registry, image.ref)) if image and scan else None
+# What was built, tested and scanned is what is signed: SBOM, signature, SBOM (and scan) attestations of the digest.
+signed = (
+    SignedImage("signed", wiring.signing_args(stack, registry, image.ref, scanned))
+    if image and stack.env.signing
+    else None
+)
 
 app = KubernetesApp(
     "app",
@@ -43,3 +51,5 @@ pulumi.export("url", app.url)
 if signed:
     pulumi.export("signature_ref", signed.signature_ref)
     pulumi.export("sbom_attestation_ref", signed.sbom_attestation_ref)
+    if scanned:
+        pulumi.export("vulnerability_attested", signed.vulnerability_attested)

@@ -1,11 +1,15 @@
 // Command dockyard-app is the sample service that the Dockyard pipeline builds,
-// pushes and deploys. It uses the Go standard library only.
+// pushes and deploys. Its one dependency, github.com/golang-jwt/jwt/v4, reads bearer tokens on
+// /whoami; its version is a build argument so that tests can build a release that the scanner
+// must refuse (Dockerfile: JWT_VERSION).
 //
 // Endpoints:
 //
 //	GET /health  200 {"status":"ok","version":...}
 //	             503 {"status":"fail",...} when built with -X main.healthFail=true
 //	GET /        200 {"message":"hello from dockyard-app","version":...}
+//	GET /whoami  200 {"subject":...} for an HS256 bearer token signed with $APP_TOKEN_KEY;
+//	             401 for any other token; 404 when APP_TOKEN_KEY is not set
 //
 // Modes:
 //
@@ -50,6 +54,8 @@ const (
 type config struct {
 	Version    string
 	HealthFail bool
+	// TokenKey verifies the bearer tokens of /whoami (HS256); empty: /whoami is not served.
+	TokenKey []byte
 }
 
 // resolveConfig combines the build-time values with the environment.
@@ -65,7 +71,7 @@ func resolveConfig(getenv func(string) string) config {
 		v = "dev"
 	}
 	fail, _ := strconv.ParseBool(healthFail)
-	return config{Version: v, HealthFail: fail}
+	return config{Version: v, HealthFail: fail, TokenKey: []byte(getenv("APP_TOKEN_KEY"))}
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
@@ -96,6 +102,18 @@ func newHandler(cfg config) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, healthResponse{Status: "ok", Version: cfg.Version})
+	})
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+		if len(cfg.TokenKey) == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		subject, err := tokenSubject(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), cfg.TokenKey)
+		if err != nil {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid token"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"subject": subject})
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, helloResponse{

@@ -10,13 +10,12 @@ Target: signing adds ≤ 20 % (ratio ≤ 1.20x).
 from __future__ import annotations
 
 import argparse
-import time
 
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bench.timing import workspace
+from bench.timing import rebuild, workspace
 from tests.engine.harness import Workspace
 from tests.local_services import start_local_cluster, start_local_services
 
@@ -27,14 +26,6 @@ def without_signing(ws: Workspace) -> None:
     for key in ("dockyard:signing", "dockyard:cosignPrivateKey", "dockyard:cosignPassword"):
         document["config"].pop(key)
     stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-def rebuild(ws: Workspace, change: str) -> float:
-    main_go = ws.directory / "app" / "main.go"
-    main_go.write_text(main_go.read_text() + f"\n// bench: {change}\n")
-    start = time.perf_counter()
-    ws.pulumi("up", "--stack", "local", "--yes", "--skip-preview", timeout=3600)
-    return time.perf_counter() - start
 
 
 def main() -> None:

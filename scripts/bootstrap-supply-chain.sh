@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bootstrap the supply-chain tools from the Go module proxy: cosign (sign, attest, verify), syft (SBOM) and
-# regctl (copy with signatures), into ${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/supply-chain/bin.
+# Bootstrap the supply-chain tools from the Go module proxy: cosign (sign, attest, verify), syft (SBOM), regctl
+# (copy with signatures), trivy (vulnerability scan) and trivy-db (builds the offline vulnerability DB), into ${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/supply-chain/bin.
 # Idempotent: a second run only checks versions (seconds). Pins: scripts/supply-chain/versions.env.
 #
 # Env:   DOCKYARD_CACHE                  cache root (default ~/.cache/dockyard)
@@ -21,18 +21,31 @@ LOG_PREFIX=bootstrap-supply-chain
 . "$SCRIPT_DIR/lib/gobuild.sh"
 mkdir -p "$BIN" "$SRC" "$LOGS"
 
-# go_install NAME PACKAGE VERSION VERSION_CHECK LDFLAGS: `go install` unless BIN/NAME already reports the version.
+# reports NAME VERSION CHECK: BIN/NAME reports VERSION (CHECK: its version argument; empty: the module version in
+# the binary's build info, for tools without a version command).
+reports() {
+    local name=$1 version=$2 check=$3
+    if [ -n "$check" ]; then
+        "$BIN/$name" $check 2>&1 | grep -qF "${version#v}"
+    else
+        go version -m "$BIN/$name" 2>&1 | grep -qF "$version"
+    fi
+}
+
+# go_install NAME PACKAGE VERSION VERSION_CHECK LDFLAGS [ENV=VALUE...]: `go install` unless BIN/NAME already reports
+# the version. ENV: extra build environment (trivy needs GOEXPERIMENT=jsonv2).
 go_install() {
     local name=$1 package=$2 version=$3 check=$4 ldflags=$5
+    shift 5
     step "$name $version"
-    if [ -x "$BIN/$name" ] && [ "$REBUILD" != 1 ] && "$BIN/$name" $check 2>&1 | grep -qF "${version#v}"; then
+    if [ -x "$BIN/$name" ] && [ "$REBUILD" != 1 ] && reports "$name" "$version" "$check"; then
         log "    $name $version (skip)"
         return 0
     fi
     building "$package@$version with go install (several minutes cold on 2 cores; log: $STEP_LOG)"
-    run "go install of $name" env GOBIN="$BIN" CGO_ENABLED=0 GOFLAGS= \
+    run "go install of $name" env GOBIN="$BIN" CGO_ENABLED=0 GOFLAGS= "$@" \
         go install -trimpath -ldflags "-s -w $ldflags" "$package@$version"
-    "$BIN/$name" $check 2>&1 | grep -qF "${version#v}" || fail "$name does not report $version"
+    reports "$name" "$version" "$check" || fail "$name does not report $version"
 }
 
 step "preflight"
@@ -44,5 +57,9 @@ go_install syft github.com/anchore/syft/cmd/syft "$DOCKYARD_SYFT_VERSION" versio
     "-X main.version=${DOCKYARD_SYFT_VERSION#v}"
 go_install regctl github.com/regclient/regclient/cmd/regctl "$DOCKYARD_REGCTL_VERSION" version \
     "-X github.com/regclient/regclient/internal/version.vcsTag=$DOCKYARD_REGCTL_VERSION"
+# trivy-db first: 20 s, so the DB can be built while trivy (the long one) compiles in another bootstrap run.
+go_install trivy-db github.com/aquasecurity/trivy-db/cmd/trivy-db "$DOCKYARD_TRIVY_DB_VERSION" "" ""
+go_install trivy github.com/aquasecurity/trivy/cmd/trivy "$DOCKYARD_TRIVY_VERSION" --version \
+    "-X github.com/aquasecurity/trivy/pkg/version/app.ver=${DOCKYARD_TRIVY_VERSION#v}" GOEXPERIMENT=jsonv2
 
 finished "$(ls "$BIN" | tr '\n' ' ')"

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Local services for the "local" Dockyard stacks: a private container registry (the CNCF
 # distribution registry from Debian's docker-registry package) on 127.0.0.1, with TLS from a
-# throwaway CA and htpasswd (bcrypt) auth, plus the offline base images (local-base-images.sh);
+# throwaway CA and htpasswd (bcrypt) auth, plus the offline base images (local-base-images.sh) and
+# the offline vulnerability DB (local-vuln-db.sh);
 # and PostgreSQL (Debian's postgresql-15) for the team state backend (DOCKYARD_BACKEND=postgres in
 # scripts/local-env.sh), on 127.0.0.1 only, TLS with the same CA, scram-sha-256 password auth.
 #
 #   scripts/local-services.sh start [registry|postgres]
 #                                      idempotent: set up state, start the registry if it is not
 #                                      running, wait until healthy, log podman in (auth file in the
-#                                      state dir), build missing base images; PostgreSQL too when
+#                                      state dir), build missing base images, publish the vulnerability
+#                                      DB when its records changed; PostgreSQL too when
 #                                      DOCKYARD_BACKEND=postgres. With an argument: that service only.
 #   scripts/local-services.sh stop [registry|postgres]
 #                                      stop them (both without an argument; data and credentials stay)
@@ -569,6 +571,12 @@ start_registry() {
         "$SCRIPT_DIR/local-base-images.sh" build
     fi
     podman_login
+    # The offline vulnerability DB that scans read (--db-repository): a manifest read when its records are unchanged.
+    if [ -x "${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/supply-chain/bin/trivy-db" ]; then
+        "$SCRIPT_DIR/local-vuln-db.sh" publish
+    else
+        log "no vulnerability DB: trivy-db is not built (scripts/bootstrap-supply-chain.sh), scans will find no DB"
+    fi
 }
 
 cmd_stop() {

@@ -18,6 +18,7 @@ from dockyard_components.kubernetes_app import (
     StrategyType,
 )
 from dockyard_components.registry import ContainerRegistry, ContainerRegistryArgs, RegistryKind
+from dockyard_components.scanner import ScannedImage, ScannedImageArgs
 from dockyard_components.signing import SignedImage, SignedImageArgs
 from dockyard_components.tags import BuildMetadata
 from dockyard_components.tiers import Tier
@@ -42,6 +43,8 @@ __all__ = [
     "ResourcesArgs",
     "ReviewerArgs",
     "ReviewerType",
+    "ScannedImage",
+    "ScannedImageArgs",
     "SignedImage",
     "SignedImageArgs",
     "StrategyArgs",

@@ -103,7 +103,8 @@ class SigningTools:
             raise RuntimeError("SigningTools is used outside its `with` block")
         return self._directory
 
-    def _environment(self) -> dict[str, str]:
+    def environment(self) -> dict[str, str]:
+        """The tools' environment: the private docker config, the CA bundle, the key (for the scanner too)."""
         environment = {
             **os.environ,
             "DOCKER_CONFIG": str(self.directory),
@@ -123,11 +124,13 @@ class SigningTools:
             environment["COSIGN_PASSWORD"] = self.key_password or ""
         return environment
 
-    def _run(self, step: str, args: list[str]) -> str:
+    def execute(self, step: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a tool in :meth:`environment`, unattended; the caller judges its exit code. A timeout is a
+        :class:`CosignError` naming ``step``."""
         try:
-            result = subprocess.run(
+            return subprocess.run(
                 args,
-                env=self._environment(),
+                env=self.environment(),
                 capture_output=True,
                 text=True,
                 timeout=TOOL_TIMEOUT_SECONDS,
@@ -136,6 +139,9 @@ class SigningTools:
             )
         except subprocess.TimeoutExpired:
             raise CosignError(f"{step} took over {TOOL_TIMEOUT_SECONDS}s") from None
+
+    def _run(self, step: str, args: list[str]) -> str:
+        result = self.execute(step, args)
         if result.returncode != 0:
             raise CosignError(f"{step} failed (exit {result.returncode}): {self._reason(result.stderr)}")
         return result.stdout

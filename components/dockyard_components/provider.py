@@ -14,10 +14,11 @@ from dockyard_components.github_ci import CiPipeline
 from dockyard_components.image import AppImage
 from dockyard_components.kubernetes_app import KubernetesApp
 from dockyard_components.registry import ContainerRegistry
+from dockyard_components.scanner import ScannedImage
 from dockyard_components.signing import SignedImage
 
 PACKAGE = "dockyard"
-COMPONENTS = [ContainerRegistry, AppImage, SignedImage, KubernetesApp, CiPipeline]
+COMPONENTS = [ContainerRegistry, AppImage, ScannedImage, SignedImage, KubernetesApp, CiPipeline]
 
 
 def serve() -> None:

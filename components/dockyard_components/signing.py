@@ -1,6 +1,7 @@
 """SignedImage: the SBOM, signature and SBOM attestation of one pushed digest, made with syft and cosign.
 
-Signing happens in the program, on the digest the build pushed, so what is built and tested is what is signed: a
+Signing happens in the program, on the digest the build pushed (and, where the stack scans, only once the scan of
+:mod:`dockyard_components.scanner` passed), so what is built, tested and scanned is what is signed: a
 dynamic resource runs ``syft`` (SPDX JSON read straight from the registry), ``cosign sign`` and ``cosign attest``
 with the stack's key pair (the private key and its password are Pulumi secrets), each followed by ``cosign verify``
 or ``cosign verify-attestation`` with the public key, so an update never records a signature that does not verify.
@@ -23,9 +24,10 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from dockyard_components.cosign import CosignError, SigningTools, attestation_tag, signature_tag
+from dockyard_components.scanner import VULN_PREDICATE
 
-#: Inputs whose change means a new signature: a new digest, or a new key.
-RESIGN_KEYS = ("image_ref", "public_key")
+#: Inputs whose change means a new signature: a new digest, a new key, or a new scan of the digest.
+RESIGN_KEYS = ("image_ref", "public_key", "vulnerability_report")
 
 
 class SignedImageArgs(TypedDict):
@@ -45,6 +47,9 @@ class SignedImageArgs(TypedDict):
     """Registry password, kept a Pulumi secret."""
     ca_file: NotRequired[pulumi.Input[str]]
     """CA bundle (a file path) of a self-hosted registry's TLS; public CAs unless given."""
+    vulnerability_report: NotRequired[pulumi.Input[str]]
+    """A passed scan of the digest (``ScannedImage.vulnerability_report``), attested with ``--type vuln``; no
+    vulnerability attestation unless given."""
 
 
 def _sbom_summary(sbom: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,8 +70,9 @@ def _sbom_summary(sbom: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, Any]:
-    """SBOM → attest → verify it, beside sign → verify it, for ``props['image_ref']``. Returns the outputs (never a
-    secret). The signature does not need the SBOM, so it is made while syft (the slow step) reads the image."""
+    """SBOM → attest → verify it, beside sign → verify it, for ``props['image_ref']``; then, given a passed scan's
+    ``vulnerability_report``, its ``vuln`` attestation → verify it. Returns the outputs (never a secret). The signature
+    does not need the SBOM, so it is made while syft (the slow step) reads the image."""
     image = props["image_ref"]
 
     def sign_and_verify() -> None:
@@ -79,6 +85,10 @@ def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, 
         signed.result()
     tools.attest(image, sbom, predicate_type="spdxjson")
     tools.verify_attestation(image, predicate_type="spdxjson")
+    report = props.get("vulnerability_report")
+    if report:
+        tools.attest(image, json.loads(report), predicate_type=VULN_PREDICATE)
+        tools.verify_attestation(image, predicate_type=VULN_PREDICATE)
     canonical = json.dumps(sbom, sort_keys=True).encode()
     return {
         "image_ref": image,
@@ -86,6 +96,8 @@ def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, 
         "signature_ref": signature_tag(image),
         "sbom_attestation_ref": attestation_tag(image),
         "sbom_sha256": hashlib.sha256(canonical).hexdigest(),
+        "vulnerability_report": report,
+        "vulnerability_attested": bool(report),
         **_sbom_summary(sbom),
     }
 
@@ -115,6 +127,7 @@ class _CosignSigning(dynamic.Resource):
     sbom_attestation_ref: pulumi.Output[str]
     sbom_packages: pulumi.Output[int]
     sbom_go_modules: pulumi.Output[list[str]]
+    vulnerability_attested: pulumi.Output[bool]
 
     def __init__(self, name: str, props: Mapping[str, Any], opts: pulumi.ResourceOptions) -> None:
         outputs = dict.fromkeys(
@@ -125,6 +138,7 @@ class _CosignSigning(dynamic.Resource):
                 "sbom_packages",
                 "sbom_go_modules",
                 "sbom_creators",
+                "vulnerability_attested",
             )
         )
         super().__init__(CosignSigningProvider(), name, {**props, **outputs}, opts=opts)
@@ -139,6 +153,8 @@ class SignedImage(pulumi.ComponentResource):
     """Where cosign stored the SPDX SBOM attestation (``repo:sha256-<hex>.att``)."""
     sbom_packages: pulumi.Output[int]
     """How many packages the SBOM lists."""
+    vulnerability_attested: pulumi.Output[bool]
+    """Whether a passed scan is attested on the digest (``cosign attest --type vuln``)."""
 
     def __init__(self, name: str, args: SignedImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dockyard:index:SignedImage", name, None, opts)
@@ -154,16 +170,19 @@ class SignedImage(pulumi.ComponentResource):
                 "private_key": pulumi.Output.secret(args["private_key"]),
                 "key_password": pulumi.Output.secret(args["key_password"]),
                 "public_key": args["public_key"],
+                "vulnerability_report": args.get("vulnerability_report"),
             },
             pulumi.ResourceOptions(parent=self, additional_secret_outputs=["password", "private_key", "key_password"]),
         )
         self.signature_ref = signing.signature_ref
         self.sbom_attestation_ref = signing.sbom_attestation_ref
         self.sbom_packages = signing.sbom_packages
+        self.vulnerability_attested = signing.vulnerability_attested
         self.register_outputs(
             {
                 "signatureRef": self.signature_ref,
                 "sbomAttestationRef": self.sbom_attestation_ref,
                 "sbomPackages": self.sbom_packages,
+                "vulnerabilityAttested": self.vulnerability_attested,
             }
         )

@@ -52,6 +52,7 @@ from dockyard_components.app_spec import ResourceAmounts as ResourceAmounts
 from dockyard_components.app_spec import ResourcesConfig as ResourcesConfig
 from dockyard_components.app_spec import matching
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
+from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES, Severity
 from dockyard_components.tiers import Tier as Tier
 
 NAMESPACE = "dockyard"
@@ -203,6 +204,19 @@ class PromotionConfig(Model):
     )
 
 
+class ScanConfig(Model):
+    """A vulnerability scan is required: of every build before it is signed, and of every digest promoted in."""
+
+    db_repository: str = Field(
+        default=DEFAULT_DB_REPOSITORY,
+        description="OCI repository of trivy's vulnerability DB (--db-repository); the local stacks name the one "
+        "scripts/local-vuln-db.sh publishes in the local registry",
+    )
+    severities: list[Severity] = Field(
+        default_factory=lambda: list(SEVERITIES), min_length=1, description="severities that refuse a digest"
+    )
+
+
 class SigningConfig(Model):
     """Supply-chain trust: the key that signs this stack's builds and that a digest promoted into it must carry."""
 
@@ -212,6 +226,11 @@ class SigningConfig(Model):
         "verifications with the matching dockyard:cosignPrivateKey"
     )
     require_sbom: bool = Field(default=True, description="promotions also require a signed SPDX SBOM attestation")
+    scan: ScanConfig | None = Field(
+        default=None,
+        description="require a vulnerability scan: a building stack scans each build before signing it (and attests "
+        "the scan); a promotion into this stack re-scans the digest against the current DB",
+    )
 
 
 class EnvironmentConfig(Model):

@@ -78,9 +78,12 @@ from dockyard.pipeline.model import (
     promote_job_id,
     registry_urn_pattern,
 )
+from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES, scan_script
 
 #: Artifact names of the files that travel between jobs (never an image: only the reference does).
 VULNERABILITY_ARTIFACT = "vulnerability-report"
+#: trivy's JSON report of a scan step.
+SCAN_REPORT = "trivy-report.json"
 
 
 # --- selecting stacks -------------------------------------------------------------------------------------------
@@ -319,12 +322,27 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
     )
 
 
+def scan_settings(env: EnvironmentConfig | None) -> tuple[str, tuple[str, ...]]:
+    """The DB source and the refusing severities of a stack's scans: its ``dockyard:signing.scan``, the program's
+    defaults otherwise; the pipeline's scan steps and the program's ``ScannedImage`` use the same."""
+    scan = env.signing.scan if env is not None and env.signing is not None else None
+    if scan is None:
+        return DEFAULT_DB_REPOSITORY, SEVERITIES
+    return scan.db_repository, tuple(scan.severities)
+
+
 def _scan_job(stack: str, env: EnvironmentConfig) -> Job:
     image: dict[str, EnvValue] = {IMAGE_REF_ENV: ImageOutput()}
+    db_repository, severities = scan_settings(env)
     commands = [
         Command(
-            "Scan the image (HIGH or CRITICAL stops everything after it)",
-            'trivy image --exit-code 1 --severity CRITICAL,HIGH --ignore-unfixed "$IMAGE_REF"\n',
+            f"Scan the image ({' or '.join(severities)} stops everything after it)",
+            scan_script(
+                '--image-src remote "$IMAGE_REF"',
+                db_repository=db_repository,
+                severities=severities,
+                report=SCAN_REPORT,
+            ),
             image,
         )
     ]
@@ -334,7 +352,7 @@ def _scan_job(stack: str, env: EnvironmentConfig) -> Job:
         commands.append(
             Command(
                 "Write the vulnerability report",
-                f'trivy image --format cosign-vuln --output {VULNERABILITY_REPORT} "$IMAGE_REF"\n',
+                f"trivy convert --format cosign-vuln --output {VULNERABILITY_REPORT} {SCAN_REPORT}\n",
                 image,
             )
         )
@@ -453,6 +471,9 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
 def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentConfig) -> Job:
     # The target's trust policy checks the digest's signature with cosign before anything is written.
     tools = (Tool.COSIGN,) if env.signing is not None else ()
+    if env.signing is not None and env.signing.scan is not None:
+        # The promotion re-scans the digest against the target's DB as it is now (dockyard.releases.gates.scanned).
+        tools = (*tools, Tool.TRIVY)
     release = _release_command(stack, env)
     return Job(
         id=promote_job_id(stack),
@@ -527,7 +548,7 @@ def _commit_promotion(stack: str) -> Command:
     )
 
 
-def _check_job(build: BuildConfig) -> Job:
+def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
     """A change's check: the test stage and the runtime image built and scanned locally, never pushed.
 
     This is the change's commit, not the one the delivery chain builds after the merge, so it is no second build of a
@@ -541,6 +562,7 @@ def _check_job(build: BuildConfig) -> Job:
         **dict(sorted(build.build_args.items())),
     }
     podman = f'podman build --platform "$PLATFORM" --file "$DOCKERFILE"{args} --target "$TARGET"'
+    db_repository, severities = scan_settings(env)
     commands = []
     if build.test_target:
         commands.append(
@@ -557,9 +579,9 @@ def _check_job(build: BuildConfig) -> Job:
             {**common, "TARGET": build.target, "CHECK_IMAGE": CHECK_IMAGE},
         ),
         Command(
-            "Scan the image (HIGH or CRITICAL fails the check)",
+            f"Scan the image ({' or '.join(severities)} fails the check)",
             'podman save --output image.tar "$CHECK_IMAGE"\n'
-            "trivy image --exit-code 1 --severity CRITICAL,HIGH --ignore-unfixed --input image.tar\n",
+            + scan_script("--input image.tar", db_repository=db_repository, severities=severities, report=SCAN_REPORT),
             {"CHECK_IMAGE": CHECK_IMAGE},
         ),
     ]
@@ -624,8 +646,9 @@ def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[
         registry=registry_login(env),
         registries={name: registry_login(target) for name, target in enabled.items()},
         delivery=tuple(jobs),
-        check=_check_job(env.image.build),
+        check=_check_job(env.image.build, env),
         previews=tuple(enabled),
+        scan=scan_settings(env),
     )
 
 

@@ -64,6 +64,7 @@ from dockyard.pipeline.model import (
 )
 from dockyard.pipeline.pins import TRIVY_VERSION, uses
 from dockyard.pipeline.render import Document, dump_yaml
+from dockyard_components.scanner import FINDINGS_EXIT_CODE
 
 Step = dict[str, Any]
 
@@ -294,16 +295,20 @@ def _download(name: str) -> Step:
     return {"name": f"Fetch {name}", "uses": uses("actions/download-artifact"), "with": {"name": name}}
 
 
-def _trivy_gate(image_ref: str) -> Step:
+def _trivy_gate(image_ref: str, pipeline: Pipeline) -> Step:
+    """The scan with the building stack's settings (derive.scan_settings): its DB source, its severities and the
+    distinct exit code of findings, as the program's ScannedImage scans."""
+    db_repository, severities = pipeline.scan
     return {
-        "name": "Scan the image (HIGH or CRITICAL stops everything after it)",
+        "name": f"Scan the image ({' or '.join(severities)} stops everything after it)",
         "uses": uses("aquasecurity/trivy-action"),
+        "env": {"TRIVY_DB_REPOSITORY": db_repository},
         "with": {
             "image-ref": image_ref,
             "version": TRIVY_VERSION,
-            "severity": "CRITICAL,HIGH",
-            "ignore-unfixed": True,
-            "exit-code": "1",
+            "scanners": "vuln",
+            "severity": ",".join(severities),
+            "exit-code": str(FINDINGS_EXIT_CODE),
             # A cache restored into a release job could be poisoned by any branch's run.
             "cache": "false",
         },
@@ -343,7 +348,7 @@ def ci_workflow(pipeline: Pipeline) -> Document:
             "uses": uses("docker/build-push-action"),
             "with": {**common, "target": build.target, "load": True, "tags": scan_ref},
         },
-        _trivy_gate(scan_ref),
+        _trivy_gate(scan_ref, pipeline),
     ]
     return {
         "name": "ci",
@@ -400,7 +405,7 @@ def _scan_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     assert job.environment is not None
     assert job.registry is not None
     image = _value(ImageOutput(), pipeline)
-    steps = [*_registry_login(pipeline.registry), _trivy_gate(image)]
+    steps = [*_registry_login(pipeline.registry), _trivy_gate(image, pipeline)]
     if VULNERABILITY_ARTIFACT in job.keeps:
         # The same findings as the gate's, as the predicate of the vulnerability attestation.
         steps += [

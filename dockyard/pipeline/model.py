@@ -29,6 +29,7 @@ from dockyard_components.github_ci import RELEASE_TAGS as RELEASE_TAGS
 from dockyard_components.github_ci import SECRET_PASSPHRASE as SECRET_PASSPHRASE
 from dockyard_components.github_ci import VARIABLE_BACKEND_URL as VARIABLE_BACKEND_URL
 from dockyard_components.github_ci import preview_environment_name as preview_environment_name
+from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES
 
 PYTHON_VERSION = "3.11"
 #: The CLI matching the ``pulumi`` SDK pinned in pyproject.toml (they are released together).
@@ -278,6 +279,8 @@ class Pipeline:
     check: Job
     #: Stacks previewed (with the policy pack) on a change.
     previews: tuple[str, ...]
+    #: The building stack's scanner settings (DB source, refusing severities), for renderers that scan with an action.
+    scan: tuple[str, tuple[str, ...]] = (DEFAULT_DB_REPOSITORY, SEVERITIES)
 
     def job(self, job_id: str) -> Job:
         return next(job for job in self.delivery if job.id == job_id)

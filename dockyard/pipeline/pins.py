@@ -76,8 +76,9 @@ def image(name: str) -> str:
     return pin.reference
 
 
-#: Trivy binary the action installs. v0.69.4 was the malicious release; the action's default moves with it.
-TRIVY_VERSION = "v0.69.3"
+#: Trivy binary the action installs: the version scripts/bootstrap-supply-chain.sh builds (DOCKYARD_TRIVY_VERSION),
+#: so CI and the program scan alike. v0.69.4 was the malicious release; the action's default moves with it.
+TRIVY_VERSION = "v0.74.0"
 
 
 def uses(action: str) -> str:

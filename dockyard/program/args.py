@@ -28,6 +28,7 @@ from dockyard_components.github_ci import CiPipelineArgs, ReviewerArgs, Reviewer
 from dockyard_components.image import AppImageArgs, Builder
 from dockyard_components.kubernetes_app import KubernetesAppArgs
 from dockyard_components.registry import ContainerRegistry, ContainerRegistryArgs
+from dockyard_components.scanner import ScannedImage, ScannedImageArgs
 from dockyard_components.signing import SignedImageArgs
 from dockyard_components.tags import read_git_facts, release_identity
 
@@ -136,20 +137,47 @@ def app_args(stack: StackConfig, release: pulumi.Output[str], registry: Containe
     return args
 
 
-def signing_args(stack: StackConfig, registry: ContainerRegistry, image: pulumi.Output[str]) -> SignedImageArgs:
-    """Sign what the build pushed, with the stack's key pair; the public key verifies it before the update ends."""
+def scan_args(stack: StackConfig, registry: ContainerRegistry, image: pulumi.Output[str]) -> ScannedImageArgs:
+    """Scan what the build pushed with the settings of ``dockyard:signing.scan`` (the DB source, the severities)."""
+    scan = stack.env.signing.scan if stack.env.signing else None
+    if scan is None:
+        raise ValueError(f"{stack.stack}: scan_args needs dockyard:signing.scan")
+    args = ScannedImageArgs(
+        image_ref=image,
+        registry_server=registry.server,
+        username=registry.username,
+        db_repository=scan.db_repository,
+        severities=list(scan.severities),
+    )
+    if registry.password is not None:
+        args["password"] = registry.password
+    if stack.env.registry.ca_bundle:
+        args["ca_file"] = stack.env.registry.ca_bundle
+    return args
+
+
+def signing_args(
+    stack: StackConfig,
+    registry: ContainerRegistry,
+    image: pulumi.Output[str],
+    scanned: ScannedImage | None = None,
+) -> SignedImageArgs:
+    """Sign what the build pushed, with the stack's key pair; the public key verifies it before the update ends.
+    With ``scanned``: sign only once the scan passed, and attest the scan too."""
     signing = stack.env.signing
     secrets = stack.secrets
     if signing is None or secrets.cosign_private_key is None or secrets.cosign_password is None:
         raise ValueError(f"{stack.stack}: signing_args needs dockyard:signing and the cosign key secrets")
     args = SignedImageArgs(
-        image_ref=image,
+        image_ref=scanned.image_ref if scanned else image,
         registry_server=registry.server,
         username=registry.username,
         private_key=secrets.cosign_private_key,
         key_password=secrets.cosign_password,
         public_key=(Path.cwd() / signing.public_key_file).read_text(),
     )
+    if scanned is not None:
+        args["vulnerability_report"] = scanned.vulnerability_report
     if registry.password is not None:
         args["password"] = registry.password
     if stack.env.registry.ca_bundle:

@@ -51,6 +51,10 @@ class PromotionFacts:
     signature: list[str] | None = None
     #: Why the source's verification attestations could not be read (None: read, or not asked).
     verification_problem: str | None = None
+    #: What re-scanning ``image`` against the target's current vulnerability DB found (one line per refusal: the
+    #: findings, or the scanner unavailable; empty: clean; None: not asked: the target requires no scan, or the
+    #: image is unusable).
+    vulnerabilities: list[str] | None = None
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -204,6 +208,13 @@ def trusted(facts: Arrival) -> list[str]:
     return [f"{facts.target}'s trust policy refuses it: {problem}" for problem in facts.signature]
 
 
+def scanned(facts: PromotionFacts) -> list[str]:
+    """A target with ``dockyard:signing.scan`` takes only digests that pass a scan against its DB as it is now."""
+    return [
+        f"{facts.target} requires a passing vulnerability scan: {problem}" for problem in facts.vulnerabilities or []
+    ]
+
+
 #: Every gate of a promotion, in the order its refusals are listed.
 RULES: tuple[Rule, ...] = (
     order,
@@ -213,6 +224,7 @@ RULES: tuple[Rule, ...] = (
     pinned_image,
     in_registry,
     trusted,
+    scanned,
     verified,
     target_ready,
 )

@@ -37,13 +37,15 @@ from dockyard.releases.ledger import Verification, latest_for
 from dockyard.releases.project import Project, actor, output_text
 from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
 from dockyard.releases.stack_update import Outcome, StackUpdate, apply_update
-from dockyard.releases.trust import trust_problems
+from dockyard.releases.trust import scan_problems, trust_problems
 from dockyard_components.image_ref import parse_image_reference
 
 Confirm = Callable[[], bool]
 RegistryCheck = Callable[[str, StackView], RegistryAnswer]
 #: (project directory, target stack, image) → why its trust policy refuses the image.
 TrustCheck = Callable[[Path, StackView, str], list[str]]
+#: (target stack, image) → why its required scan refuses the image now.
+ScanCheck = Callable[[StackView, str], list[str]]
 #: (project directory, backend, source stack, target, image) → the source's verifications the target trusts.
 AttestedReader = Callable[[Path, str, str, StackView, str], list[Verification]]
 
@@ -63,6 +65,7 @@ class Releases:
     project: Project
     registry: RegistryCheck = check_registry
     trust: TrustCheck = trust_problems
+    scan: ScanCheck = scan_problems
     attested: AttestedReader = attested_verifications
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -76,7 +79,7 @@ class Releases:
         registry and the trust policy side by side with the rest."""
         target_view = self.project.view(target)
         target_env = target_view.env
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        with ThreadPoolExecutor(max_workers=4) as pool:
             outputs = pool.submit(self.project.outputs, source)
             history = pool.submit(self.project.history, source, 1)
             image = output_text(outputs.result(), "image_ref")
@@ -85,6 +88,9 @@ class Releases:
             signature = None
             if image is not None and pinned and target_env.signing is not None:
                 signature = pool.submit(self.trust, self.project.directory, target_view, image)
+            vulnerabilities = None
+            if image is not None and pinned and target_env.signing is not None and target_env.signing.scan:
+                vulnerabilities = pool.submit(self.scan, target_view, image)
             verification, verification_problem = None, None
             if image and pinned and target_env.requires_verified_releases:
                 try:
@@ -104,6 +110,7 @@ class Releases:
                 verification=verification,
                 signature=signature.result() if signature else None,
                 verification_problem=verification_problem,
+                vulnerabilities=vulnerabilities.result() if vulnerabilities else None,
             )
 
     def rollback_facts(self, stack: StackView, image: str) -> RollbackFacts:

@@ -3,6 +3,9 @@
 A stack with ``dockyard:signing`` accepts only digests signed by the key in ``signing.publicKeyFile`` and, unless
 ``requireSbom`` is false, carrying an SPDX SBOM attestation signed by that key. cosign does the checking against
 the registry (signatures live there beside the image), so the answer is the same on any Pulumi backend.
+
+A stack with ``signing.scan`` also takes only digests that pass a trivy scan against its vulnerability DB as the DB
+is at the time of the move: an advisory published after the build refuses the promotion.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 
 from dockyard.model.stack import StackView
 from dockyard_components.cosign import CosignError, SigningTools
+from dockyard_components.scanner import ScanError, scan
 
 
 def registry_signing_tools(
@@ -54,3 +58,17 @@ def trust_problems(project_dir: Path, stack: StackView, image: str) -> list[str]
             except CosignError as error:
                 problems.append(f"{image} has no SBOM attestation signed by {signing.public_key_file} ({error})")
     return problems
+
+
+def scan_problems(stack: StackView, image: str) -> list[str]:
+    """Why ``stack``'s required scan refuses ``image`` now (one line: the findings, or "scanner unavailable");
+    empty when it passes or the stack requires no scan."""
+    required = stack.env.signing.scan if stack.env.signing else None
+    if required is None:
+        return []
+    with registry_signing_tools(stack) as tools:
+        try:
+            scan(tools, image, db_repository=required.db_repository, severities=required.severities)
+        except ScanError as error:
+            return [str(error)]
+    return []

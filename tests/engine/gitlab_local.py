@@ -9,9 +9,10 @@ package index. Secrets and settings are the CI/CD variables of ``.gitlab-ci-loca
 scoped like GitLab's: the registry password, the passphrase, the backend (the team's PostgreSQL: its URL, and its
 password file as a File variable), the kubeconfig as a File variable.
 
-What stands in, said plainly: ``trivy`` is a script that scans nothing (no scanner is built on this machine yet,
-issue 26), and ``id_tokens``, protected variables, ``timeout`` and ``resource_group`` are not modelled by
-gitlab-ci-local.
+The scan job runs the real trivy (scripts/bootstrap-supply-chain.sh) against the local registry's vulnerability DB,
+as the program does; the runner trusts the registry's CA through ``SSL_CERT_FILE`` (part of a runner's setup for a
+self-hosted registry). Not modelled by gitlab-ci-local, said plainly: ``id_tokens``, protected variables,
+``timeout`` and ``resource_group``.
 """
 
 from __future__ import annotations
@@ -35,11 +36,6 @@ from tests.stacks import PROJECT
 LOCAL_CHAIN = ("local", "local-staging", "local-prod")
 #: Untracked, read by gitlab-ci-local from the repository's root: the CI/CD variables.
 VARIABLES_FILE = ".gitlab-ci-local-variables.yml"
-TRIVY_STAND_IN = """#!/bin/sh
-# Stand-in for trivy: no scanner is built on this machine yet (issue 26). It scans nothing and says so.
-echo "trivy stand-in (tests/engine/gitlab_local.py): NOT a scan of $*" >&2
-exit 0
-"""
 IDENTITY = ["-c", "user.name=Dockyard Tests", "-c", "user.email=tests@dockyard.invalid"]
 
 
@@ -214,8 +210,6 @@ def scratch_pipeline(root: Path, services: dict[str, str], backend: Backend) -> 
     _write_variables(directory / VARIABLES_FILE, services, backend)
     bin_dir = root / "runner-bin"
     bin_dir.mkdir()
-    (bin_dir / "trivy").write_text(TRIVY_STAND_IN)
-    (bin_dir / "trivy").chmod(0o755)
     # The runner image's Python 3.11 answers to `python`, as the official python image's does.
     (bin_dir / "python").symlink_to(shutil.which("python3.11") or "/usr/bin/python3")
     cache = Path(services.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard"))
@@ -228,6 +222,14 @@ def scratch_pipeline(root: Path, services: dict[str, str], backend: Backend) -> 
         Path("/usr/local/bin"),
         Path("/usr/bin"),
     ]
+    # The system roots and the registry's CA in one bundle: what the Go tools (trivy, cosign) read.
+    ca_bundle = root / "runner-ca-bundle.pem"
+    system_roots = Path("/etc/ssl/certs/ca-certificates.crt")
+    ca_bundle.write_text(
+        (system_roots.read_text() if system_roots.is_file() else "")
+        + "\n"
+        + Path(services["DOCKYARD_REGISTRY_CA"]).read_text()
+    )
     runner_env = {
         "PATH": os.pathsep.join([*map(str, tools), "/bin"]),
         "LANG": "C.UTF-8",
@@ -237,6 +239,7 @@ def scratch_pipeline(root: Path, services: dict[str, str], backend: Backend) -> 
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         # The runner trusts the registry's CA (a self-hosted registry's CA is part of the runner's setup).
         "DOCKYARD_REGISTRY_CA": services["DOCKYARD_REGISTRY_CA"],
+        "SSL_CERT_FILE": str(ca_bundle),
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(wheelhouse(cache)),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",

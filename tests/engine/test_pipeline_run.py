@@ -6,8 +6,8 @@ the same pipeline walks the chain again from the first one's committed promotion
 records what the live Services route to (never an older digest). Then a merge request that edits local-prod's stack
 file: its pipeline previews every stack and its summary names the image old → new.
 
-What stands in (tests/engine/gitlab_local.py): trivy is a script that scans nothing (no scanner is built here yet,
-issue 26); gitlab-ci-local does not model id_tokens, protected variables, timeouts or resource groups.
+The scan job runs the real trivy against the local registry's offline vulnerability DB (tests/engine/gitlab_local.py);
+gitlab-ci-local does not model id_tokens, protected variables, timeouts or resource groups.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def delivered(engine: str, local_services: dict[str, str], tmp_path_factory: pyt
     for job in PUSH_JOBS:
         run = pipeline.run(job, manual=job == "promote-local-prod")
         assert run.returncode == 0, f"job {job} failed ({run.returncode}):\n{run.log[-6000:]}"
+        if job == "scan":  # the real trivy, against the local registry's DB: a scan, not a stand-in
+            assert "no HIGH or CRITICAL vulnerability" in run.log, run.log[-3000:]
     seconds = time.monotonic() - started
     report = pipeline.directory / ".gitlab-ci-local" / "artifacts" / "build" / ".gitlab-ci-reports" / "dotenv"
     image_ref = (report / "image-ref.env").read_text().strip().removeprefix("IMAGE_REF=")

@@ -1,15 +1,21 @@
-"""The chain of custody with the real engine, registry, syft and cosign: what `up --stack local` builds is signed.
+"""The chain of custody with the real engine, registry, trivy, syft and cosign: what `up --stack local` builds is
+scanned, then signed; a vulnerable build is signed and deployed nowhere; a promotion re-scans against the DB as it is.
 
-A second key pair is made here with the real cosign to prove that verification is by key, not by presence.
+A second key pair is made here with the real cosign to prove that verification is by key, not by presence. The
+vulnerability DB is the one scripts/local-vuln-db.sh builds from scripts/vuln-db; a test that adds a record
+publishes its own copy under a repository of its own, so the shared DB never changes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +23,16 @@ from dockyard.model.stack import StackView
 from dockyard.releases.attestations import attested_verifications
 from dockyard.releases.ledger import Check, Verification
 from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
-from tests.engine.harness import Workspace, attest_verification, deployment_images, dockyard, live, signing_tools
+from tests.engine.harness import (
+    SESSION,
+    Workspace,
+    attest_verification,
+    deployment_images,
+    dockyard,
+    live,
+    set_stack_config,
+    signing_tools,
+)
 from tests.stacks import PROJECT
 
 pytestmark = pytest.mark.engine
@@ -66,6 +81,76 @@ def test_up_signs_and_attests_the_digest_it_deploys(signed: Workspace) -> None:
     locators = {ref["referenceLocator"] for p in packages for ref in p.get("externalRefs") or []}
     assert any(loc.startswith("pkg:golang/example.com/dockyard-app") for loc in locators), "the app's Go module"
     assert any(c.startswith("Tool: syft-") for c in statement["predicate"]["creationInfo"]["creators"])
+
+
+def test_the_clean_build_carries_a_signed_scan_attestation(signed: Workspace) -> None:
+    outputs = signed.outputs("local")
+    assert outputs["vulnerability_attested"] is True
+    with tools(signed) as cosign:
+        statements = cosign.verify_attestation(outputs["image_ref"], predicate_type="vuln")
+    assert statements, "no vulnerability attestation verifies with local's key"
+    predicate = statements[-1]["predicate"]
+    assert predicate["scanner"]["uri"] == "pkg:github/aquasecurity/trivy@0.74.0"
+    assert predicate["scanner"]["db"]["uri"] == f"{signed.env['DOCKYARD_REGISTRY']}/dockyard/trivy-db:2"
+    result = predicate["scanner"]["result"]
+    assert result["ArtifactName"] == outputs["image_ref"]
+    vulnerabilities = [v for r in result.get("Results") or [] for v in r.get("Vulnerabilities") or []]
+    assert vulnerabilities == [], "the clean build (jwt/v4 v4.5.2) has no HIGH or CRITICAL finding"
+    assert predicate["invocation"]["parameters"]["severities"] == ["HIGH", "CRITICAL"]
+
+
+def failed_up_changes_nothing(workspace: Workspace, change: Callable[[], None]) -> tuple[str, dict[str, Any]]:
+    """Apply ``change`` to the workspace's files, run a failing ``up --stack local``, restore the files; return the
+    output and local's deployments before (asserted unchanged after)."""
+    stack_file = workspace.stack_file("local")
+    original = stack_file.read_bytes()
+    before = live(workspace, "local", "deployments")
+    change()
+    try:
+        failed = workspace.pulumi("up", "--stack", "local", "--yes", check=False, timeout=2400)
+    finally:
+        stack_file.write_bytes(original)
+    assert failed.returncode != 0, failed.output
+    after = live(workspace, "local", "deployments")
+    assert {n: d["spec"] for n, d in after.items()} == {n: d["spec"] for n, d in before.items()}, "nothing deployed"
+    return failed.output, before
+
+
+def pushed_digest(workspace: Workspace) -> str:
+    """The digest local's build pushed last (from the state: a failed update keeps what it created)."""
+    build = next(
+        r
+        for r in workspace.export("local")["deployment"]["resources"]
+        if r["type"] == "pulumi-python:dynamic:Resource" and r["urn"].endswith("image-podman-build")
+    )
+    return f"{workspace.env['DOCKYARD_REGISTRY']}/dockyard/app@{build['outputs']['digest']}"
+
+
+def test_a_vulnerable_build_fails_before_signing_and_deploys_nothing(signed: Workspace) -> None:
+    clean = signed.outputs("local")["image_ref"]
+    output, _ = failed_up_changes_nothing(
+        signed, lambda: set_stack_config(signed, "local", ["image", "build", "buildArgs", "JWT_VERSION"], "v4.5.1")
+    )
+    vulnerable = pushed_digest(signed)
+    assert vulnerable != clean, "the vulnerable build was pushed (scanned by digest)"
+    line = next(line for line in output.splitlines() if "is vulnerable:" in line)
+    assert f"{vulnerable} is vulnerable: CVE-2025-30204 (HIGH) in github.com/golang-jwt/jwt/v4 v4.5.1, " in line
+    assert "fixed in 4.5.2" in line
+    with tools(signed) as cosign, pytest.raises(CosignError, match="cosign verify failed"):
+        cosign.verify(vulnerable)  # nothing signed
+    assert vulnerable not in deployment_images(signed, "local")
+    signed.pulumi("up", "--stack", "local", "--yes", timeout=2400)
+    assert signed.outputs("local")["image_ref"] == clean, "the clean build again (reproducible), signed as before"
+
+
+def test_no_vulnerability_db_is_scanner_unavailable_never_a_pass(signed: Workspace) -> None:
+    missing = f"{signed.env['DOCKYARD_REGISTRY']}/dockyard-test/no-such-db-{SESSION}:2"
+    output, _ = failed_up_changes_nothing(
+        signed, lambda: set_stack_config(signed, "local", ["signing", "scan", "dbRepository"], missing)
+    )
+    assert "scanner unavailable: trivy failed on" in output
+    assert "is vulnerable" not in output
+    signed.pulumi("up", "--stack", "local", "--yes", timeout=2400)
 
 
 def test_another_key_does_not_verify_the_signature(signed: Workspace, tmp_path: Path) -> None:
@@ -217,3 +302,50 @@ def test_only_verifications_signed_by_the_trusted_key_count(promoted: Workspace,
     attest_verification(promoted, claim)  # signed with local's key, which local-staging trusts
     (read_back,) = attested_verifications(promoted.directory, backend, "local", staging, image)
     assert (read_back.stack, read_back.image, read_back.passed) == ("local", image, True)
+
+
+#: A record published after the release was built: test-only (an ID no advisory database has), against the version
+#: the clean build links.
+LATE_ADVISORY = {
+    "schema_version": "1.4.0",
+    "id": "GHSA-9999-dock-yard",
+    "modified": "2099-01-01T00:00:00Z",
+    "published": "2099-01-01T00:00:00Z",
+    "aliases": ["CVE-2099-0001"],
+    "summary": "Dockyard test record: published after the release was built",
+    "affected": [
+        {
+            "package": {"ecosystem": "Go", "name": "github.com/golang-jwt/jwt/v4"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "4.5.3"}]}],
+        }
+    ],
+    "database_specific": {"severity": "CRITICAL", "github_reviewed": True},
+}
+
+
+def test_an_advisory_published_after_the_build_blocks_the_promotion(promoted: Workspace, tmp_path: Path) -> None:
+    records = tmp_path / "vuln-db"
+    shutil.copytree(PROJECT / "scripts" / "vuln-db", records)
+    late = records / "ghsa" / "advisories" / "github-reviewed" / "2099" / "01" / "GHSA-9999-dock-yard"
+    late.mkdir(parents=True)
+    (late / "GHSA-9999-dock-yard.json").write_text(json.dumps(LATE_ADVISORY))
+    db = f"{promoted.env['DOCKYARD_REGISTRY']}/dockyard-test/trivy-db-{SESSION}:2"
+    subprocess.run(
+        [str(PROJECT / "scripts" / "local-vuln-db.sh"), "publish"],
+        env={**promoted.env, "DOCKYARD_VULN_DB_RECORDS": str(records), "DOCKYARD_VULN_DB_REF": db},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    set_stack_config(promoted, "local-staging", ["signing", "scan", "dbRepository"], db)
+    before = live(promoted, "local-staging", "deployments"), promoted.stack_file("local-staging").read_bytes()
+    image = promoted.outputs("local")["image_ref"]
+    result = dockyard(promoted, "promote", "--from", "local", "--to", "local-staging", "--yes")
+    assert result.returncode == 1, result.output
+    (line,) = [line for line in result.output.splitlines() if "requires a passing vulnerability scan" in line]
+    assert (
+        f"{image} is vulnerable: CVE-2099-0001 (CRITICAL) in github.com/golang-jwt/jwt/v4 v4.5.2, fixed in 4.5.3"
+        in line
+    )
+    after = live(promoted, "local-staging", "deployments"), promoted.stack_file("local-staging").read_bytes()
+    assert after == before, "nothing written, nothing deployed"

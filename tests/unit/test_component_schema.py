@@ -15,6 +15,7 @@ from dockyard_components import provider
 TOKENS = {
     "dockyard:index:ContainerRegistry",
     "dockyard:index:AppImage",
+    "dockyard:index:ScannedImage",
     "dockyard:index:SignedImage",
     "dockyard:index:KubernetesApp",
     "dockyard:index:CiPipeline",

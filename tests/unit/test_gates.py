@@ -212,3 +212,19 @@ def test_a_stale_stack_file_is_refused_with_one_line() -> None:
 )
 def test_a_current_or_undeployed_stack_file_passes(file_serves: str | None, stack_serves: str | None) -> None:
     assert gates.stale_file("local-prod", file_serves, stack_serves) == []
+
+
+def test_a_release_that_fails_the_targets_scan_now_is_refused_in_one_line() -> None:
+    finding = f"{IMAGE} is vulnerable: CVE-2025-30204 (HIGH) in github.com/golang-jwt/jwt/v4 v4.5.1, fixed in 4.5.2"
+    assert gates.evaluate(facts(vulnerabilities=[finding])) == [
+        f"prod requires a passing vulnerability scan: {finding}"
+    ]
+    unavailable = "scanner unavailable: trivy failed on it (exit 1): FATAL no DB"
+    assert gates.evaluate(facts(vulnerabilities=[unavailable])) == [
+        f"prod requires a passing vulnerability scan: {unavailable}"
+    ]
+
+
+def test_a_clean_or_unasked_scan_refuses_nothing() -> None:
+    assert gates.evaluate(facts(vulnerabilities=[])) == []
+    assert gates.evaluate(facts(vulnerabilities=None)) == []

@@ -19,6 +19,7 @@ from dockyard.pipeline.files import pipeline_files
 from dockyard.pipeline.model import Pipeline, Secret
 from dockyard.pipeline.pins import IMAGES, PINS, image
 from dockyard.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
+from dockyard_components.scanner import FINDINGS_EXIT_CODE
 from scripts.generate_workflows import expected_files
 from tests.unit.test_registry_kinds import CLOUDS, PYTHON, RUNNER, _stacks
 
@@ -59,7 +60,11 @@ def _github(pipeline: Pipeline) -> dict[str, NeutralJob]:
             # The trivy action is the scan there; the rest is shell.
             script = "\n".join(
                 step.get("run", "")
-                + ("trivy image --exit-code 1" if step.get("with", {}).get("exit-code") == "1" else "")
+                + (
+                    f"trivy image --exit-code {FINDINGS_EXIT_CODE}"
+                    if step.get("with", {}).get("exit-code") == str(FINDINGS_EXIT_CODE)
+                    else ""
+                )
                 + (" podman build --tag" if step.get("with", {}).get("load") else "")
                 for step in steps
             )
@@ -152,7 +157,11 @@ def test_exactly_one_build_per_commit(system: str, pipeline: Pipeline) -> None:
 @pytest.mark.parametrize("system", list(READERS))
 def test_the_scan_gate_comes_before_every_job_that_signs_or_deploys(system: str, pipeline: Pipeline) -> None:
     jobs = READERS[system](pipeline)
-    gates = [job.id for job in jobs.values() if job.on_main and "trivy image --exit-code 1" in job.script]
+    gates = [
+        job.id
+        for job in jobs.values()
+        if job.on_main and "trivy image" in job.script and f"--exit-code {FINDINGS_EXIT_CODE}" in job.script
+    ]
     assert gates == ["scan"], gates
     acting = [
         job.id

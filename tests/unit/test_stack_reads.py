@@ -108,10 +108,14 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
 
 
 def releases(project: Project) -> Releases:
-    # Whatever the fakes are handed, they answer: in the registry, trusted, verified on local.
+    # Whatever the fakes are handed, they answer: in the registry, trusted, scanned clean, verified on local.
     verified = Verification("local", BUILT, True, datetime(2026, 12, 1, 12, 5, tzinfo=UTC), "ci", "cluster", "verify")
     return Releases(
-        project, registry=lambda *_: RegistryAnswer(True), trust=lambda *_: [], attested=lambda *_: [verified]
+        project,
+        registry=lambda *_: RegistryAnswer(True),
+        trust=lambda *_: [],
+        scan=lambda *_: [],
+        attested=lambda *_: [verified],
     )
 
 

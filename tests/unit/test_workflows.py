@@ -29,6 +29,7 @@ from dockyard.model.config import EnvironmentConfig, parse_environment
 from dockyard.pipeline import derive, github, model, pr_summary
 from dockyard.pipeline.pins import PINS, uses
 from dockyard.pipeline.render import REGENERATE_COMMAND, Document
+from dockyard_components.scanner import FINDINGS_EXIT_CODE
 from tests.stacks import stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 
@@ -306,14 +307,15 @@ def test_the_scan_gate_is_needed_by_every_job_that_signs_or_deploys(delivery: di
         job_id
         for job_id, job in delivery.items()
         for step in job["steps"]
-        if step.get("uses") == uses("aquasecurity/trivy-action") and step["with"].get("exit-code") == "1"
+        if step.get("uses") == uses("aquasecurity/trivy-action")
+        and step["with"].get("exit-code") == str(FINDINGS_EXIT_CODE)
     ]
     assert gates == [model.SCAN_JOB]
     scan = delivery[model.SCAN_JOB]
     assert scan["needs"] == [model.BUILD_JOB]
     gate = scan["steps"][1]
     assert gate["with"]["image-ref"] == THIS_RUN_IMAGE
-    assert gate["with"]["severity"] == "CRITICAL,HIGH"
+    assert gate["with"]["severity"] == "HIGH,CRITICAL"
     gated = [job_id for job_id, job in delivery.items() if _signs_or_deploys(job)]
     assert gated == [model.SUPPLY_CHAIN_JOB, "deploy-dev", "promote-staging", "promote-prod"]
     for job_id in gated:
@@ -534,7 +536,7 @@ def test_a_pull_request_runs_the_test_stage_and_scans_without_pushing(documents:
     assert test_build["with"]["target"] == "test"
     assert runtime_build["with"]["target"] == "runtime"
     assert scan["with"]["image-ref"] == runtime_build["with"]["tags"]
-    assert scan["with"]["exit-code"] == "1"
+    assert scan["with"]["exit-code"] == str(FINDINGS_EXIT_CODE), "findings exit apart from trivy's own errors (1)"
 
 
 # --- pinning ---------------------------------------------------------------------------------------------------
