@@ -7,7 +7,7 @@ gitlab-ci-local call, each with a fresh empty ``HOME`` and only the environment 
 the runner's tools on PATH (the engine, cosign and syft, podman), the registry's CA, and a wheelhouse as the runner's
 package index. Secrets and settings are the CI/CD variables of ``.gitlab-ci-local-variables.yml`` (untracked),
 scoped like GitLab's: the registry password, the passphrase, the backend (the team's PostgreSQL: its URL, and its
-password file as a File variable), the kubeconfig as a File variable.
+password as a masked variable), the kubeconfig as a File variable.
 
 The scan job runs the real trivy (scripts/bootstrap-supply-chain.sh) against the local registry's vulnerability DB,
 as the program does; the runner trusts the registry's CA through ``SSL_CERT_FILE`` (part of a runner's setup for a
@@ -164,6 +164,12 @@ class Backend:
     passfile: str | None = None
 
     @property
+    def password(self) -> str:
+        """The password pgpass holds (``host:port:database:user:password``)."""
+        assert self.passfile, "only a PostgreSQL backend has a password"
+        return Path(self.passfile).read_text().strip().rsplit(":", 1)[1]
+
+    @property
     def env(self) -> dict[str, str]:
         """What a process outside the pipeline (the test reading outputs) needs to use it."""
         return {"PULUMI_BACKEND_URL": self.url, **({"PGPASSFILE": self.passfile} if self.passfile else {})}
@@ -267,12 +273,9 @@ def _write_variables(path: Path, services: dict[str, str], backend: Backend) -> 
         "REGISTRY_PASSWORD": services["DOCKYARD_REGISTRY_PASSWORD"],
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
         "PULUMI_BACKEND_URL": backend.url,
-        # pgpass: the database password, never in the URL or a job's command line.
-        **(
-            {"PGPASSFILE": {"type": "file", "values": {"*": Path(backend.passfile).read_text()}}}
-            if backend.passfile
-            else {}
-        ),
+        # The database password as a masked variable libpq reads (PGPASSWORD), never in the URL or a command line. (A
+        # File variable with pgpass would do on GitLab; gitlab-ci-local writes it world-readable, which libpq ignores.)
+        **({"PGPASSWORD": backend.password} if backend.passfile else {}),
         # A File variable: the job sees a path to a copy of the kubeconfig.
         "KUBECONFIG": {"type": "file", "values": {"*": Path(services["KUBECONFIG"]).read_text()}},
     }
