@@ -179,7 +179,7 @@ def verified(facts: PromotionFacts) -> list[str]:
         return [f"{why}: cannot read {facts.source}'s verification of {digest}: {facts.verification_problem}"]
     last = facts.verification
     if last is None:
-        where = " with a verification attestation signed by a key it trusts" if env.signing is not None else ""
+        where = " with a verification attestation signed by a key or identity it trusts" if env.signing else ""
         return [
             f"{why}: {facts.source}'s {digest} has never been verified{where} (dockyard verify --stack {facts.source})"
         ]
@@ -198,7 +198,7 @@ def target_ready(facts: PromotionFacts) -> list[str]:
 
 
 def trusted(facts: Arrival) -> list[str]:
-    """A target with ``dockyard:signing`` takes only digests signed (and SBOM-attested) by the key it trusts."""
+    """A target with ``dockyard:signing`` takes only digests signed (and SBOM-attested) by a signer it trusts."""
     if not facts.signature:
         return []
     return [f"{facts.target}'s trust policy refuses it: {problem}" for problem in facts.signature]
