@@ -80,8 +80,8 @@ def test_everything_in_order_passes() -> None:
         ),
         (
             {"verification": None},
-            f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified "
-            "(dockyard verify --stack staging)",
+            f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified with a "
+            "verification attestation signed by a key or identity it trusts (dockyard verify --stack staging)",
         ),
         (
             {"verification": None, "verification_problem": "reading the verification attestations: refused"},
@@ -143,8 +143,8 @@ def test_verification_is_required_by_tier_unless_config_says_otherwise() -> None
     assert gates.evaluate(facts(target_env=relaxed, verification=None)) == []
     qa = environment("staging", tier="qa", promotion__upstream="staging")
     assert gates.evaluate(facts(target="qa", target_env=qa, verification=None)) == [
-        f"qa (tier qa) takes verified releases only: staging's {DIGEST} has never been verified "
-        "(dockyard verify --stack staging)"
+        f"qa (tier qa) takes verified releases only: staging's {DIGEST} has never been verified with a "
+        "verification attestation signed by a key or identity it trusts (dockyard verify --stack staging)"
     ]
 
 
@@ -174,7 +174,7 @@ def test_a_target_with_a_trust_policy_asks_for_a_verification_signed_by_a_key_it
     trusting = environment("prod", signing={"publicKeyFile": "keys/dockyard-local-cosign.pub"})
     assert gates.verified(facts(target_env=trusting, verification=None)) == [
         f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified with a "
-        "verification attestation signed by a key it trusts (dockyard verify --stack staging)"
+        "verification attestation signed by a key or identity it trusts (dockyard verify --stack staging)"
     ]
 
 

@@ -17,6 +17,7 @@ from tests.unit.conftest import (
     FAKE_DIGEST,
     PASSWORD,
     RecordingMocks,
+    accept_running_digests,
     plaintext_paths,
     secret_paths,
     set_stack_config,
@@ -31,8 +32,10 @@ def run_program(stack: str, extra: dict[str, Any] | None = None, secret_keys: li
     """Run ``__main__.py`` for a committed stack; its encrypted signing key pair is stood in for by sentinels."""
     committed = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())["config"]
     signing = SIGNING_SECRETS if "dockyard:cosignPrivateKey" in committed else {}
+    config = {**stack_config(stack), **signing, **(extra or {})}
+    accept_running_digests(stack, config)
     pulumi.runtime.settings._set_stack(stack)
-    set_stack_config({**stack_config(stack), **signing, **(extra or {})}, [*signing, *(secret_keys or [])])
+    set_stack_config(config, [*signing, *(secret_keys or [])])
     runpy.run_path(str(PROJECT / "__main__.py"), run_name="__main__")
 
 
