@@ -218,14 +218,16 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def stale_file(stack: str, file_serves: str | None, stack_serves: str | None) -> list[str]:
+def stale_file(stack: str, file_serves: str | None, stack_serves: str | None, *, builds: bool = False) -> list[str]:
     """A move writes onto the stack file as checked out: if that file does not name the release the stack serves
     (its ``image_ref`` output, from its last update), it is an older commit's (a pipeline's checkout from before the
-    promotions committed since, say), and applying it would put an old stable track or the other color back."""
-    if file_serves is None or stack_serves is None or file_serves == stack_serves:
+    promotions committed since, say), and applying it would put an old stable track or the other color back, or
+    take the served release away (a file from before the first release). A building stack's file names no release."""
+    if stack_serves is None or file_serves == stack_serves or (file_serves is None and builds):
         return []
+    serves = file_serves or "no release"
     return [
-        f"Pulumi.{stack}.yaml serves {file_serves} but {stack} serves {stack_serves} (its last update): the stack "
+        f"Pulumi.{stack}.yaml serves {serves} but {stack} serves {stack_serves} (its last update): the stack "
         "file is stale; move from the default branch's file, where each promotion is committed"
     ]
 

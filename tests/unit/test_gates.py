@@ -200,15 +200,21 @@ def test_a_stale_stack_file_is_refused_with_one_line() -> None:
     (line,) = gates.stale_file("local-prod", old, served)
     assert line.startswith(f"Pulumi.local-prod.yaml serves {old} but local-prod serves {served}")
     assert "stale" in line
+    # A checkout from before the first release would take the served release away.
+    (line,) = gates.stale_file("local-prod", None, served)
+    assert line.startswith(f"Pulumi.local-prod.yaml serves no release but local-prod serves {served}")
 
 
 @pytest.mark.parametrize(
-    ("file_serves", "stack_serves"),
+    ("file_serves", "stack_serves", "builds"),
     [
-        ("r@sha256:" + "d" * 64, "r@sha256:" + "d" * 64),  # the file is what the stack serves
-        ("r@sha256:" + "d" * 64, None),  # never deployed: nothing to be stale against
-        (None, "r@sha256:" + "d" * 64),  # a building stack: its file names no release
+        ("r@sha256:" + "d" * 64, "r@sha256:" + "d" * 64, False),  # the file is what the stack serves
+        ("r@sha256:" + "d" * 64, None, False),  # never deployed: nothing to be stale against
+        (None, None, False),  # no release in the file, none served
+        (None, "r@sha256:" + "d" * 64, True),  # a building stack: its file names no release
     ],
 )
-def test_a_current_or_undeployed_stack_file_passes(file_serves: str | None, stack_serves: str | None) -> None:
-    assert gates.stale_file("local-prod", file_serves, stack_serves) == []
+def test_a_current_or_undeployed_stack_file_passes(
+    file_serves: str | None, stack_serves: str | None, builds: bool
+) -> None:
+    assert gates.stale_file("local-prod", file_serves, stack_serves, builds=builds) == []
