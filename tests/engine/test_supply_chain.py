@@ -195,15 +195,13 @@ def hand_edit_is_refused_by_the_program(workspace: Workspace, image: str, why: s
         for command in (["preview"], ["up", "--yes"]):
             result = workspace.pulumi(*command, "--stack", "local-staging", check=False)
             assert result.returncode != 0, result.output
-            # One line, however often the engine repeats it (as it happens, and in the summary).
-            (refusal,) = {
-                line.strip().removeprefix("error: ")
-                for line in result.output.splitlines()
-                if "trust policy refuses" in line
-            }
-            assert refusal.startswith(
-                f"local-staging's trust policy refuses the stable track's image, nothing is deployed: {image} {why} ("
-            ), result.output
+            # One line, however often the engine repeats it (as the run goes, and in the diagnostics).
+            start = "local-staging's trust policy refuses"
+            refusals = {line[line.index(start) :] for line in result.output.splitlines() if start in line}
+            assert len(refusals) == 1, result.output
+            (refusal,) = refusals
+            assert refusal.startswith(f"{start} the stable track's image, nothing is deployed: {image} {why} (")
+            assert refusal.endswith(")"), "the reason ends on the same line"
             assert "Traceback" not in result.output
     finally:
         stack_file.write_bytes(original)
