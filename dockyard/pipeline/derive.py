@@ -626,6 +626,8 @@ def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[
         delivery=tuple(jobs),
         check=_check_job(env.image.build),
         previews=tuple(enabled),
+        # The program checks every digest a stack with a trust policy runs, on every preview too.
+        preview_tools=(Tool.COSIGN,) if any(target.signing is not None for target in enabled.values()) else (),
     )
 
 

@@ -278,6 +278,8 @@ class Pipeline:
     check: Job
     #: Stacks previewed (with the policy pack) on a change.
     previews: tuple[str, ...]
+    #: Tools a preview runs beside the engine: cosign, where a previewed stack's program checks its trust policy.
+    preview_tools: tuple[Tool, ...] = ()
 
     def job(self, job_id: str) -> Job:
         return next(job for job in self.delivery if job.id == job_id)
