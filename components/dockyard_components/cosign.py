@@ -33,6 +33,10 @@ class CosignError(Exception):
     """syft or cosign failed or is missing; the message names the step and the way out (never a secret)."""
 
 
+class ToolUnavailableError(CosignError):
+    """The tool could not give an answer at all (not installed, timed out): nothing was verified, or refuted."""
+
+
 @dataclass(frozen=True)
 class KeylessIdentity:
     """A keyless signer: the identity in the Fulcio certificate (exact, or a regular expression) and the OIDC issuer
@@ -73,7 +77,9 @@ def attestation_tag(image_ref: str) -> str:
 def tool(name: str) -> str:
     found = shutil.which(name) or (str(TOOLS_DIR / name) if (TOOLS_DIR / name).is_file() else None)
     if found is None:
-        raise CosignError(f"{name} is not installed: run scripts/bootstrap-supply-chain.sh (or put {name} on PATH)")
+        raise ToolUnavailableError(
+            f"{name} is not installed: run scripts/bootstrap-supply-chain.sh (or put {name} on PATH)"
+        )
     return found
 
 
@@ -161,7 +167,7 @@ class SigningTools:
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
-            raise CosignError(f"{step} took over {TOOL_TIMEOUT_SECONDS}s") from None
+            raise ToolUnavailableError(f"{step} took over {TOOL_TIMEOUT_SECONDS}s") from None
         if result.returncode != 0:
             raise CosignError(f"{step} failed (exit {result.returncode}): {self._reason(result.stderr)}")
         return result.stdout

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from dockyard.model.config import SigningConfig
 from dockyard.model.credentials import RegistryCredentials
-from dockyard_components.cosign import CosignError, KeylessIdentity, SigningTools
+from dockyard_components.cosign import CosignError, KeylessIdentity, SigningTools, ToolUnavailableError
 
 #: Names the directory where accepted digests are remembered (default ``$DOCKYARD_CACHE/trust``, that is
 #: ``~/.cache/dockyard/trust``).
@@ -151,18 +151,30 @@ def signed_statements(
     for signer in policy.signers:
         try:
             statements += tools.verify_attestation(image, predicate_type=predicate_type, identity=signer.identity)
+        except ToolUnavailableError:
+            raise
         except CosignError as error:
             reasons.append(str(error))
     return statements, reasons
 
 
 def refusals(policy: TrustPolicy, image: str, tools: Verifier) -> list[str]:
-    """Why ``policy`` refuses ``image`` (one line each); empty when it carries everything the policy asks."""
+    """Why ``policy`` refuses ``image`` (one line each); empty when it carries everything the policy asks. A tool
+    that cannot answer (not installed, timed out) is a refusal that says so, never a pass."""
+    try:
+        return _refusals(policy, image, tools)
+    except ToolUnavailableError as error:
+        return [f"cannot check {image} against {policy.stack}'s trust policy: {one_line(str(error))}"]
+
+
+def _refusals(policy: TrustPolicy, image: str, tools: Verifier) -> list[str]:
     reasons = []
     for signer in policy.signers:
         try:
             tools.verify(image, identity=signer.identity)
             break
+        except ToolUnavailableError:
+            raise
         except CosignError as error:
             reasons.append(one_line(str(error)))
     else:

@@ -30,7 +30,7 @@ from dockyard.model.trust import (
     refusals,
 )
 from dockyard.program.trust_check import TrustRefusal
-from dockyard_components.cosign import CosignError, KeylessIdentity, SigningTools
+from dockyard_components.cosign import CosignError, KeylessIdentity, SigningTools, ToolUnavailableError
 from tests.stacks import PROJECT, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks, set_stack_config
 
@@ -171,6 +171,18 @@ def test_an_unsigned_digest_is_refused_in_one_line_naming_the_image_and_the_sign
         f"{IMAGE} carries no signature by {KEY_FILE} that local-prod trusts (main.go:74: error during command execution)"
     )
     assert "\n" not in problem
+
+
+def test_a_cosign_that_cannot_answer_is_a_refusal_that_says_so_never_a_pass() -> None:
+    class Missing(FakeCosign):
+        def verify(self, image_ref: str, *, identity: KeylessIdentity | None = None) -> None:
+            raise ToolUnavailableError("cosign is not installed: run scripts/bootstrap-supply-chain.sh")
+
+    (problem,) = refusals(policy(), IMAGE, Missing({IMAGE: {"key"}}))
+    assert problem == (
+        f"cannot check {IMAGE} against local-prod's trust policy: cosign is not installed: run "
+        "scripts/bootstrap-supply-chain.sh"
+    )
 
 
 def test_a_signature_by_any_trusted_signer_is_enough_and_the_sbom_may_be_by_another() -> None:
