@@ -202,8 +202,6 @@ class Releases:
         if to is not None:
             repository = parse_image_reference(current).name if current else env.registry.image_name
             return f"{repository}@{to}" if to.startswith("sha256:") else to
-        if current is None:
-            raise RefusedError(f"rollback of {stack}", [f"{stack} serves no release yet; nothing to roll back to"])
         served = [u.served for u in self.project.history(stack) if u.result == "succeeded" and u.kind == "update"]
         instant = env.kubernetes.strategy.instant_rollback
         if instant is not None:
@@ -218,6 +216,8 @@ class Releases:
                     ],
                 )
             return instant
+        if current is None:
+            raise RefusedError(f"rollback of {stack}", [f"{stack} serves no release yet; nothing to roll back to"])
         previous = next((image for image in served if image and image != current), None)
         if previous is None:
             raise RefusedError(f"rollback of {stack}", [f"{stack} has served only {current}; nothing to roll back to"])
