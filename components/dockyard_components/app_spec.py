@@ -202,8 +202,9 @@ class BlueGreenStrategy(ReleaseStrategy):
         return self.active
 
     def side_services(self, tracks: Sequence[str], ingress: bool) -> list[SideService]:
-        # The idle color's own Service: smoke-test the next release before switching activeColor.
-        return [SideService(PREVIEW_SERVICE, self.idle_color)] if self.idle_color in tracks else []
+        # The idle color's own Service: smoke-test the next release before switching activeColor. It is there even
+        # while the idle color runs no release (no endpoints), so a switch only ever changes Service selectors.
+        return [SideService(PREVIEW_SERVICE, self.idle_color)]
 
 
 DEFAULT_CANARY_STEPS = (10, 25, 50, 100)

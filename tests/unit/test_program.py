@@ -159,3 +159,23 @@ def test_staging_canary_at_weight_zero_runs_only_stable(mocks: RecordingMocks, w
     assert sorted(deployments(mocks)) == ["dockyard-app-stable"]
     ingresses = mocks.of_type("kubernetes:networking.k8s.io/v1:Ingress")
     assert [i.inputs["spec"]["rules"][0]["host"] for i in ingresses] == ["staging.dockyard.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("stack", "selectors"),
+    [
+        ("local-staging", {"dockyard-app": None}),
+        ("local-prod", {"dockyard-app": "blue", "dockyard-app-preview": "green"}),
+    ],
+)
+def test_a_stack_with_no_release_runs_no_pods_and_its_services_wait(
+    mocks: RecordingMocks, workdir: Path, stack: str, selectors: dict[str, str | None]
+) -> None:
+    """No placeholder digest: no Deployment (nor autoscaler), the Services there with their tracks' selectors."""
+    pulumi.runtime.test(lambda: run_program(stack))()
+    assert deployments(mocks) == {}
+    assert mocks.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler") == []
+    services = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]["selector"] for r in mocks.of_type("kubernetes:core/v1:Service")
+    }
+    assert {name: selector.get("dockyard.dev/track") for name, selector in services.items()} == selectors
