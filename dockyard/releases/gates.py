@@ -145,7 +145,9 @@ def pinned_image(facts: PromotionFacts) -> list[str]:
 def image_problems(source: str, image: str | None) -> list[str]:
     """The source serves a digest-pinned image (what promotion may copy)."""
     if not image:
-        return [f"{source} has no image_ref output (run pulumi up --stack {source} first)"]
+        return [
+            f"{source} serves no release: it has no image_ref output (promote one into it, or run pulumi up --stack {source})"
+        ]
     try:
         reference = parse_image_reference(image)
     except ImageReferenceError as error:

@@ -71,7 +71,11 @@ def test_everything_in_order_passes() -> None:
         ({"last_result": "failed"}, "staging's last update failed; promote only what deployed successfully"),
         ({"last_result": None, "last_deployed": None}, "staging has never been deployed"),
         ({"last_deployed": NOW - timedelta(minutes=30)}, "staging has soaked 30 min of 120; wait 90 min"),
-        ({"image": None}, "staging has no image_ref output (run pulumi up --stack staging first)"),
+        (
+            {"image": None},
+            "staging serves no release: it has no image_ref output (promote one into it, or run pulumi up --stack "
+            "staging)",
+        ),
         ({"image": "ghcr.io/a/b:1.0"}, "staging's image_ref ghcr.io/a/b:1.0 is not digest-pinned"),
         ({"registry": RegistryAnswer(False)}, f"{IMAGE} does not exist in prod's registry ghcr.io"),
         (
