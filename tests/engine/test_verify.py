@@ -59,8 +59,8 @@ def test_unverified_source_is_refused_for_a_prod_target(deployed: Workspace, goo
     refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes")
     assert refused.returncode == 1, refused.output
     assert (
-        f"local's {good.split('@')[1]} has never been verified with a verification attestation signed by a key it "
-        "trusts (dockyard verify --stack local)"
+        f"local's {good.split('@')[1]} has never been verified with a verification attestation signed by a key or "
+        "identity it trusts (dockyard verify --stack local)"
     ) in refused.output
     assert live_specs(deployed, "local-staging") == before
 
