@@ -5,7 +5,7 @@ from pathlib import Path
 import pulumi
 
 from dockyard.program import args as wiring
-from dockyard.program import stack_config
+from dockyard.program import stack_config, trust_check
 from dockyard.program.kubernetes import kubernetes_provider
 from dockyard_components.github_ci import CiPipeline
 from dockyard_components.image import AppImage
@@ -15,7 +15,9 @@ from dockyard_components.scanner import ScannedImage
 from dockyard_components.signing import SignedImage
 
 stack = stack_config.load()
-# First: a stack that cannot reach its cluster stops here, before any resource is registered.
+# Before any resource is registered: every digest a Deployment will run passes the stack's trust policy.
+trust_check.enforce(stack, Path(__file__).resolve().parent)
+# A stack that cannot reach its cluster stops here, before any resource is registered.
 kubernetes = kubernetes_provider("kubernetes", stack)
 
 registry = ContainerRegistry("registry", wiring.registry_args(stack))

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.timing import timed, workspace
-from tests.engine.harness import Workspace
+from tests.engine.harness import Workspace, accepted_release
 from tests.local_services import CLUSTER, start_local_cluster
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -66,10 +66,13 @@ def main() -> None:
     idle = rss_mib(cluster_state())
 
     live = workspace(env)
+    # A release on blue, so the up rolls its Deployments out (without one, local-prod runs no pods).
+    accepted_release(live, "local-prod", ["kubernetes", "strategy", "blueImage"])
     live.init("local-prod")
     live_up = timed(live, "up", "--stack", "local-prod", "--yes", "--skip-preview")
     rendered = workspace()
     render_mode(rendered, "local-prod")
+    accepted_release(rendered, "local-prod", ["kubernetes", "strategy", "blueImage"])
     rendered.init("local-prod")
     render_up = timed(rendered, "up", "--stack", "local-prod", "--yes", "--skip-preview")
     live.pulumi("destroy", "--stack", "local-prod", "--yes")

@@ -19,12 +19,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from bench.timing import workspace
-from dockyard.model.config import read_stack_file
+from bench.timing import on_local_cluster, verdict
 from dockyard.releases.project import Project
 from dockyard.releases.trust import trust_problems
-from tests.engine.harness import Result, Workspace, dockyard, kubectl
-from tests.local_services import start_local_cluster, start_local_services
+from tests.engine.harness import Result, Workspace, dockyard
 
 STACKS = ("local", "local-staging", "local-prod")
 
@@ -45,7 +43,8 @@ def timed_pulumi(project: Workspace, *args: str) -> float:
 
 
 def timed_trust(project: Workspace) -> float:
-    """Seconds local-prod's trust policy takes to accept local-staging's digest (0 without a policy)."""
+    """Seconds local-prod's trust policy takes to accept local-staging's digest (0 without a policy); once a digest
+    is accepted it is answered from the trust cache (dockyard.model.trust.TrustCache)."""
     os.environ.update({k: v for k, v in project.env.items() if k.startswith(("PULUMI_", "DOCKYARD_"))})
     dockyard_project = Project(project.directory)
     target = dockyard_project.view("local-prod")
@@ -60,23 +59,12 @@ def timed_trust(project: Workspace) -> float:
     return elapsed
 
 
-def verdict(met: bool) -> str:
-    return "[green]met[/green]" if met else "[red]MISSED[/red]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=5, help="interleaved promote/preview pairs; the median is kept")
     pairs = parser.parse_args().pairs
-    console = Console()
-    project = workspace({**start_local_services(), **start_local_cluster()})
-    try:
-        table = measure(project, pairs)
-    finally:
-        # The workspace gave each stack a namespace of its own (tests.engine.harness.isolate_namespaces).
-        namespaces = [read_stack_file(project.stack_file(stack))["kubernetes"]["namespace"] for stack in STACKS]
-        kubectl(project, "delete", "--wait=false", *(f"namespace/{n}" for n in namespaces), check=False)
-    console.print(table)
+    table = on_local_cluster(lambda project: measure(project, pairs), STACKS)
+    Console().print(table)
 
 
 def measure(project: Workspace, pairs: int) -> Table:

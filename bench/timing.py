@@ -5,10 +5,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
-from tests.engine.harness import Workspace, make_workspace
+from dockyard.model.config import read_stack_file
+from tests.engine.harness import Workspace, kubectl, make_workspace
+from tests.local_services import start_local_cluster, start_local_services
 from tests.stacks import PROJECT
+
+T = TypeVar("T")
 
 #: The benchmarks' own Pulumi programs (tests/engine/test_bench_programs.py previews each).
 PROGRAMS = Path(__file__).parent / "programs"
@@ -46,3 +52,18 @@ def rebuild(ws: Workspace, change: str) -> float:
     start = time.perf_counter()
     ws.pulumi("up", "--stack", "local", "--yes", "--skip-preview", timeout=3600)
     return time.perf_counter() - start
+
+
+def verdict(met: bool) -> str:
+    return "[green]met[/green]" if met else "[red]MISSED[/red]"
+
+
+def on_local_cluster(measure: Callable[[Workspace], T], stacks: Iterable[str]) -> T:
+    """``measure`` on a throw-away copy of the project using the local services and cluster; the namespaces the
+    copy gave ``stacks`` (tests.engine.harness.isolate_namespaces) are deleted afterwards."""
+    project = workspace({**start_local_services(), **start_local_cluster()})
+    try:
+        return measure(project)
+    finally:
+        namespaces = [read_stack_file(project.stack_file(stack))["kubernetes"]["namespace"] for stack in stacks]
+        kubectl(project, "delete", "--wait=false", *(f"namespace/{n}" for n in namespaces), check=False)

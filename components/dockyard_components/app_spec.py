@@ -176,11 +176,11 @@ class BlueGreenStrategy(ReleaseStrategy):
     green_image: ImageRef | None = Field(default=None, description="image of the green Deployment")
 
     @model_validator(mode="after")
-    def _active_color_has_image(self) -> BlueGreenStrategy:
+    def _active_color_named(self) -> BlueGreenStrategy:
+        # A color without an image has no release yet and runs no pods; the Service still selects activeColor, so
+        # until the first switch to a color that runs a release it has no endpoints.
         if self.active_color is None:
             raise ValueError("activeColor: missing; allowed: blue or green")
-        if self.image_of(self.active_color) is None:
-            raise ValueError(f"{self.active_color}Image: missing for the active color; allowed: an image reference")
         return self
 
     def image_of(self, color: str) -> str | None:
@@ -202,8 +202,9 @@ class BlueGreenStrategy(ReleaseStrategy):
         return self.active
 
     def side_services(self, tracks: Sequence[str], ingress: bool) -> list[SideService]:
-        # The idle color's own Service: smoke-test the next release before switching activeColor.
-        return [SideService(PREVIEW_SERVICE, self.idle_color)] if self.idle_color in tracks else []
+        # The idle color's own Service: smoke-test the next release before switching activeColor. It is there even
+        # while the idle color runs no release (no endpoints), so a switch only ever changes Service selectors.
+        return [SideService(PREVIEW_SERVICE, self.idle_color)]
 
 
 DEFAULT_CANARY_STEPS = (10, 25, 50, 100)
@@ -306,12 +307,16 @@ class AppSpec(Model):
         """The Deployments the strategy runs, with the replicas and image of each."""
         return self.strategy.tracks(self.replicas)
 
+    def deployed_tracks(self, has_release: bool) -> list[Track]:
+        """The tracks that get a Deployment: those with an image of their own, and, when there is a release image,
+        those that run it. A track with no release yet runs no pods (no placeholder image)."""
+        return [track for track in self.tracks if track.image is not None or has_release]
+
     @property
     def service_track(self) -> str | None:
         """The track the app's Service selects (None: every track)."""
         return self.strategy.service_track(self.ingress is not None)
 
-    @property
-    def side_services(self) -> list[SideService]:
+    def side_services(self, tracks: Sequence[Track]) -> list[SideService]:
         """The Services beside the app's own, for the tracks that run."""
-        return self.strategy.side_services([track.name for track in self.tracks], self.ingress is not None)
+        return self.strategy.side_services([track.name for track in tracks], self.ingress is not None)

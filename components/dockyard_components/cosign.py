@@ -33,6 +33,36 @@ class CosignError(Exception):
     """syft or cosign failed or is missing; the message names the step and the way out (never a secret)."""
 
 
+class ToolUnavailableError(CosignError):
+    """The tool could not give an answer at all (not installed, timed out): nothing was verified, or refuted."""
+
+
+@dataclass(frozen=True)
+class KeylessIdentity:
+    """A keyless signer: the identity in the Fulcio certificate (exact, or a regular expression) and the OIDC issuer
+    that vouched for it. Verifying against one needs Fulcio's roots and Rekor (online): no offline flag is added."""
+
+    issuer: str
+    identity: str | None = None
+    identity_regexp: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.identity is None) == (self.identity_regexp is None):
+            raise ValueError("a keyless identity names exactly one of identity or identity_regexp, and the issuer")
+
+    def flags(self) -> list[str]:
+        """``cosign verify`` flags that accept only this signer."""
+        if self.identity is not None:
+            subject = ["--certificate-identity", self.identity]
+        else:
+            subject = ["--certificate-identity-regexp", str(self.identity_regexp)]
+        return [*subject, "--certificate-oidc-issuer", self.issuer]
+
+    def __str__(self) -> str:
+        subject = self.identity if self.identity is not None else f"~{self.identity_regexp}"
+        return f"{subject} (issuer {self.issuer})"
+
+
 def signature_tag(image_ref: str) -> str:
     """Where cosign stores the signature of a digest-pinned reference (no referrers API needed)."""
     repository, digest = image_ref.split("@", 1)
@@ -47,7 +77,9 @@ def attestation_tag(image_ref: str) -> str:
 def tool(name: str) -> str:
     found = shutil.which(name) or (str(TOOLS_DIR / name) if (TOOLS_DIR / name).is_file() else None)
     if found is None:
-        raise CosignError(f"{name} is not installed: run scripts/bootstrap-supply-chain.sh (or put {name} on PATH)")
+        raise ToolUnavailableError(
+            f"{name} is not installed: run scripts/bootstrap-supply-chain.sh (or put {name} on PATH)"
+        )
     return found
 
 
@@ -138,7 +170,7 @@ class SigningTools:
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
-            raise CosignError(f"{step} took over {TOOL_TIMEOUT_SECONDS}s") from None
+            raise ToolUnavailableError(f"{step} took over {TOOL_TIMEOUT_SECONDS}s") from None
 
     def _run(self, step: str, args: list[str]) -> str:
         result = self.execute(step, args)
@@ -193,23 +225,21 @@ class SigningTools:
             ],
         )
 
-    def verify(self, image_ref: str) -> None:
-        """The digest carries a signature made by the key of :attr:`public_key`."""
-        self._run(
-            "cosign verify",
-            [tool("cosign"), "verify", "--key", str(self._public_key_file()), "--insecure-ignore-tlog", image_ref],
-        )
+    def verify(self, image_ref: str, *, identity: KeylessIdentity | None = None) -> None:
+        """The digest carries a signature made by the key of :attr:`public_key`, or by ``identity`` (keyless)."""
+        self._run("cosign verify", [tool("cosign"), "verify", *self._signer_flags(identity), image_ref])
 
-    def verify_attestation(self, image_ref: str, *, predicate_type: str) -> list[dict[str, Any]]:
-        """The verified in-toto statements of ``predicate_type`` on the digest (each with its predicate)."""
+    def verify_attestation(
+        self, image_ref: str, *, predicate_type: str, identity: KeylessIdentity | None = None
+    ) -> list[dict[str, Any]]:
+        """The verified in-toto statements of ``predicate_type`` on the digest (each with its predicate), signed by
+        the key of :attr:`public_key`, or by ``identity`` (keyless)."""
         output = self._run(
             f"cosign verify-attestation ({predicate_type})",
             [
                 tool("cosign"),
                 "verify-attestation",
-                "--key",
-                str(self._public_key_file()),
-                "--insecure-ignore-tlog",
+                *self._signer_flags(identity),
                 "--type",
                 predicate_type,
                 image_ref,
@@ -221,6 +251,12 @@ class SigningTools:
                 envelope = json.loads(line)
                 statements.append(json.loads(base64.b64decode(envelope["payload"])))
         return statements
+
+    def _signer_flags(self, identity: KeylessIdentity | None) -> list[str]:
+        if identity is not None:
+            return identity.flags()
+        # A key pair of our own: offline there is no transparency log to check the signature's entry in.
+        return ["--key", str(self._public_key_file()), "--insecure-ignore-tlog"]
 
     def _public_key_file(self) -> Path:
         if self.public_key is None:

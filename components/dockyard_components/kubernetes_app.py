@@ -99,7 +99,8 @@ class KubernetesAppArgs(TypedDict):
     """Namespace to create; unique per stack so stacks never collide in one cluster."""
     image: NotRequired[pulumi.Input[str]]
     """Digest-pinned release image: what the tracks that name no image of their own run (rolling, the canary's
-    stable track). A blue-green app names each color's image in its strategy instead."""
+    stable track). A blue-green app names each color's image in its strategy instead. Without it (no release yet)
+    those tracks run no pods: the Service exists and has no endpoints."""
     stack: NotRequired[str]
     """Stack name in every instance label and in the app's DOCKYARD_STACK setting; the current stack's unless given."""
     tier: NotRequired[Tier]
@@ -192,9 +193,12 @@ class KubernetesApp(pulumi.ComponentResource):
         )
         ns = self._namespace(name, identity)
         pods = self._pod_inputs(name, identity, settings, stack, ns, args)
-        self.deployments = self._deployments(name, identity, settings, pods, args.get("image"))
-        self.service_name, self.url = self._services(name, identity, settings, ns)
-        self._autoscalers(name, identity, settings, ns)
+        release = args.get("image")
+        # A track with no release yet (no image of its own and no release image) gets no Deployment and no pods.
+        tracks = settings.deployed_tracks(release is not None)
+        self.deployments = self._deployments(name, identity, settings, pods, tracks, release)
+        self.service_name, self.url = self._services(name, identity, settings, tracks, ns)
+        self._autoscalers(name, identity, settings, tracks, ns)
         self._guards(name, identity, settings, ns)
         self.namespace = ns
         self.register_outputs(
@@ -202,7 +206,7 @@ class KubernetesApp(pulumi.ComponentResource):
                 "namespace": self.namespace,
                 "serviceName": self.service_name,
                 "url": self.url,
-                "tracks": [t.name for t in settings.tracks],
+                "tracks": [t.name for t in tracks],
             }
         )
 
@@ -272,28 +276,27 @@ class KubernetesApp(pulumi.ComponentResource):
         identity: AppIdentity,
         settings: AppSpec,
         pods: _PodInputs,
+        tracks: Sequence[Track],
         release: pulumi.Input[str] | None,
     ) -> dict[str, k8s.apps.v1.Deployment]:
-        """One Deployment per track: which exist, and the image and replicas of each, is the strategy's to say."""
-
-        def image_of(track: Track) -> pulumi.Input[str]:
-            if track.image is not None:
-                return track.image
-            if release is None:
-                raise ValueError(
-                    f"KubernetesApp {name}: the {track.name} track runs the release image, and there is none"
-                )
-            return release
-
+        """One Deployment per track that runs a release: which exist, and the image and replicas of each, is the
+        strategy's to say."""
         return {
             track.name: self._deployment(
-                name, identity, settings, track, image_of(track), pods.config_map, pods.secret_name, pods.pull_secret
+                name,
+                identity,
+                settings,
+                track,
+                track.image_or(release) if release is not None else str(track.image),
+                pods.config_map,
+                pods.secret_name,
+                pods.pull_secret,
             )
-            for track in settings.tracks
+            for track in tracks
         }
 
     def _services(
-        self, name: str, identity: AppIdentity, settings: AppSpec, ns: pulumi.Output[str]
+        self, name: str, identity: AppIdentity, settings: AppSpec, tracks: Sequence[Track], ns: pulumi.Output[str]
     ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         """The app's Service and Ingress, and the Services (with Ingresses) the strategy runs beside them; returns
         the app's Service name and URL."""
@@ -301,7 +304,7 @@ class KubernetesApp(pulumi.ComponentResource):
         service = self._service(name, service_name(identity.app), identity, settings.service_track, labels, ns)
         if settings.ingress is not None:
             self._ingress(name, "ingress", identity.app, settings, service.metadata.name, labels, ns, {})
-        for side in settings.side_services:
+        for side in settings.side_services(tracks):
             beside = self._service(
                 name, service_name(identity.app, side.role), identity, side.track, labels, ns, side.role
             )
@@ -322,11 +325,13 @@ class KubernetesApp(pulumi.ComponentResource):
         url = pulumi.Output.concat("http://", service.metadata.name, ".", ns, ".svc.cluster.local:", str(SERVICE_PORT))
         return service.metadata.name, url
 
-    def _autoscalers(self, name: str, identity: AppIdentity, settings: AppSpec, ns: pulumi.Output[str]) -> None:
-        """A HorizontalPodAutoscaler per serving track (the canary keeps its share of pods)."""
+    def _autoscalers(
+        self, name: str, identity: AppIdentity, settings: AppSpec, tracks: Sequence[Track], ns: pulumi.Output[str]
+    ) -> None:
+        """A HorizontalPodAutoscaler per serving track that runs (the canary keeps its share of pods)."""
         if settings.autoscaling is None:
             return
-        for track in settings.tracks:
+        for track in tracks:
             if track.name != CANARY:
                 self._autoscaler(
                     name, identity.app, settings, self.deployments[track.name], identity.labels(), ns, track.name
@@ -439,9 +444,12 @@ class KubernetesApp(pulumi.ComponentResource):
         ns: pulumi.Output[str],
         role: str = "service",
     ) -> k8s.core.v1.Service:
-        if track is not None:
+        if track in self.deployments:
             # Derived from the Deployment's own selector: a real dependency edge, and never a typo.
             selector: pulumi.Input[Mapping[str, str]] = self.deployments[track].spec.selector.match_labels
+        elif track is not None:
+            # The track has no release yet: the selector it will have, matching no pod until it runs one.
+            selector = {**identity.selector(), TRACK_LABEL: track}
         else:
             selector = identity.selector()
         return k8s.core.v1.Service(

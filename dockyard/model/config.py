@@ -217,20 +217,59 @@ class ScanConfig(Model):
     )
 
 
-class SigningConfig(Model):
-    """Supply-chain trust: the key that signs this stack's builds and that a digest promoted into it must carry."""
+def _regular_expression(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"not a regular expression ({error}); allowed: e.g. ^https://github.com/acme/.+$") from None
+    return value
 
-    public_key_file: str = Field(
-        description="cosign public key (PEM), relative to the project: what a digest promoted into this stack "
-        "must be signed and its upstream's verification attested with; the stack signs its builds and "
-        "verifications with the matching dockyard:cosignPrivateKey"
+
+class TrustedIdentity(Model):
+    """A keyless signer (sigstore): the identity its Fulcio certificate names, exact or by regular expression, and
+    the OIDC issuer that vouched for it (a CI workflow: the workflow file at a ref, and the CI's token issuer)."""
+
+    issuer: str = Field(min_length=1, description="OIDC issuer, e.g. https://token.actions.githubusercontent.com")
+    identity: str | None = Field(
+        default=None,
+        description="exact certificate identity, e.g. https://github.com/OWNER/REPO/.github/workflows/FILE@refs/heads/main",
     )
-    require_sbom: bool = Field(default=True, description="promotions also require a signed SPDX SBOM attestation")
+    identity_regexp: Annotated[str, AfterValidator(_regular_expression)] | None = Field(
+        default=None, description="certificate identity as a regular expression (instead of identity)"
+    )
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> TrustedIdentity:
+        if (self.identity is None) == (self.identity_regexp is None):
+            raise ValueError("allowed: exactly one of identity or identityRegexp, beside issuer")
+        return self
+
+
+class SigningConfig(Model):
+    """Supply-chain trust: who a digest this stack runs must be signed by (a key, keyless identities, or both), what
+    it must carry beside the signature, and the key that signs this stack's own builds and verifications."""
+
+    public_key_file: str | None = Field(
+        default=None,
+        description="cosign public key (PEM), relative to the project: a trusted signer of the digests this stack "
+        "runs and of its upstream's verifications; the stack signs its builds and verifications with the matching "
+        "dockyard:cosignPrivateKey",
+    )
+    identities: list[TrustedIdentity] = Field(
+        default_factory=list, description="trusted keyless signers (sigstore; verified online against Fulcio and Rekor)"
+    )
+    require_sbom: bool = Field(default=True, description="digests also carry a signed SPDX SBOM attestation")
     scan: ScanConfig | None = Field(
         default=None,
         description="require a vulnerability scan: a building stack scans each build before signing it (and attests "
         "the scan); a promotion into this stack re-scans the digest against the current DB",
     )
+
+    @model_validator(mode="after")
+    def _someone_trusted(self) -> SigningConfig:
+        if self.public_key_file is None and not self.identities:
+            raise ValueError("allowed: publicKeyFile, identities, or both: a trust policy names whom it trusts")
+        return self
 
 
 class EnvironmentConfig(Model):
@@ -242,12 +281,31 @@ class EnvironmentConfig(Model):
     kubernetes: KubernetesConfig = Field(description="the Deployment, its Service and guard rails")
     github: GitHubConfig = Field(default=GitHubConfig(), description="GitHub environment, secrets and workflows")
     promotion: PromotionConfig = Field(default=PromotionConfig(), description="where releases come from, gates")
-    signing: SigningConfig | None = Field(default=None, description="sign builds; require signatures on promotion")
+    signing: SigningConfig | None = Field(
+        default=None, description="trust policy: signatures every update and promotion requires; signs builds"
+    )
 
     @property
     def served_image(self) -> str | None:
         """The image this stack's traffic goes to, from its config (None on a building stack: the build decides)."""
         return self.kubernetes.strategy.served_image(self.image.ref)
+
+    @property
+    def signs_with_key(self) -> bool:
+        """The stack holds a key pair (``signing.publicKeyFile``): it signs its builds and attests its verifications.
+        A policy of keyless identities only trusts what CI signs; the stack itself signs nothing."""
+        return self.signing is not None and self.signing.public_key_file is not None
+
+    @property
+    def running_images(self) -> dict[str, str]:
+        """Every image a Deployment of this stack runs, by track, as its strategy says: a track's own image or
+        ``image.ref``. A track with no release yet runs nothing; on a building stack the build's output (known only
+        once it is pushed, and signed in the same update) is not among them."""
+        return {
+            track.name: image
+            for track in self.kubernetes.tracks
+            if (image := track.image_or(self.image.ref)) is not None
+        }
 
     @property
     def hold_minutes(self) -> int:
@@ -272,6 +330,12 @@ class EnvironmentConfig(Model):
         if self.tier == Tier.PROD:
             problems += _prod_problems(self)
         problems += self.kubernetes.strategy.image_problems(self.image.build is not None, self.image.ref)
+        builds = self.image.build is not None and not self.tier.promoted_only  # a promoted tier refuses it above
+        if builds and self.signing is not None and self.signing.public_key_file is None:
+            problems.append(
+                "signing.publicKeyFile: missing on a building stack; allowed: the public key of the pair that signs "
+                "its builds (keyless identities are for the stacks it promotes into)"
+            )
         if problems:
             raise ValueError(" | ".join(problems))
         return self

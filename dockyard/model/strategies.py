@@ -72,7 +72,8 @@ class DockyardStrategy:
         type: str
 
     def served_image(self, ref: str | None) -> str | None:
-        """The image the stack's traffic goes to, given ``image.ref`` (or the build's output on a building stack)."""
+        """The image the stack's traffic goes to, given ``image.ref`` (or the build's output on a building stack);
+        None: no release serves yet."""
         return ref
 
     @property
@@ -86,10 +87,9 @@ class DockyardStrategy:
         return {}
 
     def image_problems(self, builds: bool, ref: str | None) -> list[str]:
-        """What the stack's ``image`` section must hold with this strategy: a build or a promoted reference."""
-        if builds or ref is not None:
-            return []
-        return ["image: neither build nor ref; allowed: image.build (this stack builds) or image.ref"]
+        """What the stack's ``image`` section must hold with this strategy: a build, a promoted reference, or neither
+        (no release yet: the tracks that run ``image.ref`` run no pods until a promotion writes it)."""
+        return []
 
     def promotion_write(self, image: str) -> ConfigWrite:
         return ConfigWrite("release", {IMAGE_REF: image})
@@ -144,7 +144,8 @@ class BlueGreenStrategy(DockyardStrategy, app_spec.BlueGreenStrategy):
     """
 
     def served_image(self, ref: str | None) -> str | None:
-        """The active color's image: the Service selects only that color."""
+        """The active color's image: the Service selects only that color (None until a switch to a color that
+        runs a release)."""
         return self.image_of(self.active)
 
     @property

@@ -649,6 +649,8 @@ def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[
         check=_check_job(env.image.build, env),
         previews=tuple(enabled),
         scan=scan_settings(env),
+        # The program checks every digest a stack with a trust policy runs, on every preview too.
+        preview_tools=(Tool.COSIGN,) if any(target.signing is not None for target in enabled.values()) else (),
     )
 
 

@@ -539,6 +539,7 @@ def preview_workflow(pipeline: Pipeline) -> Document:
     preview_steps: list[Step] = [
         _checkout(),
         *_python_and_pulumi(),
+        *(_TOOL_STEPS[tool]() for tool in pipeline.preview_tools),
         _run(preview_command(_expr("matrix.stack")), pipeline),
         {
             "name": "Keep the preview for the summary",

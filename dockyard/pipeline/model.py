@@ -281,6 +281,8 @@ class Pipeline:
     previews: tuple[str, ...]
     #: The building stack's scanner settings (DB source, refusing severities), for renderers that scan with an action.
     scan: tuple[str, tuple[str, ...]] = (DEFAULT_DB_REPOSITORY, SEVERITIES)
+    #: Tools a preview runs beside the engine: cosign, where a previewed stack's program checks its trust policy.
+    preview_tools: tuple[Tool, ...] = ()
 
     def job(self, job_id: str) -> Job:
         return next(job for job in self.delivery if job.id == job_id)

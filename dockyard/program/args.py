@@ -111,21 +111,28 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
     return args
 
 
-def promoted_image(stack: StackConfig) -> pulumi.Output[str]:
-    """The digest a non-building stack serves, as its strategy says (image.ref, or the active color's image)."""
+def promoted_image(stack: StackConfig) -> pulumi.Output[str] | None:
+    """The digest a non-building stack serves, as its strategy says (image.ref, or the active color's image); None
+    before its first release."""
     served = stack.env.served_image
-    if served is None:
-        raise ValueError(f"{stack.stack}: a stack that does not build serves a promoted image; none is configured")
-    return pulumi.Output.from_input(served)
+    return None if served is None else pulumi.Output.from_input(served)
 
 
-def app_args(stack: StackConfig, release: pulumi.Output[str], registry: ContainerRegistry) -> KubernetesAppArgs:
+def unreleased_tracks(stack: StackConfig, release: pulumi.Input[str] | None) -> list[str]:
+    """The tracks that run no pods because they have no release yet."""
+    deployed = {track.name for track in stack.env.kubernetes.deployed_tracks(release is not None)}
+    return [track.name for track in stack.env.kubernetes.tracks if track.name not in deployed]
+
+
+def app_args(stack: StackConfig, release: pulumi.Output[str] | None, registry: ContainerRegistry) -> KubernetesAppArgs:
+    """The app's Deployments run ``release`` where their track names no image of its own; None: no release yet."""
     # The component validates its spec again (the same AppSpec model), so the dump needs no checking here.
     spec = stack.env.kubernetes.model_dump(include=set(AppSpec.model_fields), exclude_none=True)
-    args = cast(
-        KubernetesAppArgs,
-        {**spec, "namespace": stack.namespace, "stack": stack.stack, "tier": stack.env.tier, "image": release},
-    )
+    args = cast(KubernetesAppArgs, {**spec, "namespace": stack.namespace, "stack": stack.stack, "tier": stack.env.tier})
+    if release is not None:
+        args["image"] = release
+    for track in unreleased_tracks(stack, release):
+        pulumi.log.info(f"{stack.stack}: the {track} track has no release yet, so it runs no pods")
     if stack.secrets.app_secrets is not None:
         args["app_secrets"] = stack.secrets.app_secrets
     # Cloud registries are pulled through the cluster's workload identity: a Secret would hold a token that
@@ -166,8 +173,13 @@ def signing_args(
     With ``scanned``: sign only once the scan passed, and attest the scan too."""
     signing = stack.env.signing
     secrets = stack.secrets
-    if signing is None or secrets.cosign_private_key is None or secrets.cosign_password is None:
-        raise ValueError(f"{stack.stack}: signing_args needs dockyard:signing and the cosign key secrets")
+    if (
+        signing is None
+        or signing.public_key_file is None
+        or secrets.cosign_private_key is None
+        or secrets.cosign_password is None
+    ):
+        raise ValueError(f"{stack.stack}: signing_args needs dockyard:signing.publicKeyFile and the cosign key secrets")
     args = SignedImageArgs(
         image_ref=scanned.image_ref if scanned else image,
         registry_server=registry.server,

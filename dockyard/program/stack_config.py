@@ -254,15 +254,17 @@ def _build_path_problems(stack: str, env: EnvironmentConfig, project_dir: Path) 
 
 
 def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any], project_dir: Path) -> list[Problem]:
-    """A signing stack names a public key that exists, and holds the private key and its password."""
+    """A stack with a signing key names a public key that exists, and holds the private key and its password."""
     signing = env.signing
-    if signing is None:
+    if signing is None or signing.public_key_file is None:
+        # Keyless identities only: CI signs with its OIDC identity; the stack holds no key pair.
         stray = [key for key in ("cosignPrivateKey", "cosignPassword") if key in raw]
+        where = "dockyard:signing" if signing is None else "dockyard:signing.publicKeyFile"
         return [
             Problem(
                 stack,
                 f"{NAMESPACE}:{key}",
-                f"set without {NAMESPACE}:signing",
+                f"set without {where}",
                 "allowed: signing.publicKeyFile beside it",
             )
             for key in stray
@@ -277,7 +279,7 @@ def _signing_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any]
                 "allowed: a cosign public key (PEM) in the project, e.g. from cosign generate-key-pair",
             )
         )
-    # Every signing stack signs: its builds, and the verification attestations the next stack's gate reads.
+    # Every stack with a key signs: its builds, and the verification attestations the next stack's gate reads.
     problems += [
         Problem(
             stack,

@@ -4,8 +4,8 @@ Why the registry: a promotion gate must read the upstream's verification whereve
 and a shared backend has no directory beside the state for the ledger. The registry already holds the image, its
 signature and its SBOM attestation; a verification is one more attestation there: predicate type
 :data:`~dockyard_components.cosign.VERIFICATION_PREDICATE`, the ledger record as predicate (stack, image, checks, time,
-outcome), signed with the verified stack's cosign key. A target reads back only what its own trusted key
-(``signing.publicKeyFile``) verifies, so a verification cannot be forged by anyone who can merely push.
+outcome), signed with the verified stack's cosign key. A target reads back only what a signer its trust policy
+names (``signing.publicKeyFile``, or a keyless identity) verifies, so a verification cannot be forged by anyone who can merely push.
 
 Stacks without ``dockyard:signing`` keep the ledger (:mod:`.ledger`) as their only record: without a trusted
 key there is nothing to check a registry claim against. The ledger stays for every stack as the local cache the
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from dockyard.model.config import NAMESPACE
 from dockyard.model.stack import StackView
+from dockyard.model.trust import TrustPolicy, TrustPolicyError, registry_tools, signed_statements
 from dockyard.releases.errors import DockyardError
 from dockyard.releases.ledger import Verification
 from dockyard.releases.trust import registry_signing_tools
@@ -72,20 +73,20 @@ def publish(project: SigningProject, view: StackView, record: Verification) -> s
 def attested_verifications(
     project_dir: Path, backend: str, source: str, target: StackView, image: str
 ) -> list[Verification]:
-    """``source``'s (in ``backend``) verifications of ``image`` that the target's trusted key signed, oldest first."""
+    """``source``'s (in ``backend``) verifications of ``image`` that a signer the target trusts signed, oldest
+    first."""
     signing = target.env.signing
     if signing is None:
         raise AttestationError("the target has no dockyard:signing: there is no key to trust attestations with")
-    key_file = project_dir / signing.public_key_file
-    if not key_file.is_file():
-        raise AttestationError(f"the trust policy names {signing.public_key_file}, which does not exist")
-    with registry_signing_tools(target, public_key=key_file.read_text()) as tools:
-        try:
-            statements = tools.verify_attestation(image, predicate_type=VERIFICATION_PREDICATE)
-        except CosignError as error:
-            if any(marker in str(error) for marker in _NONE_FOUND):
-                return []
-            raise AttestationError(f"reading the verification attestations of {image}: {error}") from None
+    try:
+        policy = TrustPolicy.of(target.name, signing, project_dir)
+    except TrustPolicyError as error:
+        raise AttestationError(str(error)) from None
+    with registry_tools(target.env.registry.host, target.credentials, policy) as tools:
+        statements, reasons = signed_statements(tools, policy, image, VERIFICATION_PREDICATE)
+    failures = [reason for reason in reasons if not any(marker in reason for marker in _NONE_FOUND)]
+    if not statements and failures:
+        raise AttestationError(f"reading the verification attestations of {image}: {'; '.join(failures)}")
     digest = parse_image_reference(image).digest
     records = [
         Verification.from_json(statement["predicate"])

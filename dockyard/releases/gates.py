@@ -149,7 +149,9 @@ def pinned_image(facts: PromotionFacts) -> list[str]:
 def image_problems(source: str, image: str | None) -> list[str]:
     """The source serves a digest-pinned image (what promotion may copy)."""
     if not image:
-        return [f"{source} has no image_ref output (run pulumi up --stack {source} first)"]
+        return [
+            f"{source} serves no release: it has no image_ref output (promote one into it, or run pulumi up --stack {source})"
+        ]
     try:
         reference = parse_image_reference(image)
     except ImageReferenceError as error:
@@ -183,7 +185,7 @@ def verified(facts: PromotionFacts) -> list[str]:
         return [f"{why}: cannot read {facts.source}'s verification of {digest}: {facts.verification_problem}"]
     last = facts.verification
     if last is None:
-        where = " with a verification attestation signed by a key it trusts" if env.signing is not None else ""
+        where = " with a verification attestation signed by a key or identity it trusts" if env.signing else ""
         return [
             f"{why}: {facts.source}'s {digest} has never been verified{where} (dockyard verify --stack {facts.source})"
         ]
@@ -202,7 +204,7 @@ def target_ready(facts: PromotionFacts) -> list[str]:
 
 
 def trusted(facts: Arrival) -> list[str]:
-    """A target with ``dockyard:signing`` takes only digests signed (and SBOM-attested) by the key it trusts."""
+    """A target with ``dockyard:signing`` takes only digests signed (and SBOM-attested) by a signer it trusts."""
     if not facts.signature:
         return []
     return [f"{facts.target}'s trust policy refuses it: {problem}" for problem in facts.signature]
@@ -230,14 +232,16 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def stale_file(stack: str, file_serves: str | None, stack_serves: str | None) -> list[str]:
+def stale_file(stack: str, file_serves: str | None, stack_serves: str | None, *, builds: bool = False) -> list[str]:
     """A move writes onto the stack file as checked out: if that file does not name the release the stack serves
     (its ``image_ref`` output, from its last update), it is an older commit's (a pipeline's checkout from before the
-    promotions committed since, say), and applying it would put an old stable track or the other color back."""
-    if file_serves is None or stack_serves is None or file_serves == stack_serves:
+    promotions committed since, say), and applying it would put an old stable track or the other color back, or
+    take the served release away (a file from before the first release). A building stack's file names no release."""
+    if stack_serves is None or file_serves == stack_serves or (file_serves is None and builds):
         return []
+    serves = file_serves or "no release"
     return [
-        f"Pulumi.{stack}.yaml serves {file_serves} but {stack} serves {stack_serves} (its last update): the stack "
+        f"Pulumi.{stack}.yaml serves {serves} but {stack} serves {stack_serves} (its last update): the stack "
         "file is stale; move from the default branch's file, where each promotion is committed"
     ]
 

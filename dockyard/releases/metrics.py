@@ -120,7 +120,9 @@ def deployments_of(updates: Iterable[Update], building: bool) -> list[Update]:
     for update in sorted(updates, key=lambda u: u.started):
         if update.kind != "update" or update.result != "succeeded":
             continue
-        changed = update.built if building or update.served is None else update.served != served
+        # A promoted stack deploys when what it serves changes; an update that serves no release (before the first
+        # one, or a first canary beside no stable track) deploys nothing yet.
+        changed = update.built if building else update.served is not None and update.served != served
         if update.action not in RESTORES and changed:
             found.append(update)
         served = update.served or served

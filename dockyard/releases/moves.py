@@ -202,12 +202,13 @@ class Releases:
 
     def _rollback_target(self, stack: str, env: EnvironmentConfig, to: str | None) -> str:
         current = env.served_image
-        if current is None:
+        if env.image.build is not None:
             raise RefusedError(
                 f"rollback of {stack}", [f"{stack} builds its image; roll back by deploying an earlier commit"]
             )
         if to is not None:
-            return f"{parse_image_reference(current).name}@{to}" if to.startswith("sha256:") else to
+            repository = parse_image_reference(current).name if current else env.registry.image_name
+            return f"{repository}@{to}" if to.startswith("sha256:") else to
         served = [u.served for u in self.project.history(stack) if u.result == "succeeded" and u.kind == "update"]
         instant = env.kubernetes.strategy.instant_rollback
         if instant is not None:
@@ -222,6 +223,8 @@ class Releases:
                     ],
                 )
             return instant
+        if current is None:
+            raise RefusedError(f"rollback of {stack}", [f"{stack} serves no release yet; nothing to roll back to"])
         previous = next((image for image in served if image and image != current), None)
         if previous is None:
             raise RefusedError(f"rollback of {stack}", [f"{stack} has served only {current}; nothing to roll back to"])
@@ -240,7 +243,7 @@ class Releases:
         path = self.project.stack_file(stack)
         view = self.project.view(stack)
         previous = view.served_image
-        stale = gates.stale_file(stack, previous, self._serving(stack))
+        stale = gates.stale_file(stack, previous, self._serving(stack), builds=view.env.image.build is not None)
         if stale:
             raise RefusedError(f"{action} on {stack}", stale)
         fields = {"image": image, **({"from": previous} if previous else {}), "actor": actor(), **record}

@@ -1,8 +1,8 @@
 """The target's trust policy, checked on a digest before a promotion or rollback writes anything.
 
-A stack with ``dockyard:signing`` accepts only digests signed by the key in ``signing.publicKeyFile`` and, unless
-``requireSbom`` is false, carrying an SPDX SBOM attestation signed by that key. cosign does the checking against
-the registry (signatures live there beside the image), so the answer is the same on any Pulumi backend.
+The rule (whom a stack trusts, what a digest must carry, the cache of acceptances) is :mod:`dockyard.model.trust`'s,
+shared with the program, which applies it again on every ``preview`` and ``up``. Here the CLI logs cosign in to the
+stack's registry with the credentials it reads through the engine.
 
 A stack with ``signing.scan`` also takes only digests that pass a trivy scan against its vulnerability DB as the DB
 is at the time of the move: an advisory published after the build refuses the promotion.
@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dockyard.model.stack import StackView
-from dockyard_components.cosign import CosignError, SigningTools
+from dockyard.model.trust import TrustPolicy, TrustPolicyError, check_images, registry_tools
+from dockyard_components.cosign import SigningTools
 from dockyard_components.scanner import ScanError, scan
 
 
@@ -25,12 +26,9 @@ def registry_signing_tools(
     key_password: str | None = None,
 ) -> SigningTools:
     """syft and cosign logged in to a stack's registry with the CLI's credentials, and the keys."""
-    credentials = stack.credentials
-    return SigningTools(
-        registry_server=stack.env.registry.host,
-        username=credentials.username,
-        password=credentials.password,
-        ca_file=credentials.ca_file,
+    return registry_tools(
+        stack.env.registry.host,
+        stack.credentials,
         public_key=public_key,
         private_key=private_key,
         key_password=key_password,
@@ -39,25 +37,17 @@ def registry_signing_tools(
 
 def trust_problems(project_dir: Path, stack: StackView, image: str) -> list[str]:
     """Why ``stack``'s trust policy refuses ``image``; empty when it is accepted (or the stack has no policy)."""
-    target, signing = stack.name, stack.env.signing
+    signing = stack.env.signing
     if signing is None:
         return []
-    key_file = project_dir / signing.public_key_file
-    if not key_file.is_file():
-        return [f"{target}'s trust policy names {signing.public_key_file}, which does not exist"]
-    problems = []
-    with registry_signing_tools(stack, public_key=key_file.read_text()) as tools:
-        try:
-            tools.verify(image)
-        except CosignError as error:
-            problems.append(f"{image} carries no signature by {signing.public_key_file} that {target} trusts ({error})")
-            return problems
-        if signing.require_sbom:
-            try:
-                tools.verify_attestation(image, predicate_type="spdxjson")
-            except CosignError as error:
-                problems.append(f"{image} has no SBOM attestation signed by {signing.public_key_file} ({error})")
-    return problems
+    try:
+        policy = TrustPolicy.of(stack.name, signing, project_dir)
+    except TrustPolicyError as error:
+        return [str(error)]
+    refused = check_images(
+        policy, {image: image}, lambda: registry_tools(stack.env.registry.host, stack.credentials, policy)
+    )
+    return refused.get(image, [])
 
 
 def scan_problems(stack: StackView, image: str) -> list[str]:

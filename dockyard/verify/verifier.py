@@ -57,18 +57,26 @@ class Subject:
     serving: bool = True
 
 
-def expected_images(env: EnvironmentConfig, served: str) -> dict[str, str]:
+def expected_images(env: EnvironmentConfig, served: str | None) -> dict[str, str]:
     """Deployment name → image it must run, from the same tracks the program deploys (``served``: the stack's
-    ``image_ref``, which the tracks without an image of their own run)."""
+    ``image_ref``, which the tracks without an image of their own run; None: they have no release, no Deployment)."""
     app = env.kubernetes.app_name
-    return {deployment_name(app, track.name): track.image_or(served) for track in env.kubernetes.tracks}
+    return {
+        deployment_name(app, track.name): track.image_or(served) if served is not None else str(track.image)
+        for track in env.kubernetes.deployed_tracks(served is not None)
+    }
 
 
-def subject_of(stack: str, env: EnvironmentConfig, served: str, *, candidate: bool) -> Subject:
+def subject_of(stack: str, env: EnvironmentConfig, served: str | None, *, candidate: bool) -> Subject:
     """What the stack serves, or (``candidate``) the release its strategy has on the way in."""
     app = env.kubernetes.app_name
     everything = expected_images(env, served)
     if not candidate:
+        if served is None:
+            raise VerifierError(
+                f"{stack} serves no release yet (no image_ref output): nothing to verify; a release on its way in "
+                f"is checked with dockyard verify --stack {stack} --candidate"
+            )
         return Subject(served, everything, service_name(app))
     coming = env.kubernetes.strategy.candidate
     if coming is None:
@@ -174,9 +182,7 @@ class Verifier:
         with self.project.lock(stack_name), ThreadPoolExecutor(max_workers=1) as pool:
             updates = pool.submit(self._update_checks, stack_name)  # one engine read beside the other
             outputs = self.project.outputs(stack_name)
-            served = output_text(outputs, "image_ref")
-            if not served:
-                raise VerifierError(f"{stack_name} has no image_ref output (pulumi up --stack {stack_name})")
+            served = output_text(outputs, "image_ref") or None
             subject = subject_of(stack_name, env, served, candidate=candidate)
             checks = updates.result()
             try:
@@ -196,7 +202,7 @@ class Verifier:
                 serving=subject.serving,
             )
             self.project.ledger().append(record)
-            if env.signing is not None:
+            if env.signs_with_key:
                 # After the ledger: a registry that is down loses no outcome, and the error says what to re-run.
                 self.attest(self.project, view, record)
         return record

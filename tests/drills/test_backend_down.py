@@ -21,7 +21,7 @@ from dockyard.releases import backend
 from dockyard.releases.engine import BackendGoneError, Engine
 from dockyard.releases.errors import DockyardError
 from tests.drills.processes import follow_advice
-from tests.engine.harness import SESSION, Workspace, dockyard, make_workspace
+from tests.engine.harness import SESSION, Workspace, accepted_release, dockyard, make_workspace
 from tests.team_postgres import OwnPostgres, cli_runs_the_copy, free_port
 
 pytestmark = pytest.mark.drills
@@ -69,6 +69,8 @@ def killed(engine: str, local_services: dict[str, str], tmp_path_factory: pytest
         url, passfile = env["PULUMI_BACKEND_URL"], env["PGPASSFILE"]
         workspace = make_workspace(tmp_path_factory.mktemp("backend-down"), env)
         cli_runs_the_copy(workspace.directory, workspace.env)
+        # A release, so the first `up` rolls a Deployment out: the drill needs an update that lasts.
+        accepted_release(workspace, STACK, ["image", "ref"])
         workspace.init(STACK)
         failure: list[DockyardError] = []
 

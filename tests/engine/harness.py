@@ -142,6 +142,8 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
         "PYTHONPATH": str(directory / "components"),
         # One build per app variant per session (tests/conftest.py); a test that needs a real build sets it to "".
         "DOCKYARD_BUILD_MEMO": os.environ.get("DOCKYARD_TEST_BUILD_MEMO", ""),
+        # What the trust policy accepted is remembered per workspace: every test's first check asks cosign.
+        "DOCKYARD_TRUST_CACHE": str(root / "trust-cache"),
         **(extra_env or {}),
     }
     return Workspace(directory, backend, env)
@@ -249,10 +251,6 @@ def live_specs(workspace: Workspace, stack: str) -> dict[str, dict[str, Any]]:
     return {name: declared(d)["spec"] for name, d in live(workspace, stack, "deployments").items()}
 
 
-#: The digest the committed promoted stacks deploy until a first promotion: no registry holds it.
-PLACEHOLDER = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
-
-
 def short(image: str) -> str:
     """The first 12 hex digits of an image's digest, as the moves' reports show it."""
     return image.split("@")[1][:19]
@@ -307,8 +305,8 @@ def deployment_images(workspace: Workspace, stack: str) -> set[str]:
 
 
 def deploy_local_stacks(workspace: Workspace, *more: str) -> Workspace:
-    """``pulumi up`` of local (build, push, deploy), local-staging and ``more`` stacks (with their placeholder
-    digests) on the local cluster."""
+    """``pulumi up`` of local (build, push, deploy), local-staging (no release yet: no Deployment) and ``more`` stacks
+    on the local cluster."""
     for stack in ("local", "local-staging", *more):
         workspace.init(stack)
         workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
@@ -381,3 +379,23 @@ def attest_verification(workspace: Workspace, record: Verification, *, key_of: s
             predicate(record, f"file://{workspace.backend}"),
             predicate_type=VERIFICATION_PREDICATE,
         )
+
+
+#: A digest no registry holds, as a release of a stack whose pods never pull (kwok, render mode).
+UNPULLED_RELEASE = "127.0.0.1:5443/dockyard/app@sha256:" + "e" * 64
+
+
+def accepted_release(workspace: Workspace, stack: str, path: list[str], image: str = UNPULLED_RELEASE) -> str:
+    """Write ``image`` at ``dockyard:<path>`` of ``stack`` as a release, and remember it as accepted by the stack's
+    trust policy in the workspace's trust cache, as an earlier check would have: for tests about something else
+    (render mode, the backend, timings) that need a Deployment without a build. The check itself is
+    tests/engine/test_supply_chain.py's."""
+    from dockyard.model.config import environment_from_file
+    from dockyard.model.trust import TrustCache, TrustPolicy
+
+    set_stack_config(workspace, stack, path, image)
+    env = environment_from_file(workspace.directory, stack)
+    if env.signing is not None:
+        policy = TrustPolicy.of(stack, env.signing, workspace.directory)
+        TrustCache(Path(workspace.env["DOCKYARD_TRUST_CACHE"])).remember(policy, image)
+    return image

@@ -32,7 +32,7 @@ CHAIN = ("local", "local-staging", "local-prod")
 @pytest.fixture(scope="module")
 def chain(local_workspace: Workspace) -> Workspace:
     """local built and deployed, verified, promoted to local-staging (a canary walked to completion) and on to
-    local-prod (the idle color of its blue-green pair)."""
+    local-prod (the idle color of its blue-green pair, then switched to: the other color has no release)."""
     workspace = local_workspace
     workspace.init("local")
     workspace.pulumi("up", "--stack", "local", "--yes", timeout=2400)
@@ -45,6 +45,8 @@ def chain(local_workspace: Workspace) -> Workspace:
         if target == "local-staging":
             walked = dockyard(workspace, "canary", "advance", "--stack", target, "--auto", "--yes")
             assert walked.returncode == 0, walked.output
+    switched = dockyard(workspace, "switch", "--stack", "local-prod", "--yes")
+    assert switched.returncode == 0, switched.output
     return workspace
 
 
@@ -104,14 +106,14 @@ def test_the_promoted_digest_is_the_one_built(chain: Workspace) -> None:
     built = chain.outputs("local")["image_ref"]
     assert deployment_images(chain, "local") == {built}
     assert deployment_images(chain, "local-staging") == {built}
-    # local-prod: the release lands on the idle color; blue still serves the placeholder until the switch.
-    green = live(chain, "local-prod", "deployments")["dockyard-app-green"]
-    assert green["spec"]["template"]["spec"]["containers"][0]["image"] == built
+    # local-prod: the release landed on the idle color (green), which the switch made active; blue has no release.
+    assert deployment_images(chain, "local-prod") == {built}
+    assert sorted(live(chain, "local-prod", "deployments")) == ["dockyard-app-green"]
 
 
 def test_prod_has_autoscalers_and_a_disruption_budget_and_starts_at_the_floor(chain: Workspace) -> None:
     autoscalers = live(chain, "local-prod", "horizontalpodautoscalers")
-    assert sorted(autoscalers) == ["dockyard-app-blue", "dockyard-app-green"]
+    assert sorted(autoscalers) == ["dockyard-app-green"], "one per color that runs a release"
     assert {a["spec"]["minReplicas"] for a in autoscalers.values()} == {2}
     (budget,) = live(chain, "local-prod", "poddisruptionbudgets").values()
     assert budget["spec"]["maxUnavailable"] == 1
@@ -136,25 +138,29 @@ def test_second_up_changes_nothing(chain: Workspace, stack: str) -> None:
 
 
 def test_blue_green_switch_changes_only_the_live_service_selectors(chain: Workspace) -> None:
+    # Both colors run a release: the built digest onto blue too (signed, so the trust policy takes it).
+    set_stack_config(chain, "local-prod", ["kubernetes", "strategy", "blueImage"], chain.outputs("local")["image_ref"])
+    chain.pulumi("up", "--stack", "local-prod", "--yes")
     deployments_before = {n: declared(d) for n, d in live(chain, "local-prod", "deployments").items()}
+    assert sorted(deployments_before) == ["dockyard-app-blue", "dockyard-app-green"]
     services_before = live(chain, "local-prod", "services")
-    assert services_before["dockyard-app"]["spec"]["selector"]["dockyard.dev/track"] == "blue"
-    assert services_before["dockyard-app-preview"]["spec"]["selector"]["dockyard.dev/track"] == "green"
+    assert services_before["dockyard-app"]["spec"]["selector"]["dockyard.dev/track"] == "green"
+    assert services_before["dockyard-app-preview"]["spec"]["selector"]["dockyard.dev/track"] == "blue"
 
-    set_stack_config(chain, "local-prod", ["kubernetes", "strategy", "activeColor"], "green")
+    set_stack_config(chain, "local-prod", ["kubernetes", "strategy", "activeColor"], "blue")
     chain.pulumi("up", "--stack", "local-prod", "--yes")
 
     services_after = live(chain, "local-prod", "services")
-    assert services_after["dockyard-app"]["spec"]["selector"]["dockyard.dev/track"] == "green"
-    assert services_after["dockyard-app-preview"]["spec"]["selector"]["dockyard.dev/track"] == "blue"
+    assert services_after["dockyard-app"]["spec"]["selector"]["dockyard.dev/track"] == "blue"
+    assert services_after["dockyard-app-preview"]["spec"]["selector"]["dockyard.dev/track"] == "green"
     for name in ("dockyard-app", "dockyard-app-preview"):
         before, after = declared(services_before[name]), declared(services_after[name])
         before["spec"].pop("selector")
         after["spec"].pop("selector")
         assert after == before, f"{name} changed beyond its selector"
     assert {n: declared(d) for n, d in live(chain, "local-prod", "deployments").items()} == deployments_before
-    green_pods = live(chain, "local-prod", "deployments")["dockyard-app-green"]["status"]["readyReplicas"]
-    wait_until(lambda: len(ready_endpoints(chain, "local-prod", "dockyard-app")) == green_pods)
+    blue_pods = live(chain, "local-prod", "deployments")["dockyard-app-blue"]["status"]["readyReplicas"]
+    wait_until(lambda: len(ready_endpoints(chain, "local-prod", "dockyard-app")) == blue_pods)
 
 
 def test_canary_replica_split_follows_the_weight(chain: Workspace) -> None:

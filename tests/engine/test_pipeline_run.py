@@ -126,7 +126,8 @@ def test_the_promotions_are_committed_to_the_default_branch(delivered: Delivered
 
 
 def test_a_stale_checkout_cannot_move_a_stack_back(delivered: Delivered) -> None:
-    """The pipeline's first commit (placeholder digests) against stacks that serve the release: the move refuses."""
+    """The pipeline's first commit (no release in the stack files) against stacks that serve the release: the move
+    refuses."""
     pipeline = delivered.pipeline
     run = pipeline.run("promote-local-prod", manual=True)
     assert run.returncode != 0

@@ -16,7 +16,6 @@ import yaml
 from dockyard.pipeline import pr_summary
 from dockyard.releases.ledger import Check, Ledger, Verification
 from tests.engine.harness import (
-    PLACEHOLDER,
     SWITCH_CHANGES,
     Workspace,
     attest_verification,
@@ -26,6 +25,7 @@ from tests.engine.harness import (
     dockyard,
     history,
     images,
+    live,
     live_specs,
     objects,
     ok,
@@ -48,12 +48,15 @@ def ledger(workspace: Workspace) -> Ledger:
 @pytest.fixture(scope="module")
 def chain(local_workspace: Workspace) -> Workspace:
     """local built from sources committed two hours ago and verified; local-staging (canary) and local-prod
-    (blue-green) deployed with their placeholder digests."""
+    (blue-green) deployed before their first release: no pods on any track."""
     workspace = local_workspace
     commit_sources(workspace, COMMITTED)
     for stack in ("local", "local-staging", "local-prod"):
         workspace.init(stack)
         workspace.pulumi("up", "--stack", stack, "--yes", "--skip-preview", timeout=2400)
+    for stack in ("local-staging", "local-prod"):
+        assert live(workspace, stack, "deployments") == {}, f"{stack} has no release yet: no Deployment, no pods"
+        assert live(workspace, stack, "services"), "its Service waits, with no endpoints"
     ok(workspace, "verify", "--stack", "local")
     return workspace
 
@@ -71,10 +74,11 @@ def test_a_canary_walk_follows_every_step_and_ends_on_one_stable_deployment(chai
     started = ok(chain, "promote", "--from", "local", "--to", "local-staging", "--yes")
     assert f"promoted local-staging → {good} (canary at 10%" in started
     assert f"image app-canary: (none) → 127.0.0.1:5443/dockyard/app {short(good)}" in started
-    assert replicas(chain, "local-staging") == {"dockyard-app-stable": 3, "dockyard-app-canary": 1}
-    assert images(chain, "local-staging") == {"dockyard-app-stable": PLACEHOLDER, "dockyard-app-canary": good}
+    # The first release: no stable track runs beside it (none was released), so the canary's pods are all there is.
+    assert replicas(chain, "local-staging") == {"dockyard-app-canary": 1}
+    assert images(chain, "local-staging") == {"dockyard-app-canary": good}
 
-    for weight, split in ((25, {"stable": 3, "canary": 1}), (50, {"stable": 2, "canary": 2}), (100, {"canary": 4})):
+    for weight, split in ((25, {"canary": 1}), (50, {"canary": 2}), (100, {"canary": 4})):
         stepped = ok(chain, "canary", "advance", "--stack", "local-staging", "--yes")
         assert f"advanced local-staging → {good} (canary at {weight}%" in stepped
         assert replicas(chain, "local-staging") == {f"dockyard-app-{t}": n for t, n in split.items()}, weight
@@ -138,9 +142,9 @@ def test_blue_green_promote_switch_and_rollback_on_the_live_services(chain: Work
     assert f"image app-green: (none) → 127.0.0.1:5443/dockyard/app {short(good)}" in promoted
     after = objects(chain, "local-prod")
     assert after["services/dockyard-app"] == before["services/dockyard-app"], "the live Service is unchanged"
-    assert after["deployments/dockyard-app-blue"] == before["deployments/dockyard-app-blue"]
-    assert images(chain, "local-prod") == {"dockyard-app-blue": PLACEHOLDER, "dockyard-app-green": good}
-    assert chain.outputs("local-prod")["image_ref"] == PLACEHOLDER, "blue still serves"
+    assert "deployments/dockyard-app-blue" not in after, "blue has no release: no pods"
+    assert images(chain, "local-prod") == {"dockyard-app-green": good}
+    assert chain.outputs("local-prod").get("image_ref") is None, "nothing serves until the switch"
 
     never_served = dockyard(chain, "rollback", "--stack", "local-prod", "--yes")
     assert never_served.returncode == 1
@@ -155,10 +159,10 @@ def test_blue_green_promote_switch_and_rollback_on_the_live_services(chain: Work
     assert (idle.image, idle.track, idle.serving, idle.passed) == (good, "green", False, True)
     assert (served.image, served.track, served.passed) == (good, None, True), "the ledger records what now serves"
 
-    # blue ran only the placeholder, which no registry holds: nothing to switch back to.
-    placeholder = dockyard(chain, "rollback", "--stack", "local-prod", "--yes")
-    assert placeholder.returncode == 1
-    assert "does not exist in local-prod's registry" in placeholder.output
+    # blue never ran a release: nothing to switch back to.
+    first = dockyard(chain, "rollback", "--stack", "local-prod", "--yes")
+    assert first.returncode == 1
+    assert f"local-prod has served only {good}; nothing to roll back to" in first.output
 
     # A second release, through the canary, onto blue; switch to it, then roll back: green serves again.
     main_go = chain.directory / "app" / "main.go"
@@ -177,7 +181,7 @@ def test_blue_green_promote_switch_and_rollback_on_the_live_services(chain: Work
     stack_file.write_bytes(original)
     (chain.directory / "local-prod.json").write_text(preview.stdout)
     summary = pr_summary.render(pr_summary.load([chain.directory / "local-prod.json"]))
-    assert f"  - image app-blue: 127.0.0.1:5443/dockyard/app {short(PLACEHOLDER)} → {short(second)}" in summary
+    assert f"  - image app-blue: (none) → 127.0.0.1:5443/dockyard/app {short(second)}" in summary
 
     ok(chain, "promote", "--from", "local-staging", "--to", "local-prod", "--yes")
     before_switch = objects(chain, "local-prod")
@@ -204,22 +208,22 @@ def test_metrics_count_the_aborted_canary_and_the_switch_back_and_lead_time_is_r
     chain: Workspace, tmp_path: Path
 ) -> None:
     staging = succeeded(chain, "metrics", "--stack", "local-staging", "--since", "1d", "--json").json()
-    # Deployments: the placeholder, the first release's and the second release's completed canaries.
-    assert (staging["deployments"], staging["aborted_canaries"]) == (3, 1)
-    assert (staging["changes"], staging["failed_changes"]) == (4, 1), "the aborted canary is a failed change"
+    # Deployments: the first release's and the second release's completed canaries (before the first, nothing served).
+    assert (staging["deployments"], staging["aborted_canaries"]) == (2, 1)
+    assert (staging["changes"], staging["failed_changes"]) == (3, 1), "the aborted canary is a failed change"
     assert staging["time_to_restore"]["count"] == 1
     assert 0 < staging["time_to_restore"]["median"] < 600
-    # Both releases were built from sources committed at COMMITTED; the placeholder carries no commit time.
+    # Both releases were built from sources committed at COMMITTED.
     assert staging["lead_time"]["count"] == 2
-    assert staging["lead_time_unknown"] == 1
+    assert staging["lead_time_unknown"] == 0
     elapsed = (datetime.now(UTC) - COMMITTED).total_seconds()
     assert 2 * 3600 <= staging["lead_time"]["median"] <= elapsed
 
     chart = tmp_path / "local-prod.png"
     prod = succeeded(chain, "metrics", "--stack", "local-prod", "--since", "1d", "--json", "--chart", str(chart)).json()
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # Deployments: the placeholder and the two switches; the switch back marks the second one failed.
-    assert (prod["deployments"], prod["changes"], prod["failed_changes"], prod["rollbacks"]) == (3, 3, 1, 1)
+    # Deployments: the two switches; the switch back marks the second one failed.
+    assert (prod["deployments"], prod["changes"], prod["failed_changes"], prod["rollbacks"]) == (2, 2, 1, 1)
     assert prod["time_to_restore"]["count"] == 1
     assert 0 < prod["time_to_restore"]["median"] < 600
 

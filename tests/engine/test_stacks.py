@@ -12,9 +12,20 @@ import httpx
 import pytest
 import yaml
 
+from dockyard.model.config import environment_from_file
 from dockyard.model.credentials import RegistryCredentials
+from dockyard.model.trust import TrustCache, TrustPolicy
 from dockyard.releases.registry_client import MANIFEST_TYPES, manifest_exists
-from tests.engine.harness import Workspace, declared, deployment_images, kubectl, live, namespace_of
+from tests.engine.harness import (
+    Workspace,
+    accepted_release,
+    declared,
+    deployment_images,
+    kubectl,
+    live,
+    namespace_of,
+    set_stack_config,
+)
 from tests.k8s_schema import schema_errors
 from tests.stacks import STACKS
 
@@ -25,12 +36,9 @@ APP_SECRET = "sentinel-engine-app-secret"
 COMMITTED_SECRETS = {"local": "demo-local-api-key", "local-prod": "demo-local-prod-api-key"}
 EXPECTED_TYPES = {
     "local": {"pulumi-python:dynamic:Resource", "kubernetes:apps/v1:Deployment"},
-    "local-staging": {"kubernetes:apps/v1:Deployment"},
-    "local-prod": {
-        "kubernetes:apps/v1:Deployment",
-        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
-        "kubernetes:policy/v1:PodDisruptionBudget",
-    },
+    # No release yet: no Deployment (nor its autoscaler) until a promotion writes one.
+    "local-staging": set(),
+    "local-prod": {"kubernetes:policy/v1:PodDisruptionBudget"},
     "dev": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
     "staging": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
     "prod": {"kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:policy/v1:PodDisruptionBudget"},
@@ -52,6 +60,13 @@ def test_every_committed_stack_previews_without_credentials_and_passes_the_polic
         ("DOCKYARD_REGISTRY", "GHCR") if stack.startswith("local") else ("DOCKYARD_REGISTRY", "GHCR", "KUBECONFIG")
     )
     workspace.env = {k: v for k, v in workspace.env.items() if not k.startswith(secrets)}
+    # The real stacks trust a keyless identity, which verifies online only (Fulcio, Rekor): their committed digests
+    # stand accepted in the trust cache, as an earlier online check leaves them. The check is test_supply_chain's.
+    env = environment_from_file(workspace.directory, stack)
+    if env.signing is not None and not env.signs_with_key:
+        policy = TrustPolicy.of(stack, env.signing, workspace.directory)
+        for image in env.running_images.values():
+            TrustCache(Path(workspace.env["DOCKYARD_TRUST_CACHE"])).remember(policy, image)
     # The delivery policy pack runs on every preview; a mandatory violation would fail it.
     preview = workspace.pulumi("preview", "--stack", stack, "--json", "--policy-pack", "policies").json()
     types = step_types(preview)
@@ -62,7 +77,7 @@ def test_every_committed_stack_previews_without_credentials_and_passes_the_polic
         "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     } <= set(types)
     deployments = types.count("kubernetes:apps/v1:Deployment")
-    assert deployments == (2 if stack == "prod" else 1)
+    assert deployments == {"prod": 2, "local-staging": 0, "local-prod": 0}.get(stack, 1)
     errors = [d for d in preview.get("diagnostics", []) if d.get("severity") == "error"]
     assert not errors
 
@@ -91,8 +106,12 @@ def test_invalid_config_stops_with_one_clear_error_and_registers_nothing(workspa
 
 @pytest.fixture(scope="module")
 def deployed(local_workspace: Workspace) -> Workspace:
-    """local and local-prod deployed once, with an extra secret set on each (builds are slow)."""
+    """local and local-prod deployed once, with an extra secret set on each (builds are slow); local-prod's blue
+    color runs local's signed build (a hand edit its trust policy accepts)."""
     for stack in ("local", "local-prod"):
+        if stack == "local-prod":
+            built = local_workspace.outputs("local")["image_ref"]
+            set_stack_config(local_workspace, stack, ["kubernetes", "strategy", "blueImage"], built)
         local_workspace.init(stack)
         local_workspace.pulumi(
             "config",
@@ -169,6 +188,7 @@ def test_render_mode_writes_private_valid_pinned_manifests(workspace: Workspace)
     kubernetes["mode"] = "render"
     del kubernetes["context"], kubernetes["namespace"]
     stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    release = accepted_release(workspace, "local-prod", ["kubernetes", "strategy", "blueImage"])
     assert workspace.env["KUBECONFIG"], "rendering works with a KUBECONFIG in the environment"
     workspace.init("local-prod")
     workspace.pulumi("up", "--stack", "local-prod", "--yes")
@@ -179,6 +199,6 @@ def test_render_mode_writes_private_valid_pinned_manifests(workspace: Workspace)
     assert not [e for m in manifests for e in schema_errors(m)]
     deployments = [m for m in manifests if m["kind"] == "Deployment"]
     images = {c["image"] for m in deployments for c in m["spec"]["template"]["spec"]["containers"]}
-    assert images == {workspace.outputs("local-prod")["image_ref"]}
+    assert images == {workspace.outputs("local-prod")["image_ref"]} == {release}
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
     assert "rendered/" in ignored, "rendered Secrets never reach git"

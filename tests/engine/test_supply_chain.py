@@ -244,15 +244,60 @@ def test_an_unsigned_digest_is_refused(promoted: Workspace, tmp_path: Path) -> N
     refused_untouched(promoted, unsigned, "carries no signature by keys/dockyard-local-cosign.pub")
 
 
-def test_a_digest_signed_by_another_key_is_refused(promoted: Workspace, tmp_path: Path) -> None:
-    image = push_by_hand(promoted, "signed-elsewhere", tmp_path)
+def signed_by_another_key(workspace: Workspace, tag: str, tmp_path: Path) -> str:
+    """A digest pushed by hand under ``tag`` and signed by a key pair made here, which no stack trusts."""
+    image = push_by_hand(workspace, tag, tmp_path)
     another_key_pair(tmp_path)
-    other = tools(promoted, tmp_path / "cosign.pub")
+    other = tools(workspace, tmp_path / "cosign.pub")
     other.private_key, other.key_password = (tmp_path / "cosign.key").read_text(), "another"
     with other as cosign:
         cosign.sign(image)
         cosign.verify(image)  # a valid signature, by a key local-staging does not trust
+    return image
+
+
+def test_a_digest_signed_by_another_key_is_refused(promoted: Workspace, tmp_path: Path) -> None:
+    image = signed_by_another_key(promoted, "signed-elsewhere", tmp_path)
     refused_untouched(promoted, image, "carries no signature by keys/dockyard-local-cosign.pub")
+
+
+def hand_edit_is_refused_by_the_program(workspace: Workspace, image: str, why: str) -> None:
+    """local-staging's stack file names ``image`` as its stable release, edited by hand past every gate: `preview` and
+    `up` both refuse in one line naming the image and what it lacks, and no live object changes."""
+    stack_file = workspace.stack_file("local-staging")
+    original = stack_file.read_bytes()
+    before = {kind: live(workspace, "local-staging", kind) for kind in ("deployments", "services")}
+    set_stack_config(workspace, "local-staging", ["image", "ref"], image)
+    try:
+        for command in (["preview"], ["up", "--yes"]):
+            result = workspace.pulumi(*command, "--stack", "local-staging", check=False)
+            assert result.returncode != 0, result.output
+            # One line, however often the engine repeats it (as the run goes, and in the diagnostics).
+            start = "local-staging's trust policy refuses"
+            refusals = {line[line.index(start) :] for line in result.output.splitlines() if start in line}
+            assert len(refusals) == 1, result.output
+            (refusal,) = refusals
+            assert refusal.startswith(f"{start} the stable track's image, nothing is deployed: {image} {why} (")
+            assert refusal.endswith(")"), "the reason ends on the same line"
+            assert "Traceback" not in result.output
+    finally:
+        stack_file.write_bytes(original)
+    after = {kind: live(workspace, "local-staging", kind) for kind in ("deployments", "services")}
+    assert after == before, "nothing deployed: the live objects are those of before"
+
+
+def test_the_program_refuses_a_hand_edited_unsigned_digest(promoted: Workspace, tmp_path: Path) -> None:
+    unsigned = push_by_hand(promoted, "edited-in-by-hand", tmp_path)
+    hand_edit_is_refused_by_the_program(
+        promoted, unsigned, "carries no signature by keys/dockyard-local-cosign.pub that local-staging trusts"
+    )
+
+
+def test_the_program_refuses_a_hand_edited_digest_signed_by_another_key(promoted: Workspace, tmp_path: Path) -> None:
+    image = signed_by_another_key(promoted, "edited-in-signed-elsewhere", tmp_path)
+    hand_edit_is_refused_by_the_program(
+        promoted, image, "carries no signature by keys/dockyard-local-cosign.pub that local-staging trusts"
+    )
 
 
 def test_a_release_tag_pushed_again_with_other_content_is_refused(promoted: Workspace, tmp_path: Path) -> None:

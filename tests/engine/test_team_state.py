@@ -30,7 +30,6 @@ from dockyard.releases import backend
 from dockyard.releases.ledger import Check, Verification
 from dockyard.releases.records import PostgresRecords
 from tests.engine.harness import (
-    PLACEHOLDER,
     SESSION,
     SWITCH_CHANGES,
     Result,
@@ -214,14 +213,15 @@ def test_a_canary_walk_whose_steps_two_operators_take_in_turns(team: Team, datab
     image = alice.outputs("local")["image_ref"]
     started = ok(alice, "promote", "--from", "local", "--to", "local-canary", "--yes")
     assert f"promoted local-canary → {image} (canary at 10%" in started
-    assert replicas(alice, "local-canary") == {"dockyard-app-stable": 3, "dockyard-app-canary": 1}
-    assert images(alice, "local-canary") == {"dockyard-app-stable": PLACEHOLDER, "dockyard-app-canary": image}
+    # The first release: no stable track runs beside it (none was released), so the canary's pods are all there is.
+    assert replicas(alice, "local-canary") == {"dockyard-app-canary": 1}
+    assert images(alice, "local-canary") == {"dockyard-app-canary": image}
 
     # Each step analyses the one the canary is at, whoever took it, then takes the next one.
     walked = alice
     for actor, weight, split in (
-        (ALICE, 25, {"stable": 3, "canary": 1}),
-        (BOB, 50, {"stable": 2, "canary": 2}),
+        (ALICE, 25, {"canary": 1}),
+        (BOB, 50, {"canary": 2}),
         (BOB, 100, {"canary": 4}),
     ):
         walker = team.operator(actor)
@@ -245,7 +245,7 @@ def test_a_canary_walk_whose_steps_two_operators_take_in_turns(team: Team, datab
         ("promote", ALICE, image),
     ]
     served_by = [e["served"] for e in history(bob, "local-canary")[:2]]
-    assert served_by == [image, PLACEHOLDER], "the stable track served until the canary completed"
+    assert served_by == [image, None], "nothing was served until the canary completed"
     records = verifications(database, "local-canary")
     analyses = [(r.trigger, r.actor, r.passed) for r in records if r.track == "canary"]
     assert analyses == [
@@ -255,8 +255,8 @@ def test_a_canary_walk_whose_steps_two_operators_take_in_turns(team: Team, datab
     served = records[-1]
     assert (served.image, served.track, served.actor, served.passed) == (image, None, ALICE, True), "served: last"
     figures = succeeded(bob, "metrics", "--stack", "local-canary", "--json").json()
-    # Deployments: the placeholder and the completed canary; no abort, no failed change.
-    assert (figures["deployments"], figures["aborted_canaries"], figures["failed_changes"]) == (2, 0, 0)
+    # Deployments: the completed canary; no abort, no failed change.
+    assert (figures["deployments"], figures["aborted_canaries"], figures["failed_changes"]) == (1, 0, 0)
     assert_nothing_beside_state(team)
 
 
@@ -270,13 +270,14 @@ def test_a_blue_green_promotion_and_a_switch_by_the_other_operator(team: Team, d
     assert f"image app-green: (none) → 127.0.0.1:5443/dockyard/app {short(image)}" in promoted
     after = objects(alice, "local-prod")
     assert after["services/dockyard-app"] == before["services/dockyard-app"], "the live Service is unchanged"
-    assert images(alice, "local-prod") == {"dockyard-app-blue": PLACEHOLDER, "dockyard-app-green": image}
-    assert alice.outputs("local-prod")["image_ref"] == PLACEHOLDER, "blue still serves"
+    assert "deployments/dockyard-app-blue" not in after, "blue has no release: no pods"
+    assert images(alice, "local-prod") == {"dockyard-app-green": image}
+    assert alice.outputs("local-prod").get("image_ref") is None, "nothing serves until the switch"
 
     pull(alice, bob, "local-prod")
     never_served = dockyard(bob, "rollback", "--stack", "local-prod", "--yes")
     assert never_served.returncode == 1, never_served.output
-    assert f"runs {image}, which local-prod has never served (dockyard switch" in never_served.output
+    assert "local-prod serves no release yet; nothing to roll back to" in never_served.output
 
     switched = ok(bob, "switch", "--stack", "local-prod", "--yes")
     assert "verification of local-prod green track (cluster): passed" in switched
@@ -323,8 +324,8 @@ def test_a_second_release_switched_to_then_rolled_back_by_the_other_operator(tea
         ("promote", ALICE, first),
     ]
     figures = succeeded(alice, "metrics", "--stack", "local-prod", "--json").json()
-    # Deployments: the placeholder and the two switches; Bob's switch back marks Alice's one failed.
-    assert (figures["deployments"], figures["changes"], figures["failed_changes"], figures["rollbacks"]) == (3, 3, 1, 1)
+    # Deployments: the two switches; Bob's switch back marks Alice's one failed.
+    assert (figures["deployments"], figures["changes"], figures["failed_changes"], figures["rollbacks"]) == (2, 2, 1, 1)
     assert figures["time_to_restore"]["count"] == 1
     assert_nothing_beside_state(team)
 

@@ -42,7 +42,7 @@ def ledger(workspace: Workspace) -> Ledger:
 @pytest.fixture(scope="module")
 def deployed(local_workspace: Workspace) -> Workspace:
     """local built from sources committed an hour ago, and pushed; local-staging, made rolling (a promotion writes
-    image.ref, a failed one rolls back), deployed once with its placeholder digest."""
+    image.ref, a failed one rolls back), deployed once before its first release (no Deployment yet)."""
     commit_sources(local_workspace, COMMITTED)
     rolling(local_workspace, "local-staging")
     return deploy_local_stacks(local_workspace)
@@ -59,8 +59,8 @@ def test_unverified_source_is_refused_for_a_prod_target(deployed: Workspace, goo
     refused = dockyard(deployed, "promote", "--from", "local", "--to", "local-staging", "--yes")
     assert refused.returncode == 1, refused.output
     assert (
-        f"local's {good.split('@')[1]} has never been verified with a verification attestation signed by a key it "
-        "trusts (dockyard verify --stack local)"
+        f"local's {good.split('@')[1]} has never been verified with a verification attestation signed by a key or "
+        "identity it trusts (dockyard verify --stack local)"
     ) in refused.output
     assert live_specs(deployed, "local-staging") == before
 
@@ -156,14 +156,14 @@ def test_metrics_of_the_run(deployed: Workspace, tmp_path: Path) -> None:
     result = dockyard(deployed, "metrics", "--stack", "local-staging", "--since", "1d", "--json", "--chart", str(chart))
     assert result.returncode == 0, result.output
     figures = json.loads(result.stdout)
-    # Deployments: the placeholder, the good release, the broken one (rolled back).
-    assert (figures["deployments"], figures["changes"], figures["failed_changes"]) == (3, 3, 1)
+    # Deployments: the good release, the broken one (rolled back); before the first, nothing served.
+    assert (figures["deployments"], figures["changes"], figures["failed_changes"]) == (2, 2, 1)
     assert (figures["rollbacks"], figures["failed_verifications"], figures["open_incidents"]) == (1, 1, 0)
     assert figures["time_to_restore"]["count"] == 1
     assert 0 < figures["time_to_restore"]["median"] < 600
     # Both releases were built from sources committed at COMMITTED (the broken one only adds a build argument): the
-    # label carries that time; the placeholder has none. local's two builds are the build durations.
-    assert (figures["lead_time"]["count"], figures["lead_time_unknown"]) == (2, 1)
+    # label carries that time. local's two builds are the build durations.
+    assert (figures["lead_time"]["count"], figures["lead_time_unknown"]) == (2, 0)
     assert 3600 <= figures["lead_time"]["median"] <= (datetime.now(UTC) - COMMITTED).total_seconds()
     assert figures["build_duration"]["count"] == 2
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

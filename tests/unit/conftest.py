@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -109,4 +110,92 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # The local stacks apply to the local cluster through the ambient kubeconfig (scripts/local-env.sh).
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.setenv("GHCR_TOKEN", PASSWORD)
+    # The program's trust check remembers acceptances here, never in the user's cache.
+    monkeypatch.setenv("DOCKYARD_TRUST_CACHE", str(tmp_path / "trust-cache"))
     return tmp_path
+
+
+#: A release a promotion could write into a stack that has none yet.
+RELEASE = "127.0.0.1:5443/dockyard/app@sha256:" + "e" * 64
+
+
+def first_release(stack: str, image: str = RELEASE) -> dict[str, Any]:
+    """Config keys of a committed stack once a first release is promoted into it, written by its strategy's own
+    promotion (a canary at its first step, the idle color); nothing for a stack that builds or serves one already."""
+    from dockyard.model.config import environment_from_file
+    from dockyard.model.stack import edited
+    from tests.stacks import stack_config
+
+    env = environment_from_file(PROJECT, stack)
+    if env.image.build is not None or env.running_images:
+        return {}
+    return edited({"config": stack_config(stack)}, env.kubernetes.strategy.promotion_write(image))["config"]
+
+
+def accept_running_digests(stack: str, config: Mapping[str, Any]) -> None:
+    """Remember the digests ``config`` runs as accepted by its trust policy, as an earlier check would have (the real
+    stacks' keyless signatures verify online only); the trust check itself is tests/unit/test_trust.py's."""
+    from dockyard.model.config import SECRET_KEYS, ConfigError, parse_environment
+    from dockyard.model.trust import TrustCache, TrustPolicy
+
+    keys = {k.removeprefix("dockyard:"): v for k, v in config.items() if k.startswith("dockyard:")}
+    try:
+        env = parse_environment(stack, {k: v for k, v in keys.items() if k not in SECRET_KEYS})
+    except ConfigError:
+        return  # the program refuses this config before any check
+    if env.signing is not None:
+        policy = TrustPolicy.of(stack, env.signing, PROJECT)
+        for image in env.running_images.values():
+            TrustCache().remember(policy, image)
+
+
+#: What the stand-in syft writes (and verify-attestation returns) for any image.
+SBOM = {
+    "spdxVersion": "SPDX-2.3",
+    "creationInfo": {"creators": ["Tool: syft-1.57.1"]},
+    "packages": [
+        {"name": "golang.org/x/text", "externalRefs": [{"referenceLocator": "pkg:golang/golang.org/x/text@v0.20.0"}]},
+        {"name": "busybox", "externalRefs": []},
+    ],
+}
+
+# Each stand-in appends {"tool", "argv", "env"} to $RECORD; syft writes the SBOM, verify-attestation a DSSE line.
+STAND_IN = """#!/usr/bin/env python3
+import base64, json, os, sys
+from pathlib import Path
+auth = Path(os.environ.get("DOCKER_CONFIG", "/nonexistent"), "config.json")
+entry = {
+    "tool": Path(sys.argv[0]).name,
+    "argv": sys.argv[1:],
+    "env": {k: os.environ.get(k) for k in ("COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD", "SYFT_REGISTRY_AUTH_PASSWORD",
+                                         "SSL_CERT_FILE", "DOCKER_CONFIG")},
+    "auth_mode": oct(auth.stat().st_mode & 0o777) if auth.exists() else None,
+    "auth": json.loads(auth.read_text()) if auth.exists() else None,
+}
+with open(os.environ["RECORD"], "a") as record:
+    record.write(json.dumps(entry) + "\\n")
+if os.environ.get("FAIL_ON") and os.environ["FAIL_ON"] in sys.argv[1:2]:
+    sys.stderr.write("Error: no matching signatures: " + os.environ.get("COSIGN_PASSWORD", "") + "\\n")
+    sys.exit(12)
+if entry["tool"] == "syft":
+    target = next(a for a in sys.argv if a.startswith("spdx-json=")).split("=", 1)[1]
+    Path(target).write_text(os.environ["SBOM"])
+if sys.argv[1:2] == ["verify-attestation"]:
+    statement = {"predicateType": "https://spdx.dev/Document", "predicate": json.loads(os.environ["SBOM"])}
+    print(json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
+"""
+
+
+@pytest.fixture
+def tools_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("syft", "cosign"):
+        script = bin_dir / name
+        script.write_text(STAND_IN)
+        script.chmod(0o755)
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD", str(record))
+    monkeypatch.setenv("SBOM", json.dumps(SBOM))
+    return record

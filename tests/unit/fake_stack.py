@@ -23,7 +23,7 @@ from dockyard.releases.config_guard import Terminated
 from dockyard.releases.engine import EngineError, failure
 from dockyard.releases.stack_update import OnEvent, OnOutput, StackUpdate, apply_update
 
-OLD = "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64
+OLD = "127.0.0.1:5443/dockyard/app@sha256:" + "a" * 64
 IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "b" * 64
 DEPLOYMENT = "urn:pulumi:local-prod::dockyard::dockyard:index:KubernetesApp$kubernetes:apps/v1:Deployment::app-stable"
 STACK_FILE = """\
@@ -31,7 +31,7 @@ STACK_FILE = """\
 config:
   dockyard:tier: prod
   dockyard:image:
-    ref: 127.0.0.1:5443/dockyard/app@sha256:0000000000000000000000000000000000000000000000000000000000000000
+    ref: 127.0.0.1:5443/dockyard/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
   dockyard:kubernetes:
     resources:
       requests: {cpu: 50m, memory: 32Mi}

@@ -19,7 +19,7 @@ from dockyard.releases.attestations import AttestationError, attested_verificati
 from dockyard.releases.ledger import Check, Ledger, Verification
 from dockyard.releases.moves import Releases
 from dockyard.releases.project import Project
-from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools
+from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, KeylessIdentity, SigningTools
 from tests.stacks import PROJECT, dockyard_document
 
 REPO = "127.0.0.1:5443/dockyard/app"
@@ -56,8 +56,11 @@ def registry_statements(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What cosign verify-attestation returns (or raises) for the digest, in place of the registry."""
     answers: list[Any] = []
 
-    def verify_attestation(self: SigningTools, image_ref: str, *, predicate_type: str) -> list[dict[str, Any]]:
+    def verify_attestation(
+        self: SigningTools, image_ref: str, *, predicate_type: str, identity: KeylessIdentity | None = None
+    ) -> list[dict[str, Any]]:
         assert predicate_type == VERIFICATION_PREDICATE
+        assert identity is None, "local-staging trusts a key, no keyless identity"
         assert self.public_key == (PROJECT / "keys" / "dockyard-local-cosign.pub").read_text(), "the target's key"
         answer = answers.pop(0)
         if isinstance(answer, Exception):

@@ -120,13 +120,19 @@ def test_blue_green_needs_an_active_color() -> None:
     ]
 
 
-def test_blue_green_active_color_needs_an_image() -> None:
+def test_a_stack_without_a_release_runs_no_pods_for_it() -> None:
+    """No placeholder digests: a color (or image.ref) that names no image has no release yet and runs nothing."""
     document = prod_document()
-    del document["kubernetes"]["strategy"]["blueImage"]
-    (problem,) = problems_of("prod", document)
-    assert problem == (
-        "prod: dockyard:kubernetes.strategy.blueImage: missing for the active color; allowed: an image reference"
-    )
+    strategy = document["kubernetes"]["strategy"]
+    del strategy["blueImage"]
+    env = parse_environment("prod", document)
+    assert env.served_image is None, "the Service selects blue, which runs nothing yet"
+    assert [track.name for track in env.kubernetes.tracks] == ["green"]
+    del strategy["greenImage"]
+    assert parse_environment("prod", document).kubernetes.tracks == []
+    staging = copy.deepcopy(dockyard_document("staging"))
+    staging["image"] = {}
+    assert parse_environment("staging", staging).served_image is None
 
 
 def test_unknown_keys_name_the_allowed_ones() -> None:

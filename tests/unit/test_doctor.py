@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dockyard.releases import doctor
 from dockyard.releases.doctor import (
@@ -107,6 +108,11 @@ def test_gather_asks_the_strategy_what_a_blue_green_stack_serves(
 ) -> None:
     for name in ("Pulumi.yaml", "Pulumi.local-prod.yaml"):
         shutil.copy(PROJECT / name, tmp_path)
+    released = "127.0.0.1:5443/dockyard/app@sha256:" + "b" * 64
+    stack_file = tmp_path / "Pulumi.local-prod.yaml"
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["dockyard:kubernetes"]["strategy"]["blueImage"] = released
+    stack_file.write_text(yaml.safe_dump(document))
     deployed = "127.0.0.1:5443/dockyard/app@sha256:" + "d" * 64
     stacks = tmp_path / "state" / ".pulumi" / "stacks" / "dockyard"
     stacks.mkdir(parents=True)
@@ -115,6 +121,6 @@ def test_gather_asks_the_strategy_what_a_blue_green_stack_serves(
     monkeypatch.setattr(doctor, "_probe_registry", lambda server, ca: Service("registry", server, True, "ok", None))
     monkeypatch.setattr(doctor, "_probe_cluster", lambda context: CLUSTER_UP)
     facts = doctor.gather(tmp_path, "local-prod", f"file://{tmp_path}/state")
-    assert facts.configured_image == "127.0.0.1:5443/dockyard/app@sha256:" + "0" * 64, "the active color's image"
+    assert facts.configured_image == released, "the active color's image"
     (finding,) = diagnose(facts)
     assert f"names dockyard:kubernetes.strategy.blueImage {facts.configured_image}" in finding.problem

@@ -71,7 +71,11 @@ def test_everything_in_order_passes() -> None:
         ({"last_result": "failed"}, "staging's last update failed; promote only what deployed successfully"),
         ({"last_result": None, "last_deployed": None}, "staging has never been deployed"),
         ({"last_deployed": NOW - timedelta(minutes=30)}, "staging has soaked 30 min of 120; wait 90 min"),
-        ({"image": None}, "staging has no image_ref output (run pulumi up --stack staging first)"),
+        (
+            {"image": None},
+            "staging serves no release: it has no image_ref output (promote one into it, or run pulumi up --stack "
+            "staging)",
+        ),
         ({"image": "ghcr.io/a/b:1.0"}, "staging's image_ref ghcr.io/a/b:1.0 is not digest-pinned"),
         ({"registry": RegistryAnswer(False)}, f"{IMAGE} does not exist in prod's registry ghcr.io"),
         (
@@ -80,8 +84,8 @@ def test_everything_in_order_passes() -> None:
         ),
         (
             {"verification": None},
-            f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified "
-            "(dockyard verify --stack staging)",
+            f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified with a "
+            "verification attestation signed by a key or identity it trusts (dockyard verify --stack staging)",
         ),
         (
             {"verification": None, "verification_problem": "reading the verification attestations: refused"},
@@ -143,8 +147,8 @@ def test_verification_is_required_by_tier_unless_config_says_otherwise() -> None
     assert gates.evaluate(facts(target_env=relaxed, verification=None)) == []
     qa = environment("staging", tier="qa", promotion__upstream="staging")
     assert gates.evaluate(facts(target="qa", target_env=qa, verification=None)) == [
-        f"qa (tier qa) takes verified releases only: staging's {DIGEST} has never been verified "
-        "(dockyard verify --stack staging)"
+        f"qa (tier qa) takes verified releases only: staging's {DIGEST} has never been verified with a "
+        "verification attestation signed by a key or identity it trusts (dockyard verify --stack staging)"
     ]
 
 
@@ -174,7 +178,7 @@ def test_a_target_with_a_trust_policy_asks_for_a_verification_signed_by_a_key_it
     trusting = environment("prod", signing={"publicKeyFile": "keys/dockyard-local-cosign.pub"})
     assert gates.verified(facts(target_env=trusting, verification=None)) == [
         f"prod (tier prod) takes verified releases only: staging's {DIGEST} has never been verified with a "
-        "verification attestation signed by a key it trusts (dockyard verify --stack staging)"
+        "verification attestation signed by a key or identity it trusts (dockyard verify --stack staging)"
     ]
 
 
@@ -200,18 +204,24 @@ def test_a_stale_stack_file_is_refused_with_one_line() -> None:
     (line,) = gates.stale_file("local-prod", old, served)
     assert line.startswith(f"Pulumi.local-prod.yaml serves {old} but local-prod serves {served}")
     assert "stale" in line
+    # A checkout from before the first release would take the served release away.
+    (line,) = gates.stale_file("local-prod", None, served)
+    assert line.startswith(f"Pulumi.local-prod.yaml serves no release but local-prod serves {served}")
 
 
 @pytest.mark.parametrize(
-    ("file_serves", "stack_serves"),
+    ("file_serves", "stack_serves", "builds"),
     [
-        ("r@sha256:" + "d" * 64, "r@sha256:" + "d" * 64),  # the file is what the stack serves
-        ("r@sha256:" + "d" * 64, None),  # never deployed: nothing to be stale against
-        (None, "r@sha256:" + "d" * 64),  # a building stack: its file names no release
+        ("r@sha256:" + "d" * 64, "r@sha256:" + "d" * 64, False),  # the file is what the stack serves
+        ("r@sha256:" + "d" * 64, None, False),  # never deployed: nothing to be stale against
+        (None, None, False),  # no release in the file, none served
+        (None, "r@sha256:" + "d" * 64, True),  # a building stack: its file names no release
     ],
 )
-def test_a_current_or_undeployed_stack_file_passes(file_serves: str | None, stack_serves: str | None) -> None:
-    assert gates.stale_file("local-prod", file_serves, stack_serves) == []
+def test_a_current_or_undeployed_stack_file_passes(
+    file_serves: str | None, stack_serves: str | None, builds: bool
+) -> None:
+    assert gates.stale_file("local-prod", file_serves, stack_serves, builds=builds) == []
 
 
 def test_a_release_that_fails_the_targets_scan_now_is_refused_in_one_line() -> None:

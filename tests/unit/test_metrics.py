@@ -47,7 +47,8 @@ def summary(
 ) -> Update:
     """One entry as ``pulumi stack history --json`` records it (UTC times, config values as JSON text).
 
-    ``image`` is what the recorded config serves; ``named`` the image the move names, when that differs.
+    ``image`` is what the recorded config serves ("": no ``image.ref``); ``named`` the image the move names, when
+    that differs.
     """
     message = record_message(action, image=named or image, actor="ci@runner", source="dev") if action else ""
     kubernetes = {"strategy": strategy or {"type": "rolling"}}
@@ -59,7 +60,7 @@ def summary(
             "message": message,
             "environment": {},
             "config": {
-                "dockyard:image": {"value": json.dumps({"ref": image}), "secret": False},
+                "dockyard:image": {"value": json.dumps({"ref": image} if image else {}), "secret": False},
                 "dockyard:kubernetes": {"value": json.dumps(kubernetes), "secret": False},
                 "dockyard:appSecrets": {"secret": True},
             },
@@ -288,6 +289,20 @@ def test_history_entries_are_read_like_the_engine_writes_them() -> None:
     plain = STAGING[6]
     assert plain.action is None
     assert plain.image == D, "a plain update's image comes from the config it ran with"
+
+
+def test_updates_that_serve_no_release_yet_are_no_deployments() -> None:
+    """A promoted stack before its first release (created objects, no image) and a first canary beside no stable
+    track serve nothing: the first deployment is the canary's completion."""
+    canary = {"type": "canary", "weight": 10, "canaryImage": A}
+    history = [
+        summary("2026-11-01T10:00:00", "2026-11-01T10:01:00", "succeeded", "", changes={"create": 9}),
+        summary("2026-11-02T10:00:00", "2026-11-02T10:01:00", "succeeded", "", "promote", {"create": 1}, canary, A),
+        summary("2026-11-02T11:00:00", "2026-11-02T11:01:00", "succeeded", A, "canary-complete", {"update": 1}),
+    ]
+    assert [u.served for u in history] == [None, None, A]
+    (first,) = deployments_of(history, building=False)
+    assert first.started == at("2026-11-02T11:00:00")
 
 
 def test_a_building_stack_deploys_what_it_builds() -> None:

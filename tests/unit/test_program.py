@@ -17,6 +17,7 @@ from tests.unit.conftest import (
     FAKE_DIGEST,
     PASSWORD,
     RecordingMocks,
+    accept_running_digests,
     plaintext_paths,
     secret_paths,
     set_stack_config,
@@ -31,8 +32,10 @@ def run_program(stack: str, extra: dict[str, Any] | None = None, secret_keys: li
     """Run ``__main__.py`` for a committed stack; its encrypted signing key pair is stood in for by sentinels."""
     committed = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())["config"]
     signing = SIGNING_SECRETS if "dockyard:cosignPrivateKey" in committed else {}
+    config = {**stack_config(stack), **signing, **(extra or {})}
+    accept_running_digests(stack, config)
     pulumi.runtime.settings._set_stack(stack)
-    set_stack_config({**stack_config(stack), **signing, **(extra or {})}, [*signing, *(secret_keys or [])])
+    set_stack_config(config, [*signing, *(secret_keys or [])])
     runpy.run_path(str(PROJECT / "__main__.py"), run_name="__main__")
 
 
@@ -156,3 +159,23 @@ def test_staging_canary_at_weight_zero_runs_only_stable(mocks: RecordingMocks, w
     assert sorted(deployments(mocks)) == ["dockyard-app-stable"]
     ingresses = mocks.of_type("kubernetes:networking.k8s.io/v1:Ingress")
     assert [i.inputs["spec"]["rules"][0]["host"] for i in ingresses] == ["staging.dockyard.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("stack", "selectors"),
+    [
+        ("local-staging", {"dockyard-app": None}),
+        ("local-prod", {"dockyard-app": "blue", "dockyard-app-preview": "green"}),
+    ],
+)
+def test_a_stack_with_no_release_runs_no_pods_and_its_services_wait(
+    mocks: RecordingMocks, workdir: Path, stack: str, selectors: dict[str, str | None]
+) -> None:
+    """No placeholder digest: no Deployment (nor autoscaler), the Services there with their tracks' selectors."""
+    pulumi.runtime.test(lambda: run_program(stack))()
+    assert deployments(mocks) == {}
+    assert mocks.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler") == []
+    services = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]["selector"] for r in mocks.of_type("kubernetes:core/v1:Service")
+    }
+    assert {name: selector.get("dockyard.dev/track") for name, selector in services.items()} == selectors

@@ -87,10 +87,10 @@ def test_the_outcome_shows_each_image_change_old_to_new(config_file: Path) -> No
         ("spec.template.spec.containers[0].image",),
     )
     assert outcome.images == [
-        ImageChange("app-stable", "app", OLD, IMAGE, "sha256-000000000000", "sha256-bbbbbbbbbbbb")
+        ImageChange("app-stable", "app", OLD, IMAGE, "sha256-aaaaaaaaaaaa", "sha256-bbbbbbbbbbbb")
     ]
     assert outcome.images[0].render() == (
-        f"app-stable: 127.0.0.1:5443/dockyard/app sha256:{'0' * 12} → sha256:{'b' * 12}"
+        f"app-stable: 127.0.0.1:5443/dockyard/app sha256:{'a' * 12} → sha256:{'b' * 12}"
     )
     assert outcome.before == {"image.ref": OLD}, "what the write replaced, so the move can be undone"
 

@@ -16,7 +16,7 @@ from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline
 from dockyard.pipeline.model import PipelineConfigError
 from tests.stacks import PROJECT, dockyard_document, stack_config
-from tests.unit.conftest import PASSWORD, RecordingMocks, set_stack_config
+from tests.unit.conftest import PASSWORD, RecordingMocks, accept_running_digests, set_stack_config
 
 ROLE = "arn:aws:iam::123456789012:role/dockyard-ci"
 ECR = {
@@ -253,7 +253,9 @@ def _pull_secrets(mocks: RecordingMocks, registry: dict[str, Any]) -> list[Any]:
     @pulumi.runtime.test
     def run() -> None:
         pulumi.runtime.settings._set_stack("staging")
-        set_stack_config({**stack_config("staging"), "dockyard:registry": registry})
+        config = {**stack_config("staging"), "dockyard:registry": registry}
+        accept_running_digests("staging", config)
+        set_stack_config(config)
         runpy.run_path(str(PROJECT / "__main__.py"), run_name="__main__")
 
     run()

@@ -7,7 +7,6 @@ run in the engine tier against the local registry.
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -24,55 +23,6 @@ PRIVATE_KEY = (
 )
 KEY_PASSWORD = "sentinel-key-password"
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nsentinel-public\n-----END PUBLIC KEY-----\n"
-SBOM = {
-    "spdxVersion": "SPDX-2.3",
-    "creationInfo": {"creators": ["Tool: syft-1.57.1"]},
-    "packages": [
-        {"name": "golang.org/x/text", "externalRefs": [{"referenceLocator": "pkg:golang/golang.org/x/text@v0.20.0"}]},
-        {"name": "busybox", "externalRefs": []},
-    ],
-}
-
-# Each stand-in appends {"tool", "argv", "env"} to $RECORD; syft writes the SBOM, verify-attestation a DSSE line.
-STAND_IN = """#!/usr/bin/env python3
-import base64, json, os, sys
-from pathlib import Path
-auth = Path(os.environ.get("DOCKER_CONFIG", "/nonexistent"), "config.json")
-entry = {
-    "tool": Path(sys.argv[0]).name,
-    "argv": sys.argv[1:],
-    "env": {k: os.environ.get(k) for k in ("COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD", "SYFT_REGISTRY_AUTH_PASSWORD",
-                                         "SSL_CERT_FILE", "DOCKER_CONFIG")},
-    "auth_mode": oct(auth.stat().st_mode & 0o777) if auth.exists() else None,
-    "auth": json.loads(auth.read_text()) if auth.exists() else None,
-}
-with open(os.environ["RECORD"], "a") as record:
-    record.write(json.dumps(entry) + "\\n")
-if os.environ.get("FAIL_ON") and os.environ["FAIL_ON"] in sys.argv[1:2]:
-    sys.stderr.write("Error: no matching signatures: " + os.environ.get("COSIGN_PASSWORD", "") + "\\n")
-    sys.exit(12)
-if entry["tool"] == "syft":
-    target = next(a for a in sys.argv if a.startswith("spdx-json=")).split("=", 1)[1]
-    Path(target).write_text(os.environ["SBOM"])
-if sys.argv[1:2] == ["verify-attestation"]:
-    statement = {"predicateType": "https://spdx.dev/Document", "predicate": json.loads(os.environ["SBOM"])}
-    print(json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
-"""
-
-
-@pytest.fixture
-def tools_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("syft", "cosign"):
-        script = bin_dir / name
-        script.write_text(STAND_IN)
-        script.chmod(0o755)
-    record = tmp_path / "record.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("RECORD", str(record))
-    monkeypatch.setenv("SBOM", json.dumps(SBOM))
-    return record
 
 
 def props(ca_file: str | None = None) -> dict[str, Any]:

@@ -33,8 +33,8 @@ from tests.unit.fake_stack import FakeStack
 
 REPO = "127.0.0.1:5443/dockyard/app"
 BUILT = f"{REPO}@sha256:{'b' * 64}"
-#: What the committed local-staging file serves (its placeholder), which its last update served too.
-SERVED = f"{REPO}@sha256:{'0' * 64}"
+#: What the committed local-staging file serves (no release yet), which its last update served too.
+SERVED = None
 STAGING = "local-staging"
 
 

@@ -19,7 +19,8 @@ from dockyard.model.stack import StackView
 from dockyard.releases.attestations import AttestationError
 from dockyard.releases.history import Update
 from dockyard.releases.ledger import Check, Ledger, Verification
-from dockyard.verify import Verifier
+from dockyard.verify import Verifier, subject_of
+from dockyard.verify.common import VerifierError
 from tests.stacks import dockyard_document
 
 REPO = "127.0.0.1:5443/dockyard/app"
@@ -172,3 +173,16 @@ def test_a_signing_stack_attests_each_outcome_after_the_ledger_holds_it(tmp_path
         checks.verify("local-prod")
     (record,) = Ledger(tmp_path, "dockyard").verifications("local-prod")
     assert attested == [("local-prod", record)]
+
+
+def test_a_stack_with_no_release_has_nothing_served_to_verify_but_its_candidate_is_checked() -> None:
+    canary = "127.0.0.1:5443/dockyard/app@sha256:" + "c" * 64
+    document = copy.deepcopy(dockyard_document("local-staging"))
+    env = parse_environment("local-staging", document)
+    with pytest.raises(VerifierError, match="local-staging serves no release yet"):
+        subject_of("local-staging", env, None, candidate=False)
+    document["kubernetes"]["strategy"].update(canaryImage=canary, weight=10)
+    first = parse_environment("local-staging", document)
+    subject = subject_of("local-staging", first, None, candidate=True)
+    # The first release's canary runs alone: no stable Deployment is expected (none exists).
+    assert (subject.image, dict(subject.deployments)) == (canary, {"dockyard-app-canary": canary})

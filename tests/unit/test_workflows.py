@@ -462,6 +462,19 @@ def test_registry_password_env_is_fed_where_the_dev_program_runs(delivery: dict[
 # --- preview.yml -----------------------------------------------------------------------------------------------
 
 
+def test_a_preview_of_a_stack_with_a_trust_policy_has_cosign_for_the_programs_check(
+    stacks: dict[str, EnvironmentConfig],
+) -> None:
+    def installs_cosign(stacks: Mapping[str, EnvironmentConfig]) -> bool:
+        steps = _documents(stacks)["preview.yml"]["jobs"][model.PREVIEW_JOB]["steps"]
+        return any(step.get("uses", "").startswith("sigstore/cosign-installer@") for step in steps)
+
+    assert stacks["staging"].signing is not None, "the committed staging trusts the delivery workflow"
+    assert installs_cosign(stacks)
+    untrusting = {name: env.model_copy(update={"signing": None}) for name, env in stacks.items()}
+    assert not installs_cosign(untrusting)
+
+
 def test_preview_matrix_covers_every_github_stack(documents: dict[str, Document]) -> None:
     job = documents["preview.yml"]["jobs"][model.PREVIEW_JOB]
     assert job["strategy"]["matrix"]["stack"] == ["dev", "prod", "staging"]
