@@ -23,8 +23,10 @@ BIN="$CACHE/supply-chain/bin"
 RECORDS="${DOCKYARD_VULN_DB_RECORDS:-$SCRIPT_DIR/vuln-db}"
 PORT="${DOCKYARD_REGISTRY_PORT:-$DOCKYARD_LOCAL_REGISTRY_PORT}"
 REF="${DOCKYARD_VULN_DB_REF:-$DOCKYARD_LOCAL_REGISTRY_HOST:$PORT/dockyard/trivy-db:2}"
-CA="$CACHE/local/tls/ca.crt"
-AUTH="$CACHE/local/auth.json"
+# The registry's own state (local-services.sh's DOCKYARD_STATE): its CA and podman login.
+STATE="${DOCKYARD_STATE:-$CACHE/local}"
+CA="$STATE/tls/ca.crt"
+AUTH="$STATE/auth.json"
 #: Manifest annotation that names what the DB was built from.
 SOURCE_ANNOTATION=dev.dockyard.vuln-db.source
 

@@ -8,30 +8,9 @@ would group finer, but pytest 9.2 ignores the node-id suffix xdist 3.8 gives a g
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections import defaultdict
 
-import pytest
 from _pytest.terminal import TerminalReporter
-
-#: The session's build memo (dockyard_components/build_memo.py), made by the controller and inherited by the
-#: xdist workers: each app variant is built and tested once per session; workspaces reuse its pushed digest.
-BUILD_MEMO = "DOCKYARD_TEST_BUILD_MEMO"
-_MEMO_OWNER = pytest.StashKey[str]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if BUILD_MEMO not in os.environ:
-        os.environ[BUILD_MEMO] = tempfile.mkdtemp(prefix="dockyard-build-memo-")
-        config.stash[_MEMO_OWNER] = os.environ[BUILD_MEMO]
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    owned = config.stash.get(_MEMO_OWNER, None)
-    if owned:
-        shutil.rmtree(owned, ignore_errors=True)
 
 
 def tier_of(nodeid: str) -> str:

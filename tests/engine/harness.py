@@ -140,8 +140,6 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
         **engine_env(backend),
         # The copy's components, not the checkout's editable install: tests change them in the copy.
         "PYTHONPATH": str(directory / "components"),
-        # One build per app variant per session (tests/conftest.py); a test that needs a real build sets it to "".
-        "DOCKYARD_BUILD_MEMO": os.environ.get("DOCKYARD_TEST_BUILD_MEMO", ""),
         # What the trust policy accepted is remembered per workspace: every test's first check asks cosign.
         "DOCKYARD_TRUST_CACHE": str(root / "trust-cache"),
         **(extra_env or {}),

@@ -277,7 +277,7 @@ def test_a_blue_green_promotion_and_a_switch_by_the_other_operator(team: Team, d
     pull(alice, bob, "local-prod")
     never_served = dockyard(bob, "rollback", "--stack", "local-prod", "--yes")
     assert never_served.returncode == 1, never_served.output
-    assert "local-prod serves no release yet; nothing to roll back to" in never_served.output
+    assert f"runs {image}, which local-prod has never served (dockyard switch" in never_served.output
 
     switched = ok(bob, "switch", "--stack", "local-prod", "--yes")
     assert "verification of local-prod green track (cluster): passed" in switched
