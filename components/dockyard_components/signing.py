@@ -16,14 +16,14 @@ skips it (``--tlog-upload=false``, ``--insecure-ignore-tlog``), which the trust 
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi.dynamic as dynamic
 
-from dockyard_components.cosign import CosignError, SigningTools, attestation_tag, signature_tag
+from dockyard_components.cosign import CosignError, SigningTools, ToolUnavailableError, attestation_tag, signature_tag
 from dockyard_components.scanner import VULN_PREDICATE
 
 #: Inputs whose change means a new signature: a new digest, a new key, or a new scan of the digest.
@@ -69,6 +69,25 @@ def _sbom_summary(sbom: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Writes of one digest's signatures and attestations by concurrent runs (two pipelines, two stacks built from the
+#: same commit) are read-modify-write on one registry tag: a write can drop another's. Each is verified, and redone.
+WRITE_ATTEMPTS = 3
+
+
+def _written(write: Callable[[], object], verify: Callable[[], object]) -> None:
+    """``write`` then ``verify``; when the check misses the write (a concurrent run replaced the tag), write again."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        write()
+        try:
+            verify()
+            return
+        except ToolUnavailableError:
+            raise
+        except CosignError:
+            if attempt == WRITE_ATTEMPTS:
+                raise
+
+
 def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, Any]:
     """SBOM → attest → verify it, beside sign → verify it, for ``props['image_ref']``; then, given a passed scan's
     ``vulnerability_report``, its ``vuln`` attestation → verify it. Returns the outputs (never a secret). The signature
@@ -76,19 +95,22 @@ def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, 
     image = props["image_ref"]
 
     def sign_and_verify() -> None:
-        tools.sign(image)
-        tools.verify(image)
+        _written(lambda: tools.sign(image), lambda: tools.verify(image))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         signed = pool.submit(sign_and_verify)
         sbom = tools.sbom(image)
         signed.result()
-    tools.attest(image, sbom, predicate_type="spdxjson")
-    tools.verify_attestation(image, predicate_type="spdxjson")
+    _written(
+        lambda: tools.attest(image, sbom, predicate_type="spdxjson"),
+        lambda: tools.verify_attestation(image, predicate_type="spdxjson"),
+    )
     report = props.get("vulnerability_report")
     if report:
-        tools.attest(image, json.loads(report), predicate_type=VULN_PREDICATE)
-        tools.verify_attestation(image, predicate_type=VULN_PREDICATE)
+        _written(
+            lambda: tools.attest(image, json.loads(report), predicate_type=VULN_PREDICATE),
+            lambda: tools.verify_attestation(image, predicate_type=VULN_PREDICATE),
+        )
     canonical = json.dumps(sbom, sort_keys=True).encode()
     return {
         "image_ref": image,

@@ -128,3 +128,35 @@ def test_the_stand_ins_are_executable(tools_on_path: Path) -> None:
     for name in ("syft", "cosign"):
         path = tools_on_path.parent / "bin" / name
         assert path.stat().st_mode & stat.S_IXUSR
+
+
+def test_a_write_a_concurrent_run_dropped_is_written_again_and_a_lasting_miss_fails() -> None:
+    """Two runs attesting one digest at once can replace each other's tag: the check after a write catches it."""
+    from dockyard_components import signing
+    from dockyard_components.cosign import CosignError, ToolUnavailableError
+
+    writes: list[int] = []
+    misses = iter([True, False])
+
+    def verify() -> None:
+        if next(misses):
+            raise CosignError("none of the attestations matched the predicate type: vuln")
+
+    signing._written(lambda: writes.append(1), verify)
+    assert len(writes) == 2
+
+    def never() -> None:
+        raise CosignError("no matching signatures")
+
+    writes.clear()
+    with pytest.raises(CosignError):
+        signing._written(lambda: writes.append(1), never)
+    assert len(writes) == signing.WRITE_ATTEMPTS
+
+    def unavailable() -> None:
+        raise ToolUnavailableError("cosign verify took over 300s")
+
+    writes.clear()
+    with pytest.raises(ToolUnavailableError):
+        signing._written(lambda: writes.append(1), unavailable)
+    assert len(writes) == 1
