@@ -39,6 +39,10 @@ def deployed(
     }
     workspace = make_workspace(tmp_path_factory.mktemp("credentials"), env)
     set_stack_config(workspace, STACK, ["registry", "server"], drill_registry.server)
+    # The scan reads its DB from the same registry (local-services.sh published it there), with the same credentials.
+    set_stack_config(
+        workspace, STACK, ["signing", "scan", "dbRepository"], f"{drill_registry.server}/dockyard/trivy-db:2"
+    )
     workspace.init(STACK)
     workspace.pulumi("up", "--stack", STACK, "--yes", timeout=2400)
     return workspace
