@@ -3,9 +3,9 @@
 Opt-in through ``DOCKYARD_BUILD_MEMO`` (a directory). A build records its pushed digest under a key made of every
 input that shapes the image (:data:`~dockyard_components.podman_build.REBUILD_KEYS`) and the registry; a later build
 with the same key — another stack, another checkout — logs in, checks that the registry still holds that digest and
-reuses it instead of building, testing and pushing again. Only successful builds are recorded; a cold build
-(``DOCKYARD_BUILD_NO_CACHE=1``) never reuses. The test suite sets it
-for a session, so each app variant is built and tested once; unset (the default), every build runs in full.
+reuses it instead of building, testing and pushing again; the build's tags are pointed at the reused digest.
+Only successful builds are recorded; a cold build (``DOCKYARD_BUILD_NO_CACHE=1``) never reuses. Unset (the default),
+every build runs in full; the test suite does not set it yet (see the README's Tests section).
 """
 
 from __future__ import annotations

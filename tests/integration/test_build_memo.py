@@ -1,5 +1,6 @@
 """The build memo with the real build script, podman and the local registry: a second build with the same inputs
-reuses the pushed digest without building; once the registry has lost that digest, the next build runs in full."""
+reuses the pushed digest without building and points its tag back at it (another build had taken the tag); once the
+registry has lost that digest, the next build runs in full."""
 
 from __future__ import annotations
 
@@ -62,25 +63,34 @@ def test_a_memo_hit_reuses_the_digest_and_a_lost_digest_builds_again(
         log = max((tmp_path / "logs").glob("*.log"), key=lambda p: p.stat().st_mtime_ns)
         return digest, log.read_text()
 
+    auth = (env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"])
+    tag_url = f"https://{registry}/v2/dockyard/memo-it/manifests/{props['tags'][0]}"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"}
     built, first_log = build()
     assert "running the test stage" in first_log
-    reused, second_log = build()
-    assert reused == built
-    assert "reusing" in second_log
-    assert "running the test stage" not in second_log
-    assert "STEP" not in second_log
+
+    # Another source takes the tag in between (another branch's build of the same tag).
+    other = {**props, "context_hash": f"{tmp_path.name}-other"}
+    (context / "main.go").write_text(f"package main // {tmp_path.name} other\n")
+    other_digest = podman_build.run_build(other)
+    assert other_digest != built
+    (context / "main.go").write_text(f"package main // {tmp_path.name}\n")
 
     with httpx.Client(verify=ssl.create_default_context(cafile=env["DOCKYARD_REGISTRY_CA"]), trust_env=False) as http:
-        gone = http.delete(
-            f"https://{registry}/v2/dockyard/memo-it/manifests/{built}",
-            auth=(env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"]),
-        )
+        assert http.head(tag_url, auth=auth, headers=accept).headers["Docker-Content-Digest"] == other_digest
+        reused, second_log = build()
+        assert reused == built
+        assert "reusing" in second_log
+        assert "running the test stage" not in second_log
+        assert "STEP" not in second_log
+        # The reuse points the tag back at its digest, as a build would have.
+        assert http.head(tag_url, auth=auth, headers=accept).headers["Docker-Content-Digest"] == built
+
+        gone = http.delete(f"https://{registry}/v2/dockyard/memo-it/manifests/{built}", auth=auth)
         assert gone.status_code == 202, gone.text
         rebuilt, third_log = build()
-        http.delete(
-            f"https://{registry}/v2/dockyard/memo-it/manifests/{rebuilt}",
-            auth=(env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"]),
-        )
+        for digest in {rebuilt, other_digest}:
+            http.delete(f"https://{registry}/v2/dockyard/memo-it/manifests/{digest}", auth=auth)
     assert "is gone from the registry: building again" in third_log
     assert "running the test stage" in third_log
     assert rebuilt == built  # same inputs, same content: the same digest, pushed again

@@ -58,6 +58,12 @@ if [ -n "${REUSE_DIGEST:-}" ]; then
   # skopeo reads podman's login and certs.d; a registry that lost the image gets a full build below.
   if skopeo inspect --raw "docker://$IMAGE_NAME@$REUSE_DIGEST" >/dev/null 2>&1; then
     log "reusing $IMAGE_NAME@$REUSE_DIGEST, pushed by a build with the same inputs"
+    # A tag is "what the last build of these inputs pushed": another build may have moved it since, so each tag
+    # is pointed at the reused digest again (a manifest put within the repository; no layer moves).
+    read -r -a reuse_tags <<<"$TAGS"
+    for tag in "${reuse_tags[@]}"; do
+      skopeo copy --quiet --preserve-digests "docker://$IMAGE_NAME@$REUSE_DIGEST" "docker://$IMAGE_NAME:$tag" >&2
+    done
     printf '%s' "$REUSE_DIGEST"
     exit 0
   fi
