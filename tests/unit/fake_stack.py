@@ -189,6 +189,9 @@ if __name__ == "__main__":
     import signal
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if the test runner ignores it
+    # A closing terminal's SIGHUP, even when the suite runs under nohup (which the guard rightly leaves ignored: a CI
+    # run started with nohup had this child sleep through its SIGHUP).
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     # A child inherits its parent's blocked signals, a shell's command starts with none: do not depend on the test
     # runner's mask (in one run of the whole unit tier, SIGINT waited out this child's 60 s sleep).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
