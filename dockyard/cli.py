@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +28,7 @@ from dockyard.releases.doctor import run as run_doctor
 from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
 from dockyard.releases.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP, PROMOTE, REVERT, ROLLBACK, SWITCH
 from dockyard.releases.ledger import Verification
+from dockyard.releases.metrics_export import TEXTFILE_SUFFIX, openmetrics_text, write_textfile
 from dockyard.releases.moves import Releases
 from dockyard.releases.progressive import (
     Ending,
@@ -322,13 +324,36 @@ def verify(
         raise typer.Exit(code=EXIT_REFUSED)
 
 
+class MetricsFormat(StrEnum):
+    """What ``dockyard metrics`` prints on stdout."""
+
+    TABLE = "table"
+    JSON = "json"
+    OPENMETRICS = "openmetrics"
+
+
 @app.command(epilog=EXIT_CODES)
 def metrics(
     stack: Annotated[str, typer.Option("--stack")],
     since: Annotated[str, typer.Option("--since", help="window: 30d, 12h, 2w, 90m")] = "30d",
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    output_format: Annotated[
+        MetricsFormat | None,
+        typer.Option(
+            "--format", help="stdout: a table (the default), JSON, or the OpenMetrics exposition (ends with # EOF)"
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the same as --format json")] = False,
     chart: Annotated[
         Path | None, typer.Option("--chart", help="write a PNG of deployments and failures per day")
+    ] = None,
+    textfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--textfile",
+            help=f"write the figures in the Prometheus text format to this *{TEXTFILE_SUFFIX} file (atomically) "
+            "for node-exporter's textfile collector",
+            dir_okay=False,
+        ),
     ] = None,
     project: ProjectOption = Path("."),
 ) -> None:
@@ -337,6 +362,18 @@ def metrics(
         window = delivery_metrics.parse_since(since)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    if as_json and output_format not in (None, MetricsFormat.JSON):
+        raise typer.BadParameter(
+            f"it means --format json, which contradicts --format {output_format}", param_hint="'--json'"
+        )
+    shown = MetricsFormat.JSON if as_json else output_format or MetricsFormat.TABLE
+    if textfile is not None and textfile.suffix != TEXTFILE_SUFFIX:
+        raise typer.BadParameter(
+            f"{textfile}: node-exporter's textfile collector reads only *{TEXTFILE_SUFFIX} files",
+            param_hint="'--textfile'",
+        )
+    if textfile is not None and not textfile.parent.is_dir():
+        raise typer.BadParameter(f"{textfile.parent} is no directory", param_hint="'--textfile'")
     with _handled(project, stack):
         figures = delivery_metrics.collect(
             _project(project),
@@ -348,10 +385,15 @@ def metrics(
     if chart is not None:
         delivery_metrics.write_chart(figures, chart)
         console.print(f"chart written to {chart}")
-    if as_json:
+    if textfile is not None:
+        write_textfile(figures, textfile)
+        console.print(f"textfile written to {textfile}")
+    if shown is MetricsFormat.JSON:
         typer.echo(delivery_metrics.to_json_text(figures))
-        return
-    Console().print(_metrics_table(figures))
+    elif shown is MetricsFormat.OPENMETRICS:
+        typer.echo(openmetrics_text(figures), nl=False)
+    else:
+        Console().print(_metrics_table(figures))
 
 
 def _duration(seconds: float | None) -> str:

@@ -25,7 +25,7 @@ ADOPTION = PROJECT / "tests" / "adoption"
 #: the editable installs of the checkout stay out of reach).
 DEPENDENCIES = Path(sysconfig.get_paths()["purelib"])
 #: Importable from the checkout's virtualenv but not dependencies of the components (the dockyard program's own).
-UNDECLARED = {"kubernetes", "typer", "matplotlib", "pulumi_docker", "pulumi_policy", "dockyard"}
+UNDECLARED = {"kubernetes", "typer", "matplotlib", "prometheus_client", "pulumi_docker", "pulumi_policy", "dockyard"}
 #: Runs the consumer with ``sys.path`` = the standard library, the wheel's install directory and the dependencies;
 #: the checkout's virtualenv also holds what only the dockyard program depends on: refused here, as in an environment
 #: with nothing but the wheel's declared dependencies.
