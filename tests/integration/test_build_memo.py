@@ -65,7 +65,9 @@ def test_a_memo_hit_reuses_the_digest_and_a_lost_digest_builds_again(
 
     auth = (env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"])
     tag_url = f"https://{registry}/v2/dockyard/memo-it/manifests/{props['tags'][0]}"
-    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"}
+    accept = {
+        "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    }
     built, first_log = build()
     assert "running the test stage" in first_log
 
