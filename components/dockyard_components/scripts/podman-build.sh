@@ -54,14 +54,14 @@ if [ "${REGISTRY_LOGIN:-false}" = true ]; then
   fi
 fi
 
+read -r -a tags <<<"$TAGS"
 if [ -n "${REUSE_DIGEST:-}" ]; then
   # skopeo reads podman's login and certs.d; a registry that lost the image gets a full build below.
   if skopeo inspect --raw "docker://$IMAGE_NAME@$REUSE_DIGEST" >/dev/null 2>&1; then
     log "reusing $IMAGE_NAME@$REUSE_DIGEST, pushed by a build with the same inputs"
     # A tag is "what the last build of these inputs pushed": another build may have moved it since, so each tag
     # is pointed at the reused digest again (a manifest put within the repository; no layer moves).
-    read -r -a reuse_tags <<<"$TAGS"
-    for tag in "${reuse_tags[@]}"; do
+    for tag in "${tags[@]}"; do
       skopeo copy --quiet --preserve-digests "docker://$IMAGE_NAME@$REUSE_DIGEST" "docker://$IMAGE_NAME:$tag" >&2
     done
     printf '%s' "$REUSE_DIGEST"
@@ -77,7 +77,6 @@ fi
 
 label_flags=()
 while IFS= read -r label; do [ -n "$label" ] && label_flags+=(--label "$label"); done <<<"${LABELS:-}"
-read -r -a tags <<<"$TAGS"
 # No TARGET: the Dockerfile's last stage, as `podman build` does by default.
 target_flags=()
 [ -n "${TARGET:-}" ] && target_flags=(--target "$TARGET")
