@@ -23,8 +23,8 @@
 #   scripts/local-services.sh env      print shell exports:  eval "$(scripts/local-services.sh env)"
 #   scripts/local-services.sh prune    free disk: drop dangling images and the build cache
 #                                      (`podman image prune`); tagged images, base images and the
-#                                      registry's data stay. With vfs every cached build step is a
-#                                      full copy of the root filesystem (~160 MB for Go stages).
+#                                      registry's data stay. On vfs (no overlay mounts) every cached
+#                                      build step is a full copy of the root filesystem (~160 MB).
 #                                      Not while builds run: it deletes their cache between steps.
 #
 # Settings (environment):
@@ -610,7 +610,7 @@ stop_registry() {
     log "registry stopped"
 }
 
-# podman_storage: "podman storage: <MB> MB in <graph root>" (du of the graph root; vfs copies every layer whole).
+# podman_storage: "podman storage: <MB> MB in <graph root>" (du of the graph root).
 podman_storage() {
     command -v podman >/dev/null 2>&1 || return 0
     local root

@@ -37,8 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = REPO_ROOT / "scripts" / "local-services.sh"
 APP_DIR = REPO_ROOT / "app"
 
-# podman/buildah on this machine: storage driver vfs comes from /etc/containers/storage.conf
-# (written by scripts/local-base-images.sh); builds and runs need chroot isolation.
+# podman/buildah on this machine: the storage driver (overlay where it mounts, else vfs) comes from
+# /etc/containers/storage.conf (written by scripts/local-base-images.sh); builds and runs need chroot isolation.
 ISOLATION = "--isolation=chroot"
 MANIFEST_ACCEPT = ", ".join(
     [

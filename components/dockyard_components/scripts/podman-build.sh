@@ -12,7 +12,7 @@
 #   still holds it; see build_memo.py).
 # From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION,
 # DOCKYARD_BUILD_KEEP_IMAGES (1: keep this build's test-stage image and the older local tags of IMAGE_NAME).
-# Disk: with vfs every image is a full copy, so after a push the test-stage image and the local tags of IMAGE_NAME
+# Disk: with vfs every image is a full copy (overlay stores layer diffs), so after a push the test-stage image and the local tags of IMAGE_NAME
 # older than this build are removed (the registry keeps what was pushed; the layer cache of the current build
 # stays), unless another build into the same storage is running (then the next build cleans up). A pushed image is
 # content-addressed: re-running after an interrupted push gives the same digest.
