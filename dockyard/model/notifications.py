@@ -43,7 +43,7 @@ class Event(StrEnum):
 class SecureValue(Model):
     """A value the stack file holds encrypted (``{secure: v1:...}``): the ciphertext, never the plaintext."""
 
-    secure: str = Field(min_length=1)
+    secure: str = Field(min_length=1, description="what pulumi config set --secret wrote")
 
 
 class Webhook(Model):
