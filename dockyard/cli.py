@@ -21,6 +21,7 @@ from rich.text import Text
 
 from dockyard.model.config import stack_file
 from dockyard.model.image_diff import OCI_VERSION_LABEL
+from dockyard.model.notifications import Event
 from dockyard.pipeline import pr_summary
 from dockyard.releases import metrics as delivery_metrics
 from dockyard.releases.config_guard import Terminated
@@ -30,6 +31,7 @@ from dockyard.releases.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP
 from dockyard.releases.ledger import Verification
 from dockyard.releases.metrics_export import TEXTFILE_SUFFIX, openmetrics_text, write_textfile
 from dockyard.releases.moves import Releases
+from dockyard.releases.notify import ReleaseEvent, announce
 from dockyard.releases.progressive import (
     Ending,
     Run,
@@ -39,7 +41,7 @@ from dockyard.releases.progressive import (
     promote_verified,
     switch_colors,
 )
-from dockyard.releases.project import Project
+from dockyard.releases.project import Project, actor
 from dockyard.releases.registry_client import RegistryUnreachableError, image_labels
 from dockyard.releases.stack_update import Outcome
 from dockyard.verify import HEALTH_TIMEOUT, Verifier
@@ -473,6 +475,31 @@ def doctor(stack: StackOption, project: ProjectOption = Path(".")) -> None:
     report, code = run_doctor(project.resolve(), stack)
     typer.echo(report)
     raise typer.Exit(code)
+
+
+@app.command("notify", epilog=EXIT_CODES)
+def notify_command(
+    stack: StackOption,
+    event: Annotated[Event, typer.Option("--event", help="what happened")],
+    image: Annotated[str | None, typer.Option("--image", help="the image it is about")] = None,
+    detail: Annotated[str | None, typer.Option("--detail", help="one line on why or what")] = None,
+    run_url: Annotated[str | None, typer.Option("--run-url", help="the CI run that sends it")] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Tell STACK's webhooks (dockyard:notifications) of EVENT: what the pipelines send when a job fails and once a
+    deployment is verified. A webhook that cannot be reached is logged and the command still exits 0: a
+    notification never fails a release."""
+    dockyard = _project(project)
+    with _handled(project, stack):
+        view = dockyard.view(stack)
+        name = dockyard.name
+    if not view.env.notifications:
+        console.print(f"{stack} has no dockyard:notifications: nothing to send")
+        return
+    release = ReleaseEvent(event, name, stack, actor(), image=image or None, detail=detail or None, run_url=run_url)
+    for delivery in announce(view, release):
+        outcome = "sent to" if delivery.sent else "[yellow]not sent[/] to"
+        console.print(f"{event} {outcome} the {delivery.kind} webhook at {delivery.host}")
 
 
 @app.command("pr-summary")

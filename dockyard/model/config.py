@@ -6,7 +6,8 @@ them all at once and raises :class:`ConfigError` listing every problem as
 :func:`dockyard.program.stack_config.load` does so before any resource is registered.
 
 Secrets never enter the pydantic models: the keys listed in :data:`SECRET_KEYS` are never parsed here (the program
-reads them as secret Outputs, the CLI decrypts one only when asked: :mod:`dockyard.model.stack`).
+reads them as secret Outputs, the CLI decrypts one only when asked: :mod:`dockyard.model.stack`); the keys in
+:data:`ENCRYPTED_LEAF_KEYS` enter them as written, their secrets as ciphertext (:class:`SecureValue`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from dockyard.model import notifications
+from dockyard.model.notifications import Webhook
 from dockyard.model.problems import ConfigProblemsError, Problem, format_found, validation_problems
 
 # Re-exported: the registry models moved to their own module; importers keep using dockyard.model.config.
@@ -70,6 +73,10 @@ SECRET_KEYS: dict[str, str] = {
     "cosignPrivateKey": "cosign private key (encrypted PEM) that signs this stack's builds",
     "cosignPassword": "password of dockyard:cosignPrivateKey",
 }
+
+#: Keys that hold encrypted values among plaintext ones: the models take them as the stack file writes them (an
+#: encrypted value is ``{secure: v1:...}``, its ciphertext), and only the CLI decrypts them, when it needs them.
+ENCRYPTED_LEAF_KEYS: frozenset[str] = frozenset({"notifications"})
 
 
 class ConfigError(ConfigProblemsError, pulumi.RunError):
@@ -284,6 +291,11 @@ class EnvironmentConfig(Model):
     signing: SigningConfig | None = Field(
         default=None, description="trust policy: signatures every update and promotion requires; signs builds"
     )
+    notifications: list[Webhook] = Field(
+        default_factory=list,
+        description="webhooks told of builds that fail, deployments, promotions, switches, aborted canaries, "
+        "rollbacks and failed verifications",
+    )
 
     @property
     def served_image(self) -> str | None:
@@ -384,10 +396,19 @@ def parse_environment(stack: str, document: Mapping[str, Any]) -> EnvironmentCon
     """Validate the non-secret ``dockyard:`` keys (without the namespace prefix); raise :class:`ConfigError`."""
     if not isinstance(document, Mapping):
         raise ConfigError([Problem(stack, NAMESPACE, f"found {format_found(document)}", "allowed: a mapping of keys")])
+    keys = dict(document)
+    # Checked apart, so the model never quotes what may be a plaintext URL; the other keys are still validated.
+    shape = notifications.shape_problem(stack, keys["notifications"]) if "notifications" in keys else None
+    problems = [] if shape is None else [shape]
+    if shape is not None:
+        del keys["notifications"]
     try:
-        return EnvironmentConfig.model_validate(dict(document), by_alias=True)
+        env = EnvironmentConfig.model_validate(keys, by_alias=True)
     except ValidationError as error:
-        raise ConfigError(validation_problems(stack, NAMESPACE, EnvironmentConfig, error)) from None
+        raise ConfigError(validation_problems(stack, NAMESPACE, EnvironmentConfig, error) + problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return env
 
 
 def read_stack_document(path: Path) -> dict[str, Any]:

@@ -61,8 +61,9 @@ def _fact(fact: CiFact) -> str:
     return '"https://oidc.circleci.com/org/$CIRCLE_ORGANIZATION_ID"'
 
 
-def _run(name: str, command: str, timeout_minutes: int = 10) -> dict[str, Any]:
-    return {"run": {"name": name, "command": command, "no_output_timeout": f"{timeout_minutes}m"}}
+def _run(name: str, command: str, timeout_minutes: int = 10, *, when: str | None = None) -> dict[str, Any]:
+    step = {"name": name, "command": command, "no_output_timeout": f"{timeout_minutes}m"}
+    return {"run": step | ({"when": when} if when else {})}
 
 
 def _steps(job: Job, registry: RegistryLogin) -> list[Any]:
@@ -105,6 +106,8 @@ def _steps(job: Job, registry: RegistryLogin) -> list[Any]:
         steps.append(_run("Keep the report for the signing job", f"cp {' '.join(kept)} {WORKSPACE}/\n"))
         steps.append({"persist_to_workspace": {"root": WORKSPACE, "paths": kept}})
     steps += [{"store_artifacts": {"path": path}} for path in kept]
+    if job.on_failure is not None:
+        steps.append(_run(job.on_failure.name, prelude + block(job.on_failure, _fact), when="on_fail"))
     return steps
 
 

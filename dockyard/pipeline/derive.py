@@ -39,6 +39,7 @@ from dockyard.model.config import (
     parse_environment,
     read_stack_file,
 )
+from dockyard.model.notifications import Event
 from dockyard.model.problems import Problem
 from dockyard.pipeline.model import (
     BUILD_JOB,
@@ -269,6 +270,21 @@ def _release_command(stack: str, env: EnvironmentConfig) -> Command | None:
     )
 
 
+def notify_command(stack: str, event: Event, *, image: bool) -> Command:
+    """Tell ``stack``'s webhooks (``dockyard:notifications``) of ``event``, with this run's address and, once the build
+    has published it, its digest. Its own failure is reported and swallowed: a notification never fails a release."""
+    env: dict[str, EnvValue] = {**state_env(stack), "EVENT": event.value, "PIPELINE_URL": CiFact.PIPELINE_URL}
+    if image:
+        env[IMAGE_REF_ENV] = ImageOutput()
+    return Command(
+        f"Notify the webhooks of {stack}: {event.value}",
+        '.venv/bin/dockyard notify --stack "$STACK" --event "$EVENT" --run-url "$PIPELINE_URL"'
+        + (' --image "$IMAGE_REF"' if image else "")
+        + ' || echo "dockyard notify failed (exit $?); the release is unaffected"\n',
+        env,
+    )
+
+
 def registry_login(env: EnvironmentConfig) -> RegistryLogin:
     registry = env.registry
     return RegistryLogin(
@@ -319,6 +335,7 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
         tools=(Tool.PULUMI,),
         cloud_login=env.registry.kind.cloud,
         serialized=True,
+        on_failure=notify_command(stack, Event.BUILD_FAILED, image=False),
     )
 
 
@@ -457,6 +474,7 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
                 _with_registry_token('.venv/bin/dockyard verify --stack "$STACK"\n', env),
                 _update_env(stack, env, github_admin=False),
             ),
+            notify_command(stack, Event.DEPLOYED, image=True),
         ),
         environment=stack,
         stack=stack,
@@ -465,6 +483,7 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
         tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools),
         cloud_login=env.registry.kind.cloud,
         serialized=True,
+        on_failure=notify_command(stack, Event.DEPLOY_FAILED, image=True),
     )
 
 
@@ -501,6 +520,7 @@ def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentC
         keeps={f"promoted-{stack}": f"Pulumi.{stack}.yaml"},
         serialized=True,
         pushes=True,
+        on_failure=notify_command(stack, Event.DEPLOY_FAILED, image=True),
     )
 
 

@@ -129,6 +129,11 @@ def _run(command: Command, pipeline: Pipeline, **extra: str) -> Step:
     return step
 
 
+def _on_failure(job: Job, pipeline: Pipeline) -> list[Step]:
+    """The job's failure step: after any step of it has failed, never otherwise."""
+    return [] if job.on_failure is None else [_run(job.on_failure, pipeline, **{"if": "failure()"})]
+
+
 # --- shared steps -----------------------------------------------------------------------------------------------
 
 
@@ -397,6 +402,7 @@ def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
             *_python_and_pulumi(),
             *(cloud_login_steps(registry, docker=False) if job.cloud_login else []),
             _run(command, pipeline, id=BUILD_JOB),
+            *_on_failure(job, pipeline),
         ],
     }
 
@@ -503,6 +509,7 @@ def _stack_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
             *(_TOOL_STEPS[tool]() for tool in job.tools if tool in _TOOL_STEPS),
             *(_run(command, pipeline) for command in job.commands),
             *(_upload(name, path, 30) for name, path in job.keeps.items()),
+            *_on_failure(job, pipeline),
         ],
     }
 

@@ -126,6 +126,10 @@ def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
         entry["id_tokens"] = id_tokens
     entry["timeout"] = f"{job.timeout_minutes} minutes"
     entry["script"] = _script(job, registry)
+    if job.on_failure is not None:
+        # after_script runs whatever the script did, and its own failure leaves the job's status as it was.
+        notify = "".join(f"  {line}\n" for line in block(job.on_failure, _fact).splitlines())
+        entry["after_script"] = [f'if [ "$CI_JOB_STATUS" = failed ]; then\n{notify}fi\n']
     artifacts: dict[str, Any] = {}
     if job.publishes_image:
         artifacts["reports"] = {"dotenv": IMAGE_REF_FILE}

@@ -182,6 +182,10 @@ def _stage(job: Job, pipeline: Pipeline, runner_image: str) -> list[str]:
     lines += _indent(_environment(_bindings(job)), 1)
     lines += _indent(["options {", *(f"    {option}" for option in options), "}"], 1)
     lines += _indent(["steps {", *_indent(_steps(job, registry), 1), "}"], 1)
+    if job.on_failure is not None:
+        # On the stage's agent, with its credentials bound; a failure here leaves the stage failed as it was.
+        notify = _sh(job.on_failure.name, block(job.on_failure, _fact))
+        lines += _indent(["post {", "    failure {", f"        {notify}", "    }", "}"], 1)
     lines.append("}")
     return lines
 

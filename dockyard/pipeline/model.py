@@ -249,6 +249,8 @@ class Job:
     serialized: bool = False
     #: The job commits its stack's file to the default branch (a promotion): it pushes with the CI system's token.
     pushes: bool = False
+    #: Runs only when the job has failed, after it (its stack's webhooks are told); it cannot fail the job further.
+    on_failure: Command | None = None
 
     @property
     def publishes_image(self) -> bool:
@@ -257,7 +259,11 @@ class Job:
     @property
     def secrets(self) -> list[str]:
         """Every CI secret the job's commands read."""
-        commands = (*((self.guard,) if self.guard else ()), *self.commands)
+        commands = (
+            *((self.guard,) if self.guard else ()),
+            *self.commands,
+            *((self.on_failure,) if self.on_failure else ()),
+        )
         return sorted({value.name for c in commands for value in c.env.values() if isinstance(value, Secret)})
 
 

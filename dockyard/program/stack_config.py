@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 
 from dockyard.model.config import (
+    ENCRYPTED_LEAF_KEYS,
     NAMESPACE,
     SECRET_KEYS,
     ConfigError,
@@ -96,6 +97,12 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
     refused: set[str] = set()
     document: dict[str, Any] = {}
     for key, value in raw.items():
+        if key in ENCRYPTED_LEAF_KEYS:
+            # The engine hands them over decrypted: the model takes the stack file's ciphertext instead (the program
+            # never uses them; without a stack file there is nothing of them to check).
+            if key in written:
+                document[key] = written[key]
+            continue
         secret = pulumi.runtime.config.is_config_secret(f"{NAMESPACE}:{key}")
         if key in SECRET_KEYS:
             if not secret:

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dockyard.model.config import CanaryStrategy, EnvironmentConfig
+from dockyard.model.notifications import Event
 from dockyard.model.stack import StackView
 from dockyard.model.strategies import ConfigWrite
-from dockyard.releases import gates
+from dockyard.releases import gates, notify
 from dockyard.releases.attestations import AttestationError, attested_verifications
 from dockyard.releases.engine import StackMissingError
 from dockyard.releases.errors import RefusedError, refusing
@@ -34,6 +35,7 @@ from dockyard.releases.history import (
     record_message,
 )
 from dockyard.releases.ledger import Verification, latest_for
+from dockyard.releases.notify import Announce, ReleaseEvent
 from dockyard.releases.project import Project, actor, output_text
 from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
 from dockyard.releases.stack_update import Outcome, StackUpdate, apply_update
@@ -41,6 +43,13 @@ from dockyard.releases.trust import scan_problems, trust_problems
 from dockyard_components.image_ref import parse_image_reference
 
 Confirm = Callable[[], bool]
+#: The moves a stack's webhooks are told of once applied (a canary step, its completion and a revert are not news).
+MOVE_EVENTS = {
+    PROMOTE: Event.PROMOTED,
+    ROLLBACK: Event.ROLLED_BACK,
+    CANARY_ABORT: Event.CANARY_ABORTED,
+    SWITCH: Event.SWITCHED,
+}
 RegistryCheck = Callable[[str, StackView], RegistryAnswer]
 #: (project directory, target stack, image) → why its trust policy refuses the image.
 TrustCheck = Callable[[Path, StackView, str], list[str]]
@@ -68,6 +77,7 @@ class Releases:
     scan: ScanCheck = scan_problems
     attested: AttestedReader = attested_verifications
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    announce: Announce = notify.announce
 
     def environment(self, stack: str, /) -> EnvironmentConfig:
         return self.project.environment(stack)
@@ -254,4 +264,10 @@ class Releases:
         if outcome.applied:
             # The next step of the same command (a check, the next canary step) sees the file as written.
             self.project.wrote(view, write)
+            event = MOVE_EVENTS.get(action)
+            if event is not None:
+                detail = record.get("reason") or outcome.what
+                self.announce(
+                    view, ReleaseEvent(event, self.project.name, stack, fields["actor"], image, previous, detail)
+                )
         return outcome

@@ -29,10 +29,13 @@ import httpx
 import yaml
 
 from dockyard.model.config import EnvironmentConfig
+from dockyard.model.notifications import Event
 from dockyard.model.stack import StackView
+from dockyard.releases import notify
 from dockyard.releases.attestations import publish
 from dockyard.releases.history import Update
 from dockyard.releases.ledger import Check, Verification
+from dockyard.releases.notify import Announce, ReleaseEvent
 from dockyard.releases.project import actor, output_text
 from dockyard.releases.records import VerificationRecords
 from dockyard.verify.common import VerifierError
@@ -130,6 +133,9 @@ class StackFacts(Protocol):
     @property
     def directory(self) -> Path: ...
 
+    @property
+    def name(self) -> str: ...
+
     def view(self, stack: str, /) -> StackView: ...
 
     def outputs(self, stack: str, /) -> dict[str, Any]: ...
@@ -170,6 +176,7 @@ class Verifier:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     local_check: LocalCheck = run_locally
     attest: Attest = publish
+    announce: Announce = notify.announce
     _ran: dict[str, list[Check]] = field(default_factory=dict, init=False, repr=False)
 
     def verifications(self, stack_name: str, /) -> list[Verification]:
@@ -205,6 +212,15 @@ class Verifier:
             if env.signs_with_key:
                 # After the ledger: a registry that is down loses no outcome, and the error says what to re-run.
                 self.attest(self.project, view, record)
+        if not record.passed:
+            failed = "; ".join(f"{check.name}: {check.detail}" for check in record.failed_checks)
+            detail = f"{trigger}: {failed}"
+            self.announce(
+                view,
+                ReleaseEvent(
+                    Event.VERIFY_FAILED, self.project.name, stack_name, record.actor, record.image, None, detail
+                ),
+            )
         return record
 
     def _update_checks(self, stack_name: str) -> list[Check]:

@@ -42,6 +42,7 @@ class FakeProject:
     directory: Path
     env: EnvironmentConfig = field(default_factory=local_prod)
     locked: list[str] = field(default_factory=list)
+    name: str = "dockyard"
 
     def view(self, stack: str, /) -> StackView:
         return StackView(stack, self.env)

@@ -382,9 +382,11 @@ def test_supply_chain_tools_are_the_versions_the_local_stacks_use() -> None:
 
 def test_dev_is_deployed_then_verified_and_each_stack_promoted_with_verify(delivery: dict[str, Any]) -> None:
     assert list(delivery) == ["build", "scan", "supply-chain", "deploy-dev", "promote-staging", "promote-prod"]
-    deploy = _runs(delivery["deploy-dev"])
-    assert deploy[-2].startswith("pulumi up --yes --stack")
-    assert deploy[-1] == '.venv/bin/dockyard verify --stack "$STACK"\n'
+    # The steps that run when every one before them passed (not the failure step).
+    deploy = [step["run"] for step in delivery["deploy-dev"]["steps"] if "run" in step and "if" not in step]
+    assert deploy[-3].startswith("pulumi up --yes --stack")
+    assert deploy[-2] == '.venv/bin/dockyard verify --stack "$STACK"\n'
+    assert deploy[-1].startswith('.venv/bin/dockyard notify --stack "$STACK" --event "$EVENT"')
     assert delivery["deploy-dev"]["needs"] == ["build", "scan", "supply-chain"]
     expected = {
         "promote-staging": ("dev", "staging", "deploy-dev", 'dockyard canary advance --stack "$STACK" --auto --yes'),
