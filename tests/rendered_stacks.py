@@ -27,6 +27,7 @@ from tests.unit.conftest import FAKE_DIGEST, SECRET_SIG, accept_running_digests,
 
 APP_SECRETS = {"API_KEY": "sentinel-chart-app-secret"}
 REGISTRY_PASSWORD = "sentinel-chart-registry-password"
+BRACES = "{{ .Values.not_a_template }}"
 _SIGNING = {"dockyard:cosignPrivateKey": "sentinel-cosign-private-key", "dockyard:cosignPassword": "sentinel"}
 
 
@@ -73,6 +74,8 @@ def helm_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     committed = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())["config"]
     config = {**stack_config(stack), **first_release(stack)}
     kubernetes = {**config["dockyard:kubernetes"], "mode": "helm"}
+    # A value that looks like a template action must reach the cluster as written.
+    kubernetes["env"] = {**kubernetes.get("env", {}), "GREETING": BRACES}
     kubernetes.pop("context", None)
     config["dockyard:kubernetes"] = kubernetes
     config["dockyard:appSecrets"] = APP_SECRETS
