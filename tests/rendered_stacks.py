@@ -103,7 +103,7 @@ def _mocked(stack: str, mocks: RenderingMocks) -> Iterator[None]:
 def helm_mode_objects(stack: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Run the program for ``stack`` in helm mode in ``workdir`` (a scratch project directory); its objects."""
     app = workdir / "app"
-    app.mkdir(exist_ok=True)
+    app.mkdir(parents=True, exist_ok=True)
     (app / "Dockerfile").write_text("FROM scratch AS test\nFROM scratch AS runtime\nCOPY main.go /\n")
     (app / "main.go").write_text("package main\n")
     if not (workdir / "keys").exists():
