@@ -8,6 +8,7 @@ first release a promotion would write; every stack gets app secrets, so each cha
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import runpy
@@ -22,6 +23,7 @@ import pulumi.runtime.settings as runtime_settings
 import pytest
 import yaml
 
+from dockyard.releases.chart import SECRET_ROLES
 from tests.stacks import PROJECT, stack_config
 from tests.unit.conftest import FAKE_DIGEST, SECRET_SIG, accept_running_digests, first_release, set_stack_config
 
@@ -126,3 +128,17 @@ def helm_mode_objects(stack: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
 
         run()
     return mocks.objects
+
+
+def install_values(objects: list[dict[str, Any]], directory: Path) -> Path:
+    """A values file with every rendered Secret's values, as an installer gives them (owner-only: they are secrets)."""
+    roles: dict[str, dict[str, str]] = {}
+    for obj in objects:
+        if obj["kind"] == "Secret":
+            values = roles.setdefault(SECRET_ROLES[obj.get("type", "Opaque")], {})
+            values.update({k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()})
+            values.update(obj.get("stringData") or {})
+    path = directory / "secret-values.yaml"
+    path.touch(0o600)
+    path.write_text(yaml.safe_dump({"secrets": roles}))
+    return path

@@ -4,36 +4,21 @@ builds, signs and renders; ``dockyard chart`` makes, lints and pushes the chart;
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dockyard.model.credentials import RegistryCredentials
 from dockyard.model.rendered import rendered_objects
-from dockyard.releases.chart import MANAGED_BY_LABEL, SECRET_ROLES
+from dockyard.releases.chart import MANAGED_BY_LABEL
 from dockyard.releases.helm import Helm
 from dockyard_components.k8s_specs import version_label
 from tests.engine.harness import LOCAL_CONTEXT, SESSION, Workspace, kubectl, ok, set_stack_config
+from tests.rendered_stacks import install_values
 
 pytestmark = pytest.mark.engine
 
 CHARTS = "oci://127.0.0.1:5443/dockyard/app/charts"
-
-
-def install_values(rendered: Path, directory: Path) -> Path:
-    """The Secret values an installer gives, read from what render mode wrote (owner-only, like the render)."""
-    roles: dict[str, dict[str, str]] = {}
-    for obj in rendered_objects(rendered):
-        if obj["kind"] == "Secret":
-            values = roles.setdefault(SECRET_ROLES[obj.get("type", "Opaque")], {})
-            values.update({k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()})
-            values.update(obj.get("stringData") or {})
-    path = directory / "secret-values.yaml"
-    path.touch(0o600)
-    path.write_text(yaml.safe_dump({"secrets": roles}))
-    return path
 
 
 def test_helm_install_of_the_pushed_chart_rolls_out_the_built_digest(
@@ -52,7 +37,7 @@ def test_helm_install_of_the_pushed_chart_rolls_out_the_built_digest(
     printed = ok(workspace, "chart", "--stack", "local")
     assert f"pushed {CHARTS}/dockyard-app-local:{version}@sha256:" in printed
 
-    values = install_values(workspace.directory / "rendered" / "local", tmp_path)
+    values = install_values(rendered_objects(workspace.directory / "rendered" / "local"), tmp_path)
     release = f"dockyard-{SESSION}"
     credentials = RegistryCredentials(
         env["DOCKYARD_REGISTRY_USER"], env["DOCKYARD_REGISTRY_PASSWORD"], env["DOCKYARD_REGISTRY_CA"]

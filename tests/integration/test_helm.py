@@ -9,7 +9,6 @@ these tests: nothing here is skipped.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import ssl
@@ -25,13 +24,13 @@ import yaml
 from dockyard.model.config import SECRET_KEYS, parse_environment
 from dockyard.model.credentials import RegistryCredentials
 from dockyard.model.stack import StackView
-from dockyard.releases.chart import CHART_LABEL, MANAGED_BY_LABEL, SECRET_ROLES, ChartRelease
+from dockyard.releases.chart import CHART_LABEL, MANAGED_BY_LABEL, ChartRelease
 from dockyard.releases.chart_move import publish_chart, release_image, write_chart
 from dockyard.releases.helm import Helm, HelmError
 from dockyard_components.cosign import ToolUnavailableError, tool
 from tests.k8s_schema import schema_errors
 from tests.local_services import start_local_services
-from tests.rendered_stacks import APP_SECRETS, BRACES, helm_config, helm_mode_objects
+from tests.rendered_stacks import APP_SECRETS, BRACES, helm_config, helm_mode_objects, install_values
 from tests.stacks import PROJECT, STACKS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -68,20 +67,6 @@ def view_of(stack: str) -> StackView:
     return StackView(stack, parse_environment(stack, {k: v for k, v in keys.items() if k not in SECRET_KEYS}))
 
 
-def secret_values(objects: Objects, directory: Path) -> Path:
-    """A values file with every Secret's values, as an installer gives them (owner-only: they are secrets)."""
-    roles: dict[str, dict[str, str]] = {}
-    for obj in objects:
-        if obj["kind"] == "Secret":
-            values = roles.setdefault(SECRET_ROLES[obj.get("type", "Opaque")], {})
-            values.update({k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()})
-            values.update(obj.get("stringData") or {})
-    path = directory / "secret-values.yaml"
-    path.touch(0o600)
-    path.write_text(yaml.safe_dump({"secrets": roles}))
-    return path
-
-
 def without_helm_labels(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` without the labels Helm owns (``managed-by``, ``helm.sh/chart``), wherever labels are."""
     if isinstance(obj, dict):
@@ -114,7 +99,7 @@ def test_every_stack_charts_lints_strict_and_templates_back_its_rendered_objects
     release = ChartRelease("dockyard-app", stack, release_image(view_of(stack), objects))
     chart = write_chart(release, objects, tmp_path / "charts")
     helm.lint(chart)
-    templated = documents(helm.template("r", str(chart), [secret_values(objects, tmp_path)]))
+    templated = documents(helm.template("r", str(chart), [install_values(objects, tmp_path)]))
     for obj in templated:
         labels = obj["metadata"]["labels"]
         assert labels[MANAGED_BY_LABEL] == "Helm"
@@ -130,7 +115,7 @@ def test_the_schema_refuses_a_tag_only_image_and_each_secret_is_required(helm: H
     objects = helm_mode_objects("local-prod", tmp_path / "project", pytest.MonkeyPatch())
     release = ChartRelease("dockyard-app", "local-prod", release_image(view_of("local-prod"), objects))
     chart = write_chart(release, objects, tmp_path / "charts")
-    values = secret_values(objects, tmp_path)
+    values = install_values(objects, tmp_path)
     (track,) = yaml.safe_load((chart / "values.yaml").read_text())["images"]
     tag_only = f"--set=images.{track}=127.0.0.1:5443/dockyard/app:v1"
     with pytest.raises(HelmError, match=r"does not match pattern"):
@@ -184,7 +169,7 @@ def test_dockyard_chart_pushes_to_the_local_registry_and_oci_templates_the_same(
         head = http.head(url, auth=auth, headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert head.headers["Docker-Content-Digest"] == made.digest
 
-    values = [secret_values(objects, tmp_path)]
+    values = [install_values(objects, tmp_path)]
     local = documents(helm.template("r", str(made.directory), values))
     with Helm("127.0.0.1:5443", view.credentials) as remote:
         pulled = documents(remote.template("r", made.reference, values, made.release.version))

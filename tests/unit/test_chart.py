@@ -12,12 +12,14 @@ import jsonschema
 import pulumi
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from dockyard.cli import app
 from dockyard.model.config import parse_environment
 from dockyard.model.stack import StackView
 from dockyard.releases.chart import CHART_LABEL, MANAGED_BY_LABEL, ChartError, ChartRelease, chart_files
 from dockyard.releases.chart_move import publish_chart, release_image, write_chart
-from tests.stacks import dockyard_document, stack_config
+from tests.stacks import PROJECT, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks
 from tests.unit.test_program import run_program
 
@@ -173,6 +175,12 @@ def test_dockyard_chart_refuses_a_stack_not_in_helm_mode(tmp_path: Path) -> None
         publish_chart(StackView("prod", parse_environment("prod", dockyard_document("prod"))), tmp_path)
     with pytest.raises(ChartError, match="rendered/prod does not exist: pulumi up --stack prod renders it"):
         publish_chart(helm_view("prod", mode="helm"), tmp_path)
+
+
+def test_the_command_refuses_with_exit_1_and_one_line() -> None:
+    result = CliRunner().invoke(app, ["chart", "--stack", "prod", "--project", str(PROJECT)])
+    assert result.exit_code == 1
+    assert "prod: dockyard:kubernetes.mode is cluster; allowed: helm" in " ".join(result.output.split())
 
 
 def test_a_building_stack_charts_the_one_image_it_rendered() -> None:
