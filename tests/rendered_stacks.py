@@ -1,5 +1,6 @@
 """The objects a committed stack renders in helm mode: the program (``__main__.py``) under mocks, each Kubernetes
-resource written out as the render provider writes it (``apiVersion``/``kind``, auto-names, secrets in the clear).
+resource written out as the render provider writes it (``apiVersion``/``kind``, annotated auto-names, Secrets as
+base64 ``data`` in the clear: what a real render of local-prod wrote).
 
 The real render directory is the engine's (tests/engine/test_helm.py charts it and installs the chart); this lets the
 integration tier chart every committed stack with the real helm in seconds. A stack with no release yet gets the
@@ -59,12 +60,18 @@ class RenderingMocks(pulumi.runtime.Mocks):
             outputs["digest"] = FAKE_DIGEST
         if args.typ.startswith("kubernetes:") and not args.typ.startswith("pulumi:"):
             metadata = dict(outputs.get("metadata") or {})
-            # The provider's auto-name: the logical name and a random suffix (here a stable one).
-            metadata.setdefault("name", f"{args.name}-{hashlib.sha256(args.name.encode()).hexdigest()[:8]}")
+            if "name" not in metadata:
+                # The provider's auto-name: the logical name and a random suffix (here a stable one), annotated.
+                metadata["name"] = f"{args.name}-{hashlib.sha256(args.name.encode()).hexdigest()[:8]}"
+                metadata["annotations"] = {**metadata.get("annotations", {}), "pulumi.com/autonamed": "true"}
             outputs["metadata"] = metadata
             group_version, kind = args.typ.removeprefix("kubernetes:").split(":")
-            api_version = group_version.removeprefix("core/")
-            self.objects.append({"apiVersion": api_version, "kind": kind, **_plain(outputs)})
+            written = {"apiVersion": group_version.removeprefix("core/"), "kind": kind, **_plain(outputs)}
+            if "stringData" in written:
+                # The provider writes a Secret's stringData as base64 data (checked on a real render).
+                data = {k: base64.b64encode(v.encode()).decode() for k, v in written.pop("stringData").items()}
+                written["data"] = {**written.get("data", {}), **data}
+            self.objects.append(written)
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
