@@ -24,6 +24,7 @@ import yaml
 from dockyard.model.config import SECRET_KEYS, parse_environment
 from dockyard.model.credentials import RegistryCredentials
 from dockyard.model.stack import StackView
+from dockyard.pipeline.model import HELM_VERSION
 from dockyard.releases.chart import CHART_LABEL, MANAGED_BY_LABEL, ChartRelease
 from dockyard.releases.chart_move import publish_chart, release_image, write_chart
 from dockyard.releases.helm import Helm, HelmError
@@ -41,17 +42,13 @@ Objects = list[dict[str, Any]]
 @pytest.fixture(scope="module")
 def helm_version() -> str:
     """The installed helm reports the pinned version; without helm every test here fails (never skips)."""
-    pins = dict(
-        line.split("=", 1)
-        for line in (PROJECT / "scripts" / "supply-chain" / "versions.env").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
     try:
         binary = tool("helm")
     except ToolUnavailableError as error:
         pytest.fail(f"{error}: the integration tier runs the real helm")
     reported = subprocess.run([binary, "version", "--short"], capture_output=True, text=True, timeout=30, check=True)
-    assert reported.stdout.strip() == pins["DOCKYARD_HELM_VERSION"]
+    # The CI pin, which tests/unit/test_chart_pipeline.py holds equal to scripts/supply-chain/versions.env.
+    assert reported.stdout.strip() == HELM_VERSION
     return reported.stdout.strip()
 
 
