@@ -487,11 +487,11 @@ def chart(
     dockyard = _project(project)
     with _handled(project, stack):
         made = publish_chart(dockyard.view(stack), dockyard.directory, push=push)
-    console.print(f"chart {made.release.name} {made.release.version}: {made.directory} (linted), {made.package}")
+    console.print(f"chart {made.release.name} {made.version}: {made.directory} (linted), {made.package}")
     if made.digest:
-        console.print(f"pushed {made.reference}:{made.release.version}@{made.digest}")
+        console.print(f"pushed {made.reference}:{made.version}@{made.digest}")
         console.print(
-            f"install: helm install {made.release.name} {made.reference} --version {made.release.version} "
+            f"install: helm install {made.release.name} {made.reference} --version {made.version} "
             "--namespace default --values YOUR-SECRET-VALUES.yaml --wait"
         )
 

@@ -1,6 +1,6 @@
 """A Helm chart from the objects a stack renders: render mode's manifests, made templates (pure).
 
-:func:`chart_files` takes the rendered objects and returns the chart's files. ``helm template`` of the chart gives
+:func:`make_chart` takes the rendered objects and returns the chart's files. ``helm template`` of the chart gives
 back the same objects, except for what Helm owns and what a chart must not hold:
 
 - each Deployment's image is ``.Values.images.<track>`` (its ``app.kubernetes.io/version`` label follows it), and
@@ -16,6 +16,7 @@ namespace, as render mode writes them: Helm's release record goes to a namespace
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -38,9 +39,9 @@ DIGEST_PINNED_PATTERN = r"^[^@\s]+@sha256:[0-9a-f]{64}$"
 SECRET_ROLES = {"Opaque": "app", "kubernetes.io/dockerconfigjson": "imagePull"}
 
 HELPERS = """\
-{{/* helm.sh/chart: the chart's name and version, label-safe. */}}
+{{/* helm.sh/chart: the chart's name and version, label-safe (63 characters, ending alphanumeric). */}}
 {{- define "dockyard.chart" -}}
-{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" | trimSuffix "." -}}
 {{- end -}}
 
 {{/* app.kubernetes.io/version of a digest-pinned image, as render mode writes it: sha256-<first 12 hex>. */}}
@@ -69,7 +70,8 @@ class ChartRelease:
 
     @property
     def version(self) -> str:
-        """SemVer 2 with the release's digest as the pre-release (``0.0.0-sha256-<12 hex>``): one chart per release."""
+        """The chart version's release part: SemVer 2 with the digest as the pre-release, ``0.0.0-sha256-<12 hex>``
+        (the chart's own version adds its content's, ``.c<10 hex>``)."""
         return f"0.0.0-{version_label(self.image)}"
 
 
@@ -92,6 +94,8 @@ class _Templater:
         text = yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False, width=1_000_000)
         # A literal "{{" in a value (an env setting, an annotation) would be read as a template action.
         text = text.replace("{{", '{{ "{{" }}')
+        if text.count(self.PREFIX) != len(self.actions):
+            raise ChartError(f"{document.get('kind')} {document['metadata'].get('name')} holds {self.PREFIX}")
         for token, action in self.actions.items():
             # A plain upper-case word: YAML writes it unquoted, so the action is the whole value.
             text = text.replace(token, action)
@@ -202,9 +206,18 @@ def _template_name(obj: Mapping[str, Any], taken: set[str]) -> str:
     return name
 
 
-def chart_files(release: ChartRelease, objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """The chart's files by path inside the chart directory; :class:`ChartError` when an object cannot be made a
-    template. ``release.image`` must be one of the images the Deployments run."""
+@dataclass(frozen=True)
+class Chart:
+    """A chart's name, the version its Chart.yaml names, and its files by path inside the chart directory."""
+
+    name: str
+    version: str
+    files: Mapping[str, str]
+
+
+def make_chart(release: ChartRelease, objects: Sequence[Mapping[str, Any]]) -> Chart:
+    """The chart of ``objects``; :class:`ChartError` when an object cannot be made a template. ``release.image`` must
+    be one of the images the Deployments run."""
     helm_objects: list[tuple[dict[str, Any], _Templater]] = []
     images: dict[str, str] = {}
     secrets: dict[str, set[str]] = {}
@@ -225,14 +238,6 @@ def chart_files(release: ChartRelease, objects: Sequence[Mapping[str, Any]]) -> 
         raise ChartError(f"{release.stack} runs no Deployment yet (no release): there is nothing to chart")
     if _digest_pinned(release.image, f"the release of {release.stack}") not in images.values():
         raise ChartError(f"no Deployment of {release.stack} runs its release {release.image}")
-    chart = {
-        "apiVersion": "v2",
-        "name": release.name,
-        "description": f"{release.app} as the {release.stack} stack renders it, pinned to its release digests",
-        "type": "application",
-        "version": release.version,
-        "appVersion": str(parse_image_reference(release.image).digest),
-    }
     values = (
         "# The image each release track runs, pinned to a sha256 digest (values.schema.json refuses a tag).\n"
         + yaml.safe_dump({"images": dict(sorted(images.items()))}, sort_keys=False)
@@ -240,7 +245,6 @@ def chart_files(release: ChartRelease, objects: Sequence[Mapping[str, Any]]) -> 
         + yaml.safe_dump({"secrets": {role: {} for role in sorted(secrets)}}, sort_keys=False)
     )
     files = {
-        "Chart.yaml": yaml.safe_dump(chart, sort_keys=False),
         "values.yaml": values,
         "values.schema.json": json.dumps(_schema(images, secrets), indent=2) + "\n",
         "templates/_helpers.tpl": HELPERS,
@@ -248,4 +252,17 @@ def chart_files(release: ChartRelease, objects: Sequence[Mapping[str, Any]]) -> 
     taken: set[str] = set()
     for obj, helm in helm_objects:
         files[_template_name(obj, taken)] = helm.render(obj)
-    return files
+    # The release's digest, then the content's: a config change without a new release is a new version too, never
+    # different content under a version a GitOps controller has already pulled. ("c": a pre-release part that is all
+    # digits must not start with 0.)
+    content = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+    version = f"{release.version}.c{content[:10]}"
+    chart = {
+        "apiVersion": "v2",
+        "name": release.name,
+        "description": f"{release.app} as the {release.stack} stack renders it, pinned to its release digests",
+        "type": "application",
+        "version": version,
+        "appVersion": str(parse_image_reference(release.image).digest),
+    }
+    return Chart(release.name, version, {"Chart.yaml": yaml.safe_dump(chart, sort_keys=False), **files})

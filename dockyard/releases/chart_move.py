@@ -15,7 +15,7 @@ from typing import Any
 
 from dockyard.model.rendered import rendered_objects
 from dockyard.model.stack import StackView
-from dockyard.releases.chart import ChartError, ChartRelease, chart_files
+from dockyard.releases.chart import Chart, ChartError, ChartRelease, make_chart
 from dockyard.releases.helm import Helm
 
 #: Beside the render directories (``rendered/`` is owner-only and ignored by git), one directory per chart.
@@ -27,6 +27,8 @@ class PublishedChart:
     """What ``dockyard chart`` made: the chart directory, its package and, once pushed, where it is."""
 
     release: ChartRelease
+    #: Its version: the release's digest and the chart's content (``0.0.0-sha256-<12 hex>.c<10 hex>``).
+    version: str
     directory: Path
     package: Path
     repository: str
@@ -58,16 +60,15 @@ def release_image(view: StackView, objects: list[dict[str, Any]]) -> str:
     return images.pop()
 
 
-def write_chart(release: ChartRelease, objects: list[dict[str, Any]], directory: Path) -> Path:
-    """Write the chart into ``directory/<chart name>`` (replacing what was there); its path."""
-    files = chart_files(release, objects)
-    chart = directory / release.name
-    shutil.rmtree(chart, ignore_errors=True)
-    for name, text in files.items():
-        path = chart / name
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(text)
-    return chart
+def write_chart(release: ChartRelease, objects: list[dict[str, Any]], directory: Path) -> tuple[Chart, Path]:
+    """Write the chart into ``directory/<chart name>`` (replacing what was there); the chart and its path."""
+    chart = make_chart(release, objects)
+    path = directory / chart.name
+    shutil.rmtree(path, ignore_errors=True)
+    for name, text in chart.files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (path / name).write_text(text)
+    return chart, path
 
 
 def publish_chart(view: StackView, project_dir: Path, push: bool = True) -> PublishedChart:
@@ -85,11 +86,11 @@ def publish_chart(view: StackView, project_dir: Path, push: bool = True) -> Publ
     release = ChartRelease(settings.app_name, view.name, release_image(view, objects))
     charts = project_dir / CHARTS_DIRECTORY
     charts.mkdir(parents=True, exist_ok=True, mode=0o700)
-    chart = write_chart(release, objects, charts)
+    chart, path = write_chart(release, objects, charts)
     repository = chart_repository(view)
     credentials = view.credentials if push else None
     with Helm(view.env.registry.host, credentials) as helm:
-        helm.lint(chart)
-        package = helm.package(chart, charts)
+        helm.lint(path)
+        package = helm.package(path, charts)
         digest = helm.push(package, repository) if push else None
-    return PublishedChart(release, chart, package, repository, digest)
+    return PublishedChart(release, chart.version, path, package, repository, digest)

@@ -94,13 +94,13 @@ def test_every_stack_charts_lints_strict_and_templates_back_its_rendered_objects
 ) -> None:
     objects = helm_mode_objects(stack, tmp_path / "project", monkeypatch)
     release = ChartRelease("dockyard-app", stack, release_image(view_of(stack), objects))
-    chart = write_chart(release, objects, tmp_path / "charts")
+    made, chart = write_chart(release, objects, tmp_path / "charts")
     helm.lint(chart)
     templated = documents(helm.template("r", str(chart), [install_values(objects, tmp_path)]))
     for obj in templated:
         labels = obj["metadata"]["labels"]
         assert labels[MANAGED_BY_LABEL] == "Helm"
-        assert labels[CHART_LABEL] == f"{release.name}-{release.version}"
+        assert labels[CHART_LABEL] == f"{release.name}-{made.version}"[:63].rstrip("-").rstrip(".")
     assert by_name([without_helm_labels(o) for o in templated]) == by_name([without_helm_labels(o) for o in objects])
     assert {o["kind"] for o in templated} >= {"Namespace", "Deployment", "Secret", "ConfigMap", "Service"}
     configs = [o for o in templated if o["kind"] == "ConfigMap"]
@@ -111,7 +111,7 @@ def test_every_stack_charts_lints_strict_and_templates_back_its_rendered_objects
 def test_the_schema_refuses_a_tag_only_image_and_each_secret_is_required(helm: Helm, tmp_path: Path) -> None:
     objects = helm_mode_objects("local-prod", tmp_path / "project", pytest.MonkeyPatch())
     release = ChartRelease("dockyard-app", "local-prod", release_image(view_of("local-prod"), objects))
-    chart = write_chart(release, objects, tmp_path / "charts")
+    _, chart = write_chart(release, objects, tmp_path / "charts")
     values = install_values(objects, tmp_path)
     (track,) = yaml.safe_load((chart / "values.yaml").read_text())["images"]
     tag_only = f"--set=images.{track}=127.0.0.1:5443/dockyard/app:v1"
@@ -160,7 +160,7 @@ def test_dockyard_chart_pushes_to_the_local_registry_and_oci_templates_the_same(
 
     # The registry serves the chart under its version, with the digest helm reported.
     auth = (registry["DOCKYARD_REGISTRY_USER"], registry["DOCKYARD_REGISTRY_PASSWORD"])
-    url = f"https://127.0.0.1:5443/v2/dockyard/app/charts/{made.release.name}/manifests/{made.release.version}"
+    url = f"https://127.0.0.1:5443/v2/dockyard/app/charts/{made.release.name}/manifests/{made.version}"
     context = ssl.create_default_context(cafile=registry["DOCKYARD_REGISTRY_CA"])
     with httpx.Client(verify=context, trust_env=False, timeout=10) as http:
         head = http.head(url, auth=auth, headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
@@ -169,7 +169,7 @@ def test_dockyard_chart_pushes_to_the_local_registry_and_oci_templates_the_same(
     values = [install_values(objects, tmp_path)]
     local = documents(helm.template("r", str(made.directory), values))
     with Helm("127.0.0.1:5443", view.credentials) as remote:
-        pulled = documents(remote.template("r", made.reference, values, made.release.version))
+        pulled = documents(remote.template("r", made.reference, values, made.version))
     assert by_name(pulled) == by_name(local)
     images = {
         c["image"] for o in pulled if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]

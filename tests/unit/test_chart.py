@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 from dockyard.cli import app
 from dockyard.model.config import parse_environment
 from dockyard.model.stack import StackView
-from dockyard.releases.chart import CHART_LABEL, MANAGED_BY_LABEL, ChartError, ChartRelease, chart_files
+from dockyard.releases.chart import CHART_LABEL, MANAGED_BY_LABEL, ChartError, ChartRelease, make_chart
 from dockyard.releases.chart_move import publish_chart, release_image, write_chart
 from tests.stacks import PROJECT, dockyard_document, stack_config
 from tests.unit.conftest import RecordingMocks
@@ -70,7 +71,7 @@ RELEASE = ChartRelease("shop", "prod", BLUE)
 
 
 def test_each_track_image_is_a_value_the_schema_pins_to_a_digest() -> None:
-    files = chart_files(RELEASE, objects())
+    files = make_chart(RELEASE, objects()).files
     values = yaml.safe_load(files["values.yaml"])
     assert values["images"] == {"blue": BLUE, "green": GREEN}
     schema = json.loads(files["values.schema.json"])
@@ -91,7 +92,7 @@ def test_each_track_image_is_a_value_the_schema_pins_to_a_digest() -> None:
 
 
 def test_no_secret_value_reaches_the_chart_each_is_required_at_install() -> None:
-    files = chart_files(RELEASE, objects())
+    files = make_chart(RELEASE, objects()).files
     encoded = base64.b64encode(PULL_SECRET.encode()).decode()
     for sentinel in (APP_SECRET, PULL_SECRET, encoded):
         assert not [name for name, text in files.items() if sentinel in text]
@@ -110,7 +111,7 @@ def test_no_secret_value_reaches_the_chart_each_is_required_at_install() -> None
 
 
 def test_helm_owns_managed_by_and_labels_every_object_with_the_chart() -> None:
-    files = chart_files(RELEASE, objects())
+    files = make_chart(RELEASE, objects()).files
     for name, text in files.items():
         if name.startswith("templates/") and name.endswith(".yaml"):
             assert f"{MANAGED_BY_LABEL}: {{{{ .Release.Service | quote }}}}" in text, name
@@ -121,14 +122,14 @@ def test_helm_owns_managed_by_and_labels_every_object_with_the_chart() -> None:
 
 
 def test_a_literal_template_action_in_a_value_stays_literal() -> None:
-    text = chart_files(RELEASE, objects())["templates/configmap-cfg-1.yaml"]
+    text = make_chart(RELEASE, objects()).files["templates/configmap-cfg-1.yaml"]
     assert """GREETING: '{{ "{{" }}x}}'""" in text
 
 
 def test_chart_is_named_for_the_stack_and_versioned_by_its_release() -> None:
-    chart = yaml.safe_load(chart_files(RELEASE, objects())["Chart.yaml"])
+    chart = yaml.safe_load(make_chart(RELEASE, objects()).files["Chart.yaml"])
     assert chart["name"] == "shop-prod"
-    assert chart["version"] == "0.0.0-sha256-" + "b" * 12
+    assert re.fullmatch(r"0\.0\.0-sha256-b{12}\.c[0-9a-f]{10}", chart["version"])
     assert chart["appVersion"] == "sha256:" + "b" * 64
     assert chart["apiVersion"] == "v2"
 
@@ -147,16 +148,25 @@ def test_what_cannot_be_charted_is_refused(change: Any, refusal: str) -> None:
     broken = objects()
     change(broken)
     with pytest.raises(ChartError, match=refusal):
-        chart_files(RELEASE, broken)
+        make_chart(RELEASE, broken)
+
+
+def test_the_version_changes_with_the_content_even_without_a_new_release() -> None:
+    first = make_chart(RELEASE, objects())
+    assert make_chart(RELEASE, objects()).version == first.version, "the same render, the same version"
+    changed = objects()
+    changed[1]["data"]["GREETING"] = "hello"
+    assert make_chart(RELEASE, changed).version != first.version
+    assert make_chart(RELEASE, changed).version.startswith(RELEASE.version + ".c")
 
 
 def test_the_release_must_be_one_the_deployments_run() -> None:
     with pytest.raises(ChartError, match="no Deployment of prod runs its release"):
-        chart_files(ChartRelease("shop", "prod", "127.0.0.1:5443/dockyard/app@sha256:" + "d" * 64), objects())
+        make_chart(ChartRelease("shop", "prod", "127.0.0.1:5443/dockyard/app@sha256:" + "d" * 64), objects())
 
 
 def test_a_rewritten_chart_drops_templates_of_objects_that_are_gone(tmp_path: Path) -> None:
-    chart = write_chart(RELEASE, objects(), tmp_path)
+    _, chart = write_chart(RELEASE, objects(), tmp_path)
     assert (chart / "templates" / "deployment-shop-green.yaml").is_file()
     assert chart == tmp_path / "shop-prod"
     write_chart(RELEASE, objects()[:5], tmp_path)
