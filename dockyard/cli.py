@@ -24,6 +24,7 @@ from dockyard.model.image_diff import OCI_VERSION_LABEL
 from dockyard.model.notifications import Event
 from dockyard.pipeline import pr_summary
 from dockyard.releases import metrics as delivery_metrics
+from dockyard.releases.chart_move import publish_chart
 from dockyard.releases.config_guard import Terminated
 from dockyard.releases.doctor import run as run_doctor
 from dockyard.releases.errors import EXIT_DONE, EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
@@ -500,6 +501,26 @@ def notify_command(
     for delivery in announce(view, release):
         outcome = "sent to" if delivery.sent else "[yellow]not sent[/] to"
         console.print(f"{event} {outcome} the {delivery.kind} webhook at {delivery.host}")
+
+
+@app.command(epilog=EXIT_CODES)
+def chart(
+    stack: StackOption,
+    push: Annotated[bool, typer.Option("--push/--no-push", help="push to the stack's registry")] = True,
+    project: ProjectOption = Path("."),
+) -> None:
+    """helm mode: make what `pulumi up` rendered for STACK a Helm chart (image digests in values, a schema that pins
+    them, secrets given at install), lint it (--strict), package it and push it to the stack's registry (OCI)."""
+    dockyard = _project(project)
+    with _handled(project, stack):
+        made = publish_chart(dockyard.view(stack), dockyard.directory, push=push)
+    console.print(f"chart {made.release.name} {made.version}: {made.directory} (linted), {made.package}")
+    if made.digest:
+        console.print(f"pushed {made.reference}:{made.version}@{made.digest}")
+        console.print(
+            f"install: helm install {made.release.name} {made.reference} --version {made.version} "
+            "--namespace default --values YOUR-SECRET-VALUES.yaml --wait"
+        )
 
 
 @app.command("pr-summary")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bootstrap the supply-chain tools from the Go module proxy: cosign (sign, attest, verify), syft (SBOM), regctl
-# (copy with signatures), trivy (vulnerability scan) and trivy-db (builds the offline vulnerability DB), into ${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/supply-chain/bin.
+# (copy with signatures), trivy (vulnerability scan), trivy-db (builds the offline vulnerability DB) and helm (lints,
+# packages and pushes helm-mode charts), into ${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/supply-chain/bin.
 # Idempotent: a second run only checks versions (seconds). Pins: scripts/supply-chain/versions.env.
 #
 # Env:   DOCKYARD_CACHE                  cache root (default ~/.cache/dockyard)
@@ -57,6 +58,9 @@ go_install syft github.com/anchore/syft/cmd/syft "$DOCKYARD_SYFT_VERSION" versio
     "-X main.version=${DOCKYARD_SYFT_VERSION#v}"
 go_install regctl github.com/regclient/regclient/cmd/regctl "$DOCKYARD_REGCTL_VERSION" version \
     "-X github.com/regclient/regclient/internal/version.vcsTag=$DOCKYARD_REGCTL_VERSION"
+# The version ldflag is what `helm version` reports (a plain go install does not set it); the skip check reads it.
+go_install helm helm.sh/helm/v4/cmd/helm "$DOCKYARD_HELM_VERSION" "version --short" \
+    "-X helm.sh/helm/v4/internal/version.version=$DOCKYARD_HELM_VERSION"
 # trivy-db first: 20 s, so the DB can be built while trivy (the long one) compiles in another bootstrap run.
 go_install trivy-db github.com/aquasecurity/trivy-db/cmd/trivy-db "$DOCKYARD_TRIVY_DB_VERSION" "" ""
 go_install trivy github.com/aquasecurity/trivy/cmd/trivy "$DOCKYARD_TRIVY_VERSION" --version \

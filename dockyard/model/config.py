@@ -140,12 +140,22 @@ class KubernetesConfig(AppSpec):
 
     strategy: Strategy = RollingStrategy(type="rolling")
 
-    mode: Literal["render", "cluster"] = Field(
-        description="render: write manifests to renderDirectory (GitOps, local); cluster: apply to a cluster"
+    mode: Literal["render", "helm", "cluster"] = Field(
+        description="render: write manifests to renderDirectory (GitOps, local); helm: render, and `dockyard chart` "
+        "makes them a Helm chart pushed to the registry; cluster: apply to a cluster"
     )
     render_directory: str | None = Field(default=None, description="defaults to rendered/<stack>")
     context: str | None = Field(default=None, description="kubeconfig context for mode=cluster")
     namespace: DnsLabel | None = Field(default=None, description="defaults to <app>-<stack>")
+
+    @property
+    def renders(self) -> bool:
+        """Written to the render directory (render and helm), never applied by Dockyard."""
+        return self.mode != "cluster"
+
+    def rendered_to(self, stack: str) -> str:
+        """The render directory, relative to the project."""
+        return self.render_directory or f"rendered/{stack}"
 
     @property
     def local_cluster(self) -> bool:

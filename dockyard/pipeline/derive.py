@@ -285,6 +285,20 @@ def notify_command(stack: str, event: Event, *, image: bool) -> Command:
     )
 
 
+def _chart_commands(stack: str, env: EnvironmentConfig) -> tuple[Command, ...]:
+    """A helm-mode stack publishes the chart of what its update just rendered (lint, package, push: its registry)."""
+    if env.kubernetes.mode != "helm":
+        return ()
+    script = _with_registry_token('.venv/bin/dockyard chart --stack "$STACK"\n', env)
+    return (
+        Command("Publish the Helm chart of what was rendered", script, _update_env(stack, env, github_admin=False)),
+    )
+
+
+def _chart_tools(env: EnvironmentConfig) -> tuple[Tool, ...]:
+    return (Tool.HELM,) if env.kubernetes.mode == "helm" else ()
+
+
 def registry_login(env: EnvironmentConfig) -> RegistryLogin:
     registry = env.registry
     return RegistryLogin(
@@ -468,6 +482,7 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
                 ),
                 {**_update_env(stack, env, github_admin=True), "IMAGE_URN": image_urn_pattern(stack)},
             ),
+            *_chart_commands(stack, env),
             # Verify pulls the image and attests its verification in the registry: the stack's registry password.
             Command(
                 "Verify the deployment",
@@ -480,7 +495,7 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
         stack=stack,
         approval=_approval(env),
         hold_minutes=_hold(env),
-        tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools),
+        tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools, *_chart_tools(env)),
         cloud_login=env.registry.kind.cloud,
         serialized=True,
         on_failure=notify_command(stack, Event.DEPLOY_FAILED, image=True),
@@ -509,13 +524,14 @@ def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentC
                 {**_update_env(stack, env, github_admin=True), "SOURCE": upstream},
             ),
             *((release,) if release else ()),
+            *_chart_commands(stack, env),
             _commit_promotion(stack),
         ),
         environment=stack,
         stack=stack,
         approval=_approval(env),
         hold_minutes=_hold(env),
-        tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools),
+        tools=(Tool.PULUMI, Tool.KUBECONFIG, *tools, *_chart_tools(env)),
         cloud_login=env.registry.kind.cloud,
         keeps={f"promoted-{stack}": f"Pulumi.{stack}.yaml"},
         serialized=True,

@@ -33,6 +33,7 @@ from dockyard.pipeline.model import (
     CI_TEST_JOB,
     COMMENT_JOB,
     COSIGN_VERSION,
+    HELM_VERSION,
     IMAGE_REF,
     INSTALL_PROJECT,
     PIP_INSTALL,
@@ -197,7 +198,21 @@ def _install_syft() -> Step:
     }
 
 
-_TOOL_STEPS = {Tool.COSIGN: _install_cosign, Tool.SYFT: _install_syft}
+def _install_helm() -> Step:
+    # From the Go module proxy, as scripts/bootstrap-supply-chain.sh builds it; the ldflag is the version it reports.
+    return {
+        "name": f"Install helm {HELM_VERSION}",
+        "env": {"HELM_VERSION": HELM_VERSION},
+        "run": (
+            'GOBIN="$RUNNER_TEMP/bin" CGO_ENABLED=0 go install -trimpath '
+            '-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" '
+            '"helm.sh/helm/v4/cmd/helm@$HELM_VERSION"\n'
+            'echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"\n'
+        ),
+    }
+
+
+_TOOL_STEPS = {Tool.COSIGN: _install_cosign, Tool.SYFT: _install_syft, Tool.HELM: _install_helm}
 
 
 def cloud_login_steps(registry: RegistryLogin, *, docker: bool) -> list[Step]:

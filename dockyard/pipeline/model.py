@@ -37,6 +37,7 @@ PULUMI_CLI_VERSION = "3.260.0"
 #: The local supply-chain tools' versions (scripts/supply-chain/versions.env): CI signs as the local stacks verify.
 COSIGN_VERSION = "v2.6.5"
 SYFT_VERSION = "v1.57.1"
+HELM_VERSION = "v4.3.2"
 POLICY_PACK = "policies"
 #: Where each preview job writes ``<stack>.json`` and ``<stack>.events.jsonl``: ``dockyard pr-summary`` names a
 #: section after the file and reads the policy violations from the event log beside it.
@@ -162,6 +163,8 @@ class Tool(StrEnum):
     COSIGN = "cosign"
     SYFT = "syft"
     TRIVY = "trivy"
+    HELM = "helm"
+    """A helm-mode stack's jobs publish its chart (``dockyard chart``) after the update."""
 
 
 class Access(StrEnum):

@@ -67,7 +67,7 @@ class CiConfig(BaseModel):
     runner_image: Annotated[str, AfterValidator(_pinned)] | None = Field(
         default=None,
         description="image (pinned by digest) the GitLab, CircleCI and Jenkins jobs run in: Python 3.11, the "
-        "Pulumi CLI, podman, trivy, cosign, syft and the registry's cloud CLI",
+        "Pulumi CLI, podman, trivy, cosign, syft, helm (helm-mode stacks) and the registry's cloud CLI",
     )
 
     @model_validator(mode="after")

@@ -25,10 +25,11 @@ def prepare_private_directory(directory: Path) -> None:
 
 
 def kubernetes_provider(name: str, stack: StackConfig) -> k8s.Provider:
-    """``render``: write YAML to the stack's render directory (GitOps hand-off, local stacks).
+    """``render`` and ``helm``: write YAML to the stack's render directory (GitOps hand-off, local stacks; helm mode's
+    chart is made from it by ``dockyard chart``).
     ``cluster``: apply with the stack's kubeconfig secret and context (or the ambient kubeconfig)."""
     settings = stack.env.kubernetes
-    if settings.mode == "render":
+    if settings.renders:
         directory = Path(stack.render_directory)
         prepare_private_directory(directory)
         # kubeconfig="": the SDK would otherwise take $KUBECONFIG, which the provider refuses beside rendering.

@@ -58,7 +58,7 @@ class StackConfig:
 
     @property
     def render_directory(self) -> str:
-        return self.env.kubernetes.render_directory or f"rendered/{self.stack}"
+        return self.env.kubernetes.rendered_to(self.stack)
 
 
 def _namespace_keys() -> dict[str, Any]:

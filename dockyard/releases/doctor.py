@@ -172,8 +172,8 @@ def _pending_findings(facts: Facts) -> list[Finding]:
         ]
     else:
         why = (
-            "render mode: nothing live to read back, the next up writes the manifests again"
-            if facts.mode == "render"
+            f"{facts.mode} mode: nothing live to read back, the next up writes the manifests again"
+            if facts.mode != "cluster"
             else f"the cluster does not answer ({cluster.detail if cluster else 'unknown'}): start it first "
             f"({cluster.fix if cluster and cluster.fix else 'see dockyard:kubernetes.context'}) and run "
             "dockyard doctor again, or drop the pending operations from the state"

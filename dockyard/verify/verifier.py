@@ -2,7 +2,7 @@
 
 Two ways to look, chosen by the stack's ``kubernetes.mode``:
 
-- ``render``: the manifests in the render directory must pin exactly the stack's images in every Deployment,
+- ``render`` (and ``helm``): the manifests in the render directory must pin exactly the stack's images in every Deployment,
   and the image itself must start and answer on this machine (:mod:`dockyard.verify.local_run`).
 - ``cluster``: through the Kubernetes API (:mod:`dockyard.verify.kube`), every Deployment is rolled out with the
   expected image, every live pod is ready and runs the expected digest, the Service has ready endpoints, and with an
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-import yaml
 
 from dockyard.model.config import EnvironmentConfig
 from dockyard.model.notifications import Event
+from dockyard.model.rendered import rendered_objects
 from dockyard.model.stack import StackView
 from dockyard.releases import notify
 from dockyard.releases.attestations import publish
@@ -98,12 +98,7 @@ def subject_of(stack: str, env: EnvironmentConfig, served: str | None, *, candid
 
 def rendered_deployments(directory: Path) -> dict[str, dict[str, Any]]:
     """Every Deployment under ``directory`` (``**/*.yaml``) by name."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in sorted(directory.rglob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if isinstance(document, dict) and document.get("kind") == "Deployment":
-                found[str(document["metadata"]["name"])] = document
-    return found
+    return {str(o["metadata"]["name"]): o for o in rendered_objects(directory) if o.get("kind") == "Deployment"}
 
 
 def manifest_check(directory: Path, expected: Mapping[str, str]) -> Check:
@@ -238,8 +233,8 @@ class Verifier:
             return [Check("image", False, str(error))]
         if not pinned:
             return [Check("image", False, f"{subject.image} is not digest-pinned")]
-        if env.kubernetes.mode == "render":
-            directory = self.project.directory / (env.kubernetes.render_directory or f"rendered/{stack_name}")
+        if env.kubernetes.renders:
+            directory = self.project.directory / env.kubernetes.rendered_to(stack_name)
             served = output_text(outputs, "image_ref") or subject.image
             return [manifest_check(directory, expected_images(env, served)), *self._run(subject.image, view)]
         namespace = output_text(outputs, "namespace")
