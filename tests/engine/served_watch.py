@@ -1,14 +1,17 @@
 """What the local chain's namespaces serve, moment by moment, while a pipeline runs.
 
 One watch per namespace and kind (Deployments, Services) through the official Kubernetes client: the API server's
-own event stream, not polling. Every event updates that namespace's picture, and after each one the images its
-Services route to are recorded. Bounded in time (the streams end when the block ends, or after ``limit_seconds``)
+own event stream, not polling. Each namespace's picture starts from one list of both kinds (the first moment), and
+each stream watches on from its list's resourceVersion: started without one, a stream's initial burst of ADDED
+events would record moments in which one kind is known and the other not yet (Services routing to nothing). Every
+event updates that namespace's picture, and after each one the images its Services route to are recorded. Bounded in time (the streams end when the block ends, or after ``limit_seconds``)
 and in count (at most ``limit_events`` events per namespace). A stream that fails is an error of the watch, never
 an empty picture: the test would otherwise read "routes to nothing" from a watch that never ran.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +58,13 @@ class NamespaceWatch:
                 raise AssertionError(f"{self.namespace}/{service} routes to {set(self.latest(service))}, not {images}")
             time.sleep(0.2)
 
+    def seed(self, listed: dict[str, list[dict[str, Any]]], seconds: float) -> None:
+        """The picture both kinds' lists give, as the first moment."""
+        with self.lock:
+            self.deployments = {obj["metadata"]["name"]: obj for obj in listed["Deployment"]}
+            self.services = {obj["metadata"]["name"]: obj for obj in listed["Service"]}
+            self._record(seconds)
+
     def apply(self, kind: str, event: dict[str, Any], seconds: float) -> None:
         obj = event["raw_object"]
         objects = self.deployments if kind == "Deployment" else self.services
@@ -64,7 +74,10 @@ class NamespaceWatch:
             else:
                 objects[obj["metadata"]["name"]] = obj
             self.events += 1
-            self.moments.append(Moment(seconds, {name: self._routed(s) for name, s in self.services.items()}))
+            self._record(seconds)
+
+    def _record(self, seconds: float) -> None:
+        self.moments.append(Moment(seconds, {name: self._routed(s) for name, s in self.services.items()}))
 
     def _routed(self, service: dict[str, Any]) -> frozenset[str]:
         selector = service["spec"].get("selector") or {}
@@ -91,11 +104,17 @@ def watch_served(
     stopping = threading.Event()  # closing the client ends each open response: that is not a failure of the watch
     threads = []
     started = time.monotonic()
+    listers: dict[str, Callable[..., Any]] = {
+        "Deployment": apps.list_namespaced_deployment,
+        "Service": core.list_namespaced_service,
+    }
     for namespace, record in watches.items():
-        listers: dict[str, Callable[..., Any]] = {
-            "Deployment": apps.list_namespaced_deployment,
-            "Service": core.list_namespaced_service,
-        }
+        listed, versions = {}, {}
+        for kind, lister in listers.items():
+            # The raw JSON (camelCase, as watch events carry it), not the client's snake_case models.
+            body = json.loads(lister(namespace, _preload_content=False).data)
+            listed[kind], versions[kind] = body["items"], body["metadata"]["resourceVersion"]
+        record.seed(listed, time.monotonic() - started)
         for kind, lister in listers.items():
             stream = kube_watch.Watch()
 
@@ -105,9 +124,12 @@ def watch_served(
                 lister: Callable[..., Any] = lister,
                 record: NamespaceWatch = record,
                 namespace: str = namespace,
+                version: str = versions[kind],
             ) -> None:
                 try:
-                    for event in stream.stream(lister, namespace, timeout_seconds=limit_seconds):
+                    for event in stream.stream(
+                        lister, namespace, resource_version=version, timeout_seconds=limit_seconds
+                    ):
                         record.apply(kind, event, time.monotonic() - started)
                         if record.events >= limit_events:
                             stream.stop()
