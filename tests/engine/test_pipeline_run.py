@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.gitlab_local import Backend, LocalPipeline, git, scratch_pipeline
+from tests.engine.gitlab_local import PUSH_JOBS, Backend, LocalPipeline, git, scratch_pipeline
 from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION
 from tests.engine.served_watch import NamespaceWatch, watch_served
 from tests.team_postgres import start_postgres
@@ -29,8 +29,6 @@ from tests.team_postgres import start_postgres
 # The module's fixture runs the whole push pipeline (about 12 min on 2 busy cores) inside the first test's setup.
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
 
-#: The push pipeline's jobs in order; the last one is manual (prod's approval).
-PUSH_JOBS = ("build", "scan", "supply-chain", "deploy-local", "promote-local-staging", "promote-local-prod")
 CHAIN = ("local", "local-staging", "local-prod")
 #: The Service every stack's users reach (the blue-green preview Service aside).
 LIVE_SERVICE = "dockyard-app"
