@@ -527,9 +527,16 @@ def chart(
 def pr_summary_command(
     previews: Annotated[list[Path], typer.Argument(help="<stack>.json files of pulumi preview --json", exists=True)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="only the previews' errors, one line each")] = False,
 ) -> None:
-    """One compact Markdown comment for a pull request from the previews of several stacks."""
-    text = pr_summary.render(pr_summary.load(previews))
+    """One compact Markdown comment for a pull request from the previews of several stacks (--errors: what a
+    failed preview's job log shows)."""
+    loaded = pr_summary.load(previews)
+    text = (
+        "\n".join(f"{preview.stack}: {error}" for preview in loaded for error in preview.errors)
+        if errors
+        else pr_summary.render(loaded)
+    )
     if output:
         output.write_text(text)
     else:

@@ -130,7 +130,7 @@ def _check(pipeline: Pipeline, runner_image: str) -> dict[str, Any]:
 
 def _previews(pipeline: Pipeline, runner_image: str, python_image: str) -> dict[str, Any]:
     # The job's parameter (one of the stack names) sets STACK.
-    preview = preview_command(None)
+    preview = preview_command(None, pipeline.preview_registries())
     script = block(preview, _fact)
     return {
         PREVIEW_JOB: {

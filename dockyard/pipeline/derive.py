@@ -29,7 +29,7 @@ since): no job re-reads a tag.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from dockyard.model.config import (
@@ -709,18 +709,27 @@ def read_stack_environments(project_dir: Path) -> dict[str, EnvironmentConfig]:
 # --- a change's previews ----------------------------------------------------------------------------------------
 
 
-def preview_command(stack: str | None) -> Command:
+def preview_command(stack: str | None, registries: Iterable[RegistryLogin] = ()) -> Command:
     """``pulumi preview`` of ``stack`` (a name, or the CI system's matrix expression) with the policy pack; None:
-    the CI system sets ``STACK`` itself (a matrix variable or a job parameter)."""
+    the CI system sets ``STACK`` itself (a matrix variable or a job parameter). ``registries``: the previewed
+    stacks' logins."""
     state = {name: value for name, value in state_env(stack or "").items() if stack or name != "STACK"}
+    # The program's trust check reads the signatures from the registry: a stack that reads its password from a
+    # variable gets it here too (a stack keeping it as its own secret decrypts it with the passphrase).
+    state |= {
+        login.password_env: Secret(SECRET_REGISTRY_PASSWORD)
+        for login in registries
+        if login.password_env and not login.kind.cloud
+    }
     return Command(
         "Preview",
         'mkdir -p "$PREVIEWS"\n'
         f'if ! pulumi preview --stack "$STACK" --policy-pack {POLICY_PACK} --json '
         '--event-log "$PREVIEWS/$STACK.events.jsonl" > "$PREVIEWS/$STACK.json"; then\n'
-        # --json puts the engine's errors in the file, not on stderr: without this the job's log says nothing.
-        '  echo "::error::pulumi preview of $STACK failed; its diagnostics:"\n'
-        '  tail -c 8000 "$PREVIEWS/$STACK.json"\n'
+        # --json puts the engine's errors in the file, not on stderr: without this the job's log says nothing (and
+        # the file's tail is its steps, not its errors).
+        '  echo "::error::pulumi preview of $STACK failed:"\n'
+        '  .venv/bin/dockyard pr-summary --errors "$PREVIEWS/$STACK.json" || tail -c 8000 "$PREVIEWS/$STACK.json"\n'
         "  exit 1\n"
         "fi\n",
         # The event log carries the policy pack's violations, which --json leaves out. The CLI only accepts

@@ -562,7 +562,7 @@ def preview_workflow(pipeline: Pipeline) -> Document:
         _checkout(),
         *_python_and_pulumi(),
         *(_TOOL_STEPS[tool]() for tool in pipeline.preview_tools),
-        _run(preview_command(_expr("matrix.stack")), pipeline),
+        _run(preview_command(_expr("matrix.stack"), pipeline.preview_registries()), pipeline),
         {
             "name": "Keep the preview for the summary",
             "if": _expr("!cancelled()"),

@@ -154,14 +154,15 @@ def _check(pipeline: Pipeline) -> dict[str, Any]:
 
 def _previews(pipeline: Pipeline, python_image: str) -> dict[str, Any]:
     # The matrix sets STACK; the passphrase comes from the stack's preview environment.
-    preview = preview_command(None)
+    preview = preview_command(None, pipeline.preview_registries())
     return {
         PREVIEW_JOB: {
             "stage": "preview",
             "rules": [{"if": CHANGE_RULE}],
             "needs": [],
             "parallel": {"matrix": [{"STACK": list(pipeline.previews)}]},
-            # Holds only the stack's passphrase; prod's is protected, so its preview waits for its approvers.
+            # Holds the stack's passphrase, backend and (where its program reads it from a variable) a registry
+            # password its trust check reads signatures with; prod's is protected, so its preview waits for approvers.
             "environment": {"name": preview_environment_name("$STACK"), "action": "prepare"},
             "timeout": "20 minutes",
             "script": [install_project(), block(preview, _fact)],

@@ -23,13 +23,13 @@ from dockyard.pipeline.model import (
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
     SECRET_KUBECONFIG,
-    SECRET_PASSPHRASE,
     SUMMARY_JOB,
     CiFact,
     Command,
     Job,
     Pipeline,
     RegistryLogin,
+    Secret,
     Signing,
     Tool,
     preview_environment_name,
@@ -199,12 +199,18 @@ def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> 
     lines.append("}")
     lines += [f"stage({groovy('previews')}) {{", *_indent(change, 1), "    parallel {"]
     for stack in pipeline.previews:
-        preview = preview_command(stack)
-        credential = credential_id(preview_environment_name(stack), SECRET_PASSPHRASE)
+        preview = preview_command(stack, pipeline.preview_registries([stack]))
+        # Every secret the preview reads, from the stack's preview credentials (the passphrase, the backend, and
+        # a registry password its program reads from a variable).
+        bindings = {
+            value.name: credential_id(preview_environment_name(stack), value.name)
+            for value in preview.env.values()
+            if isinstance(value, Secret)
+        }
         stage = [
             f"stage({groovy(f'{PREVIEW_JOB} ({stack})')}) {{",
             *_indent(_agent(runner_image), 1),
-            *_indent(_environment({SECRET_PASSPHRASE: credential}), 1),
+            *_indent(_environment(bindings), 1),
             "    options { timeout(time: 20, unit: 'MINUTES') }",
             "    steps {",
             f"        {_sh('Install the Pulumi program and dockyard', install_project())}",

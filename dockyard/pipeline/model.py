@@ -17,7 +17,7 @@ A script's ``::error::`` prefix is GitHub's annotation; the other renderers prin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -295,6 +295,10 @@ class Pipeline:
 
     def job(self, job_id: str) -> Job:
         return next(job for job in self.delivery if job.id == job_id)
+
+    def preview_registries(self, stacks: Iterable[str] | None = None) -> list[RegistryLogin]:
+        """The registry logins of the previewed stacks (or of ``stacks``)."""
+        return [self.registries[stack] for stack in (self.previews if stacks is None else stacks)]
 
 
 def deploy_job_id(stack: str) -> str:

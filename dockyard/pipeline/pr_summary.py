@@ -28,7 +28,11 @@ class StackPreview:
     counts: dict[str, int]
     changes: list[str]
     violations: list[str] = field(default_factory=list)
-    failed: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
 
 
 def _resource(urn: str) -> tuple[str, str]:
@@ -83,14 +87,20 @@ def read_preview(stack: str, digest: Mapping[str, Any], events: Iterable[Mapping
             if op in counts:
                 counts[op] += 1
     changes = [line for step in steps if (line := _change_line(step))]
-    failed = any(d.get("severity") == "error" for d in digest.get("diagnostics") or [])
-    return StackPreview(stack, counts, changes, _policy_violations(events), failed)
+    errors = [
+        " ".join(str(d.get("message", "")).split()) or "(no message)"
+        for d in digest.get("diagnostics") or []
+        if d.get("severity") == "error"
+    ]
+    return StackPreview(stack, counts, changes, _policy_violations(events), errors)
 
 
 def _section(preview: StackPreview, shown: int | None = None) -> str:
     counts = ", ".join(f"{n} to {op}" for op, n in preview.counts.items() if n) or "no changes"
     status = " — **preview failed**" if preview.failed else ""
     lines = [f"### `{preview.stack}`: {counts}{status}", ""]
+    if preview.errors:
+        lines += ["Errors:", "", *(f"- {error}" for error in preview.errors), ""]
     if preview.violations:
         lines += ["Policy violations:", "", *preview.violations, ""]
     changes = preview.changes if shown is None else preview.changes[:shown]

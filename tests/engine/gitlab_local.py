@@ -34,6 +34,8 @@ from tests.stacks import PROJECT
 
 #: The local chain, as the generator is asked for it.
 LOCAL_CHAIN = ("local", "local-staging", "local-prod")
+#: The push pipeline's jobs in order; the last one is manual (prod's approval).
+PUSH_JOBS = ("build", "scan", "supply-chain", "deploy-local", "promote-local-staging", "promote-local-prod")
 #: Untracked, read by gitlab-ci-local from the repository's root: the CI/CD variables.
 VARIABLES_FILE = ".gitlab-ci-local-variables.yml"
 IDENTITY = ["-c", "user.name=Dockyard Tests", "-c", "user.email=tests@dockyard.invalid"]

@@ -405,8 +405,19 @@ def test_verify_gets_the_registry_password(pipeline: Pipeline) -> None:
 def test_a_failed_preview_prints_its_diagnostics(pipeline: Pipeline) -> None:
     """``pulumi preview --json > file`` keeps the engine's errors in the file: a failed preview prints them."""
     script = gitlab.document(pipeline, RUNNER, PYTHON)["preview"]["script"][-1]
-    assert 'tail -c 8000 "$PREVIEWS/$STACK.json"' in script
+    assert '.venv/bin/dockyard pr-summary --errors "$PREVIEWS/$STACK.json"' in script
     assert "exit 1" in script
+
+
+def test_a_preview_gets_the_registry_password_its_stacks_program_reads_from_a_variable(tmp_path: Path) -> None:
+    """The local chain's programs read ``$DOCKYARD_REGISTRY_PASSWORD`` (``registry.passwordEnv``) and check every
+    digest's signature in the registry on a preview too: without it a merge request's previews were refused."""
+    from scripts.generate_workflows import main
+
+    assert main(["--stacks", "local,local-staging,local-prod", "--systems", "gitlab", "--out", str(tmp_path)]) == 0
+    script = yaml.safe_load((tmp_path / ".gitlab-ci.yml").read_text())["preview"]["script"][-1]
+    assert 'export DOCKYARD_REGISTRY_PASSWORD="$REGISTRY_PASSWORD"' in script
+    assert script.index("DOCKYARD_REGISTRY_PASSWORD") < script.index("pulumi preview")
 
 
 def test_the_generator_renders_any_set_of_stacks_without_editing_files(tmp_path: Path) -> None:

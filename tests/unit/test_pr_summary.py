@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
+from dockyard.cli import app
 from dockyard.pipeline.pr_summary import LIMIT, MARKER, load, read_preview, render
 
 URN = "urn:pulumi:prod::dockyard::dockyard:index:KubernetesApp$kubernetes:apps/v1:Deployment::app-blue"
@@ -50,9 +53,26 @@ def test_policy_violations_from_the_event_log() -> None:
     assert "- ❌ mandatory `resource-limits` on **app-blue**: containers need limits" in text
 
 
-def test_failed_preview_is_flagged() -> None:
-    preview = read_preview("dev", {"diagnostics": [{"severity": "error", "message": "boom"}]})
-    assert "**preview failed**" in render([preview])
+def test_failed_preview_is_flagged_with_its_errors() -> None:
+    diagnostics = [
+        {"severity": "info", "message": "just chatter"},
+        {"severity": "error", "message": "local-prod: the digest sha256:ab… is not signed\n  by keys/x.pub"},
+    ]
+    preview = read_preview("dev", {"diagnostics": diagnostics})
+    text = render([preview])
+    assert "**preview failed**" in text
+    assert "- local-prod: the digest sha256:ab… is not signed by keys/x.pub" in text
+    assert "just chatter" not in text
+
+
+def test_the_errors_option_prints_only_each_failed_previews_errors(tmp_path: Path) -> None:
+    """What a failed preview job's log shows: the engine's errors, not the tail of the JSON (its steps)."""
+    (tmp_path / "local.json").write_text(json.dumps({"steps": [step("same", "app")]}))
+    failed = {"steps": [step("same", "app")] * 50, "diagnostics": [{"severity": "error", "message": "registry: 401"}]}
+    (tmp_path / "local-prod.json").write_text(json.dumps(failed))
+    result = CliRunner().invoke(app, ["pr-summary", "--errors", *map(str, sorted(tmp_path.glob("*.json")))])
+    assert result.exit_code == 0, result.output
+    assert result.output == "local-prod: registry: 401\n"
 
 
 def test_thousands_of_changes_stay_under_the_limit_and_say_so() -> None:
