@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
@@ -56,6 +56,9 @@ class AppImageArgs(TypedDict):
     """podman only: registry/repository (no tag) that build layers are pulled from and pushed to."""
     password_source: NotRequired[str]
     """podman only: where the password is set (e.g. a config key), named when the registry refuses it."""
+    secrets: NotRequired[pulumi.Input[Mapping[str, pulumi.Input[str]]]]
+    """podman only: build secrets, id to value, read in the Dockerfile with ``RUN --mount=type=secret,id=<id>``; kept
+    a Pulumi secret and in no layer, history entry, image config or log."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,15 @@ class ImageBuild:
         )
 
 
+def _secret_props(secrets: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None) -> dict[str, pulumi.Input[Any]]:
+    """The build's ``secrets`` as one secret Output and its ids in the clear (what a diff compares); none without."""
+    if secrets is None:
+        return {}
+    values = pulumi.Output.secret(secrets)
+    ids = pulumi.Output.unsecret(values.apply(lambda found: sorted(found)))
+    return {"secrets": values, "secret_ids": ids}
+
+
 class AppImage(pulumi.ComponentResource):
     """One application image, built and pushed once; ``ref`` is ``registry/repository@sha256:<digest>``.
 
@@ -111,6 +123,9 @@ class AppImage(pulumi.ComponentResource):
         if not args["tags"]:
             raise ValueError(f"{name}: at least one tag is required")
         build = ImageBuild.of(args)
+        if args.get("secrets") is not None and build.builder != Builder.PODMAN:
+            # pulumi-docker's Image (v4) has no build secrets; a build arg would put the value in the image history.
+            raise ValueError(f"{name}: build secrets need the podman builder")
         sources_hash = context_hash(build.context, build.dockerfile)
         if build.builder == Builder.PODMAN:
             digest = self._build_with_podman(name, args, build, sources_hash)
@@ -148,6 +163,7 @@ class AppImage(pulumi.ComponentResource):
                 "password": build.password,
                 "cache_repo": args.get("cache_repo"),
                 "password_source": args.get("password_source"),
+                **_secret_props(args.get("secrets")),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

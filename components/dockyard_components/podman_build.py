@@ -21,10 +21,13 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from dockyard_components.build_memo import build_memo
+from dockyard_components.build_secrets import secret_files
 from dockyard_components.scripts.build_guard import find_engine
 
 #: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable). Not among
-#: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster.
+#: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster; the build secrets'
+#: values (``secrets``), which grant the build access and are not content: rotating one must not rebuild, and a
+#: value, even hashed, kept in state or the build memo's key could be checked against guesses. Their ids are.
 REBUILD_KEYS = (
     "image_name",
     "tags",
@@ -36,7 +39,10 @@ REBUILD_KEYS = (
     "build_args",
     "labels",
     "context_hash",
+    "secret_ids",
 )
+#: Inputs that are secrets: never among a resource's outputs.
+SECRET_INPUTS = ("password", "secrets")
 BUILD_TIMEOUT_SECONDS = 1800
 #: Runs the build in a process group of its own and stops it (and the run's plugins) when the engine dies.
 GUARD = Path(__file__).resolve().parent / "scripts" / "build_guard.py"
@@ -122,7 +128,8 @@ def _run_script(props: Mapping[str, Any], reuse: str | None) -> str:
     }
     log_path = new_log_path(props["image_name"])
     command = [sys.executable, str(GUARD), str(find_engine(os.getpid()) or 0), "--", "bash", "-c", script]
-    with log_path.open("w") as log:
+    with secret_files(props.get("secrets") or {}) as build_secrets, log_path.open("w") as log:
+        environment["BUILD_SECRETS"] = build_secrets
         build = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment, text=True
         )
@@ -174,7 +181,7 @@ class PodmanBuildProvider(dynamic.ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         digest = run_build(props)
-        outputs = {key: value for key, value in props.items() if key != "password"}
+        outputs = {key: value for key, value in props.items() if key not in SECRET_INPUTS}
         return dynamic.CreateResult(id_=digest, outs={**outputs, "digest": digest})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -190,7 +197,9 @@ class PodmanBuild(dynamic.Resource):
     """One podman build + push. Output ``digest`` is the pushed manifest digest.
 
     The optional input ``cache_repo`` (a repository without a tag) becomes the script's ``CACHE_REPO``: layers are
-    pulled from and pushed to it, so a fresh CI runner reuses the previous build's layers.
+    pulled from and pushed to it, so a fresh CI runner reuses the previous build's layers. ``secrets`` (id → value, a
+    secret Output) are mounted for ``RUN --mount=type=secret,id=<id>`` from files that exist only during the build;
+    ``secret_ids`` (their ids) are what a diff compares.
     """
 
     digest: pulumi.Output[str]
@@ -200,5 +209,7 @@ class PodmanBuild(dynamic.Resource):
             PodmanBuildProvider(),
             name,
             {**props, "digest": None},
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["password"])),
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_INPUTS))
+            ),
         )

@@ -51,6 +51,7 @@ from dockyard_components.app_spec import Model as Model
 from dockyard_components.app_spec import ResourceAmounts as ResourceAmounts
 from dockyard_components.app_spec import ResourcesConfig as ResourcesConfig
 from dockyard_components.app_spec import matching
+from dockyard_components.build_secrets import SECRET_ID_PATTERN
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES, Severity
 from dockyard_components.tiers import Tier as Tier
@@ -69,6 +70,7 @@ SECRET_KEYS: dict[str, str] = {
     "ciPulumiPassphrase": "passphrase CI uses to decrypt this stack's secrets",
     "cosignPrivateKey": "cosign private key (encrypted PEM) that signs this stack's builds",
     "cosignPassword": "password of dockyard:cosignPrivateKey",
+    "buildSecrets": "object of build secret ids (image.build.secrets) to values, mounted for RUN --mount=type=secret",
 }
 
 
@@ -90,6 +92,10 @@ def _cache_repository(value: str) -> str:
         raise ValueError(f"{value!r}: allowed: registry/repository without a tag or digest, e.g. ghcr.io/acme/cache")
     return value
 
+
+SecretId = Annotated[
+    str, AfterValidator(matching(SECRET_ID_PATTERN, "a build secret id: letters, digits, '_', '.', '-' (at most 128)"))
+]
 
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 
@@ -113,6 +119,19 @@ class BuildConfig(Model):
         default=None,
         description="podman: registry/repository (no tag) that build layers are pulled from and pushed to",
     )
+    secrets: list[SecretId] = Field(
+        default_factory=list,
+        description="podman: ids of build secrets (values in dockyard:buildSecrets) for RUN --mount=type=secret,id=<id>",
+    )
+
+    @model_validator(mode="after")
+    def _secrets_need_podman(self) -> BuildConfig:
+        if self.secrets and self.builder != "podman":
+            # pulumi-docker's Image (v4) takes no build secrets; a build arg would land in the image's history.
+            raise ValueError(
+                f"secrets: set with builder {self.builder}; allowed: builder podman (pulumi-docker takes no secrets)"
+            )
+        return self
 
 
 class ImageConfig(Model):

@@ -108,6 +108,8 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
         args["test_target"] = build.test_target
     if build.cache_repo:
         args["cache_repo"] = build.cache_repo
+    if build.secrets and stack.secrets.build_secrets is not None:
+        args["secrets"] = stack.secrets.build_secrets
     return args
 
 

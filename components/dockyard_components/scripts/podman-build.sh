@@ -9,7 +9,9 @@
 #   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (a repository without a tag that layers are pulled
 #   from and pushed to; empty: the local layer cache only), PASSWORD_SOURCE (where the password is set, named when
 #   the registry refuses it), REUSE_DIGEST (a digest a build with the same inputs pushed: reused when the registry
-#   still holds it; see build_memo.py).
+#   still holds it; see build_memo.py), BUILD_SECRETS (newline separated id=file: a 0600 file per build secret,
+#   removed by the provider after the build; each is mounted only into the Dockerfile steps that ask for it with
+#   --mount=type=secret,id=<id>, so it is in no layer, no history entry and no log line).
 # From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION,
 # DOCKYARD_BUILD_KEEP_IMAGES (1: keep this build's test-stage image and the older local tags of IMAGE_NAME).
 # Disk: with vfs every image is a full copy, so after a push the test-stage image and the local tags of IMAGE_NAME
@@ -27,6 +29,8 @@ flock -s 9
 
 flags=(--layers --isolation "${BUILDAH_ISOLATION:-chroot}" --platform "$PLATFORM" -f "$CONTEXT/$DOCKERFILE")
 while IFS= read -r arg; do [ -n "$arg" ] && flags+=(--build-arg "$arg"); done <<<"${BUILD_ARGS:-}"
+# Paths only: the values stay in their files (see build_secrets.py).
+while IFS='=' read -r id src; do [ -n "$id" ] && flags+=(--secret "id=$id,src=$src"); done <<<"${BUILD_SECRETS:-}"
 # Benchmarks measure a cold build with DOCKYARD_BUILD_NO_CACHE=1; normal builds reuse every cached layer.
 if [ "${DOCKYARD_BUILD_NO_CACHE:-0}" = 1 ]; then
   flags+=(--no-cache)
