@@ -46,6 +46,9 @@ class AppImageArgs(TypedDict):
     """Stage that is pushed; the Dockerfile's last stage unless given."""
     test_target: NotRequired[str]
     """Stage that must build (its RUN steps run the tests) before anything is pushed; no test stage unless given."""
+    test_reports_target: NotRequired[str]
+    """podman only: a stage holding only the test run's ``go-test.json`` and ``coverage.out``, exported before the
+    test stage runs (so a failing test keeps its reports too); ``test_reports`` then names the folder."""
     platform: NotRequired[str]
     """Target platform; ``linux/amd64`` unless given."""
     build_args: NotRequired[Mapping[str, str]]
@@ -117,6 +120,9 @@ class AppImage(pulumi.ComponentResource):
     """Tags pushed alongside."""
     context_hash: pulumi.Output[str]
     """Hash of the build context that was sent."""
+    test_reports: pulumi.Output[str]
+    """Folder with the test run's ``junit.xml`` and ``coverage.out`` (beside the build log, or
+    ``$DOCKYARD_TEST_REPORTS``); empty when the build exported none."""
 
     def __init__(self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dockyard:index:AppImage", name, None, opts)
@@ -128,21 +134,31 @@ class AppImage(pulumi.ComponentResource):
             raise ValueError(f"{name}: build secrets need the podman builder")
         sources_hash = context_hash(build.context, build.dockerfile)
         if build.builder == Builder.PODMAN:
-            digest = self._build_with_podman(name, args, build, sources_hash)
+            digest, test_reports = self._build_with_podman(name, args, build, sources_hash)
         else:
-            digest = self._build_with_docker(name, args, build, sources_hash)
+            digest, test_reports = (
+                self._build_with_docker(name, args, build, sources_hash),
+                pulumi.Output.from_input(""),
+            )
 
         self.digest = digest
         self.ref = pulumi.Output.concat(args["image_name"], "@", digest)
         self.tags = pulumi.Output.from_input(list(args["tags"]))
         self.context_hash = pulumi.Output.from_input(sources_hash)
+        self.test_reports = test_reports
         self.register_outputs(
-            {"ref": self.ref, "digest": self.digest, "tags": self.tags, "contextHash": self.context_hash}
+            {
+                "ref": self.ref,
+                "digest": self.digest,
+                "tags": self.tags,
+                "contextHash": self.context_hash,
+                "testReports": self.test_reports,
+            }
         )
 
     def _build_with_podman(
         self, name: str, args: AppImageArgs, build: ImageBuild, sources_hash: str
-    ) -> pulumi.Output[str]:
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         # Runs the podman CLI only when something that shapes the image changed (see PodmanBuildProvider.diff).
         podman = PodmanBuild(
             f"{name}-podman-build",
@@ -154,6 +170,7 @@ class AppImage(pulumi.ComponentResource):
                 "dockerfile": build.dockerfile,
                 "target": build.target,
                 "test_target": build.test_target,
+                "reports_target": args.get("test_reports_target"),
                 "platform": build.platform,
                 "build_args": dict(build.build_args),
                 "labels": dict(build.labels),
@@ -167,7 +184,7 @@ class AppImage(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return podman.digest
+        return podman.digest, podman.test_reports
 
     def _build_with_docker(
         self, name: str, args: AppImageArgs, build: ImageBuild, sources_hash: str

@@ -113,6 +113,10 @@ class BuildConfig(Model):
     dockerfile: str = Field(default="Dockerfile", description="Dockerfile path inside the context")
     target: str = Field(default="runtime", description="final stage that is pushed")
     test_target: str | None = Field(default="test", description="stage that runs the tests before the push")
+    test_reports_target: str | None = Field(
+        default=None,
+        description="podman: stage holding only the tests' go-test.json and coverage.out (JUnit report, CI artifacts)",
+    )
     platform: str = Field(default="linux/amd64", description="target platform")
     build_args: dict[EnvName, str] = Field(default_factory=dict, description="extra --build-arg values")
     cache_repo: Annotated[str, AfterValidator(_cache_repository)] | None = Field(
@@ -125,12 +129,20 @@ class BuildConfig(Model):
     )
 
     @model_validator(mode="after")
-    def _secrets_need_podman(self) -> BuildConfig:
+    def _podman_only(self) -> BuildConfig:
+        # pulumi-docker's Image (v4) takes no build secrets (a build arg would land in the image's history) and
+        # exports no stage.
         if self.secrets and self.builder != "podman":
-            # pulumi-docker's Image (v4) takes no build secrets; a build arg would land in the image's history.
             raise ValueError(
                 f"secrets: set with builder {self.builder}; allowed: builder podman (pulumi-docker takes no secrets)"
             )
+        if self.test_reports_target and self.builder != "podman":
+            raise ValueError(
+                f"testReportsTarget: set with builder {self.builder}; allowed: builder podman "
+                "(pulumi-docker exports no stage)"
+            )
+        if self.test_reports_target and not self.test_target:
+            raise ValueError("testReportsTarget: set without testTarget; allowed: both (the reports are the tests')")
         return self
 
 

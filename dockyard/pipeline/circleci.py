@@ -105,6 +105,9 @@ def _steps(job: Job, registry: RegistryLogin) -> list[Any]:
         steps.append(_run("Keep the report for the signing job", f"cp {' '.join(kept)} {WORKSPACE}/\n"))
         steps.append({"persist_to_workspace": {"root": WORKSPACE, "paths": kept}})
     steps += [{"store_artifacts": {"path": path}} for path in kept]
+    if job.test_reports:
+        # CircleCI runs these upload steps also after a failed step: a failing test is shown in the Tests tab.
+        steps += [{"store_test_results": {"path": job.test_reports}}, {"store_artifacts": {"path": job.test_reports}}]
     return steps
 
 

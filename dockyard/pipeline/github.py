@@ -25,6 +25,7 @@ from dockyard.pipeline.derive import (
     VULNERABILITY_ARTIFACT,
     building_stack,
     ci_stacks,
+    lint_command,
     preview_command,
     summary_command,
 )
@@ -45,6 +46,7 @@ from dockyard.pipeline.model import (
     SECRET_REGISTRY_PASSWORD,
     SUMMARY_JOB,
     SYFT_VERSION,
+    TEST_REPORTS_ARTIFACT,
     VARIABLE_REGISTRY_HOST,
     VARIABLE_REGISTRY_USERNAME,
     VULNERABILITY_REPORT,
@@ -333,7 +335,11 @@ def ci_workflow(pipeline: Pipeline) -> Document:
     if build.build_args:
         common["build-args"] = "".join(f"{key}={value}\n" for key, value in sorted(build.build_args.items()))
     scan_ref = "dockyard-ci:scan"
-    steps: list[Step] = [_checkout(), {"name": "Set up Buildx", "uses": uses("docker/setup-buildx-action")}]
+    steps: list[Step] = [
+        _checkout(),
+        _run(lint_command(build), pipeline),
+        {"name": "Set up Buildx", "uses": uses("docker/setup-buildx-action")},
+    ]
     if build.test_target:
         steps.append(
             {
@@ -383,7 +389,23 @@ def _program_permissions(registry: RegistryLogin) -> dict[str, str]:
 def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     assert job.stack is not None
     registry = pipeline.registries[job.stack]
-    (command,) = job.commands
+    *checks, command = job.commands
+    reports: list[Step] = []
+    if job.test_reports:
+        # Also when a test failed the build; a reused digest ran no test, so an empty folder only warns.
+        reports.append(
+            {
+                "name": f"Keep the test reports ({job.test_reports}/)",
+                "if": _expr("!cancelled()"),
+                "uses": uses("actions/upload-artifact"),
+                "with": {
+                    "name": TEST_REPORTS_ARTIFACT,
+                    "path": f"{job.test_reports}/",
+                    "if-no-files-found": "warn",
+                    "retention-days": 7,
+                },
+            }
+        )
     return {
         "name": job.name,
         "runs-on": RUNNER,
@@ -396,7 +418,9 @@ def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
             _checkout(),
             *_python_and_pulumi(),
             *(cloud_login_steps(registry, docker=False) if job.cloud_login else []),
+            *(_run(check, pipeline) for check in checks),
             _run(command, pipeline, id=BUILD_JOB),
+            *reports,
         ],
     }
 

@@ -132,6 +132,12 @@ def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     if job.keeps:
         artifacts["paths"] = list(job.keeps.values())
         artifacts["expire_in"] = "30 days" if job.stage == Stage.PROMOTE else "7 days"
+    if job.test_reports:
+        # The merge request's and pipeline's test tab; uploaded also when a test failed the build.
+        artifacts.setdefault("reports", {})["junit"] = f"{job.test_reports}/junit.xml"
+        artifacts["paths"] = [*artifacts.get("paths", []), f"{job.test_reports}/"]
+        artifacts["expire_in"] = artifacts.get("expire_in", "7 days")
+        artifacts["when"] = "always"
     if artifacts:
         entry["artifacts"] = artifacts
     return entry

@@ -182,6 +182,19 @@ def _stage(job: Job, pipeline: Pipeline, runner_image: str) -> list[str]:
     lines += _indent(_environment(_bindings(job)), 1)
     lines += _indent(["options {", *(f"    {option}" for option in options), "}"], 1)
     lines += _indent(["steps {", *_indent(_steps(job, registry), 1), "}"], 1)
+    if job.test_reports:
+        # Also when a test failed the build: the junit step records the failing test on the build's page.
+        lines += _indent(
+            [
+                "post {",
+                "    always {",
+                f"        junit allowEmptyResults: true, testResults: {groovy(job.test_reports + '/junit.xml')}",
+                f"        archiveArtifacts artifacts: {groovy(job.test_reports + '/**')}, allowEmptyArchive: true",
+                "    }",
+                "}",
+            ],
+            1,
+        )
     lines.append("}")
     return lines
 

@@ -62,6 +62,11 @@ VULNERABILITY_REPORT = "vulnerabilities.json"
 SBOM_FILE = "sbom.spdx.json"
 #: The local image the pull request's check builds and scans (never pushed).
 CHECK_IMAGE = "dockyard-ci:scan"
+#: Where the build job's test run leaves ``junit.xml`` and ``coverage.out`` (``DOCKYARD_TEST_REPORTS`` for the
+#: podman builder), which every CI system publishes, also when a test failed.
+TEST_REPORTS_DIRECTORY = "test-reports"
+JUNIT_REPORT = f"{TEST_REPORTS_DIRECTORY}/junit.xml"
+TEST_REPORTS_ARTIFACT = "test-reports"
 
 # Names of the CI secrets and variables each stack's environment holds (dockyard_components.github_ci creates GitHub's).
 SECRET_REGISTRY_PASSWORD = "REGISTRY_PASSWORD"
@@ -249,6 +254,8 @@ class Job:
     serialized: bool = False
     #: The job commits its stack's file to the default branch (a promotion): it pushes with the CI system's token.
     pushes: bool = False
+    #: Folder of the test run's reports (:data:`JUNIT_REPORT`, coverage) that the job publishes, also when it fails.
+    test_reports: str | None = None
 
     @property
     def publishes_image(self) -> bool:

@@ -80,7 +80,7 @@ def test_a_cold_build_or_no_memo_never_reuses(builds: list[dict[str, str]], monk
 
 
 def test_a_failed_build_is_not_recorded(builds: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing(_props: Any, reuse: str | None) -> str:
+    def failing(_props: Any, reuse: str | None, built: dict[str, str]) -> str:
         raise podman_build.PodmanBuildError("test stage failed")
 
     with monkeypatch.context() as patch:

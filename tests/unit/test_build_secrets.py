@@ -95,7 +95,7 @@ def test_a_rotated_secret_does_not_rebuild_but_another_id_does() -> None:
 
 
 def test_the_outputs_hold_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(podman_build, "run_build", lambda _props: FAKE_DIGEST)
+    monkeypatch.setattr(podman_build, "run_build", lambda _props, _built: FAKE_DIGEST)
     created = PodmanBuildProvider().create(dict(PROPS))
     assert created.outs is not None
     assert "secrets" not in created.outs

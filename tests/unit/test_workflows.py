@@ -545,7 +545,9 @@ def test_a_pull_request_runs_the_test_stage_and_scans_without_pushing(documents:
     ci = documents["ci.yml"]
     assert ci["on"] == {"pull_request": {"branches": ["main"]}}
     (job,) = ci["jobs"].values()
-    test_build, runtime_build, scan = job["steps"][2:]
+    lint = job["steps"][1]
+    assert "hadolint" in lint["run"]
+    test_build, runtime_build, scan = job["steps"][3:]
     assert test_build["with"]["target"] == "test"
     assert runtime_build["with"]["target"] == "runtime"
     assert scan["with"]["image-ref"] == runtime_build["with"]["tags"]
