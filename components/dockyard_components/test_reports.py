@@ -10,6 +10,7 @@ gotestsum writes (one ``testsuite`` per package, one ``testcase`` per test and s
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -128,3 +129,21 @@ def write_junit(directory: Path) -> Path | None:
     junit = directory / JUNIT_FILE
     junit.write_text(junit_xml(read_events(events.read_text(errors="replace"))))
     return junit
+
+
+def main(argv: list[str]) -> int:
+    """``python3 test_reports.py DIR``: ``DIR/junit.xml`` from ``DIR/go-test.json``. Standard library only, so a CI
+    job that builds with podman alone runs it from the checkout, with no install."""
+    if len(argv) != 1:
+        print("usage: test_reports.py DIR", file=sys.stderr)
+        return 2
+    junit = write_junit(Path(argv[0]))
+    if junit is None:
+        print(f"test_reports: no {EVENTS_FILE} in {argv[0]}", file=sys.stderr)
+        return 1
+    print(f"test_reports: wrote {junit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -47,6 +47,7 @@ from dockyard.pipeline.model import (
     DEFAULT_BRANCH,
     IMAGE_REF_ENV,
     IMAGE_REF_OUTPUT,
+    JUNIT_CONVERTER,
     POLICY_PACK,
     PREVIEW_DIRECTORY,
     PREVIEW_SUMMARY,
@@ -585,6 +586,17 @@ def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
     podman = f'podman build --platform "$PLATFORM" --file "$DOCKERFILE"{args} --target "$TARGET"'
     db_repository, severities = scan_settings(env)
     commands = [lint_command(build)]
+    reports = TEST_REPORTS_DIRECTORY if build.test_target and build.test_reports_target else None
+    if reports:
+        # Before the test stage: the reports of a failing test are exported too; the tests run once (layer cache).
+        commands.append(
+            Command(
+                f"Export the test reports (target {build.test_reports_target})",
+                f'{podman} --output "type=local,dest=$REPORTS_DIR" "$CONTEXT"\n'
+                f'python3 {JUNIT_CONVERTER} "$REPORTS_DIR"\n',
+                {**common, "TARGET": str(build.test_reports_target), "REPORTS_DIR": reports},
+            )
+        )
     if build.test_target:
         commands.append(
             Command(
@@ -615,6 +627,7 @@ def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
         timeout_minutes=30,
         commands=tuple(commands),
         tools=(Tool.TRIVY,),
+        test_reports=reports,
     )
 
 

@@ -36,6 +36,7 @@ from dockyard.pipeline.model import (
     COSIGN_VERSION,
     IMAGE_REF,
     INSTALL_PROJECT,
+    JUNIT_CONVERTER,
     PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
@@ -293,6 +294,16 @@ def _upload(name: str, path: str, retention_days: int) -> Step:
     }
 
 
+def _upload_test_reports(folder: str) -> Step:
+    # Also when a test failed the build; a reused digest ran no test, so an empty folder only warns.
+    return {
+        "name": f"Keep the test reports ({folder}/)",
+        "if": _expr("!cancelled()"),
+        "uses": uses("actions/upload-artifact"),
+        "with": {"name": TEST_REPORTS_ARTIFACT, "path": f"{folder}/", "if-no-files-found": "warn", "retention-days": 7},
+    }
+
+
 def _download(name: str) -> Step:
     return {"name": f"Fetch {name}", "uses": uses("actions/download-artifact"), "with": {"name": name}}
 
@@ -340,6 +351,17 @@ def ci_workflow(pipeline: Pipeline) -> Document:
         _run(lint_command(build), pipeline),
         {"name": "Set up Buildx", "uses": uses("docker/setup-buildx-action")},
     ]
+    reports = pipeline.check.test_reports
+    if reports:
+        # Before the test stage: a failing test's reports are exported too; BuildKit's cache runs the tests once.
+        steps += [
+            {
+                "name": f"Export the test reports (target {build.test_reports_target})",
+                "uses": uses("docker/build-push-action"),
+                "with": {**common, "target": build.test_reports_target, "outputs": f"type=local,dest={reports}"},
+            },
+            {"name": "Write the JUnit report", "run": f"python3 {JUNIT_CONVERTER} {reports}\n"},
+        ]
     if build.test_target:
         steps.append(
             {
@@ -355,6 +377,7 @@ def ci_workflow(pipeline: Pipeline) -> Document:
             "with": {**common, "target": build.target, "load": True, "tags": scan_ref},
         },
         _trivy_gate(scan_ref, pipeline),
+        *([_upload_test_reports(reports)] if reports else []),
     ]
     return {
         "name": "ci",
@@ -390,22 +413,7 @@ def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     assert job.stack is not None
     registry = pipeline.registries[job.stack]
     *checks, command = job.commands
-    reports: list[Step] = []
-    if job.test_reports:
-        # Also when a test failed the build; a reused digest ran no test, so an empty folder only warns.
-        reports.append(
-            {
-                "name": f"Keep the test reports ({job.test_reports}/)",
-                "if": _expr("!cancelled()"),
-                "uses": uses("actions/upload-artifact"),
-                "with": {
-                    "name": TEST_REPORTS_ARTIFACT,
-                    "path": f"{job.test_reports}/",
-                    "if-no-files-found": "warn",
-                    "retention-days": 7,
-                },
-            }
-        )
+    reports = [_upload_test_reports(job.test_reports)] if job.test_reports else []
     return {
         "name": job.name,
         "runs-on": RUNNER,

@@ -182,21 +182,23 @@ def _stage(job: Job, pipeline: Pipeline, runner_image: str) -> list[str]:
     lines += _indent(_environment(_bindings(job)), 1)
     lines += _indent(["options {", *(f"    {option}" for option in options), "}"], 1)
     lines += _indent(["steps {", *_indent(_steps(job, registry), 1), "}"], 1)
-    if job.test_reports:
-        # Also when a test failed the build: the junit step records the failing test on the build's page.
-        lines += _indent(
-            [
-                "post {",
-                "    always {",
-                f"        junit allowEmptyResults: true, testResults: {groovy(job.test_reports + '/junit.xml')}",
-                f"        archiveArtifacts artifacts: {groovy(job.test_reports + '/**')}, allowEmptyArchive: true",
-                "    }",
-                "}",
-            ],
-            1,
-        )
+    lines += _indent(_test_reports(job), 1)
     lines.append("}")
     return lines
+
+
+def _test_reports(job: Job) -> list[str]:
+    if not job.test_reports:
+        return []
+    # Also when a test failed the build: the junit step records the failing test on the build's page.
+    return [
+        "post {",
+        "    always {",
+        f"        junit allowEmptyResults: true, testResults: {groovy(job.test_reports + '/junit.xml')}",
+        f"        archiveArtifacts artifacts: {groovy(job.test_reports + '/**')}, allowEmptyArchive: true",
+        "    }",
+        "}",
+    ]
 
 
 def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> list[str]:
@@ -205,6 +207,7 @@ def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> 
     lines = [f"stage({groovy(check.id)}) {{", *_indent(change, 1), *_indent(_agent(runner_image), 1)]
     lines += _indent([f"options {{ timeout(time: {check.timeout_minutes}, unit: 'MINUTES') }}"], 1)
     lines += _indent(["steps {", *(f"    {_sh(c.name, block(c, _fact))}" for c in check.commands), "}"], 1)
+    lines += _indent(_test_reports(check), 1)
     lines.append("}")
     lines += [f"stage({groovy('previews')}) {{", *_indent(change, 1), "    parallel {"]
     for stack in pipeline.previews:

@@ -67,6 +67,8 @@ CHECK_IMAGE = "dockyard-ci:scan"
 TEST_REPORTS_DIRECTORY = "test-reports"
 JUNIT_REPORT = f"{TEST_REPORTS_DIRECTORY}/junit.xml"
 TEST_REPORTS_ARTIFACT = "test-reports"
+#: Makes ``junit.xml`` from the exported events where no project is installed (the change's check): stdlib only.
+JUNIT_CONVERTER = "components/dockyard_components/test_reports.py"
 
 # Names of the CI secrets and variables each stack's environment holds (dockyard_components.github_ci creates GitHub's).
 SECRET_REGISTRY_PASSWORD = "REGISTRY_PASSWORD"

@@ -477,29 +477,37 @@ def test_the_pipelines_hadolint_is_the_lint_tiers_pin() -> None:
     assert HADOLINT_REQUIREMENT in dev
 
 
-def _published_reports(system: str, pipeline: Pipeline) -> list[str]:
-    """What the build job publishes as test results in ``system``, also when the build failed."""
+def _published_reports(system: str, pipeline: Pipeline, job_id: str) -> list[str]:
+    """What job ``job_id`` publishes as test results in ``system``, also when it failed."""
     if system == "gitlab":
-        artifacts = gitlab.document(pipeline, RUNNER, PYTHON)["build"]["artifacts"]
+        artifacts = gitlab.document(pipeline, RUNNER, PYTHON)[job_id]["artifacts"]
         return [artifacts["reports"]["junit"]] if artifacts.get("when") == "always" else []
     if system == "github":
-        steps = github.documents(pipeline)["delivery.yml"]["jobs"]["build"]["steps"]
+        workflow = "delivery.yml" if job_id == "build" else "ci.yml"
+        steps = github.documents(pipeline)[workflow]["jobs"][job_id]["steps"]
         return [
             step["with"]["path"] + "junit.xml"
             for step in steps
             if step.get("uses", "").startswith("actions/upload-artifact@") and "cancelled()" in step.get("if", "")
         ]
     if system == "circleci":
-        steps = circleci.document(pipeline, RUNNER, PYTHON)["jobs"]["build"]["steps"]
+        steps = circleci.document(pipeline, RUNNER, PYTHON)["jobs"][job_id]["steps"]
         return [s["store_test_results"]["path"] + "/junit.xml" for s in steps if "store_test_results" in s]
-    body = _jenkins(pipeline)["build"].script
+    body = _jenkins(pipeline)[job_id].script
     return re.findall(r"post \{\s*always \{\s*junit allowEmptyResults: true, testResults: '([^']+)'", body)
 
 
 @pytest.mark.parametrize("system", list(READERS))
-def test_the_build_publishes_the_junit_report_even_when_a_test_fails(system: str, pipeline: Pipeline) -> None:
-    assert _published_reports(system, pipeline) == [JUNIT_REPORT]
-    # Where the podman builder writes it: the build job's environment names the same folder.
+@pytest.mark.parametrize("job_id", ["build", "image-test"])
+def test_the_junit_report_is_published_even_when_a_test_fails(system: str, job_id: str, pipeline: Pipeline) -> None:
+    assert _published_reports(system, pipeline, job_id) == [JUNIT_REPORT]
     folder = JUNIT_REPORT.rsplit("/", 1)[0]
     rendered = _rendered(system, pipeline)
-    assert f"DOCKYARD_TEST_REPORTS={folder}" in rendered or f"'DOCKYARD_TEST_REPORTS': '{folder}'" in rendered
+    if job_id == "build":  # where the podman builder writes it: the build job's environment names the folder
+        assert f"DOCKYARD_TEST_REPORTS={folder}" in rendered or f"'DOCKYARD_TEST_REPORTS': '{folder}'" in rendered
+    else:  # the check exports the reports stage there before the test stage, and converts the events
+        script = READERS[system](pipeline)[job_id].script
+        assert "python3 components/dockyard_components/test_reports.py" in script
+        assert f"dest={folder}" in rendered or "dest=$REPORTS_DIR" in script
+        names = [command.name for command in pipeline.check.commands]
+        assert names.index("Export the test reports (target test-reports)") < names.index("Run the tests (target test)")
