@@ -51,7 +51,6 @@ GUARD = Path(__file__).resolve().parent / "scripts" / "build_guard.py"
 #: Where each build's whole output is kept; the newest KEPT_LOGS stay.
 LOG_DIR = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard")) / "build-logs"
 KEPT_LOGS = 20
-
 #: Lines that name a failure: Go test failures, compiler and podman errors, the script's own verdicts.
 #: Lines that say what failed; ``x_test.go:12: message`` is a Go test's own reason, under its ``--- FAIL`` line.
 FAILURE = re.compile(
