@@ -51,7 +51,11 @@ def test_the_junit_report_lists_every_app_test_and_the_build_keeps_coverage(app:
     props = {**build_props(env, tmp_path, REPOSITORY, tag), "reports_target": "test-reports"}
     built: dict[str, str] = {}
     try:
-        podman_build.run_build(props, built)
+        digest = podman_build.run_build(props, built)
+        # The registry keeps no test image: skopeo reads podman's login and certs.d.
+        subprocess.run(
+            ["skopeo", "delete", f"docker://{props['image_name']}@{digest}"], capture_output=True, check=False
+        )
     finally:
         subprocess.run(["podman", "rmi", "--force", f"{props['image_name']}:{tag}"], capture_output=True, check=False)
     reports = Path(built["test_reports"])
