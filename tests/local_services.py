@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tests.stacks import PROJECT
 
@@ -41,3 +43,25 @@ def start_local_cluster(timeout: int = 600) -> dict[str, str]:
         raise RuntimeError(f"scripts/local-cluster.sh start failed:\n{started.stderr[-3000:]}")
     printed = subprocess.run([str(CLUSTER), "env"], check=True, timeout=60, capture_output=True, text=True).stdout
     return parse_exports(printed)
+
+
+def build_props(env: Mapping[str, str], project_dir: Path, repository: str, tag: str) -> dict[str, Any]:
+    """Inputs of one PodmanBuild of ``project_dir/app`` (its Dockerfile's runtime stage, after its test stage) on the
+    offline base images, pushed to the local registry as ``repository:tag``."""
+    registry = env["DOCKYARD_REGISTRY"]
+    return {
+        "image_name": f"{registry}/{repository}",
+        "tags": [tag],
+        "project_dir": str(project_dir),
+        "context": "app",
+        "dockerfile": "Dockerfile",
+        "target": "runtime",
+        "test_target": "test",
+        "platform": "linux/amd64",
+        "build_args": {"BUILDER_IMAGE": env["DOCKYARD_BUILDER_IMAGE"], "RUNTIME_IMAGE": env["DOCKYARD_RUNTIME_IMAGE"]},
+        "labels": {},
+        "context_hash": project_dir.name,
+        "registry_server": registry,
+        "username": env["DOCKYARD_REGISTRY_USER"],
+        "password": env["DOCKYARD_REGISTRY_PASSWORD"],
+    }

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
@@ -46,6 +46,9 @@ class AppImageArgs(TypedDict):
     """Stage that is pushed; the Dockerfile's last stage unless given."""
     test_target: NotRequired[str]
     """Stage that must build (its RUN steps run the tests) before anything is pushed; no test stage unless given."""
+    test_reports_target: NotRequired[str]
+    """podman only: a stage holding only the test run's ``go-test.json`` and ``coverage.out``, exported before the
+    test stage runs (so a failing test keeps its reports too); ``test_reports`` then names the folder."""
     platform: NotRequired[str]
     """Target platform; ``linux/amd64`` unless given."""
     build_args: NotRequired[Mapping[str, str]]
@@ -56,6 +59,9 @@ class AppImageArgs(TypedDict):
     """podman only: registry/repository (no tag) that build layers are pulled from and pushed to."""
     password_source: NotRequired[str]
     """podman only: where the password is set (e.g. a config key), named when the registry refuses it."""
+    secrets: NotRequired[pulumi.Input[Mapping[str, pulumi.Input[str]]]]
+    """podman only: build secrets, id to value, read in the Dockerfile with ``RUN --mount=type=secret,id=<id>``; kept
+    a Pulumi secret and in no layer, history entry, image config or log."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,15 @@ class ImageBuild:
         )
 
 
+def _secret_props(secrets: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None) -> dict[str, pulumi.Input[Any]]:
+    """The build's ``secrets`` as one secret Output and its ids in the clear (what a diff compares); none without."""
+    if secrets is None:
+        return {}
+    values = pulumi.Output.secret(secrets)
+    ids = pulumi.Output.unsecret(values.apply(lambda found: sorted(found)))
+    return {"secrets": values, "secret_ids": ids}
+
+
 class AppImage(pulumi.ComponentResource):
     """One application image, built and pushed once; ``ref`` is ``registry/repository@sha256:<digest>``.
 
@@ -105,29 +120,45 @@ class AppImage(pulumi.ComponentResource):
     """Tags pushed alongside."""
     context_hash: pulumi.Output[str]
     """Hash of the build context that was sent."""
+    test_reports: pulumi.Output[str]
+    """Folder with the test run's ``junit.xml`` and ``coverage.out`` (beside the build log, or
+    ``$DOCKYARD_TEST_REPORTS``); empty when the build exported none."""
 
     def __init__(self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dockyard:index:AppImage", name, None, opts)
         if not args["tags"]:
             raise ValueError(f"{name}: at least one tag is required")
         build = ImageBuild.of(args)
+        if args.get("secrets") is not None and build.builder != Builder.PODMAN:
+            # pulumi-docker's Image (v4) has no build secrets; a build arg would put the value in the image history.
+            raise ValueError(f"{name}: build secrets need the podman builder")
         sources_hash = context_hash(build.context, build.dockerfile)
         if build.builder == Builder.PODMAN:
-            digest = self._build_with_podman(name, args, build, sources_hash)
+            digest, test_reports = self._build_with_podman(name, args, build, sources_hash)
         else:
-            digest = self._build_with_docker(name, args, build, sources_hash)
+            digest, test_reports = (
+                self._build_with_docker(name, args, build, sources_hash),
+                pulumi.Output.from_input(""),
+            )
 
         self.digest = digest
         self.ref = pulumi.Output.concat(args["image_name"], "@", digest)
         self.tags = pulumi.Output.from_input(list(args["tags"]))
         self.context_hash = pulumi.Output.from_input(sources_hash)
+        self.test_reports = test_reports
         self.register_outputs(
-            {"ref": self.ref, "digest": self.digest, "tags": self.tags, "contextHash": self.context_hash}
+            {
+                "ref": self.ref,
+                "digest": self.digest,
+                "tags": self.tags,
+                "contextHash": self.context_hash,
+                "testReports": self.test_reports,
+            }
         )
 
     def _build_with_podman(
         self, name: str, args: AppImageArgs, build: ImageBuild, sources_hash: str
-    ) -> pulumi.Output[str]:
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         # Runs the podman CLI only when something that shapes the image changed (see PodmanBuildProvider.diff).
         podman = PodmanBuild(
             f"{name}-podman-build",
@@ -139,6 +170,7 @@ class AppImage(pulumi.ComponentResource):
                 "dockerfile": build.dockerfile,
                 "target": build.target,
                 "test_target": build.test_target,
+                "reports_target": args.get("test_reports_target"),
                 "platform": build.platform,
                 "build_args": dict(build.build_args),
                 "labels": dict(build.labels),
@@ -148,10 +180,11 @@ class AppImage(pulumi.ComponentResource):
                 "password": build.password,
                 "cache_repo": args.get("cache_repo"),
                 "password_source": args.get("password_source"),
+                **_secret_props(args.get("secrets")),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return podman.digest
+        return podman.digest, podman.test_reports
 
     def _build_with_docker(
         self, name: str, args: AppImageArgs, build: ImageBuild, sources_hash: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +22,14 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from dockyard_components.build_memo import build_memo
+from dockyard_components.build_secrets import secret_files
 from dockyard_components.scripts.build_guard import find_engine
+from dockyard_components.test_reports import REPORTS_ENV, clear, write_junit
 
 #: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable). Not among
-#: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster.
+#: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster; the build secrets'
+#: values (``secrets``), which grant the build access and are not content: rotating one must not rebuild, and a
+#: value, even hashed, kept in state or the build memo's key could be checked against guesses. Their ids are.
 REBUILD_KEYS = (
     "image_name",
     "tags",
@@ -36,7 +41,10 @@ REBUILD_KEYS = (
     "build_args",
     "labels",
     "context_hash",
+    "secret_ids",
 )
+#: Inputs that are secrets: never among a resource's outputs.
+SECRET_INPUTS = ("password", "secrets")
 BUILD_TIMEOUT_SECONDS = 1800
 #: Runs the build in a process group of its own and stops it (and the run's plugins) when the engine dies.
 GUARD = Path(__file__).resolve().parent / "scripts" / "build_guard.py"
@@ -60,13 +68,22 @@ def _lines(values: Mapping[str, str]) -> str:
 
 
 def new_log_path(image_name: str, directory: Path | None = None) -> Path:
-    """A fresh log file for one build of ``image_name`` (in :data:`LOG_DIR`); logs beyond :data:`KEPT_LOGS` go."""
+    """A fresh log file for one build of ``image_name`` (in :data:`LOG_DIR`); logs beyond :data:`KEPT_LOGS` go,
+    with their test reports (``<log>.reports/``)."""
     directory = directory or LOG_DIR
     directory.mkdir(parents=True, exist_ok=True)
     for old in sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime)[: -KEPT_LOGS + 1]:
         old.unlink(missing_ok=True)
+        shutil.rmtree(old.with_suffix(".reports"), ignore_errors=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return directory / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', image_name)}-{stamp}-{os.getpid()}.log"
+
+
+def reports_beside(log_path: Path, project_dir: Path) -> Path:
+    """The folder a build's test reports go to: ``$DOCKYARD_TEST_REPORTS`` (relative to the program's directory,
+    as CI sets it) if set, else beside its log."""
+    chosen = os.environ.get(REPORTS_ENV)
+    return project_dir / chosen if chosen else log_path.with_suffix(".reports")
 
 
 def failure_report(output: str, log_path: Path, image_name: str, returncode: int) -> str:
@@ -88,17 +105,18 @@ def failure_report(output: str, log_path: Path, image_name: str, returncode: int
     )
 
 
-def run_build(props: Mapping[str, Any]) -> str:
+def run_build(props: Mapping[str, Any], built: dict[str, str] | None = None) -> str:
     """Build, test and push ``props`` (or reuse the digest a build with the same inputs pushed, when a build memo is
-    set and the registry still holds it); return the pushed manifest digest."""
+    set and the registry still holds it); return the pushed manifest digest. ``built``, if given, gets the paths of
+    what the build kept: ``log`` and, when its test stage exported reports, ``test_reports``."""
     with build_memo(props, REBUILD_KEYS) as memo:
-        digest = _run_script(props, reuse=memo.digest if memo else None)
+        digest = _run_script(props, reuse=memo.digest if memo else None, built=built if built is not None else {})
         if memo:
             memo.record(digest)
         return digest
 
 
-def _run_script(props: Mapping[str, Any], reuse: str | None) -> str:
+def _run_script(props: Mapping[str, Any], reuse: str | None, built: dict[str, str]) -> str:
     """Run ``scripts/podman-build.sh`` for ``props`` under the build guard; return the pushed manifest digest."""
     script = resources.files("dockyard_components").joinpath("scripts/podman-build.sh").read_text()
     password = props.get("password")
@@ -119,10 +137,18 @@ def _run_script(props: Mapping[str, Any], reuse: str | None) -> str:
         "CACHE_REPO": props.get("cache_repo") or "",
         "PASSWORD_SOURCE": props.get("password_source") or "",
         "REUSE_DIGEST": reuse or "",
+        "REPORTS_TARGET": props.get("reports_target") or "",
     }
     log_path = new_log_path(props["image_name"])
+    built["log"] = str(log_path)
+    reports = reports_beside(log_path, Path(props["project_dir"]))
+    if props.get("reports_target"):
+        reports.mkdir(parents=True, exist_ok=True)
+        clear(reports)
+    environment["REPORTS_DIR"] = str(reports)
     command = [sys.executable, str(GUARD), str(find_engine(os.getpid()) or 0), "--", "bash", "-c", script]
-    with log_path.open("w") as log:
+    with secret_files(props.get("secrets") or {}) as build_secrets, log_path.open("w") as log:
+        environment["BUILD_SECRETS"] = build_secrets
         build = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=environment, text=True
         )
@@ -135,9 +161,14 @@ def _run_script(props: Mapping[str, Any], reuse: str | None) -> str:
                 f"podman build of {props['image_name']} took over {BUILD_TIMEOUT_SECONDS}s and was stopped; "
                 f"full output: {log_path}"
             ) from None
+    # Also after a failed test: the reports say which tests failed.
+    junit = write_junit(reports) if props.get("reports_target") else None
+    if junit is not None:
+        built["test_reports"] = str(reports)
     if build.returncode != 0:
         output = log_path.read_text(errors="replace")
-        raise PodmanBuildError(failure_report(output, log_path, props["image_name"], build.returncode))
+        report = failure_report(output, log_path, props["image_name"], build.returncode)
+        raise PodmanBuildError(report + (f"\ntest report: {junit}" if junit else ""))
     digest = digest.strip()
     if not digest.startswith("sha256:"):
         raise PodmanBuildError(f"podman push of {props['image_name']} reported no digest: {digest!r}; see {log_path}")
@@ -173,9 +204,12 @@ class PodmanBuildProvider(dynamic.ResourceProvider):
     """Builds on create and on any change of :data:`REBUILD_KEYS`; deleting keeps the pushed image (rollbacks)."""
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        digest = run_build(props)
-        outputs = {key: value for key, value in props.items() if key != "password"}
-        return dynamic.CreateResult(id_=digest, outs={**outputs, "digest": digest})
+        built: dict[str, str] = {}
+        digest = run_build(props, built)
+        outputs = {key: value for key, value in props.items() if key not in SECRET_INPUTS}
+        return dynamic.CreateResult(
+            id_=digest, outs={**outputs, "digest": digest, "test_reports": built.get("test_reports", "")}
+        )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         changed = [key for key in REBUILD_KEYS if olds.get(key) != news.get(key)]
@@ -190,15 +224,22 @@ class PodmanBuild(dynamic.Resource):
     """One podman build + push. Output ``digest`` is the pushed manifest digest.
 
     The optional input ``cache_repo`` (a repository without a tag) becomes the script's ``CACHE_REPO``: layers are
-    pulled from and pushed to it, so a fresh CI runner reuses the previous build's layers.
+    pulled from and pushed to it, so a fresh CI runner reuses the previous build's layers. ``secrets`` (id → value, a
+    secret Output) are mounted for ``RUN --mount=type=secret,id=<id>`` from files that exist only during the build;
+    ``secret_ids`` (their ids) are what a diff compares. With ``reports_target`` (a stage holding only the test
+    stage's reports), output ``test_reports`` is the folder with ``junit.xml`` and ``coverage.out`` (empty: none, as
+    when a build memo reused a digest and no test ran).
     """
 
     digest: pulumi.Output[str]
+    test_reports: pulumi.Output[str]
 
     def __init__(self, name: str, props: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(
             PodmanBuildProvider(),
             name,
-            {**props, "digest": None},
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["password"])),
+            {**props, "digest": None, "test_reports": None},
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_INPUTS))
+            ),
         )

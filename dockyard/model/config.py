@@ -54,6 +54,7 @@ from dockyard_components.app_spec import Model as Model
 from dockyard_components.app_spec import ResourceAmounts as ResourceAmounts
 from dockyard_components.app_spec import ResourcesConfig as ResourcesConfig
 from dockyard_components.app_spec import matching
+from dockyard_components.build_secrets import SECRET_ID_PATTERN
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference
 from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES, Severity
 from dockyard_components.tiers import Tier as Tier
@@ -72,6 +73,7 @@ SECRET_KEYS: dict[str, str] = {
     "ciPulumiPassphrase": "passphrase CI uses to decrypt this stack's secrets",
     "cosignPrivateKey": "cosign private key (encrypted PEM) that signs this stack's builds",
     "cosignPassword": "password of dockyard:cosignPrivateKey",
+    "buildSecrets": "object of build secret ids (image.build.secrets) to values, mounted for RUN --mount=type=secret",
 }
 
 #: Keys that hold encrypted values among plaintext ones: the models take them as the stack file writes them (an
@@ -98,6 +100,10 @@ def _cache_repository(value: str) -> str:
     return value
 
 
+SecretId = Annotated[
+    str, AfterValidator(matching(SECRET_ID_PATTERN, "a build secret id: letters, digits, '_', '.', '-' (at most 128)"))
+]
+
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 
 
@@ -114,12 +120,37 @@ class BuildConfig(Model):
     dockerfile: str = Field(default="Dockerfile", description="Dockerfile path inside the context")
     target: str = Field(default="runtime", description="final stage that is pushed")
     test_target: str | None = Field(default="test", description="stage that runs the tests before the push")
+    test_reports_target: str | None = Field(
+        default=None,
+        description="podman: stage holding only the tests' go-test.json and coverage.out (JUnit report, CI artifacts)",
+    )
     platform: str = Field(default="linux/amd64", description="target platform")
     build_args: dict[EnvName, str] = Field(default_factory=dict, description="extra --build-arg values")
     cache_repo: Annotated[str, AfterValidator(_cache_repository)] | None = Field(
         default=None,
         description="podman: registry/repository (no tag) that build layers are pulled from and pushed to",
     )
+    secrets: list[SecretId] = Field(
+        default_factory=list,
+        description="podman: ids of build secrets (values in dockyard:buildSecrets) for RUN --mount=type=secret,id=<id>",
+    )
+
+    @model_validator(mode="after")
+    def _podman_only(self) -> BuildConfig:
+        # pulumi-docker's Image (v4) takes no build secrets (a build arg would land in the image's history) and
+        # exports no stage.
+        if self.secrets and self.builder != "podman":
+            raise ValueError(
+                f"secrets: set with builder {self.builder}; allowed: builder podman (pulumi-docker takes no secrets)"
+            )
+        if self.test_reports_target and self.builder != "podman":
+            raise ValueError(
+                f"testReportsTarget: set with builder {self.builder}; allowed: builder podman "
+                "(pulumi-docker exports no stage)"
+            )
+        if self.test_reports_target and not self.test_target:
+            raise ValueError("testReportsTarget: set without testTarget; allowed: both (the reports are the tests')")
+        return self
 
 
 class ImageConfig(Model):

@@ -106,9 +106,17 @@ def _steps(job: Job, registry: RegistryLogin) -> list[Any]:
         steps.append(_run("Keep the report for the signing job", f"cp {' '.join(kept)} {WORKSPACE}/\n"))
         steps.append({"persist_to_workspace": {"root": WORKSPACE, "paths": kept}})
     steps += [{"store_artifacts": {"path": path}} for path in kept]
+    steps += _test_reports(job)
     if job.on_failure is not None:
         steps.append(_run(job.on_failure.name, prelude + block(job.on_failure, _fact), when="on_fail"))
     return steps
+
+
+def _test_reports(job: Job) -> list[Any]:
+    if not job.test_reports:
+        return []
+    # CircleCI runs these upload steps also after a failed step: a failing test is shown in the Tests tab.
+    return [{"store_test_results": {"path": job.test_reports}}, {"store_artifacts": {"path": job.test_reports}}]
 
 
 def _job(job: Job, pipeline: Pipeline, runner_image: str) -> dict[str, Any]:
@@ -124,7 +132,11 @@ def _check(pipeline: Pipeline, runner_image: str) -> dict[str, Any]:
     return {
         "docker": [{"image": runner_image}],
         "resource_class": "medium",
-        "steps": ["checkout", *(_run(c.name, block(c, _fact)) for c in pipeline.check.commands)],
+        "steps": [
+            "checkout",
+            *(_run(c.name, block(c, _fact)) for c in pipeline.check.commands),
+            *_test_reports(pipeline.check),
+        ],
     }
 
 

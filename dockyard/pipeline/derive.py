@@ -48,6 +48,7 @@ from dockyard.pipeline.model import (
     DEFAULT_BRANCH,
     IMAGE_REF_ENV,
     IMAGE_REF_OUTPUT,
+    JUNIT_CONVERTER,
     POLICY_PACK,
     PREVIEW_DIRECTORY,
     PREVIEW_SUMMARY,
@@ -57,6 +58,7 @@ from dockyard.pipeline.model import (
     SECRET_PASSPHRASE,
     SECRET_REGISTRY_PASSWORD,
     SUPPLY_CHAIN_JOB,
+    TEST_REPORTS_DIRECTORY,
     VARIABLE_BACKEND_URL,
     VULNERABILITY_REPORT,
     Access,
@@ -79,7 +81,9 @@ from dockyard.pipeline.model import (
     promote_job_id,
     registry_urn_pattern,
 )
+from dockyard.pipeline.pins import HADOLINT_REQUIREMENT
 from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES, scan_script
+from dockyard_components.test_reports import REPORTS_ENV
 
 #: Artifact names of the files that travel between jobs (never an image: only the reference does).
 VULNERABILITY_ARTIFACT = "vulnerability-report"
@@ -315,7 +319,22 @@ def registry_login(env: EnvironmentConfig) -> RegistryLogin:
 # --- jobs -------------------------------------------------------------------------------------------------------
 
 
+def lint_command(build: BuildConfig) -> Command:
+    """hadolint on the Dockerfile, before anything is built: the lint tier's pin, in a venv of its own (the job's
+    Python may be the system's, which pip must not change)."""
+    return Command(
+        "Lint the Dockerfile (hadolint)",
+        'linter="${TMPDIR:-/tmp}/dockyard-hadolint"\n'
+        'python3 -m venv "$linter"\n'
+        '"$linter/bin/python" -m pip install --quiet --no-cache-dir "$HADOLINT"\n'
+        '"$linter/bin/hadolint" "$DOCKERFILE"\n',
+        {"HADOLINT": HADOLINT_REQUIREMENT, "DOCKERFILE": f"{build.context}/{build.dockerfile}"},
+    )
+
+
 def _build_job(stack: str, env: EnvironmentConfig) -> Job:
+    assert env.image.build is not None
+    reports = TEST_REPORTS_DIRECTORY if env.image.build.test_reports_target else None
     build = Command(
         "Test, build and push the image: its one build",
         _with_registry_token(
@@ -333,6 +352,8 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
             **_update_env(stack, env, github_admin=False),
             "IMAGE_URN": image_urn_pattern(stack),
             "REGISTRY_URN": registry_urn_pattern(stack),
+            # The podman builder puts the test run's JUnit report and coverage here, for the CI system to publish.
+            **({REPORTS_ENV: reports} if reports else {}),
         },
         publishes="ref",
     )
@@ -343,7 +364,8 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
         trigger=Trigger.MAIN,
         needs=(),
         timeout_minutes=45,
-        commands=(build,),
+        commands=(lint_command(env.image.build), build),
+        test_reports=reports,
         environment=stack,
         stack=stack,
         tools=(Tool.PULUMI,),
@@ -599,7 +621,18 @@ def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
     }
     podman = f'podman build --platform "$PLATFORM" --file "$DOCKERFILE"{args} --target "$TARGET"'
     db_repository, severities = scan_settings(env)
-    commands = []
+    commands = [lint_command(build)]
+    reports = TEST_REPORTS_DIRECTORY if build.test_target and build.test_reports_target else None
+    if reports:
+        # Before the test stage: the reports of a failing test are exported too; the tests run once (layer cache).
+        commands.append(
+            Command(
+                f"Export the test reports (target {build.test_reports_target})",
+                f'{podman} --output "type=local,dest=$REPORTS_DIR" "$CONTEXT"\n'
+                f'python3 {JUNIT_CONVERTER} "$REPORTS_DIR"\n',
+                {**common, "TARGET": str(build.test_reports_target), "REPORTS_DIR": reports},
+            )
+        )
     if build.test_target:
         commands.append(
             Command(
@@ -630,6 +663,7 @@ def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
         timeout_minutes=30,
         commands=tuple(commands),
         tools=(Tool.TRIVY,),
+        test_reports=reports,
     )
 
 

@@ -25,6 +25,7 @@ from dockyard.pipeline.derive import (
     VULNERABILITY_ARTIFACT,
     building_stack,
     ci_stacks,
+    lint_command,
     preview_command,
     summary_command,
 )
@@ -36,6 +37,7 @@ from dockyard.pipeline.model import (
     HELM_VERSION,
     IMAGE_REF,
     INSTALL_PROJECT,
+    JUNIT_CONVERTER,
     PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
@@ -46,6 +48,7 @@ from dockyard.pipeline.model import (
     SECRET_REGISTRY_PASSWORD,
     SUMMARY_JOB,
     SYFT_VERSION,
+    TEST_REPORTS_ARTIFACT,
     VARIABLE_REGISTRY_HOST,
     VARIABLE_REGISTRY_USERNAME,
     VULNERABILITY_REPORT,
@@ -311,6 +314,16 @@ def _upload(name: str, path: str, retention_days: int) -> Step:
     }
 
 
+def _upload_test_reports(folder: str) -> Step:
+    # Also when a test failed the build; a reused digest ran no test, so an empty folder only warns.
+    return {
+        "name": f"Keep the test reports ({folder}/)",
+        "if": _expr("!cancelled()"),
+        "uses": uses("actions/upload-artifact"),
+        "with": {"name": TEST_REPORTS_ARTIFACT, "path": f"{folder}/", "if-no-files-found": "warn", "retention-days": 7},
+    }
+
+
 def _download(name: str) -> Step:
     return {"name": f"Fetch {name}", "uses": uses("actions/download-artifact"), "with": {"name": name}}
 
@@ -353,7 +366,22 @@ def ci_workflow(pipeline: Pipeline) -> Document:
     if build.build_args:
         common["build-args"] = "".join(f"{key}={value}\n" for key, value in sorted(build.build_args.items()))
     scan_ref = "dockyard-ci:scan"
-    steps: list[Step] = [_checkout(), {"name": "Set up Buildx", "uses": uses("docker/setup-buildx-action")}]
+    steps: list[Step] = [
+        _checkout(),
+        _run(lint_command(build), pipeline),
+        {"name": "Set up Buildx", "uses": uses("docker/setup-buildx-action")},
+    ]
+    reports = pipeline.check.test_reports
+    if reports:
+        # Before the test stage: a failing test's reports are exported too; BuildKit's cache runs the tests once.
+        steps += [
+            {
+                "name": f"Export the test reports (target {build.test_reports_target})",
+                "uses": uses("docker/build-push-action"),
+                "with": {**common, "target": build.test_reports_target, "outputs": f"type=local,dest={reports}"},
+            },
+            {"name": "Write the JUnit report", "run": f"python3 {JUNIT_CONVERTER} {reports}\n"},
+        ]
     if build.test_target:
         steps.append(
             {
@@ -369,6 +397,7 @@ def ci_workflow(pipeline: Pipeline) -> Document:
             "with": {**common, "target": build.target, "load": True, "tags": scan_ref},
         },
         _trivy_gate(scan_ref, pipeline),
+        *([_upload_test_reports(reports)] if reports else []),
     ]
     return {
         "name": "ci",
@@ -403,7 +432,8 @@ def _program_permissions(registry: RegistryLogin) -> dict[str, str]:
 def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     assert job.stack is not None
     registry = pipeline.registries[job.stack]
-    (command,) = job.commands
+    *checks, command = job.commands
+    reports = [_upload_test_reports(job.test_reports)] if job.test_reports else []
     return {
         "name": job.name,
         "runs-on": RUNNER,
@@ -416,7 +446,9 @@ def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
             _checkout(),
             *_python_and_pulumi(),
             *(cloud_login_steps(registry, docker=False) if job.cloud_login else []),
+            *(_run(check, pipeline) for check in checks),
             _run(command, pipeline, id=BUILD_JOB),
+            *reports,
             *_on_failure(job, pipeline),
         ],
     }

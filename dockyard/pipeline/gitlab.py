@@ -136,20 +136,35 @@ def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     if job.keeps:
         artifacts["paths"] = list(job.keeps.values())
         artifacts["expire_in"] = "30 days" if job.stage == Stage.PROMOTE else "7 days"
+    _add_test_reports(job, artifacts)
     if artifacts:
         entry["artifacts"] = artifacts
     return entry
 
 
+def _add_test_reports(job: Job, artifacts: dict[str, Any]) -> None:
+    if job.test_reports:
+        # The merge request's and pipeline's test tab; uploaded also when a test failed the build.
+        artifacts.setdefault("reports", {})["junit"] = f"{job.test_reports}/junit.xml"
+        artifacts["paths"] = [*artifacts.get("paths", []), f"{job.test_reports}/"]
+        artifacts["expire_in"] = artifacts.get("expire_in", "7 days")
+        artifacts["when"] = "always"
+
+
 def _check(pipeline: Pipeline) -> dict[str, Any]:
     job = pipeline.check
-    return {
+    entry: dict[str, Any] = {
         "stage": "test",
         "rules": [{"if": CHANGE_RULE}],
         "needs": [],
         "timeout": f"{job.timeout_minutes} minutes",
         "script": [block(command, _fact) for command in job.commands],
     }
+    artifacts: dict[str, Any] = {}
+    _add_test_reports(job, artifacts)
+    if artifacts:
+        entry["artifacts"] = artifacts
+    return entry
 
 
 def _previews(pipeline: Pipeline, python_image: str) -> dict[str, Any]:

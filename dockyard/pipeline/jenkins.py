@@ -182,12 +182,25 @@ def _stage(job: Job, pipeline: Pipeline, runner_image: str) -> list[str]:
     lines += _indent(_environment(_bindings(job)), 1)
     lines += _indent(["options {", *(f"    {option}" for option in options), "}"], 1)
     lines += _indent(["steps {", *_indent(_steps(job, registry), 1), "}"], 1)
-    if job.on_failure is not None:
-        # On the stage's agent, with its credentials bound; a failure here leaves the stage failed as it was.
-        notify = _sh(job.on_failure.name, block(job.on_failure, _fact))
-        lines += _indent(["post {", "    failure {", f"        {notify}", "    }", "}"], 1)
+    lines += _indent(_post(job), 1)
     lines.append("}")
     return lines
+
+
+def _post(job: Job) -> list[str]:
+    """The stage's one ``post`` block: its test reports always (a failing test is recorded on the build's page), its
+    webhooks told on failure (on the stage's agent, with its credentials bound; a failure there changes nothing)."""
+    conditions = []
+    if job.test_reports:
+        conditions += [
+            "always {",
+            f"    junit allowEmptyResults: true, testResults: {groovy(job.test_reports + '/junit.xml')}",
+            f"    archiveArtifacts artifacts: {groovy(job.test_reports + '/**')}, allowEmptyArchive: true",
+            "}",
+        ]
+    if job.on_failure is not None:
+        conditions += ["failure {", f"    {_sh(job.on_failure.name, block(job.on_failure, _fact))}", "}"]
+    return ["post {", *_indent(conditions, 1), "}"] if conditions else []
 
 
 def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> list[str]:
@@ -196,6 +209,7 @@ def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> 
     lines = [f"stage({groovy(check.id)}) {{", *_indent(change, 1), *_indent(_agent(runner_image), 1)]
     lines += _indent([f"options {{ timeout(time: {check.timeout_minutes}, unit: 'MINUTES') }}"], 1)
     lines += _indent(["steps {", *(f"    {_sh(c.name, block(c, _fact))}" for c in check.commands), "}"], 1)
+    lines += _indent(_post(check), 1)
     lines.append("}")
     lines += [f"stage({groovy('previews')}) {{", *_indent(change, 1), "    parallel {"]
     for stack in pipeline.previews:

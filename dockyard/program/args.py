@@ -106,8 +106,12 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
         args["password_source"] = password_source(stack.env.registry.password_env)
     if build.test_target:
         args["test_target"] = build.test_target
+    if build.test_reports_target:
+        args["test_reports_target"] = build.test_reports_target
     if build.cache_repo:
         args["cache_repo"] = build.cache_repo
+    if build.secrets and stack.secrets.build_secrets is not None:
+        args["secrets"] = stack.secrets.build_secrets
     return args
 
 

@@ -42,6 +42,8 @@ class StackSecrets:
     ci_pulumi_passphrase: pulumi.Output[str] | None
     cosign_private_key: pulumi.Output[str] | None = None
     cosign_password: pulumi.Output[str] | None = None
+    #: ``dockyard:buildSecrets``: the values of ``image.build.secrets``, by id.
+    build_secrets: pulumi.Output[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ def load(stack: str | None = None, project_dir: Path | None = None) -> StackConf
         ci_pulumi_passphrase=config.get_secret("ciPulumiPassphrase"),
         cosign_private_key=config.get_secret("cosignPrivateKey"),
         cosign_password=config.get_secret("cosignPassword"),
+        build_secrets=config.get_secret_object("buildSecrets") if "buildSecrets" in raw else None,
     )
     return StackConfig(stack=stack, env=env, secrets=secrets)
 
@@ -219,6 +222,41 @@ def _secret_problems(
                     "allowed: an object of environment variable names to string values",
                 )
             )
+    return problems + _build_secret_problems(stack, env, raw)
+
+
+def _build_secret_problems(stack: str, env: EnvironmentConfig, raw: Mapping[str, Any]) -> list[Problem]:
+    """``dockyard:buildSecrets`` holds a string for exactly the ids ``image.build.secrets`` lists (only its keys and
+    the values' types are looked at)."""
+    wanted = set(env.image.build.secrets) if env.image.build is not None else set()
+    if "buildSecrets" not in raw:
+        if not wanted:
+            return []
+        found: Any = {}
+    else:
+        found = _decode(raw["buildSecrets"])
+    key = f"{NAMESPACE}:buildSecrets"
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        return [Problem(stack, key, "not an object of id: string", "allowed: an object of build secret ids to values")]
+    problems = []
+    if missing := sorted(wanted - set(found)):
+        problems.append(
+            Problem(
+                stack,
+                key,
+                f"no value for {', '.join(missing)} (listed in image.build.secrets)",
+                f"allowed: pulumi config set --secret --path '{key}.<id>' ...",
+            )
+        )
+    if extra := sorted(set(found) - wanted):
+        problems.append(
+            Problem(
+                stack,
+                key,
+                f"{', '.join(extra)} not listed in image.build.secrets",
+                f"allowed: the ids image.build.secrets lists: {', '.join(sorted(wanted)) or 'none'}",
+            )
+        )
     return problems
 
 

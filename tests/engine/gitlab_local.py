@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from dockyard.pipeline.pins import HADOLINT_REQUIREMENT
 from tests.engine.harness import PASSPHRASE, SESSION, isolate_namespaces
 from tests.stacks import PROJECT
 
@@ -61,7 +62,9 @@ def wheelhouse(cache: Path) -> Path:
     """Wheels of the project and every dependency, built once per pyproject pair: the runner's package index, so
     each job installs its virtualenv without the network (``PIP_NO_INDEX``), as a pipeline with a pip mirror does."""
     key = hashlib.sha256(
-        (PROJECT / "pyproject.toml").read_bytes() + (PROJECT / "components" / "pyproject.toml").read_bytes()
+        (PROJECT / "pyproject.toml").read_bytes()
+        + (PROJECT / "components" / "pyproject.toml").read_bytes()
+        + HADOLINT_REQUIREMENT.encode()
     ).hexdigest()[:16]
     directory = cache / "wheelhouse" / key
     if not (directory / ".complete").is_file():
@@ -84,6 +87,8 @@ def wheelhouse(cache: Path) -> Path:
                 str(directory),
                 "./components",
                 ".",
+                # The build and check jobs lint the Dockerfile with it, in a venv of their own.
+                HADOLINT_REQUIREMENT,
                 *sorted(build_requires),
             ],
             PROJECT,

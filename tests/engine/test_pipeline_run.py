@@ -17,6 +17,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,6 +73,12 @@ def _kubectl_json(services: dict[str, str], *args: str) -> Any:
     return json.loads(completed.stdout)
 
 
+def _junit(pipeline: LocalPipeline) -> Path:
+    """The JUnit report the build job's podman build wrote into the job's checkout (``DOCKYARD_TEST_REPORTS``),
+    which the job's ``artifacts:reports:junit`` publishes."""
+    return pipeline.directory / ".gitlab-ci-local" / "builds" / "build" / "test-reports" / "junit.xml"
+
+
 @pytest.fixture(scope="module")
 def delivered(engine: str, local_services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Delivered:
     root = tmp_path_factory.mktemp("pipeline")
@@ -88,6 +95,8 @@ def delivered(engine: str, local_services: dict[str, str], tmp_path_factory: pyt
         if job == "scan":  # the real trivy, against the local registry's DB: a scan, not a stand-in
             assert "no HIGH or CRITICAL vulnerability" in run.log, run.log[-3000:]
     seconds = time.monotonic() - started
+    assert "hadolint" in pipeline.runs[0].log, "the build job lints the Dockerfile first"
+    assert 'name="TestHealthOK"' in _junit(pipeline).read_text(), "the build job's test report"
     report = pipeline.directory / ".gitlab-ci-local" / "artifacts" / "build" / ".gitlab-ci-reports" / "dotenv"
     image_ref = (report / "image-ref.env").read_text().strip().removeprefix("IMAGE_REF=")
     print("push pipeline: " + ", ".join(f"{r.job} {r.seconds:.0f} s" for r in pipeline.runs) + f"; {seconds:.0f} s")
@@ -144,6 +153,10 @@ def test_a_broken_app_test_fails_the_build_and_nothing_later_runs(delivered: Del
     whole = pipeline.run_pipeline()
     assert whole.returncode != 0
     assert "broken on purpose" in whole.log
+    # The report names the failing test beside the passing ones (published with `when: always`).
+    junit = _junit(pipeline).read_text()
+    assert re.search(r'name="TestBrokenOnPurpose"[^>]*>\s*<failure', junit), junit[-2000:]
+    assert 'name="TestHealthOK"' in junit
     # gitlab-ci-local pads each job's name to one column before what the job does.
     started = {job for job in PUSH_JOBS if re.search(rf"^{re.escape(job)}\s+starting shell", whole.log, re.MULTILINE)}
     assert started == {"build"}, f"only the build starts: {started}"

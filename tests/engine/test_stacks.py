@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import ssl
 import stat
 from pathlib import Path
@@ -32,6 +33,8 @@ from tests.stacks import STACKS
 pytestmark = pytest.mark.engine
 
 APP_SECRET = "sentinel-engine-app-secret"
+#: A build secret of local's build (image.build.secrets): given to podman as a file, kept only encrypted in state.
+BUILD_SECRET = "sentinel-engine-build-secret"
 #: The demo values committed (encrypted) in Pulumi.local.yaml and Pulumi.local-prod.yaml.
 COMMITTED_SECRETS = {"local": "demo-local-api-key", "local-prod": "demo-local-prod-api-key"}
 EXPECTED_TYPES = {
@@ -123,6 +126,18 @@ def deployed(local_workspace: Workspace) -> Workspace:
             stack,
             stdin=APP_SECRET,
         )
+        if stack == "local":
+            set_stack_config(local_workspace, stack, ["image", "build", "secrets"], ["engine_token"])
+            local_workspace.pulumi(
+                "config",
+                "set",
+                "--secret",
+                "--path",
+                "dockyard:buildSecrets.engine_token",
+                "--stack",
+                stack,
+                stdin=BUILD_SECRET,
+            )
         local_workspace.pulumi("up", "--stack", stack, "--yes", timeout=2400)
     return local_workspace
 
@@ -144,6 +159,8 @@ class TestLocalStacks:
             if r["type"] == "pulumi-python:dynamic:Resource" and r["urn"].endswith("image-podman-build")
         )
         tag = build["outputs"]["tags"][0]
+        # The test run's JUnit report, beside the build log, is an output of the build.
+        assert 'name="TestHealthOK"' in (Path(build["outputs"]["test_reports"]) / "junit.xml").read_text()
         registry, repository = name.split("/", 1)
         response = httpx.head(
             f"https://{registry}/v2/{repository}/manifests/{tag}",
@@ -169,10 +186,18 @@ class TestLocalStacks:
     def test_state_holds_no_secret_in_plaintext(self, deployed: Workspace, stack: str) -> None:
         exported = deployed.pulumi("stack", "export", "--stack", stack).stdout
         assert APP_SECRET not in exported
+        assert BUILD_SECRET not in exported
         assert COMMITTED_SECRETS[stack] not in exported
         assert deployed.env["DOCKYARD_REGISTRY_PASSWORD"] not in exported
         history = deployed.pulumi("stack", "history", "--stack", stack, "--json").stdout
         assert APP_SECRET not in history
+        assert BUILD_SECRET not in history
+        if stack == "local":  # the build had it: its input is there, encrypted
+            build = next(
+                r for r in json.loads(exported)["deployment"]["resources"] if r["urn"].endswith("image-podman-build")
+            )
+            assert build["inputs"]["secret_ids"] == ["engine_token"]
+            assert build["inputs"]["secrets"]["4dabf18193072939515e22adb298388d"] == "1b47061264138c4ac30d75fd1eb44270"
 
     def test_live_secret_holds_the_decrypted_values_only_in_the_cluster(self, deployed: Workspace) -> None:
         (secret,) = [s for s in live(deployed, "local", "secrets").values() if s["type"] == "Opaque"]

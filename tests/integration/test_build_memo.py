@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from dockyard_components import podman_build
 from dockyard_components.build_memo import MEMO_ENV
-from tests.local_services import start_local_services
+from tests.local_services import build_props, start_local_services
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -41,22 +40,7 @@ def test_a_memo_hit_reuses_the_digest_and_a_lost_digest_builds_again(
     monkeypatch.delenv("DOCKYARD_BUILD_NO_CACHE", raising=False)
     monkeypatch.setattr(podman_build, "LOG_DIR", tmp_path / "logs")
     registry = env["DOCKYARD_REGISTRY"]
-    props: dict[str, Any] = {
-        "image_name": f"{registry}/dockyard/memo-it",
-        "tags": [f"memo-{tmp_path.name.lower()}"[:120]],
-        "project_dir": str(tmp_path),
-        "context": "app",
-        "dockerfile": "Dockerfile",
-        "target": "runtime",
-        "test_target": "test",
-        "platform": "linux/amd64",
-        "build_args": {"BUILDER_IMAGE": env["DOCKYARD_BUILDER_IMAGE"], "RUNTIME_IMAGE": env["DOCKYARD_RUNTIME_IMAGE"]},
-        "labels": {},
-        "context_hash": tmp_path.name,
-        "registry_server": registry,
-        "username": env["DOCKYARD_REGISTRY_USER"],
-        "password": env["DOCKYARD_REGISTRY_PASSWORD"],
-    }
+    props = build_props(env, tmp_path, "dockyard/memo-it", f"memo-{tmp_path.name.lower()}"[:120])
 
     def build() -> tuple[str, str]:
         digest = podman_build.run_build(props)

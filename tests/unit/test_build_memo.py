@@ -80,7 +80,7 @@ def test_a_cold_build_or_no_memo_never_reuses(builds: list[dict[str, str]], monk
 
 
 def test_a_failed_build_is_not_recorded(builds: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing(_props: Any, reuse: str | None) -> str:
+    def failing(_props: Any, reuse: str | None, built: dict[str, str]) -> str:
         raise podman_build.PodmanBuildError("test stage failed")
 
     with monkeypatch.context() as patch:
@@ -89,3 +89,16 @@ def test_a_failed_build_is_not_recorded(builds: list[dict[str, str]], monkeypatc
             podman_build.run_build(PROPS)
     podman_build.run_build(PROPS)
     assert builds[-1]["REUSE_DIGEST"] == ""
+
+
+def test_a_rotated_build_secret_reuses_and_its_value_is_nowhere_in_the_memo(
+    builds: list[dict[str, str]], tmp_path: Path
+) -> None:
+    first = podman_build.run_build({**PROPS, "secrets": {"npm": "sentinel-one"}, "secret_ids": ["npm"]})
+    rotated = podman_build.run_build({**PROPS, "secrets": {"npm": "sentinel-two"}, "secret_ids": ["npm"]})
+    assert rotated == first
+    other_id = podman_build.run_build({**PROPS, "secrets": {"pip": "sentinel-two"}, "secret_ids": ["pip"]})
+    assert other_id != first
+    memo = tmp_path / "memo"
+    written = "".join(p.name + p.read_text() for p in memo.iterdir())
+    assert "sentinel" not in written

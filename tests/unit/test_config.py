@@ -221,7 +221,7 @@ def test_load_refuses_plaintext_secrets_and_encrypted_settings(mocks: RecordingM
     assert sorted(caught.value.problems) == [
         "dev: dockyard:kubeconfig: stored in plaintext; allowed: an encrypted value "
         "(pulumi config set --secret dockyard:kubeconfig ...)",
-        "dev: dockyard:kubernetes: stored as a secret; allowed: secrets only under appSecrets, "
+        "dev: dockyard:kubernetes: stored as a secret; allowed: secrets only under appSecrets, buildSecrets, "
         "ciPulumiPassphrase, cosignPassword, cosignPrivateKey, kubeconfig, registryPassword",
     ]
 
@@ -291,3 +291,25 @@ def test_random_documents_only_raise_config_error(document: dict[str, Any]) -> N
     except ConfigError as error:  # any other exception type fails the test
         problems = error.problems or ["<empty>"]
     assert all(line.startswith("fuzz: dockyard:") for line in problems)
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (
+            {"builder": "docker", "secrets": ["npm_token"]},
+            "local: dockyard:image.build.secrets: set with builder docker; allowed: builder podman (pulumi-docker takes no secrets)",
+        ),
+        (
+            {"builder": "podman", "secrets": ["npm,token"]},
+            "local: dockyard:image.build.secrets[0]: found 'npm,token'; allowed: a build secret id: letters, digits, '_', "
+            "'.', '-' (at most 128)",
+        ),
+    ],
+)
+def test_build_secret_ids_need_podman_and_a_plain_id(build: dict[str, Any], problem: str) -> None:
+    document = copy.deepcopy(dockyard_document("local"))
+    document["image"]["build"].update(build)
+    with pytest.raises(ConfigError) as caught:
+        parse_environment("local", document)
+    assert caught.value.problems == [problem]

@@ -79,8 +79,8 @@ def _jenkins(pipeline: Pipeline) -> Paths:
         end = heads[index + 1].start() if index + 1 < len(heads) else len(text)
         body = text[head.end() : end]
         steps, _, post = body.partition("\n            post {\n")
-        assert not post or post.startswith("                failure {\n")
-        paths[head[1]] = (steps, post)
+        _, _, failure = post.partition("                failure {\n")  # beside `always` (the test reports)
+        paths[head[1]] = (steps, failure)
     return paths
 
 

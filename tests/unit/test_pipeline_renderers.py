@@ -6,6 +6,7 @@ order, what each needs, whether a person approves it, the shell it runs) and the
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from dockyard.model.config import EnvironmentConfig
 from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from dockyard.pipeline.files import pipeline_files
-from dockyard.pipeline.model import Pipeline, Secret
-from dockyard.pipeline.pins import IMAGES, PINS, image
+from dockyard.pipeline.model import JUNIT_REPORT, Pipeline, Secret
+from dockyard.pipeline.pins import HADOLINT_REQUIREMENT, IMAGES, PINS, image
 from dockyard.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
 from dockyard_components.scanner import FINDINGS_EXIT_CODE
 from scripts.generate_workflows import expected_files
@@ -259,7 +260,7 @@ def test_gitlab_keyless_signing_uses_an_id_token_and_the_environments_protect_se
     assert document["supply-chain"]["id_tokens"] == {"SIGSTORE_ID_TOKEN": {"aud": "sigstore"}}
     assert document["promote-prod"]["environment"] == {"name": "prod"}
     assert document["promote-prod"]["resource_group"] == "stack-prod"
-    assert document["build"]["artifacts"] == {"reports": {"dotenv": "image-ref.env"}}
+    assert document["build"]["artifacts"]["reports"]["dotenv"] == "image-ref.env"
     assert [need for need in document["promote-prod"]["needs"] if need["artifacts"]] == [
         {"job": "build", "artifacts": True}
     ]
@@ -382,7 +383,10 @@ def test_the_program_never_reads_the_ci_keys() -> None:
 def test_every_job_that_installs_the_project_installs_the_components_first(system: str, pipeline: Pipeline) -> None:
     """No package index serves dockyard-components: each ``pip install`` of the project names ./components too."""
     installs = [
-        line for job in READERS[system](pipeline).values() for line in job.script.splitlines() if "pip install" in line
+        line
+        for job in READERS[system](pipeline).values()
+        for line in job.script.splitlines()
+        if "pip install" in line and "$HADOLINT" not in line  # the Dockerfile linter's own venv
     ]
     assert installs, "some job installs the project"
     assert all("./components ." in line for line in installs), installs
@@ -392,7 +396,7 @@ def test_every_job_that_installs_the_project_installs_the_components_first(syste
 def test_the_build_targets_the_registry_credential_check_with_the_image(system: str, pipeline: Pipeline) -> None:
     """On a new stack the image build depends on the registry's credential check, a child of ContainerRegistry."""
     assert '--target "$IMAGE_URN" --target "$REGISTRY_URN"' in READERS[system](pipeline)["build"].script
-    (build,) = pipeline.job("build").commands
+    *_, build = pipeline.job("build").commands
     assert build.env["REGISTRY_URN"] == "urn:pulumi:dev::*::dockyard:index:ContainerRegistry**"
 
 
@@ -450,3 +454,71 @@ def test_every_promotion_commits_its_stack_file_naming_the_digest_and_the_pipeli
         assert '-m "Pipeline: $PIPELINE_URL"' in script, job_id
         assert script.index("dockyard promote") < script.index('git push --quiet "$REMOTE"'), job_id
     assert "git push" not in jobs["deploy-dev"].script, "only promotions write to the repository"
+
+
+# --- the Dockerfile is linted before anything builds; the test reports are published, also on failure --------------
+
+
+def _rendered(system: str, pipeline: Pipeline) -> str:
+    """Everything ``system``'s files say, env blocks included."""
+    if system == "github":
+        return repr(github.documents(pipeline))
+    if system == "jenkins":
+        return jenkins.document(pipeline, RUNNER, PYTHON)
+    return repr((gitlab if system == "gitlab" else circleci).document(pipeline, RUNNER, PYTHON))
+
+
+def _first_build(script: str) -> int:
+    marks = [script.find(mark) for mark in ("pulumi up", "podman build", "--target") if mark in script]
+    return min(marks)
+
+
+@pytest.mark.parametrize("system", list(READERS))
+@pytest.mark.parametrize("job_id", ["build", "image-test"])
+def test_hadolint_lints_the_dockerfile_before_the_build(system: str, job_id: str, pipeline: Pipeline) -> None:
+    script = READERS[system](pipeline)[job_id].script
+    assert '"$linter/bin/hadolint" "$DOCKERFILE"' in script
+    assert script.index("hadolint") < _first_build(script)
+    assert HADOLINT_REQUIREMENT in _rendered(system, pipeline)
+
+
+def test_the_pipelines_hadolint_is_the_lint_tiers_pin() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        dev = tomllib.load(file)["project"]["optional-dependencies"]["dev"]
+    assert HADOLINT_REQUIREMENT in dev
+
+
+def _published_reports(system: str, pipeline: Pipeline, job_id: str) -> list[str]:
+    """What job ``job_id`` publishes as test results in ``system``, also when it failed."""
+    if system == "gitlab":
+        artifacts = gitlab.document(pipeline, RUNNER, PYTHON)[job_id]["artifacts"]
+        return [artifacts["reports"]["junit"]] if artifacts.get("when") == "always" else []
+    if system == "github":
+        workflow = "delivery.yml" if job_id == "build" else "ci.yml"
+        steps = github.documents(pipeline)[workflow]["jobs"][job_id]["steps"]
+        return [
+            step["with"]["path"] + "junit.xml"
+            for step in steps
+            if step.get("uses", "").startswith("actions/upload-artifact@") and "cancelled()" in step.get("if", "")
+        ]
+    if system == "circleci":
+        steps = circleci.document(pipeline, RUNNER, PYTHON)["jobs"][job_id]["steps"]
+        return [s["store_test_results"]["path"] + "/junit.xml" for s in steps if "store_test_results" in s]
+    body = _jenkins(pipeline)[job_id].script
+    return re.findall(r"post \{\s*always \{\s*junit allowEmptyResults: true, testResults: '([^']+)'", body)
+
+
+@pytest.mark.parametrize("system", list(READERS))
+@pytest.mark.parametrize("job_id", ["build", "image-test"])
+def test_the_junit_report_is_published_even_when_a_test_fails(system: str, job_id: str, pipeline: Pipeline) -> None:
+    assert _published_reports(system, pipeline, job_id) == [JUNIT_REPORT]
+    folder = JUNIT_REPORT.rsplit("/", 1)[0]
+    rendered = _rendered(system, pipeline)
+    if job_id == "build":  # where the podman builder writes it: the build job's environment names the folder
+        assert f"DOCKYARD_TEST_REPORTS={folder}" in rendered or f"'DOCKYARD_TEST_REPORTS': '{folder}'" in rendered
+    else:  # the check exports the reports stage there before the test stage, and converts the events
+        script = READERS[system](pipeline)[job_id].script
+        assert "python3 components/dockyard_components/test_reports.py" in script
+        assert f"dest={folder}" in rendered or "dest=$REPORTS_DIR" in script
+        names = [command.name for command in pipeline.check.commands]
+        assert names.index("Export the test reports (target test-reports)") < names.index("Run the tests (target test)")

@@ -179,3 +179,54 @@ def test_a_stack_with_no_release_runs_no_pods_and_its_services_wait(
         r.inputs["metadata"]["name"]: r.inputs["spec"]["selector"] for r in mocks.of_type("kubernetes:core/v1:Service")
     }
     assert {name: selector.get("dockyard.dev/track") for name, selector in services.items()} == selectors
+
+
+BUILD_SECRET = "sentinel-build-secret"
+
+
+def with_build_secrets(ids: list[str]) -> dict[str, Any]:
+    image = stack_config("local")["dockyard:image"]
+    return {"dockyard:image": {**image, "build": {**image["build"], "secrets": ids}}}
+
+
+def test_build_secrets_reach_the_build_only_as_a_secret(mocks: RecordingMocks, workdir: Path) -> None:
+    pulumi.runtime.test(
+        lambda: run_program(
+            "local",
+            {**with_build_secrets(["npm_token"]), "dockyard:buildSecrets": {"npm_token": BUILD_SECRET}},
+            secret_keys=["dockyard:buildSecrets"],
+        )
+    )()
+    leaks = {r.name: plaintext_paths(r.inputs, BUILD_SECRET) for r in mocks.resources}
+    assert not {name: paths for name, paths in leaks.items() if paths}
+    assert sorted(r.name for r in mocks.resources if secret_paths(r.inputs, BUILD_SECRET)) == ["image-podman-build"]
+    assert mocks.named("image-podman-build").inputs["secret_ids"] == ["npm_token"]
+
+
+@pytest.mark.parametrize(
+    ("ids", "values", "problem"),
+    [
+        (
+            ["npm_token"],
+            None,
+            "local: dockyard:buildSecrets: no value for npm_token (listed in image.build.secrets); allowed: "
+            "pulumi config set --secret --path 'dockyard:buildSecrets.<id>' ...",
+        ),
+        (
+            [],
+            {"npm_token": BUILD_SECRET},
+            "local: dockyard:buildSecrets: npm_token not listed in image.build.secrets; allowed: the ids "
+            "image.build.secrets lists: none",
+        ),
+    ],
+)
+def test_build_secret_ids_and_values_must_match(
+    mocks: RecordingMocks, workdir: Path, ids: list[str], values: dict[str, str] | None, problem: str
+) -> None:
+    extra = with_build_secrets(ids)
+    if values is not None:
+        extra["dockyard:buildSecrets"] = values
+    with pytest.raises(ConfigError) as caught:
+        pulumi.runtime.test(lambda: run_program("local", extra, secret_keys=["dockyard:buildSecrets"]))()
+    assert caught.value.problems == [problem]
+    assert BUILD_SECRET not in str(caught.value)

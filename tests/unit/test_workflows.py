@@ -547,7 +547,13 @@ def test_a_pull_request_runs_the_test_stage_and_scans_without_pushing(documents:
     ci = documents["ci.yml"]
     assert ci["on"] == {"pull_request": {"branches": ["main"]}}
     (job,) = ci["jobs"].values()
-    test_build, runtime_build, scan = job["steps"][2:]
+    lint = job["steps"][1]
+    assert "hadolint" in lint["run"]
+    export, convert, test_build, runtime_build, scan, keep = job["steps"][3:]
+    assert export["with"]["target"] == "test-reports"
+    assert export["with"]["outputs"] == "type=local,dest=test-reports"
+    assert "test_reports.py test-reports" in convert["run"]
+    assert keep["if"] == "${{ !cancelled() }}"
     assert test_build["with"]["target"] == "test"
     assert runtime_build["with"]["target"] == "runtime"
     assert scan["with"]["image-ref"] == runtime_build["with"]["tags"]

@@ -9,7 +9,11 @@
 #   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (a repository without a tag that layers are pulled
 #   from and pushed to; empty: the local layer cache only), PASSWORD_SOURCE (where the password is set, named when
 #   the registry refuses it), REUSE_DIGEST (a digest a build with the same inputs pushed: reused when the registry
-#   still holds it; see build_memo.py).
+#   still holds it; see build_memo.py), BUILD_SECRETS (newline separated id=file: a 0600 file per build secret,
+#   removed by the provider after the build; each is mounted only into the Dockerfile steps that ask for it with
+#   --mount=type=secret,id=<id>, so it is in no layer, no history entry and no log line), REPORTS_TARGET (a stage
+#   that holds only the test stage's reports; empty: none) and REPORTS_DIR (where that stage is exported, before the
+#   test stage runs, so that the reports of a failing test are kept too; see test_reports.py).
 # From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION,
 # DOCKYARD_BUILD_KEEP_IMAGES (1: keep this build's test-stage image and the older local tags of IMAGE_NAME).
 # Disk: with vfs every image is a full copy (overlay stores layer diffs), so after a push the test-stage image and the local tags of IMAGE_NAME
@@ -27,6 +31,8 @@ flock -s 9
 
 flags=(--layers --isolation "${BUILDAH_ISOLATION:-chroot}" --platform "$PLATFORM" -f "$CONTEXT/$DOCKERFILE")
 while IFS= read -r arg; do [ -n "$arg" ] && flags+=(--build-arg "$arg"); done <<<"${BUILD_ARGS:-}"
+# Paths only: the values stay in their files (see build_secrets.py).
+while IFS='=' read -r id src; do [ -n "$id" ] && flags+=(--secret "id=$id,src=$src"); done <<<"${BUILD_SECRETS:-}"
 # Benchmarks measure a cold build with DOCKYARD_BUILD_NO_CACHE=1; normal builds reuse every cached layer.
 if [ "${DOCKYARD_BUILD_NO_CACHE:-0}" = 1 ]; then
   flags+=(--no-cache)
@@ -70,6 +76,12 @@ if [ -n "${REUSE_DIGEST:-}" ]; then
   log "$IMAGE_NAME@$REUSE_DIGEST is gone from the registry: building again"
 fi
 
+if [ -n "${TEST_TARGET:-}" ] && [ -n "${REPORTS_TARGET:-}" ]; then
+  # The tests run here; the test stage below finds them in the layer cache and only fails or passes on their status.
+  log "running the tests and exporting the $REPORTS_TARGET stage to $REPORTS_DIR"
+  podman build "${flags[@]}" --target "$REPORTS_TARGET" --output "type=local,dest=$REPORTS_DIR" \
+    --iidfile "$work/reports-iid" "$CONTEXT" >&2
+fi
 if [ -n "${TEST_TARGET:-}" ]; then
   log "running the $TEST_TARGET stage"
   podman build "${flags[@]}" --target "$TEST_TARGET" --iidfile "$work/test-iid" "$CONTEXT" >&2
@@ -104,6 +116,10 @@ if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
   # The test stage is only run, never pushed; removing it also frees its untagged parent layers.
   if [ -s "$work/test-iid" ] && [ "$(cat "$work/test-iid")" != "$iid" ]; then
     podman rmi "$(cat "$work/test-iid")" >/dev/null 2>&1 || true
+  fi
+  # The exported reports' image (a few files on scratch): the reports are in REPORTS_DIR.
+  if [ -s "$work/reports-iid" ]; then
+    podman rmi "$(cat "$work/reports-iid")" >/dev/null 2>&1 || true
   fi
   # Earlier builds' local copies: pushed already, so only the registry needs them. "before=" spares builds that
   # finished after this one started (a concurrent build is still pushing its tags).
