@@ -98,6 +98,15 @@ def _script(job: Job, registry: RegistryLogin) -> list[str]:
     return script
 
 
+def on_failure_trap(command: Command) -> str:
+    """The job's first script item: ``command`` runs when the job's shell exits with a failure. A trap in the job's
+    own shell, not ``after_script``: gitlab-ci-local (--shell-isolation) runs after_script in a fresh copy of the
+    checkout, which loses the job's files (its dotenv report among them); GitLab runs ``script`` in one shell. The
+    command swallows its own failure, and the shell keeps the job's exit status."""
+    body = "".join(f"  {line}\n" for line in block(command, _fact).splitlines())
+    return f"on_failure() {{\n{body}}}\ntrap 'status=$?; if [ \"$status\" -ne 0 ]; then on_failure; fi' EXIT\n"
+
+
 def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     registry = pipeline.registries[job.stack] if job.stack else pipeline.registry
     rule: dict[str, Any] = {"if": MAIN_RULE}
@@ -127,9 +136,7 @@ def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     entry["timeout"] = f"{job.timeout_minutes} minutes"
     entry["script"] = _script(job, registry)
     if job.on_failure is not None:
-        # after_script runs whatever the script did, and its own failure leaves the job's status as it was.
-        notify = "".join(f"  {line}\n" for line in block(job.on_failure, _fact).splitlines())
-        entry["after_script"] = [f'if [ "$CI_JOB_STATUS" = failed ]; then\n{notify}fi\n']
+        entry["script"].insert(0, on_failure_trap(job.on_failure))
     artifacts: dict[str, Any] = {}
     if job.publishes_image:
         artifacts["reports"] = {"dotenv": IMAGE_REF_FILE}

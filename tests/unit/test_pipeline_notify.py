@@ -50,11 +50,13 @@ def _gitlab(pipeline: Pipeline) -> Paths:
     document = gitlab.document(pipeline, RUNNER, PYTHON)
     paths = {}
     for job_id in (job.id for job in pipeline.delivery):
-        job = document[job_id]
-        after = "\n".join(job.get("after_script", []))
-        # after_script runs whatever the script did: only the status check makes it the failure path.
-        assert not after or after.startswith('if [ "$CI_JOB_STATUS" = failed ]; then\n')
-        paths[job_id] = ("\n".join(job["script"]), after)
+        script = document[job_id]["script"]
+        # The failure path is a function the first item's EXIT trap calls only on a non-zero status.
+        trap = "trap 'status=$?; if [ \"$status\" -ne 0 ]; then on_failure; fi' EXIT\n"
+        failure = (
+            script[0].removeprefix("on_failure() {\n").removesuffix("}\n" + trap) if script[0].endswith(trap) else ""
+        )
+        paths[job_id] = ("\n".join(script[1:] if failure else script), failure)
     return paths
 
 
