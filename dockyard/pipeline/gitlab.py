@@ -104,7 +104,7 @@ def on_failure_trap(command: Command) -> str:
     checkout, which loses the job's files (its dotenv report among them); GitLab runs ``script`` in one shell. The
     command swallows its own failure, and the shell keeps the job's exit status."""
     body = "".join(f"  {line}\n" for line in block(command, _fact).splitlines())
-    return f"on_failure() {{\n{body}}}\ntrap 'status=$?; if [ \"$status\" -ne 0 ]; then on_failure; fi' EXIT\n"
+    return f"on_failure() {{\n{body}}}\ntrap '[ \"$?\" -eq 0 ] || on_failure' EXIT\n"
 
 
 def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:

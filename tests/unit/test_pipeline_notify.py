@@ -52,7 +52,7 @@ def _gitlab(pipeline: Pipeline) -> Paths:
     for job_id in (job.id for job in pipeline.delivery):
         script = document[job_id]["script"]
         # The failure path is a function the first item's EXIT trap calls only on a non-zero status.
-        trap = "trap 'status=$?; if [ \"$status\" -ne 0 ]; then on_failure; fi' EXIT\n"
+        trap = "trap '[ \"$?\" -eq 0 ] || on_failure' EXIT\n"
         failure = (
             script[0].removeprefix("on_failure() {\n").removesuffix("}\n" + trap) if script[0].endswith(trap) else ""
         )
