@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tests.engine.ci_scratch import Backend
 from tests.engine.gitlab_local import scratch_pipeline
 from tests.local_services import start_local_cluster, start_local_services
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="dockyard-bench-pipeline-"))
     backend = root / "state"
     backend.mkdir()
-    pipeline = scratch_pipeline(root, services, backend)
+    pipeline = scratch_pipeline(root, services, Backend(f"file://{backend}"))
     table = Table(title="local chain, GitLab push pipeline under gitlab-ci-local")
     table.add_column("job")
     table.add_column("seconds", justify="right")

@@ -9,18 +9,14 @@ gitlab-ci-local does not model id_tokens, protected variables, timeouts or resou
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from tests.engine.gitlab_local import Backend, LocalPipeline, git, scratch_pipeline
-from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION
-from tests.team_postgres import start_postgres
+from tests.engine.ci_scratch import Backend, git, served_images, team_backend
+from tests.engine.gitlab_local import LocalPipeline, scratch_pipeline
 
 # The module's fixture runs the whole push pipeline (about 12 min on 2 busy cores) inside the first test's setup.
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
@@ -39,42 +35,13 @@ class Delivered:
 
 
 def _stack_output(delivered: Delivered, stack: str, key: str) -> str:
-    completed = subprocess.run(
-        ["pulumi", "stack", "output", key, "--stack", stack, "--non-interactive"],
-        cwd=delivered.pipeline.directory,
-        env={
-            **delivered.pipeline.runner_env,
-            **delivered.backend.env,
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            "HOME": str(delivered.pipeline.root),
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return completed.stdout.strip()
-
-
-def _kubectl_json(services: dict[str, str], *args: str) -> Any:
-    completed = subprocess.run(
-        ["kubectl", "--kubeconfig", services["KUBECONFIG"], "--context", LOCAL_CONTEXT, *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(completed.stdout)
+    return delivered.pipeline.stack_output(delivered.backend, stack, key)
 
 
 @pytest.fixture(scope="module")
 def delivered(engine: str, local_services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Delivered:
     root = tmp_path_factory.mktemp("pipeline")
-    # The team's state: the local services' PostgreSQL, in a table of this module's own.
-    postgres = start_postgres()
-    backend = Backend(
-        f"{postgres['DOCKYARD_POSTGRES_URL']}&table={SESSION}_pipeline", postgres["DOCKYARD_POSTGRES_PASSFILE"]
-    )
+    backend = team_backend("pipeline")
     pipeline = scratch_pipeline(root, local_services, backend)
     started = time.monotonic()
     for job in PUSH_JOBS:
@@ -95,16 +62,7 @@ def test_every_job_passes_and_local_prod_serves_the_builds_digest(delivered: Del
         assert _stack_output(delivered, stack, "image_ref") == delivered.image_ref, stack
     # What the cluster routes to: local-prod's Service selects the color whose Deployment runs the build's digest.
     namespace = _stack_output(delivered, "local-prod", "namespace")
-    services = _kubectl_json(delivered.services, "get", "services", "-n", namespace)["items"]
-    deployments = _kubectl_json(delivered.services, "get", "deployments", "-n", namespace)["items"]
-    service = next(s for s in services if s["metadata"]["name"] == "dockyard-app")
-    selected = [
-        d
-        for d in deployments
-        if all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in service["spec"]["selector"].items())
-    ]
-    assert selected, "the Service selects a Deployment"
-    assert {c["image"] for d in selected for c in d["spec"]["template"]["spec"]["containers"]} == {delivered.image_ref}
+    assert served_images(delivered.services, namespace) == {delivered.image_ref}
 
 
 def test_the_promotions_are_committed_to_the_default_branch(delivered: Delivered) -> None:
