@@ -41,7 +41,6 @@ from tests.engine.ci_scratch import (
     Backend,
     Scratch,
     bootstrap_stacks,
-    commit,
     ignore,
     run,
     runner_environment,
@@ -113,16 +112,18 @@ class ActRun:
         return (datetime.fromisoformat(event["time"]) - first).total_seconds()
 
 
+@dataclass
 class ActWorkflow(Scratch):
     """A scratch repository whose delivery workflow act runs, and what the runner has."""
+
+    act: Path
 
     def run(self, timeout: int = 3000) -> ActRun:
         """``delivery.yml`` for a push to main, every job, in one act call; never raises on a failed job."""
         home = self.root / "runner-home"
-        act = Path(self.runner_env["DOCKYARD_ACT"])
         workflow = (self.directory / DELIVERY).read_text()
         args = [
-            str(act),
+            str(self.act),
             "push",
             "--workflows",
             DELIVERY,
@@ -180,7 +181,6 @@ def scratch_workflow(root: Path, services: dict[str, str], backend: Backend) -> 
         # Where the stand-ins find this machine's pinned builds, and keep artifacts between jobs.
         "DOCKYARD_TOOL_CACHE": str(cache),
         "DOCKYARD_ACT_ARTIFACTS": str(root / "artifacts"),
-        "DOCKYARD_ACT": str(act_binary(services)),
     }
     token = secrets.token_hex(20)  # the job token act hands the workflow: a fake one, per run
     _write_settings(root, services, backend, token)
@@ -198,9 +198,9 @@ def scratch_workflow(root: Path, services: dict[str, str], backend: Backend) -> 
         ],
         root,
     )
-    workflow = ActWorkflow(directory, origin, runner_env, root)
-    commit(directory, "The local chain's workflows")
-    bootstrap_stacks(directory, root, runner_environment(root, services, []), backend)
+    workflow = ActWorkflow(directory, origin, runner_env, root, act_binary(services))
+    workflow.commit("The local chain's workflows")
+    bootstrap_stacks(directory, root, runner_env, backend)
     return workflow
 
 

@@ -27,6 +27,8 @@ from tests.team_postgres import start_postgres
 #: The local chain, as the generator is asked for it.
 LOCAL_CHAIN = ("local", "local-staging", "local-prod")
 IDENTITY = ["-c", "user.name=Dockyard Tests", "-c", "user.email=tests@dockyard.invalid"]
+#: What the app's test that :meth:`Scratch.commit_broken_app_test` adds fails with.
+BROKEN = "broken on purpose"
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> str:
@@ -228,6 +230,19 @@ class Scratch:
     origin: Path
     runner_env: dict[str, str]
     root: Path
+
+    def commit(self, message: str) -> str:
+        """Commit everything and push it to main, as a developer's push does."""
+        return commit(self.directory, message)
+
+    def commit_broken_app_test(self) -> None:
+        """A push on top of what the pipeline committed: the app's test stage now fails with :data:`BROKEN`."""
+        git(self.directory, "pull", "-q", "--rebase", "origin", "main")
+        test_file = self.directory / "app" / "main_test.go"
+        test_file.write_text(
+            test_file.read_text() + f'\nfunc TestBrokenOnPurpose(t *testing.T) {{ t.Fatal("{BROKEN}") }}\n'
+        )
+        self.commit("A broken app test")
 
     def stack_output(self, backend: Backend, stack: str, key: str) -> str:
         """``pulumi stack output`` of a stack the run updated, read from the team's backend."""

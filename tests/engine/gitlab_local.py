@@ -29,7 +29,6 @@ from tests.engine.ci_scratch import (
     Backend,
     Scratch,
     bootstrap_stacks,
-    commit,
     engine_bin,
     ignore,
     run,
@@ -100,9 +99,6 @@ class LocalPipeline(Scratch):
         run = JobRun(name, completed.returncode, time.monotonic() - started, completed.stdout + completed.stderr)
         self.runs.append(run)
         return run
-
-    def commit(self, message: str) -> str:
-        return commit(self.directory, message)
 
 
 def scratch_pipeline(root: Path, services: dict[str, str], backend: Backend) -> LocalPipeline:

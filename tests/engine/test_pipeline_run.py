@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.engine.ci_scratch import Backend, git, served_images, team_backend
+from tests.engine.ci_scratch import BROKEN, Backend, git, served_images, team_backend
 from tests.engine.gitlab_local import LocalPipeline, scratch_pipeline
 
 # The module's fixture runs the whole push pipeline (about 12 min on 2 busy cores) inside the first test's setup.
@@ -88,15 +88,10 @@ def test_a_stale_checkout_cannot_move_a_stack_back(delivered: Delivered) -> None
 
 def test_a_broken_app_test_fails_the_build_and_nothing_later_runs(delivered: Delivered) -> None:
     pipeline = delivered.pipeline
-    git(pipeline.directory, "pull", "-q", "--rebase", "origin", "main")
-    test_file = pipeline.directory / "app" / "main_test.go"
-    test_file.write_text(
-        test_file.read_text() + '\nfunc TestBrokenOnPurpose(t *testing.T) { t.Fatal("broken on purpose") }\n'
-    )
-    pipeline.commit("A broken app test")
+    pipeline.commit_broken_app_test()
     whole = pipeline.run_pipeline()
     assert whole.returncode != 0
-    assert "broken on purpose" in whole.log
+    assert BROKEN in whole.log
     # gitlab-ci-local pads each job's name to one column before what the job does.
     started = {job for job in PUSH_JOBS if re.search(rf"^{re.escape(job)}\s+starting shell", whole.log, re.MULTILINE)}
     assert started == {"build"}, f"only the build starts: {started}"

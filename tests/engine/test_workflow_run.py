@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.engine.act_local import ActRun, ActWorkflow, scratch_workflow
-from tests.engine.ci_scratch import LOCAL_CHAIN, Backend, commit, git, served_images, team_backend
+from tests.engine.ci_scratch import BROKEN, LOCAL_CHAIN, Backend, git, served_images, team_backend
 
 # The module's fixture runs the whole delivery workflow (about 15 min on 2 busy cores) inside the first test's setup.
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
@@ -105,16 +105,10 @@ def test_no_secret_reaches_the_log(delivered: Delivered) -> None:
 
 
 def test_a_broken_app_test_fails_the_build_and_nothing_later_runs(delivered: Delivered) -> None:
-    workflow = delivered.workflow
-    git(workflow.directory, "pull", "-q", "--rebase", "origin", "main")
-    test_file = workflow.directory / "app" / "main_test.go"
-    test_file.write_text(
-        test_file.read_text() + '\nfunc TestBrokenOnPurpose(t *testing.T) { t.Fatal("broken on purpose") }\n'
-    )
-    commit(workflow.directory, "A broken app test")
-    broken = workflow.run()
+    delivered.workflow.commit_broken_app_test()
+    broken = delivered.workflow.run()
     assert broken.returncode != 0
-    assert "broken on purpose" in broken.job_log("build"), broken.log[-4000:]
+    assert BROKEN in broken.job_log("build"), broken.log[-4000:]
     assert broken.results == {"build": "failure"}, f"only the build runs: {broken.results}"
     # Nothing pushed or deployed: every stack still serves the first run's release.
     for stack in LOCAL_CHAIN:
