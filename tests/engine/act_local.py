@@ -13,7 +13,7 @@ Remote actions cannot be fetched here. act replaces ``actions/checkout`` with a 
 action in the workflow must have a local stand-in under ``tests/engine/act_actions/<owner>/<repo>/`` (see its
 README), handed to act with ``--local-repository`` for the SHA the generator pinned: setup-python, pulumi/actions,
 cosign-installer and setup-trivy put this machine's pinned builds on PATH; trivy-action runs the real trivy;
-docker/login-action is ``podman login``; upload/download-artifact use a local directory (act's artifact server
+docker/login-action is ``skopeo login``; upload/download-artifact use a local directory (act's artifact server
 fails with upload-artifact v7, nektos/act#6022); attest-build-provenance attests nothing (GitHub only).
 A promotion pushes to ``https://x-access-token:<token>@github.com/<repository>.git``: the runner's git config
 points that address at the local origin (``url.<origin>.insteadOf``), as a mirror would.

@@ -5,7 +5,7 @@ walked) → promote local-prod (blue-green, switched), each promotion committed 
 act runs every job on the host (tests/engine/act_local.py). Remote actions cannot be fetched here, so each is a
 local stand-in written in this repository (tests/engine/act_actions/, one composite action per pinned action):
 setup-python, pulumi/actions, cosign-installer and setup-trivy put this machine's pinned builds on PATH,
-trivy-action runs the real trivy against the local registry's offline DB, docker/login-action is podman login,
+trivy-action runs the real trivy against the local registry's offline DB, docker/login-action is skopeo login,
 upload/download-artifact use a local directory, and attest-build-provenance attests nothing (GitHub only). act does
 not model environments' reviewers and wait timers (prod's job runs without an approval), concurrency groups,
 permissions or the OIDC token.
@@ -22,7 +22,7 @@ import pytest
 from tests.engine.act_local import ActRun, ActWorkflow, scratch_workflow
 from tests.engine.ci_scratch import BROKEN, LOCAL_CHAIN, Backend, git, served_images, team_backend
 
-# The module's fixture runs the whole delivery workflow (about 15 min on 2 busy cores) inside the first test's setup.
+# The module's fixture runs the whole delivery workflow (5-11 min on 2 busy cores) inside the first test's setup.
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
 
 #: The delivery workflow's jobs, in the order each must finish before the next starts.
@@ -73,6 +73,8 @@ def test_the_build_jobs_output_is_the_digest_every_stack_serves(delivered: Deliv
     for stack in ("local-staging", "local-prod"):
         assert f"Promote {stack} to {digest}" in log, log
     assert f"Image: {image_ref}" in log
+    # The provenance job split the same output into name and digest (its stand-in checks the registry has it).
+    assert f"{image_ref} is in the registry" in delivered.run.job_log("supply-chain")
 
 
 def test_the_scan_job_ran_the_real_trivy_on_the_built_digest(delivered: Delivered) -> None:
