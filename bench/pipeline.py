@@ -18,7 +18,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tests.engine.gitlab_local import PUSH_JOBS, Backend, scratch_pipeline
+from tests.engine.ci_scratch import Backend
+from tests.engine.gitlab_local import PUSH_JOBS, scratch_pipeline
 from tests.local_services import start_local_cluster, start_local_services
 
 TARGET_SECONDS = 360

@@ -61,7 +61,7 @@ step "workflow linters"
 scripts/install-linters.sh
 step "gitlab-ci-local (the engine tier runs the generated GitLab pipeline)"
 scripts/install-ci-local.sh >/dev/null
-step "Pulumi engine, Kubernetes control plane, supply-chain tools (side by side)"
+step "Pulumi engine, Kubernetes control plane, supply-chain tools, act (side by side)"
 scripts/bootstrap.sh
 step "local registry and base images, local cluster"
 scripts/local-services.sh start

@@ -368,7 +368,8 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
         test_reports=reports,
         environment=stack,
         stack=stack,
-        tools=(Tool.PULUMI,),
+        # `up --target` still runs the whole program, whose cluster provider needs the kubeconfig (found under act).
+        tools=(Tool.PULUMI, Tool.KUBECONFIG),
         cloud_login=env.registry.kind.cloud,
         serialized=True,
         on_failure=notify_command(stack, Event.BUILD_FAILED, image=False),
@@ -485,9 +486,14 @@ def _hold(env: EnvironmentConfig) -> int:
     return env.github.wait_timer_minutes if _approval(env) is not None else env.hold_minutes
 
 
+def _rescans(env: EnvironmentConfig) -> tuple[Tool, ...]:
+    """trivy where the stack's program scans (``signing.scan``: its ScannedImage, the promotion's re-scan)."""
+    return (Tool.TRIVY,) if env.signing is not None and env.signing.scan is not None else ()
+
+
 def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
-    # A signing stack's SignedImage runs in this update: syft and cosign must be on PATH for it.
-    tools = (Tool.COSIGN, Tool.SYFT) if env.signing is not None else ()
+    # A signing stack's ScannedImage and SignedImage run in this update: trivy, syft and cosign must be on PATH.
+    tools = (Tool.COSIGN, Tool.SYFT, *_rescans(env)) if env.signing is not None else ()
     return Job(
         id=deploy_job_id(stack),
         name=f"deploy {stack}",
@@ -526,10 +532,8 @@ def _deploy_job(stack: str, env: EnvironmentConfig) -> Job:
 
 def _promote_job(upstream: str, upstream_job: str, stack: str, env: EnvironmentConfig) -> Job:
     # The target's trust policy checks the digest's signature with cosign before anything is written.
-    tools = (Tool.COSIGN,) if env.signing is not None else ()
-    if env.signing is not None and env.signing.scan is not None:
-        # The promotion re-scans the digest against the target's DB as it is now (dockyard.releases.gates.scanned).
-        tools = (*tools, Tool.TRIVY)
+    # The promotion re-scans the digest against the target's DB as it is now (dockyard.releases.gates.scanned).
+    tools = (Tool.COSIGN, *_rescans(env)) if env.signing is not None else ()
     release = _release_command(stack, env)
     return Job(
         id=promote_job_id(stack),

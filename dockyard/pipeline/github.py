@@ -215,7 +215,22 @@ def _install_helm() -> Step:
     }
 
 
-_TOOL_STEPS = {Tool.COSIGN: _install_cosign, Tool.SYFT: _install_syft, Tool.HELM: _install_helm}
+def _install_trivy() -> Step:
+    # Where a stack's program scans (ScannedImage, a promotion's re-scan), not the scan job's action.
+    return {
+        "name": f"Install trivy {TRIVY_VERSION}",
+        "uses": uses("aquasecurity/setup-trivy"),
+        # A binary cache restored into a release job could be poisoned by any branch's run.
+        "with": {"version": TRIVY_VERSION, "cache": False},
+    }
+
+
+_TOOL_STEPS = {
+    Tool.COSIGN: _install_cosign,
+    Tool.SYFT: _install_syft,
+    Tool.HELM: _install_helm,
+    Tool.TRIVY: _install_trivy,
+}
 
 
 def cloud_login_steps(registry: RegistryLogin, *, docker: bool) -> list[Step]:
@@ -445,6 +460,7 @@ def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
         "steps": [
             _checkout(),
             *_python_and_pulumi(),
+            *([_kubeconfig()] if Tool.KUBECONFIG in job.tools else []),
             *(cloud_login_steps(registry, docker=False) if job.cloud_login else []),
             *(_run(check, pipeline) for check in checks),
             _run(command, pipeline, id=BUILD_JOB),

@@ -35,6 +35,8 @@ PINS: dict[str, Pin] = {
     "docker/build-push-action": Pin("bcafcacb16a39f128d818304e6c9c0c18556b85f", "v7.1.0"),
     # 0.35.0 is the release made after the March 2026 compromise; it was never rewritten.
     "aquasecurity/trivy-action": Pin("57a97c7e7821a5776cebc9bb87c984fa69cba8f1", "v0.35.0"),
+    # The SHA trivy-action v0.35.0 pins for its own install step: the trivy binary where a stack's program scans.
+    "aquasecurity/setup-trivy": Pin("e6c2c5e321ed9123bda567646e2f96565e34abe1", "v0.2.4"),
     "sigstore/cosign-installer": Pin("faadad0cce49287aee09b3a48701e75088a2c6ad", "v4.0.0"),
     "pulumi/actions": Pin("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
     "marocchino/sticky-pull-request-comment": Pin("773744901bac0e8cbb5a0dc842800d45e9b2b405", "v2.9.4"),

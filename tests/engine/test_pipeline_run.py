@@ -12,20 +12,16 @@ gitlab-ci-local does not model id_tokens, protected variables, timeouts or resou
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.engine.gitlab_local import PUSH_JOBS, Backend, LocalPipeline, git, scratch_pipeline
-from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION
+from tests.engine.ci_scratch import BROKEN, Backend, git, served_images, team_backend
+from tests.engine.gitlab_local import PUSH_JOBS, LocalPipeline, scratch_pipeline
 from tests.engine.served_watch import NamespaceWatch, watch_served
-from tests.team_postgres import start_postgres
 
 # The module's fixture runs the whole push pipeline (about 12 min on 2 busy cores) inside the first test's setup.
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
@@ -45,32 +41,7 @@ class Delivered:
 
 
 def _stack_output(delivered: Delivered, stack: str, key: str) -> str:
-    completed = subprocess.run(
-        ["pulumi", "stack", "output", key, "--stack", stack, "--non-interactive"],
-        cwd=delivered.pipeline.directory,
-        env={
-            **delivered.pipeline.runner_env,
-            **delivered.backend.env,
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            "HOME": str(delivered.pipeline.root),
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return completed.stdout.strip()
-
-
-def _kubectl_json(services: dict[str, str], *args: str) -> Any:
-    completed = subprocess.run(
-        ["kubectl", "--kubeconfig", services["KUBECONFIG"], "--context", LOCAL_CONTEXT, *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(completed.stdout)
+    return delivered.pipeline.stack_output(delivered.backend, stack, key)
 
 
 def _junit(pipeline: LocalPipeline) -> Path:
@@ -82,11 +53,7 @@ def _junit(pipeline: LocalPipeline) -> Path:
 @pytest.fixture(scope="module")
 def delivered(engine: str, local_services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Delivered:
     root = tmp_path_factory.mktemp("pipeline")
-    # The team's state: the local services' PostgreSQL, in a table of this module's own.
-    postgres = start_postgres()
-    backend = Backend(
-        f"{postgres['DOCKYARD_POSTGRES_URL']}&table={SESSION}_pipeline", postgres["DOCKYARD_POSTGRES_PASSFILE"]
-    )
+    backend = team_backend("pipeline")
     pipeline = scratch_pipeline(root, local_services, backend)
     started = time.monotonic()
     for job in PUSH_JOBS:
@@ -109,16 +76,7 @@ def test_every_job_passes_and_local_prod_serves_the_builds_digest(delivered: Del
         assert _stack_output(delivered, stack, "image_ref") == delivered.image_ref, stack
     # What the cluster routes to: local-prod's Service selects the color whose Deployment runs the build's digest.
     namespace = _stack_output(delivered, "local-prod", "namespace")
-    services = _kubectl_json(delivered.services, "get", "services", "-n", namespace)["items"]
-    deployments = _kubectl_json(delivered.services, "get", "deployments", "-n", namespace)["items"]
-    service = next(s for s in services if s["metadata"]["name"] == "dockyard-app")
-    selected = [
-        d
-        for d in deployments
-        if all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in service["spec"]["selector"].items())
-    ]
-    assert selected, "the Service selects a Deployment"
-    assert {c["image"] for d in selected for c in d["spec"]["template"]["spec"]["containers"]} == {delivered.image_ref}
+    assert served_images(delivered.services, namespace) == {delivered.image_ref}
 
 
 def test_the_promotions_are_committed_to_the_default_branch(delivered: Delivered) -> None:
@@ -144,15 +102,10 @@ def test_a_stale_checkout_cannot_move_a_stack_back(delivered: Delivered) -> None
 
 def test_a_broken_app_test_fails_the_build_and_nothing_later_runs(delivered: Delivered) -> None:
     pipeline = delivered.pipeline
-    git(pipeline.directory, "pull", "-q", "--rebase", "origin", "main")
-    test_file = pipeline.directory / "app" / "main_test.go"
-    test_file.write_text(
-        test_file.read_text() + '\nfunc TestBrokenOnPurpose(t *testing.T) { t.Fatal("broken on purpose") }\n'
-    )
-    pipeline.commit("A broken app test")
+    pipeline.commit_broken_app_test()
     whole = pipeline.run_pipeline()
     assert whole.returncode != 0
-    assert "broken on purpose" in whole.log
+    assert BROKEN in whole.log
     # The report names the failing test beside the passing ones (published with `when: always`).
     junit = _junit(pipeline).read_text()
     assert re.search(r'name="TestBrokenOnPurpose"[^>]*>\s*<failure', junit), junit[-2000:]

@@ -1,4 +1,5 @@
-"""The committed workflows pass actionlint, the SchemaStore workflow schema and zizmor with zero findings.
+"""The committed workflows, and those of the local chain that the engine tier runs under act, pass actionlint, the
+SchemaStore workflow schema and zizmor with zero findings.
 
 Offline: actionlint comes from ``scripts/install-linters.sh`` (``$HOME/.cache/dockyard/bin`` or PATH),
 check-jsonschema and zizmor from the dev dependencies. Locally a missing linter skips; with ``CI=true`` it fails.
@@ -68,6 +69,17 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def workflows(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The committed workflows and the local chain's (tests/engine/test_workflow_run.py runs its delivery.yml)."""
+    out = tmp_path_factory.mktemp("local-chain")
+    stacks = "local,local-staging,local-prod"
+    command = [sys.executable, "-m", "scripts.generate_workflows", "--stacks", stacks, "--systems", "github"]
+    result = _run([*command, "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    return [*WORKFLOWS, *sorted((out / ".github" / "workflows").glob("*.yml"))]
+
+
 @pytest.fixture
 def bad_workflow(tmp_path: Path) -> Path:
     return _write(tmp_path, INSECURE_WORKFLOW)
@@ -82,8 +94,8 @@ def test_there_are_workflows_to_lint() -> None:
     assert {path.name for path in WORKFLOWS} == {"ci.yml", "preview.yml", "delivery.yml"}
 
 
-def test_actionlint_reports_nothing() -> None:
-    result = _run([_tool("actionlint"), "-no-color", *map(str, WORKFLOWS)])
+def test_actionlint_reports_nothing(workflows: list[Path]) -> None:
+    result = _run([_tool("actionlint"), "-no-color", *map(str, workflows)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert not result.stdout.strip(), result.stdout
 
@@ -94,8 +106,8 @@ def test_actionlint_does_catch_a_bad_workflow(bad_workflow: Path) -> None:
     assert "github.event.pull_request.title" in result.stdout
 
 
-def test_workflows_match_the_schemastore_schema() -> None:
-    result = _run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)])
+def test_workflows_match_the_schemastore_schema(workflows: list[Path]) -> None:
+    result = _run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, workflows)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -104,9 +116,9 @@ def test_the_schema_does_reject_an_invalid_workflow(invalid_workflow: Path) -> N
     assert result.returncode == 1, result.stdout + result.stderr
 
 
-def test_zizmor_finds_nothing_even_pedantic() -> None:
+def test_zizmor_finds_nothing_even_pedantic(workflows: list[Path]) -> None:
     # Pedantic also wants a reason next to every permission, which dockyard/pipeline/github.py writes.
-    result = _run([_tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress", *map(str, WORKFLOWS)])
+    result = _run([_tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress", *map(str, workflows)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout, result.stdout
     assert "suppressed" not in result.stdout, "an ignored finding needs its reason reviewed: " + result.stdout

@@ -228,6 +228,9 @@ def test_every_pinned_action_and_image_is_used_by_some_registry_kind(pipeline: P
     used = "\n".join(github.render(pipeline).values())
     for registry in CLOUDS.values():
         used += "\n".join(github.render(derive_pipeline(_stacks(registry))).values())
+    # The local chain's programs scan (signing.scan): its workflow installs trivy with setup-trivy.
+    local_chain = derive_pipeline(read_stack_environments(ROOT), ("local", "local-staging", "local-prod"))
+    used += "\n".join(github.render(local_chain).values())
     unused = [action for action, pin in PINS.items() if f"{action}@{pin.sha}" not in used]
     assert unused == []
     files = "\n".join(pipeline_files(read_stack_environments(ROOT), read_ci_config(ROOT)).values())

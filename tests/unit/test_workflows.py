@@ -27,7 +27,7 @@ import yaml
 from dockyard.cli import app as dockyard_app
 from dockyard.model.config import EnvironmentConfig, parse_environment
 from dockyard.pipeline import derive, github, model, pr_summary
-from dockyard.pipeline.pins import PINS, uses
+from dockyard.pipeline.pins import PINS, TRIVY_VERSION, uses
 from dockyard.pipeline.render import REGENERATE_COMMAND, Document
 from dockyard_components.scanner import FINDINGS_EXIT_CODE
 from tests.stacks import stack_config
@@ -243,6 +243,13 @@ def test_the_image_pattern_selects_the_building_stacks_image_and_nothing_else(
     assert not regex.match(urns["app"])
 
 
+def test_the_build_job_writes_the_kubeconfig_before_its_update(delivery: dict[str, Any]) -> None:
+    """``up --target`` still runs the whole program, whose cluster provider reads the kubeconfig."""
+    build = delivery[model.BUILD_JOB]
+    names = [step["name"] for step in build["steps"]]
+    assert names.index("Write the kubeconfig") < names.index(_step(build, "pulumi up")["name"])
+
+
 def test_the_build_hands_on_only_a_digest_pinned_reference(delivery: dict[str, Any], tmp_path: Path) -> None:
     build_job = delivery[model.BUILD_JOB]
     assert build_job["outputs"] == {"image-ref": "${{ steps.build.outputs.image-ref }}"}
@@ -365,6 +372,23 @@ def test_a_stack_with_a_signing_key_signs_in_the_program_after_the_scan() -> Non
     assert names.index(f"Install cosign {model.COSIGN_VERSION}") < up
     assert names.index(f"Install syft {model.SYFT_VERSION}") < up
     assert model.SCAN_JOB in deploy["needs"]
+
+
+def test_a_stack_whose_program_scans_gets_trivy_installed_before_its_update() -> None:
+    """ScannedImage runs in the deploy's update and a promotion re-scans: a hosted runner has no trivy of its own."""
+    signing = {"publicKeyFile": "cosign.pub", "scan": {"dbRepository": "registry.example.com/trivy-db:2"}}
+    staging = _env("staging", tier="staging", image={"ref": DIGEST_REF}, promotion={"upstream": "dev"}, signing=signing)
+    jobs = _delivery_workflow({"dev": _env("dev", signing=signing), "staging": staging})["jobs"]
+    install = f"Install trivy {TRIVY_VERSION}"
+    for job_id, command in (("deploy-dev", "pulumi up"), ("promote-staging", "dockyard promote")):
+        names = [step["name"] for step in jobs[job_id]["steps"]]
+        assert install in names, job_id
+        assert names.index(install) < names.index(_step(jobs[job_id], command)["name"]), job_id
+    step = next(s for s in jobs["deploy-dev"]["steps"] if s["name"] == install)
+    assert step["uses"] == uses("aquasecurity/setup-trivy")
+    assert step["with"] == {"version": TRIVY_VERSION, "cache": False}
+    unscanned = _delivery_workflow({"dev": _env("dev", signing={"publicKeyFile": "cosign.pub"})})["jobs"]
+    assert install not in [step["name"] for step in unscanned["deploy-dev"]["steps"]]
 
 
 def test_supply_chain_tools_are_the_versions_the_local_stacks_use() -> None:
