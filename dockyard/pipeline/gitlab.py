@@ -18,7 +18,6 @@ from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
     BUILD_JOB,
     IMAGE_REF_ENV,
-    PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
     PREVIEW_SUMMARY,
@@ -197,7 +196,8 @@ def _previews(pipeline: Pipeline, python_image: str) -> dict[str, Any]:
             "rules": [{"if": CHANGE_RULE, "when": "always"}],
             "needs": [{"job": PREVIEW_JOB, "artifacts": True}],
             "timeout": "10 minutes",
-            "script": [PIP_INSTALL + "\n", block(summary_command(), _fact)],
+            # In a virtualenv, as the other jobs: a runner whose pip puts scripts off PATH still finds dockyard.
+            "script": [install_project(), block(summary_command(".venv/bin/dockyard"), _fact)],
             # Shown on the merge request; posting a note would need a write token in a job that ran its code.
             "artifacts": {"paths": [PREVIEW_SUMMARY], "expose_as": "preview summary", "expire_in": "7 days"},
         },

@@ -121,12 +121,14 @@ if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
   if [ -s "$work/reports-iid" ]; then
     podman rmi "$(cat "$work/reports-iid")" >/dev/null 2>&1 || true
   fi
-  # Earlier builds' local copies: pushed already, so only the registry needs them. "before=" spares builds that
-  # finished after this one started (a concurrent build is still pushing its tags).
+  # Earlier builds' local tags: pushed already, so only the registry needs them. "before=" spares builds that
+  # finished after this one started (a concurrent build is still pushing its tags). Untagged, not removed: an
+  # earlier image and its step images are the layer cache that gives a rebuild of its inputs the same digest (a
+  # clean build after a failed one must come back as the digest that was signed); `local-services.sh prune` frees
+  # them.
   podman images --filter "reference=$IMAGE_NAME" --filter "before=$iid" --format '{{.ID}}' | sort -u |
     while read -r old; do
-      # Untagged first (rmi refuses an image with several names); a container still using it keeps it.
-      [ "$old" = "${iid:0:12}" ] || { podman untag "$old" && podman rmi "$old"; } >/dev/null 2>&1 || true
+      [ "$old" = "${iid:0:12}" ] || podman untag "$old" >/dev/null 2>&1 || true
     done
 fi
 printf '%s' "$digest"
