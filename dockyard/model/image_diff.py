@@ -76,16 +76,24 @@ def _describe(image: str | None, looked_up: str | None, labelled: str | None) ->
     return f"{shown} ({version})" if version and version != shown.replace(":", "-") else shown
 
 
+def _at(inputs: Inputs | None, *path: str) -> Mapping[str, Any]:
+    """The mapping at ``path`` in ``inputs``; empty where a level is missing or not a mapping (a preview shows a
+    value it cannot know yet, such as labels computed from a build's output, as a string)."""
+    found: Any = inputs
+    for key in path:
+        found = found.get(key) if isinstance(found, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
 def containers(inputs: Inputs | None) -> dict[str, str]:
     """Container name → image of a workload's pod template inputs (init containers too)."""
-    spec = (((inputs or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
-    found = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    spec = _at(inputs, "spec", "template", "spec")
+    found = [c for key in ("initContainers", "containers") if isinstance(spec.get(key), list) for c in spec[key]]
     return {str(c.get("name")): str(c.get("image")) for c in found if isinstance(c, Mapping) and c.get("image")}
 
 
 def version_label(inputs: Inputs | None) -> str | None:
-    labels = ((((inputs or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
-    value = labels.get(VERSION_LABEL)
+    value = _at(inputs, "spec", "template", "metadata", "labels").get(VERSION_LABEL)
     return str(value) if value else None
 
 

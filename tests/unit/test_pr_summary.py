@@ -132,3 +132,17 @@ def test_a_tagged_image_shows_its_version_label() -> None:
         [read_preview("dev", {"steps": [{**step("update", "app-stable"), "oldState": tagged, "newState": moved}]})]
     )
     assert f"  - image app-stable: ghcr.io/acme/dockyard-app 1.4.0 → ghcr.io/acme/other sha256:{'c' * 12}" in text
+
+
+def test_a_value_the_preview_cannot_know_yet_is_no_crash() -> None:
+    """A merge request's preview shows the pod labels computed from a build's output as one unknown string: the
+    image change is still summarised (found by running the merge-request pipeline under gitlab-ci-local)."""
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    old = {"spec": {"template": {"metadata": {"labels": {"app.kubernetes.io/version": "v1"}}, "spec": {}}}}
+    old["spec"]["template"]["spec"] = {"containers": [{"name": "app", "image": "r/app@sha256:" + "a" * 64}]}
+    new = {"spec": {"template": {"metadata": {"labels": unknown}, "spec": {"containers": unknown}}}}
+    new["spec"]["template"]["spec"] = {"containers": [{"name": "app", "image": "r/app@sha256:" + "b" * 64}]}
+    step_ = {"op": "update", "urn": URN, "oldState": {"inputs": old}, "newState": {"inputs": new}}
+    text = render([read_preview("prod", {"steps": [step_]})])
+    assert "### `prod`" in text
+    assert "image app-blue: r/app sha256:aaaaaaaaaaaa (v1) → sha256:bbbbbbbbbbbb" in text, text
