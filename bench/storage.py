@@ -18,15 +18,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from dockyard_components import podman_build
 from dockyard_components.build_memo import MEMO_ENV
-from tests.local_services import start_local_services
+from tests.local_services import build_props, start_local_services
 from tests.stacks import PROJECT
 
 TARGET = 0.2
@@ -57,35 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     services = start_local_services()
     os.environ.pop(MEMO_ENV, None)  # every build builds
     os.environ.pop("DOCKYARD_BUILD_NO_CACHE", None)
-    build_args = yaml.safe_load((PROJECT / "Pulumi.local.yaml").read_text())["config"]["dockyard:image"]["build"][
-        "buildArgs"
-    ]
-    registry = services["DOCKYARD_REGISTRY"]
+    base_images = [services["DOCKYARD_BUILDER_IMAGE"], services["DOCKYARD_RUNTIME_IMAGE"]]
     root = Path(tempfile.mkdtemp(prefix="dockyard-bench-storage-"))
     seconds: dict[tuple[str, str], float] = {}
     try:
         for driver in DRIVERS:
             directory = root / driver
             directory.mkdir()
-            os.environ["CONTAINERS_STORAGE_CONF"] = str(own_store(directory, driver, list(build_args.values())))
+            os.environ["CONTAINERS_STORAGE_CONF"] = str(own_store(directory, driver, base_images))
             shutil.rmtree(os.environ.get("DOCKYARD_BUILDAH_CACHE", "/var/tmp/buildah-cache"), ignore_errors=True)
             for run in ("no layer in the store", "every step cached"):
-                props: dict[str, Any] = {
-                    "image_name": f"{registry}/dockyard/bench-storage",
-                    "tags": [f"{driver}-{len(seconds)}"],
-                    "project_dir": str(PROJECT),
-                    "context": "app",
-                    "dockerfile": "Dockerfile",
-                    "target": "runtime",
-                    "test_target": "test",
-                    "platform": "linux/amd64",
-                    "build_args": build_args,
-                    "labels": {},
-                    "registry_server": registry,
-                    "username": services["DOCKYARD_REGISTRY_USER"],
-                    "password": services["DOCKYARD_REGISTRY_PASSWORD"],
-                    "cache_repo": None,
-                }
+                props = build_props(services, PROJECT, "dockyard/bench-storage", f"{driver}-{len(seconds)}")
                 started = time.perf_counter()
                 podman_build.run_build(props)
                 seconds[(driver, run)] = time.perf_counter() - started

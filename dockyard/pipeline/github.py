@@ -188,31 +188,35 @@ def _install_cosign() -> Step:
     }
 
 
-def _install_syft() -> Step:
-    # From the Go module proxy, checked against sum.golang.org; the version goes in so the SBOM names its creator.
+def _go_install(tool: str, version: str, install: str) -> Step:
+    """``tool`` from the Go module proxy (checked against sum.golang.org) into the job's PATH; ``install`` is the
+    ``go install`` arguments, reading the version from ``$<TOOL>_VERSION``."""
+    variable = f"{tool.upper()}_VERSION"
     return {
-        "name": f"Install syft {SYFT_VERSION}",
-        "env": {"SYFT_VERSION": SYFT_VERSION},
-        "run": (
-            'GOBIN="$RUNNER_TEMP/bin" go install -ldflags "-X main.version=$SYFT_VERSION" '
-            '"github.com/anchore/syft/cmd/syft@$SYFT_VERSION"\n'
-            'echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"\n'
-        ),
+        "name": f"Install {tool} {version}",
+        "env": {variable: version},
+        "run": f'GOBIN="$RUNNER_TEMP/bin" {install}\necho "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"\n',
     }
+
+
+def _install_syft() -> Step:
+    # The version goes in so the SBOM names its creator.
+    return _go_install(
+        "syft",
+        SYFT_VERSION,
+        'go install -ldflags "-X main.version=$SYFT_VERSION" "github.com/anchore/syft/cmd/syft@$SYFT_VERSION"',
+    )
 
 
 def _install_helm() -> Step:
-    # From the Go module proxy, as scripts/bootstrap-supply-chain.sh builds it; the ldflag is the version it reports.
-    return {
-        "name": f"Install helm {HELM_VERSION}",
-        "env": {"HELM_VERSION": HELM_VERSION},
-        "run": (
-            'GOBIN="$RUNNER_TEMP/bin" CGO_ENABLED=0 go install -trimpath '
-            '-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" '
-            '"helm.sh/helm/v4/cmd/helm@$HELM_VERSION"\n'
-            'echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"\n'
-        ),
-    }
+    # As scripts/bootstrap-supply-chain.sh builds it; the ldflag is the version it reports.
+    return _go_install(
+        "helm",
+        HELM_VERSION,
+        "CGO_ENABLED=0 go install -trimpath "
+        '-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" '
+        '"helm.sh/helm/v4/cmd/helm@$HELM_VERSION"',
+    )
 
 
 def _install_trivy() -> Step:

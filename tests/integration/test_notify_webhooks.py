@@ -22,6 +22,7 @@ import pytest
 from dockyard.model.notifications import Event
 from dockyard.releases.engine import Engine
 from dockyard.releases.project import Project
+from tests.engine.harness import pinned_version
 from tests.stacks import PROJECT
 from tests.team_postgres import free_port
 from tests.unit.test_stack_reads import BUILT, STAGING, FakeEngine, releases
@@ -40,12 +41,8 @@ def engine_bin() -> Path:
     found = shutil.which("pulumi")
     if found:
         return Path(found).parent
-    versions = (PROJECT / "scripts" / "engine" / "versions.env").read_text()
-    version = next(
-        line.split("=", 1)[1] for line in versions.splitlines() if line.startswith("DOCKYARD_PULUMI_VERSION=")
-    )
     cache = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard"))
-    binary = cache / "engine" / version / "bin" / "pulumi"
+    binary = cache / "engine" / pinned_version() / "bin" / "pulumi"
     if not binary.is_file():
         message = "no pulumi engine: run scripts/bootstrap-engine.sh"
         if os.environ.get("CI") == "true":
