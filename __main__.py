@@ -16,7 +16,7 @@ from dockyard_components.signing import SignedImage
 
 stack = stack_config.load()
 # Before any resource is registered: every digest a Deployment will run passes the stack's trust policy.
-trust_check.enforce(stack, Path(__file__).resolve().parent)
+trust_policy = trust_check.enforce(stack, Path(__file__).resolve().parent)
 # A stack that cannot reach its cluster stops here, before any resource is registered.
 kubernetes = kubernetes_provider("kubernetes", stack)
 
@@ -37,7 +37,8 @@ signed = (
 
 app = KubernetesApp(
     "app",
-    wiring.app_args(stack, release, registry),
+    # The namespace carries the trust policy: the cluster's admission webhook enforces it on every Pod too.
+    wiring.app_args(stack, release, registry, trust_policy),
     # A signing stack deploys its digest only once the signature and SBOM attestation verify.
     opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[signed] if signed else None),
 )

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dockyard.admission import cli as admission_cli
 from dockyard.model.config import stack_file
 from dockyard.model.image_diff import OCI_VERSION_LABEL
 from dockyard.model.notifications import Event
@@ -61,6 +62,7 @@ canary_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(canary_app, name="canary")
+app.add_typer(admission_cli.app, name="admission")
 console = Console(stderr=True, soft_wrap=True)
 ProjectOption = Annotated[Path, typer.Option("--project", help="Pulumi project directory", file_okay=False)]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="apply without asking (the update shows its diff)")]

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The local Kubernetes control plane the local stacks deploy to: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kwok (fake nodes: scheduled Pods become Running/Ready without containers), all on 127.0.0.1,
-# built by scripts/bootstrap-cluster.sh. Admission (Pod Security), controllers (Deployments, ReplicaSets, HPA,
-# EndpointSlices), the scheduler and Pulumi's await logic all run for real; only the kubelet is simulated.
+# built by scripts/bootstrap-cluster.sh; and the admission webhook that enforces each stack's trust policy
+# (dockyard/admission, from the project's virtualenv). Admission (Pod Security, trust policies), controllers
+# (Deployments, ReplicaSets, HPA, EndpointSlices), the scheduler and Pulumi's await logic all run for real; only the
+# kubelet is simulated.
 #
 #   scripts/local-cluster.sh start    idempotent: certificates and kubeconfigs at first start, start what is not
 #                                     running, wait for /readyz and Ready nodes
@@ -41,7 +43,9 @@ readonly KUBECONFIG_FILE="$STATE/kubeconfig"
 #: The context the local stacks name in Pulumi.local*.yaml (kubernetes.context); dockyard/program/kubernetes.py knows it too.
 readonly CONTEXT=dockyard-local
 readonly SERVICE_CIDR=10.96.0.0/24 POD_CIDR=10.244.0.0/16
-readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+readonly ADMISSION_PORT="${DOCKYARD_CLUSTER_ADMISSION_PORT:-10443}"
+readonly PROJECT_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok admission)
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -239,6 +243,31 @@ start_controllers() {
 
 kube() { kubectl --kubeconfig "$KUBECONFIG_FILE" --context "$CONTEXT" "$@"; }
 
+# The admission webhook (dockyard/admission): Pods in namespaces whose stack has a trust policy run only images that
+# policy trusts. It runs from the project's virtualenv, reached by the API server by URL (no in-cluster Service:
+# kwok nodes run no Pods), with a serving certificate from the cluster CA.
+start_admission() {
+    local python="$PROJECT_DIR/.venv/bin/python"
+    [ -x "$python" ] || die "the admission webhook runs from the project's virtualenv: run scripts/setup-venv.sh first"
+    if ! openssl verify -CAfile "$PKI/ca.crt" "$PKI/admission.crt" >/dev/null 2>&1; then
+        sign admission "/CN=dockyard-admission" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$HOST"
+    fi
+    if ! pid_of admission >/dev/null; then
+        port_in_use "$ADMISSION_PORT" && die "port $ADMISSION_PORT on $HOST is taken (the admission webhook's port)"
+        log "starting the admission webhook (trust policies)"
+        launch admission env DOCKYARD_CACHE="$CACHE" "$python" -m dockyard.admission serve --port "$ADMISSION_PORT" \
+            --cert "$PKI/admission.crt" --key "$PKI/admission.key" --kubeconfig "$KUBECONFIG_FILE" \
+            --work-dir "$STATE/admission"
+    fi
+    wait_for "admission webhook" admission curl -fsS --max-time 2 --cacert "$PKI/ca.crt" \
+        "https://$HOST:$ADMISSION_PORT/healthz"
+    "$python" -m dockyard.admission registration --url "https://$HOST:$ADMISSION_PORT/validate" \
+        --ca-file "$PKI/ca.crt" | kube apply -f - >/dev/null
+}
+
 ensure_nodes() {
     local i manifest=""
     for ((i = 0; i < NODES; i++)); do
@@ -286,6 +315,7 @@ cmd_start() {
     start_apiserver
     start_controllers
     ensure_nodes
+    start_admission
     log "cluster ready in $((SECONDS - started))s: https://$HOST:$API_PORT, context $CONTEXT, KUBECONFIG=$KUBECONFIG_FILE"
 }
 
@@ -331,6 +361,8 @@ cmd_status() {
 cmd_env() {
     printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
     printf 'export DOCKYARD_CLUSTER_CONTEXT=%q\n' "$CONTEXT"
+    # The admission webhook's own trust cache (tests remember stand-in releases there, as for the program's).
+    printf 'export DOCKYARD_ADMISSION_CACHE=%q\n' "$STATE/admission/trust"
     pid_of kube-apiserver >/dev/null || log "note: the cluster is not running (scripts/local-cluster.sh start)"
 }
 

@@ -19,6 +19,11 @@ PART_OF = "dockyard"
 TRACK_LABEL = "dockyard.dev/track"
 #: Lets admission and CrossGuard policies apply tier rules (digest pinning in staging/prod, prod availability).
 TIER_LABEL = "dockyard.dev/tier"
+#: Selects a namespace for the admission webhook (dockyard.admission): its Pods run only images its policy trusts.
+ADMISSION_LABEL = "dockyard.dev/admission"
+ADMISSION_ENFORCED = "enforce"
+#: The namespace's trust policy (JSON) that the admission webhook enforces; written by the stack's program.
+TRUST_POLICY_ANNOTATION = "dockyard.dev/trust-policy"
 NON_ROOT_UID = 65532
 TMP_VOLUME = "tmp"
 

@@ -15,7 +15,10 @@ from pydantic.alias_generators import to_camel
 
 from dockyard_components.app_spec import AppSpec
 from dockyard_components.k8s_specs import (
+    ADMISSION_ENFORCED,
+    ADMISSION_LABEL,
     TRACK_LABEL,
+    TRUST_POLICY_ANNOTATION,
     AppIdentity,
     container_spec,
     deployment_strategy,
@@ -127,6 +130,9 @@ class KubernetesAppArgs(TypedDict):
     """Secret environment variables, kept Pulumi secrets and stored in a Kubernetes Secret."""
     docker_config_json: NotRequired[pulumi.Input[str]]
     """Registry credentials (``~/.docker/config.json`` document) for the image pull Secret; none unless given."""
+    trust_policy: NotRequired[str]
+    """The namespace's trust policy (a JSON document): the namespace is labelled for the admission webhook, which
+    admits only Pods whose images the policy trusts; no admission check unless given."""
     termination_grace_period_seconds: NotRequired[int]
     """How long a stopping pod may drain; 30 by default."""
     revision_history_limit: NotRequired[int]
@@ -136,7 +142,7 @@ class KubernetesAppArgs(TypedDict):
 
 
 #: The arguments that are the app's spec (the rest say where it runs and what it is handed).
-_PLACEMENT = ("namespace", "image", "stack", "tier", "app_secrets", "docker_config_json")
+_PLACEMENT = ("namespace", "image", "stack", "tier", "app_secrets", "docker_config_json", "trust_policy")
 
 
 def app_spec(name: str, args: KubernetesAppArgs) -> AppSpec:
@@ -191,7 +197,7 @@ class KubernetesApp(pulumi.ComponentResource):
         identity = AppIdentity(
             app=settings.app_name, stack=stack, namespace=args["namespace"], tier=Tier(args.get("tier", Tier.DEV)).value
         )
-        ns = self._namespace(name, identity)
+        ns = self._namespace(name, identity, args.get("trust_policy"))
         pods = self._pod_inputs(name, identity, settings, stack, ns, args)
         release = args.get("image")
         # A track with no release yet (no image of its own and no release image) gets no Deployment and no pods.
@@ -210,13 +216,17 @@ class KubernetesApp(pulumi.ComponentResource):
             }
         )
 
-    def _namespace(self, name: str, identity: AppIdentity) -> pulumi.Output[str]:
+    def _namespace(self, name: str, identity: AppIdentity, trust_policy: str | None) -> pulumi.Output[str]:
         # Every object of this stack lives here; the name carries the stack so stacks share clusters safely.
+        labels = {**identity.labels(), "pod-security.kubernetes.io/enforce": "restricted"}
+        if trust_policy is not None:
+            labels[ADMISSION_LABEL] = ADMISSION_ENFORCED
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=identity.namespace,
-                labels={**identity.labels(), "pod-security.kubernetes.io/enforce": "restricted"},
+                labels=labels,
+                annotations={TRUST_POLICY_ANNOTATION: trust_policy} if trust_policy is not None else None,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

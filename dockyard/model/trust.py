@@ -99,6 +99,36 @@ class TrustPolicy:
             signers.append(Signer(str(identity), identity=identity))
         return cls(stack, tuple(signers), (SBOM,) if signing.require_sbom else ())
 
+    def document(self) -> dict[str, Any]:
+        """The policy as JSON: what the program writes on the stack's namespace for the admission webhook
+        (:mod:`dockyard.admission`), so the cluster enforces the same policy the program and the CLI do."""
+        return {
+            "stack": self.stack,
+            "keys": [{"name": s.name, "publicKey": s.public_key} for s in self.signers if s.public_key is not None],
+            "identities": [
+                {"issuer": i.issuer, "identity": i.identity, "identityRegexp": i.identity_regexp}
+                for i in (s.identity for s in self.signers)
+                if i is not None
+            ],
+            "requireSbom": SBOM in self.requirements,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> TrustPolicy:
+        """The policy :meth:`document` wrote; a malformed document raises :class:`TrustPolicyError`."""
+        try:
+            signers = [Signer(str(key["name"]), public_key=str(key["publicKey"])) for key in document["keys"]]
+            for trusted in document["identities"]:
+                identity = KeylessIdentity(trusted["issuer"], trusted.get("identity"), trusted.get("identityRegexp"))
+                signers.append(Signer(str(identity), identity=identity))
+            stack = str(document["stack"])
+            requirements = (SBOM,) if document["requireSbom"] else ()
+        except (KeyError, TypeError, ValueError) as error:
+            raise TrustPolicyError(f"a malformed trust policy document ({error!r})") from None
+        if not signers:
+            raise TrustPolicyError(f"{stack}'s trust policy document names no signer")
+        return cls(stack, tuple(signers), requirements)
+
     @property
     def public_key(self) -> str | None:
         return next((signer.public_key for signer in self.signers if signer.public_key is not None), None)

@@ -14,8 +14,10 @@ from typing import cast
 
 import pulumi
 
+from dockyard.admission.namespace import NamespacePolicy
 from dockyard.model.config import Tier
 from dockyard.model.credentials import password_source
+from dockyard.model.trust import TrustPolicy
 from dockyard.pipeline import github as actions
 from dockyard.pipeline import model
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
@@ -128,8 +130,14 @@ def unreleased_tracks(stack: StackConfig, release: pulumi.Input[str] | None) -> 
     return [track.name for track in stack.env.kubernetes.tracks if track.name not in deployed]
 
 
-def app_args(stack: StackConfig, release: pulumi.Output[str] | None, registry: ContainerRegistry) -> KubernetesAppArgs:
-    """The app's Deployments run ``release`` where their track names no image of its own; None: no release yet."""
+def app_args(
+    stack: StackConfig,
+    release: pulumi.Output[str] | None,
+    registry: ContainerRegistry,
+    trust_policy: TrustPolicy | None = None,
+) -> KubernetesAppArgs:
+    """The app's Deployments run ``release`` where their track names no image of its own; None: no release yet.
+    A ``trust_policy`` goes on the namespace, for the admission webhook."""
     # The component validates its spec again (the same AppSpec model), so the dump needs no checking here.
     spec = stack.env.kubernetes.model_dump(include=set(AppSpec.model_fields), exclude_none=True)
     args = cast(KubernetesAppArgs, {**spec, "namespace": stack.namespace, "stack": stack.stack, "tier": stack.env.tier})
@@ -137,6 +145,8 @@ def app_args(stack: StackConfig, release: pulumi.Output[str] | None, registry: C
         args["image"] = release
     for track in unreleased_tracks(stack, release):
         pulumi.log.info(f"{stack.stack}: the {track} track has no release yet, so it runs no pods")
+    if trust_policy is not None:
+        args["trust_policy"] = NamespacePolicy.of(trust_policy, stack.env.registry.ca_bundle).annotation()
     if stack.secrets.app_secrets is not None:
         args["app_secrets"] = stack.secrets.app_secrets
     # Cloud registries are pulled through the cluster's workload identity: a Secret would hold a token that

@@ -40,16 +40,19 @@ def enforce(
     *,
     environ: Mapping[str, str] = os.environ,
     cache: TrustCache | None = None,
-) -> None:
-    """Raise :class:`TrustRefusal` when ``stack``'s trust policy refuses an image one of its Deployments would run."""
+) -> TrustPolicy | None:
+    """Raise :class:`TrustRefusal` when ``stack``'s trust policy refuses an image one of its Deployments would run;
+    else the policy (None: the stack has none), which the namespace carries for admission."""
     signing = stack.env.signing
-    images = stack.env.running_images
-    if signing is None or not images:
-        return
+    if signing is None:
+        return None
     try:
         policy = TrustPolicy.of(stack.stack, signing, project_dir)
     except TrustPolicyError as error:
         raise TrustRefusal(f"{error}; nothing is deployed") from None
+    images = stack.env.running_images
+    if not images:
+        return policy
     registry = stack.env.registry
     credentials = registry_credentials(registry, _stack_secret, environ)
     refused = check_images(policy, images, lambda: registry_tools(registry.host, credentials, policy), cache)
@@ -61,3 +64,4 @@ def enforce(
                 for track, problems in refused.items()
             )
         )
+    return policy

@@ -386,8 +386,8 @@ UNPULLED_RELEASE = "127.0.0.1:5443/dockyard/app@sha256:" + "e" * 64
 def accepted_release(workspace: Workspace, stack: str, path: list[str], image: str = UNPULLED_RELEASE) -> str:
     """Write ``image`` at ``dockyard:<path>`` of ``stack`` as a release, and remember it as accepted by the stack's
     trust policy in the workspace's trust cache, as an earlier check would have: for tests about something else
-    (render mode, the backend, timings) that need a Deployment without a build. The check itself is
-    tests/engine/test_supply_chain.py's."""
+    (render mode, the backend, timings) that need a Deployment without a build. The checks themselves (program and
+    admission) are tests/engine/test_supply_chain.py's."""
     from dockyard.model.config import environment_from_file
     from dockyard.model.trust import TrustCache, TrustPolicy
 
@@ -395,5 +395,7 @@ def accepted_release(workspace: Workspace, stack: str, path: list[str], image: s
     env = environment_from_file(workspace.directory, stack)
     if env.signing is not None:
         policy = TrustPolicy.of(stack, env.signing, workspace.directory)
-        TrustCache(Path(workspace.env["DOCKYARD_TRUST_CACHE"])).remember(policy, image)
+        # The program's cache, and the admission webhook's (its Pods must be admitted on the cluster too).
+        for cache in ("DOCKYARD_TRUST_CACHE", "DOCKYARD_ADMISSION_CACHE"):
+            TrustCache(Path(workspace.env[cache])).remember(policy, image)
     return image

@@ -19,17 +19,25 @@ from typing import Any
 
 import pytest
 
+from dockyard.admission.namespace import NamespacePolicy
+from dockyard.admission.registration import BREAK_GLASS_LABEL, webhook_configuration
 from dockyard.model.stack import StackView
+from dockyard.model.trust import TrustPolicy
 from dockyard.releases.attestations import attested_verifications
 from dockyard.releases.ledger import Check, Verification
 from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, SigningTools, tool
+from dockyard_components.k8s_specs import ADMISSION_ENFORCED, ADMISSION_LABEL, TIER_LABEL, TRUST_POLICY_ANNOTATION
+from tests.engine.admission_objects import apply, deployment, pod
 from tests.engine.harness import (
     SESSION,
+    Result,
     Workspace,
     attest_verification,
     deployment_images,
     dockyard,
+    kubectl,
     live,
+    namespace_of,
     set_stack_config,
     signing_tools,
 )
@@ -394,3 +402,94 @@ def test_an_advisory_published_after_the_build_blocks_the_promotion(promoted: Wo
     )
     after = live(promoted, "local-staging", "deployments"), promoted.stack_file("local-staging").read_bytes()
     assert after == before, "nothing written, nothing deployed"
+
+
+# --- The cluster's admission: the same trust policy, enforced on what any client applies ---------------------------
+
+
+def pull_secret_of(workspace: Workspace, stack: str) -> str:
+    (name,) = [n for n, s in live(workspace, stack, "secrets").items() if s["type"] == "kubernetes.io/dockerconfigjson"]
+    return name
+
+
+def refused_by_admission(result: Result, refusal: str) -> None:
+    assert result.returncode != 0, result.output
+    assert "denied the request" in result.output, result.output
+    assert refusal in result.output, result.output
+
+
+def test_the_cluster_admits_only_signed_pinned_digests_into_a_stacks_namespace(
+    promoted: Workspace, tmp_path: Path
+) -> None:
+    """kubectl, not the program: local-staging's namespace carries its trust policy, and the webhook enforces it."""
+    namespace = namespace_of(promoted, "local-staging")
+    labels = json.loads(kubectl(promoted, "get", "namespace", namespace, "-o", "json").stdout)["metadata"]["labels"]
+    assert labels[ADMISSION_LABEL] == ADMISSION_ENFORCED, "the program labelled its namespace for admission"
+    pull = pull_secret_of(promoted, "local-staging")
+    unsigned = push_by_hand(promoted, "applied-by-hand", tmp_path)
+    refused_by_admission(
+        apply(promoted, pod("unsigned", namespace, unsigned, pull)),
+        f"local-staging's trust policy refuses Pod unsigned: containers[app]: {unsigned} carries no signature by "
+        "keys/dockyard-local-cosign.pub that local-staging trusts",
+    )
+    refused_by_admission(
+        apply(promoted, deployment("unsigned", namespace, unsigned, pull)),
+        f"local-staging's trust policy refuses Deployment unsigned: containers[app]: {unsigned} carries no signature",
+    )
+    tagged = unsigned.split("@")[0] + ":applied-by-hand"
+    refused_by_admission(apply(promoted, pod("tagged", namespace, tagged, pull)), f"{tagged} is not pinned by digest")
+    signed = promoted.outputs("local")["image_ref"]
+    admitted = apply(promoted, pod("signed", namespace, signed, pull))
+    assert admitted.returncode == 0, admitted.output
+    kubectl(promoted, "delete", "pod", "signed", "-n", namespace, "--wait=false")
+    for name in ("unsigned", "tagged"):
+        assert kubectl(promoted, "get", "pod", name, "-n", namespace, check=False).returncode != 0, "never created"
+
+
+def test_a_prod_namespace_fails_closed_without_the_webhook_and_break_glass_opens_it(promoted: Workspace) -> None:
+    """A second registration of the same configuration, at a URL nothing serves, for this test's namespaces only:
+    the prod-tier one refuses even the chain's signed digest; the dev-tier one admits it; a break-glass label
+    admits it in prod too."""
+    env = promoted.env
+    signing = StackView.read(promoted.directory, "local-prod").env.signing
+    assert signing is not None, "local-prod has a trust policy"
+    policy = TrustPolicy.of("local-prod", signing, promoted.directory)
+    annotation = NamespacePolicy.of(policy, env["DOCKYARD_REGISTRY_CA"]).annotation()
+    marker = {"dockyard.dev/admission-test": SESSION}
+    names = {tier: f"admission-{tier}-{SESSION}" for tier in ("prod", "dev")}
+    cluster_ca = (Path(env["KUBECONFIG"]).parent / "pki" / "ca.crt").read_text()
+    unreachable = webhook_configuration(
+        "https://127.0.0.1:9/validate", cluster_ca, name=f"dockyard-down-{SESSION}", only_labelled=marker
+    )
+    signed = promoted.outputs("local")["image_ref"]
+    try:
+        for tier, name in names.items():
+            labels = {ADMISSION_LABEL: ADMISSION_ENFORCED, TIER_LABEL: tier, **marker}
+            labels["pod-security.kubernetes.io/enforce"] = "restricted"
+            metadata = {"name": name, "labels": labels, "annotations": {TRUST_POLICY_ANNOTATION: annotation}}
+            assert apply(promoted, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}).returncode == 0
+            kubectl(
+                promoted,
+                "create",
+                "secret",
+                "docker-registry",
+                "pull",
+                "-n",
+                name,
+                f"--docker-server={env['DOCKYARD_REGISTRY']}",
+                f"--docker-username={env['DOCKYARD_REGISTRY_USER']}",
+                f"--docker-password={env['DOCKYARD_REGISTRY_PASSWORD']}",
+            )
+        assert apply(promoted, unreachable).returncode == 0
+        refused = apply(promoted, pod("signed", names["prod"], signed, "pull"))
+        assert refused.returncode != 0, refused.output
+        assert "failed calling webhook" in refused.output, refused.output
+        assert f"fail-closed.dockyard-down-{SESSION}.dockyard.dev" in refused.output
+        admitted = apply(promoted, pod("signed", names["dev"], signed, "pull"))
+        assert admitted.returncode == 0, admitted.output
+        kubectl(promoted, "label", "namespace", names["prod"], f"{BREAK_GLASS_LABEL}=INC-0001")
+        broken_glass = apply(promoted, pod("signed", names["prod"], signed, "pull"))
+        assert broken_glass.returncode == 0, broken_glass.output
+    finally:
+        kubectl(promoted, "delete", "validatingwebhookconfiguration", unreachable["metadata"]["name"], check=False)
+        kubectl(promoted, "delete", "namespace", *names.values(), "--wait=false", check=False)
