@@ -8,8 +8,11 @@ from typing import Annotated
 import typer
 import yaml
 
+from dockyard.admission.policy_controller import cluster_image_policy
 from dockyard.admission.registration import webhook_configuration
 from dockyard.admission.server import serve
+from dockyard.model.config import environment_from_file
+from dockyard.model.trust import TrustPolicy
 
 app = typer.Typer(help="The admission webhook that makes the cluster enforce each stack's trust policy.")
 
@@ -34,3 +37,17 @@ def registration_command(
 ) -> None:
     """Print the ValidatingWebhookConfiguration (YAML) for ``kubectl apply -f -``."""
     typer.echo(yaml.safe_dump(webhook_configuration(url, ca_file.read_text()), sort_keys=False))
+
+
+@app.command("cluster-image-policy")
+def cluster_image_policy_command(
+    stack: Annotated[str, typer.Option(help="the stack whose trust policy guards its namespace")],
+    project: Annotated[Path, typer.Option(help="the project directory")] = Path("."),
+) -> None:
+    """Print the sigstore policy-controller ClusterImagePolicy (YAML) that enforces STACK's trust policy on a real
+    cluster; label the stack's namespace policy.sigstore.dev/include=true."""
+    env = environment_from_file(project, stack)
+    if env.signing is None:
+        raise typer.BadParameter(f"{stack} has no dockyard:signing: no trust policy to enforce", param_hint="--stack")
+    policy = TrustPolicy.of(stack, env.signing, project)
+    typer.echo(yaml.safe_dump(cluster_image_policy(policy, env.registry.image_name), sort_keys=False))

@@ -13,11 +13,13 @@ import pytest
 from kubernetes.client import ApiException
 
 from dockyard.admission.namespace import NamespacePolicy
+from dockyard.admission.policy_controller import cluster_image_policy
 from dockyard.admission.registration import BREAK_GLASS_LABEL, webhook_configuration
 from dockyard.admission.review import Decision, decide, images, pod_spec, response
 from dockyard.admission.server import Webhook
 from dockyard.model.config import SigningConfig, TrustedIdentity
 from dockyard.model.trust import SBOM, Signer, TrustCache, TrustPolicy, TrustPolicyError
+from dockyard_components.cosign import KeylessIdentity
 from dockyard_components.k8s_specs import ADMISSION_LABEL, TIER_LABEL, TRUST_POLICY_ANNOTATION
 
 SIGNED = "127.0.0.1:5443/dockyard/app@sha256:" + "a" * 64
@@ -191,3 +193,18 @@ def test_a_namespace_the_webhook_cannot_read_refuses_with_the_reason(tmp_path: P
     answer = Webhook(Down(None, {}), tmp_path).review({"request": request(pod(SIGNED))})  # type: ignore[arg-type]
     assert answer["response"]["allowed"] is False
     assert "cannot read the trust policy of namespace shop-prod: Service Unavailable" in str(answer)
+
+
+def test_the_cluster_image_policy_has_one_authority_per_signer_and_the_sbom_rule() -> None:
+    identity = KeylessIdentity("https://token.actions.githubusercontent.com", identity_regexp="^https://x/.*$")
+    policy = TrustPolicy("prod", (POLICY.signers[0], Signer(str(identity), identity=identity)), (SBOM,))
+    document = cluster_image_policy(policy, "ghcr.io/acme/app")
+    assert document["spec"]["images"] == [{"glob": "ghcr.io/acme/app*"}]
+    key, keyless = document["spec"]["authorities"]
+    assert key["key"] == {"data": KEY, "hashAlgorithm": "sha256"}
+    assert keyless["keyless"]["identities"] == [
+        {"issuer": "https://token.actions.githubusercontent.com", "subjectRegExp": "^https://x/.*$"}
+    ]
+    assert key["attestations"] == keyless["attestations"] == [{"name": "sbom", "predicateType": "spdxjson"}]
+    without_sbom = cluster_image_policy(TrustPolicy("dev", POLICY.signers, ()), "ghcr.io/acme/app")
+    assert "attestations" not in without_sbom["spec"]["authorities"][0]

@@ -10,7 +10,10 @@ import pulumi
 import pytest
 import yaml
 
-from dockyard.model.config import ConfigError
+from dockyard.admission.namespace import NamespacePolicy
+from dockyard.model.config import ConfigError, environment_from_file
+from dockyard.model.trust import TrustPolicy
+from dockyard_components.k8s_specs import ADMISSION_ENFORCED, ADMISSION_LABEL
 from tests.stacks import PROJECT, stack_config
 from tests.unit.conftest import (
     APP_SECRET,
@@ -127,6 +130,31 @@ def test_prod_never_builds_and_runs_both_colors(mocks: RecordingMocks, workdir: 
     assert service.inputs["spec"]["selector"]["dockyard.dev/track"] == "blue"
     assert len(mocks.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")) == 2
     assert len(mocks.of_type("kubernetes:policy/v1:PodDisruptionBudget")) == 1
+
+
+def test_prod_writes_its_trust_policy_on_its_namespace_for_admission(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_prod(mocks, workdir)
+    (namespace,) = mocks.of_type("kubernetes:core/v1:Namespace")
+    metadata = namespace.inputs["metadata"]
+    assert metadata["labels"][ADMISSION_LABEL] == ADMISSION_ENFORCED
+    carried = NamespacePolicy.read(metadata["annotations"])
+    assert carried is not None
+    signing = environment_from_file(PROJECT, "prod").signing
+    assert signing is not None
+    assert carried.policy == TrustPolicy.of("prod", signing, PROJECT), "the namespace carries the stack's own policy"
+    assert [str(s.identity) for s in carried.policy.signers if s.identity], "prod trusts the delivery workflow"
+
+
+@pulumi.runtime.test
+def _run_dev(mocks: RecordingMocks, workdir: Path) -> None:
+    run_program("dev")
+
+
+def test_a_stack_without_a_trust_policy_asks_no_admission(mocks: RecordingMocks, workdir: Path) -> None:
+    _run_dev(mocks, workdir)
+    (namespace,) = mocks.of_type("kubernetes:core/v1:Namespace")
+    assert ADMISSION_LABEL not in namespace.inputs["metadata"]["labels"]
+    assert not namespace.inputs["metadata"].get("annotations")
 
 
 @pulumi.runtime.test
