@@ -228,6 +228,12 @@ def namespace_of(workspace: Workspace, stack: str) -> str:
     return str(workspace.outputs(stack)["namespace"])
 
 
+def pull_secret_of(workspace: Workspace, stack: str) -> str:
+    """The name of the image pull Secret ``stack`` deployed (auto-named: the engine adds a suffix)."""
+    (name,) = [n for n, s in live(workspace, stack, "secrets").items() if s["type"] == "kubernetes.io/dockerconfigjson"]
+    return name
+
+
 def live(workspace: Workspace, stack: str, kind: str) -> dict[str, dict[str, Any]]:
     """The live objects of ``kind`` in ``stack``'s namespace, by name."""
     items = kubectl(workspace, "get", kind, "-n", namespace_of(workspace, stack), "-o", "json").json()["items"]

@@ -38,6 +38,7 @@ from tests.engine.harness import (
     kubectl,
     live,
     namespace_of,
+    pull_secret_of,
     set_stack_config,
     signing_tools,
 )
@@ -405,11 +406,6 @@ def test_an_advisory_published_after_the_build_blocks_the_promotion(promoted: Wo
 
 
 # --- The cluster's admission: the same trust policy, enforced on what any client applies ---------------------------
-
-
-def pull_secret_of(workspace: Workspace, stack: str) -> str:
-    (name,) = [n for n, s in live(workspace, stack, "secrets").items() if s["type"] == "kubernetes.io/dockerconfigjson"]
-    return name
 
 
 def refused_by_admission(result: Result, refusal: str) -> None:
