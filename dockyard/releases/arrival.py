@@ -50,9 +50,11 @@ def copy_problem(image: str, source: StackView, target: StackView, reason: str) 
     hosts = dict.fromkeys([source_host, target_host])
     start = next((command for host in hosts if (command := local_start_command(host))), None)
     answer = " and ".join(hosts) + (" answer" if len(hosts) > 1 else " answers")
-    sources = dict.fromkeys(password_source(view.env.registry.password_env) for view in (source, target))
+    # On one host regctl is logged in as the target alone (see logins).
+    used = (source, target) if len(hosts) > 1 else (target,)
+    passwords = " and ".join(f"{view.name}'s {password_source(view.env.registry.password_env)}" for view in used)
     return (
         f"cannot copy {image} into {target.name}'s registry {target.env.registry.image_name}: {reason} "
-        f"(check that {answer}{f' ({start})' if start else ''} and that the registry passwords of {source.name} and "
-        f"{target.name} are right ({'; '.join(sources)}), then promote again: the copy resumes)"
+        f"(check that {answer}{f' ({start})' if start else ''} and that {passwords} "
+        f"{'are' if len(used) > 1 else 'is'} right, then promote again: the copy resumes)"
     )

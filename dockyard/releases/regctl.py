@@ -102,8 +102,13 @@ class Regctl:
         self.run("image", "copy", "--digest-tags", "--referrers", source, target)
 
     def tags(self, repository: str) -> list[str]:
-        """The tags of ``registry/repository``."""
-        return self.run("tag", "ls", repository).split()
+        """The tags of ``registry/repository``; none when nothing was ever pushed there."""
+        try:
+            return self.run("tag", "ls", repository).split()
+        except RegctlError as error:
+            if _missing(str(error)):
+                return []
+            raise
 
     def digest(self, reference: str) -> str | None:
         """The manifest digest ``reference`` (a tag or digest) resolves to; None when the registry has none."""
@@ -126,6 +131,11 @@ class Regctl:
         """Delete the manifest ``repo@sha256:…`` (the registry drops every tag that named it); gone already is done."""
         self.run("manifest", "delete", "--ignore-missing", reference)
 
+    def delete_tag(self, reference: str) -> None:
+        """Delete the manifest the tag ``repo:tag`` names: for a tag that is its manifest's only one (a digest's
+        ``.sig``/``.att``), never a tag that may share its manifest with others."""
+        self.run("manifest", "delete", "--ignore-missing", "--force-tag-dereference", reference)
+
 
 def _missing(reason: str) -> bool:
-    return any(marker in reason.lower() for marker in ("not found", "manifest unknown", "404"))
+    return any(marker in reason.lower() for marker in ("not found", "manifest unknown", "name_unknown", "404"))
