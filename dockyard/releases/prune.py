@@ -32,7 +32,8 @@ def stack_references(project: Project, stack: str, since: datetime) -> list[Refe
     updates since ``since`` named, served or replaced."""
     view = project.view(stack)
     found = [Reference(image, f"{stack}'s config ({track} track)") for track, image in view.env.running_images.items()]
-    if view.env.image.ref:
+    if view.env.image.ref and view.env.image.ref not in view.env.running_images.values():
+        # image.ref that no track runs (a blue-green stack's): still what the stack names.
         found.append(Reference(view.env.image.ref, f"{stack}'s config (image.ref)"))
     try:
         served = output_text(project.outputs(stack), "image_ref")
