@@ -7,13 +7,14 @@ lists the verdicts; ``apply`` deletes each condemned digest's attached tags, the
 own tags with it), so an interrupted run leaves what the next run finds and finishes.
 
 Nothing is deleted on partial facts: a stack whose history cannot be read (backend down) stops the run; only a stack
-that was never deployed has none.
+that was never deployed has none. The run holds every stack's dockyard lock, so no move runs while it judges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -130,14 +131,19 @@ def prune(
     ``apply``)."""
     stacks = project.stacks
     since = now - timedelta(days=keep_days)
-    references = [reference for stack in stacks for reference in stack_references(project, stack, since)]
     results = []
-    for repository, credentials in repositories(project.view(stack) for stack in stacks).items():
-        host = repository.split("/", 1)[0]
-        with Regctl({host: credentials}) as regctl:
-            results.append(
-                prune_repository(
-                    regctl, repository, references, now=now, keep_days=keep_days, apply=apply, report=report
+    with ExitStack() as locks:
+        # Every stack's dockyard lock: a promotion's copy is named by no config until its update is applied, so no
+        # move may run between reading the references and deleting (one that is running refuses this run).
+        for stack in stacks:
+            locks.enter_context(project.lock(stack))
+        references = [reference for stack in stacks for reference in stack_references(project, stack, since)]
+        for repository, credentials in repositories(project.view(stack) for stack in stacks).items():
+            host = repository.split("/", 1)[0]
+            with Regctl({host: credentials}) as regctl:
+                results.append(
+                    prune_repository(
+                        regctl, repository, references, now=now, keep_days=keep_days, apply=apply, report=report
+                    )
                 )
-            )
     return results

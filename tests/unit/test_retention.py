@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from dockyard import cli
 from dockyard.releases.engine import StackMissingError
+from dockyard.releases.errors import DockyardError
 from dockyard.releases.project import Project
-from dockyard.releases.prune import Pruned, repositories, stack_references
+from dockyard.releases.prune import Pruned, prune, repositories, stack_references
 from dockyard.releases.retention import Listing, Reference, judge, subject_of
 from tests.stacks import PROJECT
 
@@ -219,3 +220,19 @@ def test_the_command_is_a_dry_run_unless_applied_and_says_why_each_digest_stays(
     assert applied.exit_code == 0, applied.output
     assert f"deleted 1 digest(s) from {REPO}" in applied.output
     assert asked == [False, True]
+
+
+def test_a_move_in_progress_on_any_stack_refuses_the_run_before_anything_is_read(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKYARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path}/state")
+    project.__dict__["engine"] = Engine(outputs={}, history={})
+
+    def no_registry(*_: object, **__: object) -> Pruned:
+        raise AssertionError("the registry was asked while a move held a lock")
+
+    monkeypatch.setattr("dockyard.releases.prune.prune_repository", no_registry)
+    other = Project(project.directory, print_line=lambda _: None)
+    with other.lock("local-prod"), pytest.raises(DockyardError, match="another dockyard operation on local-prod"):
+        prune(project, now=NOW, keep_days=30, apply=False)
