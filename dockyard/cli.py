@@ -44,6 +44,7 @@ from dockyard.releases.progressive import (
     switch_colors,
 )
 from dockyard.releases.project import Project, actor
+from dockyard.releases.prune import Pruned, prune
 from dockyard.releases.registry_client import RegistryUnreachableError, image_labels
 from dockyard.releases.stack_update import Outcome
 from dockyard.verify import HEALTH_TIMEOUT, Verifier
@@ -63,6 +64,8 @@ canary_app = typer.Typer(
 )
 app.add_typer(canary_app, name="canary")
 app.add_typer(admission_cli.app, name="admission")
+registry_app = typer.Typer(help="The stacks' registries: what they keep.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
 console = Console(stderr=True, soft_wrap=True)
 ProjectOption = Annotated[Path, typer.Option("--project", help="Pulumi project directory", file_okay=False)]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="apply without asking (the update shows its diff)")]
@@ -523,6 +526,60 @@ def chart(
             f"install: helm install {made.release.name} {made.reference} --version {made.version} "
             "--namespace default --values YOUR-SECRET-VALUES.yaml --wait"
         )
+
+
+@registry_app.command("prune")
+def registry_prune(
+    keep_days: Annotated[
+        int,
+        typer.Option(
+            "--keep-days",
+            min=1,
+            help="keep what a stack's history named within this many days, and unreferenced digests built within it",
+        ),
+    ] = 30,
+    apply: Annotated[bool, typer.Option("--apply", help="delete; without it, only list what would go and why")] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Delete the digests of the stacks' repositories that nothing references: no stack's config, no stack's last
+    update, no update within --keep-days, no release tag (1.2.3, 1.2, 1); with their signatures, attestations and
+    SBOMs. A dry run by default: every digest is listed, kept (and why) or to delete (and why)."""
+    dockyard = _project(project)
+    try:
+        pruned = prune(
+            dockyard,
+            now=datetime.now(UTC),
+            keep_days=keep_days,
+            apply=apply,
+            report=lambda verdict: console.print(f"deleting {verdict.repository}@{verdict.digest}"),
+        )
+    except DockyardError as error:
+        raise _fail(error) from None
+    for repository in pruned:
+        Console().print(_retention_table(repository))
+        gone = len(repository.deleted)
+        if repository.applied:
+            console.print(
+                f"deleted {gone} digest(s) from {repository.repository}; the registry frees their layers at its "
+                "next garbage collection"
+            )
+        else:
+            console.print(
+                f"[yellow]dry run:[/] {gone} digest(s) would be deleted from {repository.repository} "
+                "(re-run with --apply)"
+            )
+
+
+def _retention_table(pruned: Pruned) -> Table:
+    verb = "deleted" if pruned.applied else "delete"
+    table = Table(title=f"retention of {pruned.repository}")
+    for column in ("digest", "tags", "verdict", "why"):
+        table.add_column(column, overflow="fold")
+    for verdict in pruned.verdicts:
+        tags = ", ".join(verdict.tags) + (f" (+{len(verdict.attached)} attached)" if verdict.attached else "")
+        outcome = "[green]keep[/]" if verdict.keep else f"[red]{verb}[/]"
+        table.add_row(verdict.digest.removeprefix("sha256:")[:12], tags, outcome, "; ".join(verdict.reasons))
+    return table
 
 
 @app.command("pr-summary")

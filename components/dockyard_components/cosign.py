@@ -83,6 +83,25 @@ def tool(name: str) -> str:
     return found
 
 
+def run_unattended(
+    step: str, args: list[str], environment: Mapping[str, str], timeout: int = TOOL_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess[str]:
+    """A tool run with no terminal and a time limit, its output captured; the caller judges its exit code. A
+    timeout is a :class:`ToolUnavailableError` naming ``step``."""
+    try:
+        return subprocess.run(
+            args,
+            env=dict(environment),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise ToolUnavailableError(f"{step} took over {timeout}s") from None
+
+
 @dataclass
 class SigningTools:
     """Runs syft and cosign for one registry login; use as a context manager (it owns a private temp dir)."""
@@ -159,18 +178,7 @@ class SigningTools:
     def execute(self, step: str, args: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a tool in :meth:`environment`, unattended; the caller judges its exit code. A timeout is a
         :class:`CosignError` naming ``step``."""
-        try:
-            return subprocess.run(
-                args,
-                env=self.environment(),
-                capture_output=True,
-                text=True,
-                timeout=TOOL_TIMEOUT_SECONDS,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise ToolUnavailableError(f"{step} took over {TOOL_TIMEOUT_SECONDS}s") from None
+        return run_unattended(step, args, self.environment())
 
     def _run(self, step: str, args: list[str]) -> str:
         result = self.execute(step, args)

@@ -58,6 +58,17 @@ def image_tags(facts: GitFacts) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
+def is_release_tag(tag: str) -> bool:
+    """A tag :func:`image_tags` gives a release: ``1.2.3`` (a pre-release too), ``1.2`` or ``1``; never ``sha-…`` or
+    a branch's."""
+    try:
+        semver.Version.parse(tag)
+        return True
+    except ValueError:
+        parts = tag.split(".")
+        return len(parts) <= 2 and all(part.isdigit() and str(int(part)) == part for part in parts)
+
+
 def read_git_facts(directory: Path) -> GitFacts | None:
     """Facts about the last commit that touched ``directory``; ``None`` outside a git checkout.
 

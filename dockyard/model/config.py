@@ -483,11 +483,16 @@ def stack_file(project_dir: Path, stack: str) -> Path:
     return project_dir / f"Pulumi.{stack}.yaml"
 
 
+def stack_names(project_dir: Path) -> list[str]:
+    """The project's stacks: one ``Pulumi.<stack>.yaml`` each."""
+    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+
+
 def stack_document(project_dir: Path, stack: str) -> dict[str, Any]:
     """The parsed stack file of ``stack``; an unknown stack raises :class:`ConfigError` naming the known ones."""
     path = stack_file(project_dir, stack)
     if not path.is_file():
-        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
+        known = stack_names(project_dir)
         raise ConfigError(
             [Problem(stack, None, f"no such stack (no {path.name})", f"known stacks: {', '.join(known)}")]
         )

@@ -38,6 +38,8 @@ from dockyard.model.config import (
     Tier,
     parse_environment,
     read_stack_file,
+    stack_file,
+    stack_names,
 )
 from dockyard.model.notifications import Event
 from dockyard.model.problems import Problem
@@ -738,9 +740,8 @@ def read_stack_environments(project_dir: Path) -> dict[str, EnvironmentConfig]:
     :class:`dockyard.model.config.ConfigError`.
     """
     environments: dict[str, EnvironmentConfig] = {}
-    for path in sorted(project_dir.glob("Pulumi.*.yaml")):
-        stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        environments[stack] = parse_environment(stack, read_stack_file(path))
+    for stack in stack_names(project_dir):
+        environments[stack] = parse_environment(stack, read_stack_file(stack_file(project_dir, stack)))
     return environments
 
 

@@ -29,6 +29,14 @@ class RegistryAnswer:
 
 
 @dataclass(frozen=True)
+class CopyAnswer:
+    """The source's digest copied into a target that has its own registry: the copy's reference, or why not."""
+
+    reference: str | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class PromotionFacts:
     """Everything the gates judge about promoting ``source``'s release into ``target``."""
 
@@ -55,10 +63,19 @@ class PromotionFacts:
     #: findings, or the scanner unavailable; empty: clean; None: not asked: the target requires no scan, or the
     #: image is unusable).
     vulnerabilities: list[str] | None = None
+    #: The copy of ``image`` into the target's own registry (None: the target pulls from the source's repository; no
+    #: reference and no problem: a gate before the copy refused, so none was made). ``registry``, ``signature``,
+    #: ``vulnerabilities`` and ``verification`` are then about the copy.
+    copy: CopyAnswer | None = None
 
     @property
     def rules(self) -> tuple[Rule, ...]:
         return RULES
+
+    @property
+    def arriving(self) -> str | None:
+        """The reference the target receives: the copy in its registry, else the source's ``image``."""
+        return self.copy.reference if self.copy is not None else self.image
 
 
 @dataclass(frozen=True)
@@ -77,10 +94,15 @@ class RollbackFacts:
     def rules(self) -> tuple[Callable[[RollbackFacts], list[str]], ...]:
         return ROLLBACK_RULES
 
+    @property
+    def arriving(self) -> str | None:
+        return self.image
+
 
 class Arrival(Protocol):
-    """The facts every move that puts a digest into a stack has: the stack, its config, the image, and what its
-    registry and trust policy said of the image."""
+    """The facts every move that puts a digest into a stack has: the stack, its config, the image it receives
+    (``arriving``: a promotion's copy in the target's own registry), and what its registry and trust policy said of
+    that image."""
 
     @property
     def target(self) -> str: ...
@@ -89,7 +111,7 @@ class Arrival(Protocol):
     def target_env(self) -> EnvironmentConfig: ...
 
     @property
-    def image(self) -> str | None: ...
+    def arriving(self) -> str | None: ...
 
     @property
     def registry(self) -> RegistryAnswer | None: ...
@@ -164,20 +186,26 @@ def image_problems(source: str, image: str | None) -> list[str]:
 def in_registry(facts: Arrival) -> list[str]:
     """The target's registry holds the image (promotion and rollback both move only to what the cluster can pull)."""
     answer = facts.registry
-    if facts.image is None or answer is None:
+    if facts.arriving is None or answer is None:
         return []
     if answer.problem is not None:
         return [f"cannot check {facts.target}'s registry: {answer.problem}"]
     if answer.exists is False:
-        return [f"{facts.image} does not exist in {facts.target}'s registry {facts.target_env.registry.host}"]
+        return [f"{facts.arriving} does not exist in {facts.target}'s registry {facts.target_env.registry.host}"]
     return []
+
+
+def copied(facts: PromotionFacts) -> list[str]:
+    """A target with its own registry receives the digest there first (:mod:`dockyard.releases.arrival`)."""
+    return [facts.copy.problem] if facts.copy is not None and facts.copy.problem is not None else []
 
 
 def verified(facts: PromotionFacts) -> list[str]:
     """Targets that take verified releases only (qa, staging, prod by default) need the digest's newest
     verification on the source to have passed."""
     env = facts.target_env
-    if not env.requires_verified_releases or not facts.image or pinned_image(facts):
+    # No image, or no copy of it in the target's registry: nothing was asked (the gates before say why).
+    if not env.requires_verified_releases or not facts.image or not facts.arriving or pinned_image(facts):
         return []
     digest = facts.image.rsplit("@", 1)[-1]
     why = f"{facts.target} (tier {env.tier}) takes verified releases only"
@@ -217,6 +245,8 @@ def scanned(facts: PromotionFacts) -> list[str]:
     ]
 
 
+#: The gates that judge the source and the calendar: a promotion they refuse copies nothing into the target's registry.
+BEFORE_COPY: tuple[Rule, ...] = (order, freeze, source_update, soak, pinned_image)
 #: Every gate of a promotion, in the order its refusals are listed.
 RULES: tuple[Rule, ...] = (
     order,
@@ -224,6 +254,7 @@ RULES: tuple[Rule, ...] = (
     source_update,
     soak,
     pinned_image,
+    copied,
     in_registry,
     trusted,
     scanned,
@@ -252,6 +283,6 @@ ROLLBACK_RULES: tuple[Callable[[RollbackFacts], list[str]], ...] = (in_registry,
 Facts = TypeVar("Facts", PromotionFacts, RollbackFacts)
 
 
-def evaluate(facts: Facts) -> list[str]:
-    """Every reason to refuse the move (empty: it may go ahead)."""
-    return [problem for rule in facts.rules for problem in rule(facts)]
+def evaluate(facts: Facts, rules: tuple[Callable[[Facts], list[str]], ...] | None = None) -> list[str]:
+    """Every reason to refuse the move (empty: it may go ahead); ``rules``: only those of its gates."""
+    return [problem for rule in (facts.rules if rules is None else rules) for problem in rule(facts)]

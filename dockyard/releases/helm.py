@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dockyard.model.credentials import RegistryCredentials
 from dockyard.releases.errors import DockyardError
-from dockyard_components.cosign import ToolUnavailableError, tool
+from dockyard_components.cosign import ToolUnavailableError, run_unattended, tool
 
 HELM_TIMEOUT_SECONDS = 300
 _DIGEST = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
@@ -80,17 +80,9 @@ class Helm:
             "HELM_REGISTRY_CONFIG": str(self.directory / "registry.json"),
         }
         try:
-            result = subprocess.run(
-                [binary, *args],
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=HELM_TIMEOUT_SECONDS,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise HelmError(f"{step} took over {HELM_TIMEOUT_SECONDS}s") from None
+            result = run_unattended(step, [binary, *args], environment, HELM_TIMEOUT_SECONDS)
+        except ToolUnavailableError as error:
+            raise HelmError(str(error)) from None
         if result.returncode != 0:
             raise HelmError(f"{step} failed (exit {result.returncode}): {self._reason(result)}")
         return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,10 +20,11 @@ from dockyard.model.notifications import Event
 from dockyard.model.stack import StackView
 from dockyard.model.strategies import ConfigWrite
 from dockyard.releases import gates, notify
+from dockyard.releases.arrival import arriving_reference, copy_release
 from dockyard.releases.attestations import AttestationError, attested_verifications
 from dockyard.releases.engine import StackMissingError
 from dockyard.releases.errors import RefusedError, refusing
-from dockyard.releases.gates import PromotionFacts, RegistryAnswer, RollbackFacts
+from dockyard.releases.gates import CopyAnswer, PromotionFacts, RegistryAnswer, RollbackFacts
 from dockyard.releases.history import (
     CANARY_ABORT,
     CANARY_COMPLETE,
@@ -57,6 +58,8 @@ TrustCheck = Callable[[Path, StackView, str], list[str]]
 ScanCheck = Callable[[StackView, str], list[str]]
 #: (project directory, backend, source stack, target, image) → the source's verifications the target trusts.
 AttestedReader = Callable[[Path, str, str, StackView, str], list[Verification]]
+#: (image, source stack, target stack) → the image copied into the target's own registry (:mod:`.arrival`).
+CopyRelease = Callable[[str, StackView, StackView], CopyAnswer]
 
 
 def check_registry(image: str, stack: StackView) -> RegistryAnswer:
@@ -76,6 +79,7 @@ class Releases:
     trust: TrustCheck = trust_problems
     scan: ScanCheck = scan_problems
     attested: AttestedReader = attested_verifications
+    copy: CopyRelease = copy_release
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     announce: Announce = notify.announce
 
@@ -85,8 +89,9 @@ class Releases:
     # --- facts ------------------------------------------------------------------------------------------------
 
     def promotion_facts(self, source: str, target: str) -> PromotionFacts:
-        """What the gates judge, fetched at once: two engine reads side by side, then, once the image is known, the
-        registry and the trust policy side by side with the rest."""
+        """What the gates judge, fetched at once: two engine reads side by side; then, once the image is known (and,
+        for a target with its own registry, copied there), the registry and the trust policy side by side with the
+        rest, about the image the target receives."""
         target_view = self.project.view(target)
         target_env = target_view.env
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -94,21 +99,8 @@ class Releases:
             history = pool.submit(self.project.history, source, 1)
             image = output_text(outputs.result(), "image_ref")
             pinned = image is not None and not gates.image_problems(source, image)
-            registry = pool.submit(self.registry, image, target_view) if image and pinned else None
-            signature = None
-            if image is not None and pinned and target_env.signing is not None:
-                signature = pool.submit(self.trust, self.project.directory, target_view, image)
-            vulnerabilities = None
-            if image is not None and pinned and target_env.signing is not None and target_env.signing.scan:
-                vulnerabilities = pool.submit(self.scan, target_view, image)
-            verification, verification_problem = None, None
-            if image and pinned and target_env.requires_verified_releases:
-                try:
-                    verification = latest_for(self.verifications(source, target_view, image), image)
-                except AttestationError as error:
-                    verification_problem = str(error)
             last = next(iter(history.result()), None)
-            return PromotionFacts(
+            facts = PromotionFacts(
                 source=source,
                 target=target,
                 target_env=target_env,
@@ -116,12 +108,45 @@ class Releases:
                 image=image,
                 last_result=last.result if last else None,
                 last_deployed=last.ended if last else None,
-                registry=registry.result() if registry else None,
-                verification=verification,
-                signature=signature.result() if signature else None,
-                verification_problem=verification_problem,
-                vulnerabilities=vulnerabilities.result() if vulnerabilities else None,
+                registry=None,
+                verification=None,
             )
+            if image is None or not pinned:
+                return facts
+            arriving = arriving_reference(image, target_env.registry)
+            if arriving != image:
+                # A refused promotion leaves nothing behind in the target's registry.
+                if gates.evaluate(facts, gates.BEFORE_COPY):
+                    return replace(facts, copy=CopyAnswer(None))
+                facts = replace(facts, copy=self.copy(image, self.project.view(source), target_view))
+                if facts.arriving is None:
+                    return facts
+            return self._arrival_facts(pool, facts, str(facts.arriving), target_view)
+
+    def _arrival_facts(
+        self, pool: ThreadPoolExecutor, facts: PromotionFacts, arriving: str, target: StackView
+    ) -> PromotionFacts:
+        """The target's registry, trust policy, scan and the upstream's verification, about ``arriving``."""
+        registry = pool.submit(self.registry, arriving, target)
+        signing = target.env.signing
+        signature = pool.submit(self.trust, self.project.directory, target, arriving) if signing else None
+        vulnerabilities = pool.submit(self.scan, target, arriving) if signing and signing.scan else None
+        verification, verification_problem = None, None
+        if target.env.requires_verified_releases:
+            try:
+                # Records name the source's reference; the copy carries the same attestations.
+                found = self.verifications(facts.source, target, arriving)
+                verification = latest_for(found, str(facts.image))
+            except AttestationError as error:
+                verification_problem = str(error)
+        return replace(
+            facts,
+            registry=registry.result(),
+            verification=verification,
+            signature=signature.result() if signature else None,
+            verification_problem=verification_problem,
+            vulnerabilities=vulnerabilities.result() if vulnerabilities else None,
+        )
 
     def rollback_facts(self, stack: StackView, image: str) -> RollbackFacts:
         """What the gates judge of a rollback to ``image``: the registry's answer, then (when the registry holds it)
@@ -146,10 +171,11 @@ class Releases:
         with self.project.lock(target):
             facts = self.promotion_facts(source, target)
             problems = gates.evaluate(facts)
-            if problems or facts.image is None:
+            if problems or facts.arriving is None:
                 raise RefusedError(f"promotion {source} → {target}", problems)
-            write = facts.target_env.kubernetes.strategy.promotion_write(facts.image)
-            return self._apply(target, PROMOTE, write, facts.image, {"source": source}, yes, confirm)
+            arriving = str(facts.arriving)
+            write = facts.target_env.kubernetes.strategy.promotion_write(arriving)
+            return self._apply(target, PROMOTE, write, arriving, {"source": source}, yes, confirm)
 
     def rollback(self, stack: str, /, *, to: str | None, yes: bool, confirm: Confirm) -> Outcome:
         """Back to the previously served release (or ``to``): a switch back on blue-green, else a new ``image.ref``."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from dockyard.model.config import ConfigError, EnvironmentConfig, stack_file
+from dockyard.model.config import ConfigError, EnvironmentConfig, stack_file, stack_names
 from dockyard.model.stack import StackView
 from dockyard.model.strategies import ConfigWrite
 from dockyard.releases import backend
@@ -39,6 +39,10 @@ ACTOR_ENV = "DOCKYARD_ACTOR"
 def actor() -> str:
     """Who is acting: ``$DOCKYARD_ACTOR``, else ``user@host``; recorded with every move and verification."""
     return os.environ.get(ACTOR_ENV) or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+class NeverDeployedError(DockyardError):
+    """The stack has no state in the backend yet: no outputs, no history."""
 
 
 @dataclass
@@ -63,6 +67,11 @@ class Project:
 
     def stack_file(self, stack: str) -> Path:
         return stack_file(self.directory, stack)
+
+    @property
+    def stacks(self) -> list[str]:
+        """Every stack of the project (one ``Pulumi.<stack>.yaml`` each)."""
+        return stack_names(self.directory)
 
     def view(self, stack: str) -> StackView:
         """The stack's file, read and validated once per command, with its secrets decrypted by the engine when
@@ -106,7 +115,7 @@ class Project:
         try:
             return self.engine.read(stack, *args)
         except StackMissingError:
-            raise DockyardError(f"stack {stack} has never been deployed (pulumi up --stack {stack})") from None
+            raise NeverDeployedError(f"stack {stack} has never been deployed (pulumi up --stack {stack})") from None
 
     def outputs(self, stack: str) -> dict[str, Any]:
         """The stack's outputs (secret ones masked: nothing dockyard reads is a secret)."""

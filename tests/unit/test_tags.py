@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from dockyard_components.tags import (
     GitFacts,
     image_tags,
+    is_release_tag,
     metadata_build_args,
     metadata_labels,
     read_git_facts,
@@ -104,3 +105,22 @@ def test_git_facts_follow_the_last_commit_of_the_context(tmp_path: Path) -> None
 
 def test_git_facts_outside_a_checkout(tmp_path: Path) -> None:
     assert read_git_facts(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "release"),
+    [
+        ("1.2.3", True),
+        ("1.2.3-rc.1", True),
+        ("1.2", True),
+        ("1", True),
+        ("sha-1234567", False),
+        ("main", False),
+        ("v1.2.3", False),
+        ("01", False),
+        ("1.2.3.4", False),
+        ("sha256-" + "a" * 64 + ".sig", False),
+    ],
+)
+def test_release_tags_are_the_versions_image_tags_gives(tag: str, release: bool) -> None:
+    assert is_release_tag(tag) is release
