@@ -353,3 +353,22 @@ def test_the_cli_refuses_bad_input_with_exit_1(project: Path) -> None:
     )
     assert result.exit_code == 1
     assert "tier prod" in result.output
+
+
+@pytest.mark.parametrize(
+    ("now", "said"),
+    [("2026-12-05T11:59:59Z", "kept local-mr-7 (expires 2026-12-05T12:00:00+00:00)"), ("2026-12-06", "would destroy")],
+)
+def test_the_cli_sweep_judges_expiry_at_now_and_a_dry_run_destroys_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch, now: str, said: str
+) -> None:
+    view = StackView.read(project, "local")
+    document = derived_document(
+        "local", view.document, view.env, mr=7, image=LOCAL_IMAGE, expires=NOW + timedelta(hours=2)
+    )
+    (project / "Pulumi.local-mr-7.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    monkeypatch.setattr(Engine, "stack_names", lambda self: ["local-mr-7"])
+    result = CliRunner().invoke(app, ["env", "sweep", "--now", now, "--dry-run", "--project", str(project)])
+    assert result.exit_code == 0, result.output
+    assert said in result.output
+    assert (project / "Pulumi.local-mr-7.yaml").exists()
