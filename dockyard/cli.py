@@ -22,6 +22,7 @@ from rich.text import Text
 from dockyard.admission import cli as admission_cli
 from dockyard.model.config import stack_file
 from dockyard.model.image_diff import OCI_VERSION_LABEL
+from dockyard.model.merge_requests import DEFAULT_TTL
 from dockyard.model.notifications import Event
 from dockyard.pipeline import pr_summary
 from dockyard.releases import metrics as delivery_metrics
@@ -33,6 +34,7 @@ from dockyard.releases.history import CANARY_ABORT, CANARY_COMPLETE, CANARY_STEP
 from dockyard.releases.ledger import Verification
 from dockyard.releases.metrics_export import TEXTFILE_SUFFIX, openmetrics_text, write_textfile
 from dockyard.releases.moves import Releases
+from dockyard.releases.mr_env import Destroyed, MergeRequestEnvironments
 from dockyard.releases.notify import ReleaseEvent, announce
 from dockyard.releases.progressive import (
     Ending,
@@ -66,10 +68,19 @@ app.add_typer(canary_app, name="canary")
 app.add_typer(admission_cli.app, name="admission")
 registry_app = typer.Typer(help="The stacks' registries: what they keep.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
+env_app = typer.Typer(
+    help="Environments per merge request: made from a template stack with the merge request's digest, destroyed when "
+    "it closes or expires.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+)
+app.add_typer(env_app, name="env")
 console = Console(stderr=True, soft_wrap=True)
 ProjectOption = Annotated[Path, typer.Option("--project", help="Pulumi project directory", file_okay=False)]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="apply without asking (the update shows its diff)")]
 StackOption = Annotated[str, typer.Option("--stack", help="the stack")]
+#: What --now takes: ISO 8601 with or without a zone (a time without one is UTC).
+_TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]
 
 
 def _project(directory: Path) -> Project:
@@ -299,6 +310,82 @@ def canary_abort(stack: StackOption, yes: YesOption = False, project: ProjectOpt
         lambda moves, checks, report: abort_canary(moves, stack, yes=yes, confirm=_confirm, report=report),
     )
     raise typer.Exit(code=run.exit_code)
+
+
+MrOption = Annotated[str, typer.Option("--mr", help="the merge (pull) request's number")]
+
+
+@env_app.command("create", epilog=EXIT_CODES)
+def env_create(
+    template: Annotated[str, typer.Option("--from", help="the dev or qa stack the environment is made from")],
+    mr: MrOption,
+    image: Annotated[str, typer.Option("--image", help="the merge request's image, repo@sha256:...")],
+    ttl: Annotated[
+        str, typer.Option("--ttl", help="how long it lives: 90m, 72h, 7d (at most 30d); a re-run extends it")
+    ] = DEFAULT_TTL,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Make (or update) merge request MR's environment: the stack <template>-mr-<MR> from TEMPLATE, in its own
+    namespace, deploying IMAGE until now + TTL; applied at once (the update shows its diff)."""
+    dockyard = _project(project)
+    with _handled(project, f"{template}-mr-{mr}"):
+        outcome = MergeRequestEnvironments(dockyard).create(template, mr, image, ttl)
+    changed = ", ".join(f"{c.op} {c.name}" for c in outcome.changes) or "no resource changes"
+    console.print(f"[green]deployed[/] {outcome.stack} → {outcome.image} ({outcome.what}; {changed})")
+
+
+@env_app.command("destroy", epilog=EXIT_CODES)
+def env_destroy(
+    mr: MrOption,
+    template: Annotated[
+        str | None, typer.Option("--from", help="only the environment made from this stack (default: every one)")
+    ] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Destroy merge request MR's environment: pulumi destroy, stack rm, its stack file removed; exit 0 when there is
+    none."""
+    with _handled(project, f"{template or '*'}-mr-{mr}"):
+        destroyed = MergeRequestEnvironments(_project(project)).destroy(mr, template)
+    if not destroyed:
+        console.print(f"merge request {mr} has no environment: nothing to destroy")
+    for each in destroyed:
+        console.print(_destroyed(each))
+
+
+def _destroyed(each: Destroyed) -> str:
+    if each.deployed:
+        return f"[green]destroyed[/] {each.stack} (resources, stack and Pulumi.{each.stack}.yaml)"
+    return f"removed Pulumi.{each.stack}.yaml ({each.stack} was not in the backend)"
+
+
+@env_app.command("sweep", epilog=EXIT_CODES)
+def env_sweep(
+    now: Annotated[
+        datetime | None,
+        typer.Option("--now", help="judge expiry at this time (ISO 8601; default: now, UTC)", formats=_TIME_FORMATS),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be destroyed, destroy nothing")] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Destroy every merge request environment whose expiry has passed (the scheduled pipeline runs it); one that
+    fails is reported (exit 1) and the rest are still swept."""
+    moment = (now if now.tzinfo else now.replace(tzinfo=UTC)) if now else None
+    with _handled(project, "*-mr-*"):
+        swept = MergeRequestEnvironments(_project(project)).sweep(moment, dry_run=dry_run)
+    for item in swept:
+        until = item.expires.isoformat() if item.expires else "no recorded expiry"
+        if item.problem:
+            console.print(f"[red]not destroyed[/] {item.stack} (expired {until}): {item.problem}")
+        elif item.destroyed:
+            console.print(f"{_destroyed(item.destroyed)}, expired {until}")
+        elif item.expired:
+            console.print(f"would destroy {item.stack} (expired {until})")
+        else:
+            console.print(f"kept {item.stack} (expires {until})")
+    if not swept:
+        console.print("no merge request environments")
+    if any(item.problem for item in swept):
+        raise typer.Exit(code=EXIT_REFUSED)
 
 
 @app.command(epilog=EXIT_CODES)

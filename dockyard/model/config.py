@@ -179,6 +179,10 @@ class KubernetesConfig(AppSpec):
     context: str | None = Field(default=None, description="kubeconfig context for mode=cluster")
     namespace: DnsLabel | None = Field(default=None, description="defaults to <app>-<stack>")
 
+    def namespace_of(self, stack: str) -> str:
+        """The stack's namespace: ``namespace``, else ``<app>-<stack>`` cut to a DNS label's 63 characters."""
+        return self.namespace or f"{self.app_name}-{stack}"[:63].rstrip("-")
+
     @property
     def renders(self) -> bool:
         """Written to the render directory (render and helm), never applied by Dockyard."""
@@ -320,6 +324,26 @@ class SigningConfig(Model):
         return self
 
 
+#: The tiers a merge request's environment may be made from. Staging and prod take only releases verified upstream
+#: and run with the credentials of the environments people use; a merge request's digest is unreviewed code.
+MERGE_REQUEST_TIERS = (Tier.DEV, Tier.QA)
+
+
+class MergeRequestConfig(Model):
+    """This stack is a merge request's environment (``dockyard env create``): made from a template stack, destroyed
+    when the merge request closes (``dockyard env destroy``) or once it expires (``dockyard env sweep``)."""
+
+    id: int = Field(ge=1, description="the merge (pull) request's number")
+    template: str = Field(min_length=1, description="the stack it was made from")
+    expires: datetime = Field(description="when dockyard env sweep destroys it (ISO 8601 with a zone)")
+
+    @model_validator(mode="after")
+    def _zoned(self) -> MergeRequestConfig:
+        if self.expires.tzinfo is None:
+            raise ValueError("expires: a time without a zone; allowed: ISO 8601 with a zone, e.g. 2026-12-08T10:00:00Z")
+        return self
+
+
 class EnvironmentConfig(Model):
     """Everything non-secret that ``Pulumi.<stack>.yaml`` says under ``dockyard:``."""
 
@@ -336,6 +360,9 @@ class EnvironmentConfig(Model):
         default_factory=list,
         description="webhooks told of builds that fail, deployments, promotions, switches, aborted canaries, "
         "rollbacks and failed verifications",
+    )
+    merge_request: MergeRequestConfig | None = Field(
+        default=None, description="set by dockyard env create: the merge request this stack is the environment of"
     )
 
     @property
@@ -389,9 +416,23 @@ class EnvironmentConfig(Model):
                 "signing.publicKeyFile: missing on a building stack; allowed: the public key of the pair that signs "
                 "its builds (keyless identities are for the stacks it promotes into)"
             )
+        problems += _merge_request_problems(self)
         if problems:
             raise ValueError(" | ".join(problems))
         return self
+
+
+def _merge_request_problems(env: EnvironmentConfig) -> list[str]:
+    if env.merge_request is None:
+        return []
+    problems = []
+    if env.tier not in MERGE_REQUEST_TIERS:
+        allowed = " or ".join(MERGE_REQUEST_TIERS)
+        problems.append(f"mergeRequest: set in tier {env.tier}; allowed in tier {allowed} only (unreviewed code)")
+    if env.github.enabled:
+        # CiPipeline would manage the repository's environments, secrets and workflows from an MR's stack.
+        problems.append("github.enabled: true in a merge request's environment; allowed: false")
+    return problems
 
 
 def _promoted_only_problems(env: EnvironmentConfig) -> list[str]:

@@ -7,6 +7,10 @@ stack keeps one update of it at a time. No orb is used: orbs are pinned
 by version only, so every tool comes from the runner image, pinned by digest like every image here. The build hands
 on only ``IMAGE_REF``, through the workspace. Keyless signing and cloud logins use the job's OIDC token
 (``circleci run oidc get`` / ``$CIRCLE_OIDC_TOKEN_V2``), issued in jobs that use a context.
+
+A branch with an open pull request also gets its own environment after the check (``mr-env``, context
+``dockyard-<template>-mr``). CircleCI starts no pipeline when a pull request is merged or closed, so there is no stop
+job: a scheduled pipeline (``mr-env-sweep``) destroys each environment once its TTL has passed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
+    BUILD_JOB,
     IMAGE_REF_ENV,
     PIP_INSTALL,
     PREVIEW_DIRECTORY,
@@ -55,6 +60,9 @@ def _fact(fact: CiFact) -> str:
         return "origin"
     if fact == CiFact.PIPELINE_URL:
         return '"$CIRCLE_BUILD_URL"'
+    if fact == CiFact.MERGE_REQUEST:
+        # Set only while the branch has an open pull request: its URL, which ends in the number.
+        return '"${CIRCLE_PULL_REQUEST##*/}"'
     if fact == CiFact.SIGNING_IDENTITY:
         # Fulcio's CircleCI identity: the project's pipeline definition.
         return '"https://circleci.com/api/v2/projects/$CIRCLE_PROJECT_ID/pipeline-definitions/$CIRCLE_PIPELINE_DEFINITION_ID"'
@@ -75,7 +83,7 @@ def _steps(job: Job, registry: RegistryLogin) -> list[Any]:
             0, _run("Wait out the soak and wait timer", f"sleep {job.hold_minutes * 60}\n", minutes + job.hold_minutes)
         )
     prelude = ""
-    if job.stage != Stage.BUILD:
+    if BUILD_JOB in job.needs:
         steps.append({"attach_workspace": {"at": WORKSPACE}})
         # The digest the build pushed: the only value that travels between jobs.
         prelude += f". {WORKSPACE}/{IMAGE_REF_FILE}\n"
@@ -210,7 +218,30 @@ def _workflows(pipeline: Pipeline) -> dict[str, Any]:
             entry["serial-group"] = f"<< pipeline.project.slug >>/stack-{job.stack}"
         entry.update(_only(pipeline.default_branch))
         delivery.append({job.id: entry})
-    return {"change": {"jobs": change}, "delivery": {"jobs": delivery}}
+    workflows: dict[str, dict[str, Any]] = {"change": {"jobs": change}, "delivery": {"jobs": delivery}}
+    envs = pipeline.mr_environments
+    if envs is None:
+        return workflows
+    change.append(
+        {
+            envs.create.id: {
+                "requires": list(envs.create.needs),
+                "context": [context(str(envs.create.environment))],
+                # One update of a branch's environment at a time; a newer push's waits for it.
+                "serial-group": "<< pipeline.project.slug >>/mr-env-<< pipeline.git.branch >>",
+                **ignore,
+            }
+        }
+    )
+    # A scheduled pipeline (project settings: Triggers, on the default branch) sweeps; it runs nothing else.
+    for workflow in workflows.values():
+        workflow["when"] = {"not": _SCHEDULED}
+    sweep = {envs.sweep.id: {"context": [context(str(envs.sweep.environment))], **_only(pipeline.default_branch)}}
+    return {**workflows, envs.sweep.id: {"when": _SCHEDULED, "jobs": [sweep]}}
+
+
+#: A pipeline a schedule started.
+_SCHEDULED = {"equal": ["scheduled_pipeline", "<< pipeline.trigger_source >>"]}
 
 
 def document(pipeline: Pipeline, runner_image: str, python_image: str) -> Document:
@@ -218,6 +249,11 @@ def document(pipeline: Pipeline, runner_image: str, python_image: str) -> Docume
     jobs: dict[str, Any] = {"image-test": _check(pipeline, runner_image)}
     jobs.update(_previews(pipeline, runner_image, python_image))
     jobs.update({job.id: _job(job, pipeline, runner_image) for job in pipeline.delivery})
+    if pipeline.mr_environments is not None:
+        # No stop job: CircleCI starts no pipeline when a pull request is merged or closed; the environment goes
+        # when its TTL has passed, at the next scheduled sweep.
+        envs = pipeline.mr_environments
+        jobs.update({job.id: _job(job, pipeline, runner_image) for job in (envs.create, envs.sweep)})
     return {"version": 2.1, "jobs": jobs, "workflows": _workflows(pipeline)}
 
 

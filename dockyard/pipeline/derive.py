@@ -41,6 +41,7 @@ from dockyard.model.config import (
     stack_file,
     stack_names,
 )
+from dockyard.model.merge_requests import DEFAULT_TTL, parse_ttl
 from dockyard.model.notifications import Event
 from dockyard.model.problems import Problem
 from dockyard.pipeline.model import (
@@ -51,6 +52,10 @@ from dockyard.pipeline.model import (
     IMAGE_REF_ENV,
     IMAGE_REF_OUTPUT,
     JUNIT_CONVERTER,
+    MR_DIGEST_FILE,
+    MR_ENV_JOB,
+    MR_ENV_STOP_JOB,
+    MR_ENV_SWEEP_JOB,
     POLICY_PACK,
     PREVIEW_DIRECTORY,
     PREVIEW_SUMMARY,
@@ -70,6 +75,7 @@ from dockyard.pipeline.model import (
     EnvValue,
     ImageOutput,
     Job,
+    MergeRequestEnvironments,
     Pipeline,
     PipelineConfigError,
     RegistryLogin,
@@ -80,10 +86,12 @@ from dockyard.pipeline.model import (
     Trigger,
     deploy_job_id,
     image_urn_pattern,
+    mr_environment_name,
     promote_job_id,
     registry_urn_pattern,
 )
 from dockyard.pipeline.pins import HADOLINT_REQUIREMENT
+from dockyard.pipeline.shell import DOCKER_AUTH_FILE
 from dockyard_components.scanner import DEFAULT_DB_REPOSITORY, SEVERITIES, scan_script
 from dockyard_components.test_reports import REPORTS_ENV
 
@@ -612,12 +620,8 @@ def _commit_promotion(stack: str) -> Command:
     )
 
 
-def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
-    """A change's check: the test stage and the runtime image built and scanned locally, never pushed.
-
-    This is the change's commit, not the one the delivery chain builds after the merge, so it is no second build of a
-    delivered commit.
-    """
+def _podman_build(build: BuildConfig) -> tuple[str, dict[str, EnvValue]]:
+    """``podman build`` of a stage (``$TARGET``) of the building stack's image, and the environment it reads."""
     args = "".join(f" --build-arg {name}" for name in sorted(build.build_args))
     common: dict[str, EnvValue] = {
         "CONTEXT": build.context,
@@ -625,7 +629,16 @@ def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
         "PLATFORM": build.platform,
         **dict(sorted(build.build_args.items())),
     }
-    podman = f'podman build --platform "$PLATFORM" --file "$DOCKERFILE"{args} --target "$TARGET"'
+    return f'podman build --platform "$PLATFORM" --file "$DOCKERFILE"{args} --target "$TARGET"', common
+
+
+def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
+    """A change's check: the test stage and the runtime image built and scanned locally, never pushed.
+
+    This is the change's commit, not the one the delivery chain builds after the merge, so it is no second build of a
+    delivered commit.
+    """
+    podman, common = _podman_build(build)
     db_repository, severities = scan_settings(env)
     commands = [lint_command(build)]
     reports = TEST_REPORTS_DIRECTORY if build.test_target and build.test_reports_target else None
@@ -670,6 +683,87 @@ def _check_job(build: BuildConfig, env: EnvironmentConfig) -> Job:
         commands=tuple(commands),
         tools=(Tool.TRIVY,),
         test_reports=reports,
+    )
+
+
+# --- a merge request's own environment -------------------------------------------------------------------------
+
+#: Every merge request job's first lines: on a branch without one (CircleCI builds every branch) there is nothing to do.
+_ONLY_FOR_A_MERGE_REQUEST = 'if [ -z "$MR" ]; then\n  echo "not a merge request: no environment"\n  exit 0\nfi\n'
+
+
+def _mr_environments(stack: str, env: EnvironmentConfig) -> MergeRequestEnvironments | None:
+    """The merge request environments of the building stack (a dev stack), unless it has a trust policy: a merge
+    request's digest is signed by no one it trusts, so its update would refuse it (``dockyard env create`` by hand
+    with a signed digest still works)."""
+    build = env.image.build
+    if build is None or env.signing is not None:
+        return None
+    podman, common = _podman_build(build)
+    scope = mr_environment_name(stack)
+    mr: dict[str, EnvValue] = {"MR": CiFact.MERGE_REQUEST, "TEMPLATE": stack}
+    ttl = parse_ttl(DEFAULT_TTL)
+    # The test stage first: on a CI system whose jobs cannot wait on the check (GitHub: another workflow), a failing
+    # test still stops the push; where the check ran on the same runner, the layer cache makes it free.
+    tests = f'TARGET="{build.test_target}"\n{podman} "$CONTEXT"\n' if build.test_target else ""
+    push = Command(
+        "Build and push the merge request's image (tag mr-<number>)",
+        _ONLY_FOR_A_MERGE_REQUEST
+        + tests
+        + f'TARGET="{build.target}"\n{podman} --tag "$IMAGE_NAME:mr-$MR" "$CONTEXT"\n'
+        + f'podman push --authfile {DOCKER_AUTH_FILE} --digestfile {MR_DIGEST_FILE} "$IMAGE_NAME:mr-$MR"\n',
+        {**common, **mr, "IMAGE_NAME": env.registry.image_name},
+    )
+    create = Command(
+        "Deploy it to the merge request's environment (made from the template on its first change)",
+        _with_registry_token(
+            _ONLY_FOR_A_MERGE_REQUEST
+            + '.venv/bin/dockyard env create --from "$TEMPLATE" --mr "$MR" '
+            + f'--image "$IMAGE_NAME@$(cat {MR_DIGEST_FILE})" --ttl "$TTL"\n',
+            env,
+        ),
+        {
+            **_update_env(stack, env, github_admin=False),
+            **mr,
+            "IMAGE_NAME": env.registry.image_name,
+            "TTL": DEFAULT_TTL,
+        },
+    )
+    stop = Command(
+        "Destroy the merge request's environment",
+        _with_registry_token(
+            _ONLY_FOR_A_MERGE_REQUEST + '.venv/bin/dockyard env destroy --mr "$MR" --from "$TEMPLATE"\n', env
+        ),
+        {**_update_env(stack, env, github_admin=False), **mr},
+    )
+    sweep = Command(
+        "Destroy every expired merge request environment",
+        _with_registry_token(".venv/bin/dockyard env sweep\n", env),
+        _update_env(stack, env, github_admin=False),
+    )
+
+    def job(job_id: str, trigger: Trigger, commands: tuple[Command, ...]) -> Job:
+        return Job(
+            id=job_id,
+            name=f"{job_id} ({stack})",
+            stage=Stage.REVIEW,
+            trigger=trigger,
+            needs=(CI_TEST_JOB,) if trigger == Trigger.CHANGE else (),
+            timeout_minutes=30,
+            commands=commands,
+            environment=scope,
+            tools=(Tool.PULUMI, Tool.KUBECONFIG),
+            # Only the merge request's image is pushed by the job's own tools; the program logs in by itself.
+            registry=Access.WRITE if trigger == Trigger.CHANGE else None,
+            cloud_login=env.registry.kind.cloud,
+        )
+
+    return MergeRequestEnvironments(
+        template=stack,
+        ttl_hours=int(ttl.total_seconds() // 3600),
+        create=job(MR_ENV_JOB, Trigger.CHANGE, (push, create)),
+        stop=job(MR_ENV_STOP_JOB, Trigger.CHANGE_CLOSED, (stop,)),
+        sweep=job(MR_ENV_SWEEP_JOB, Trigger.SCHEDULE, (sweep,)),
     )
 
 
@@ -727,6 +821,7 @@ def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[
         scan=scan_settings(env),
         # The program checks every digest a stack with a trust policy runs, on every preview too.
         preview_tools=(Tool.COSIGN,) if any(target.signing is not None for target in enabled.values()) else (),
+        mr_environments=_mr_environments(stack, env),
     )
 
 

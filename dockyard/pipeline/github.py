@@ -64,6 +64,7 @@ from dockyard.pipeline.model import (
     Stage,
     Tool,
     Variable,
+    mr_environment_name,
     preview_environment_name,
 )
 from dockyard.pipeline.pins import TRIVY_VERSION, uses
@@ -82,7 +83,10 @@ PREVIEW_COMMENT_HEADER = "dockyard-preview"
 #: Why a job may hold each permission beyond ``contents: read``; written next to the grant in the YAML.
 PERMISSION_REASONS: dict[tuple[str, str], str] = {
     ("packages", "read"): "pull the image to scan it",
-    ("packages", "write"): "push the signature, attestations and provenance beside the image in GHCR",
+    (
+        "packages",
+        "write",
+    ): "push to GHCR: signatures, attestations and provenance beside an image, a merge request's image",
     ("id-token", "write"): "OIDC token for keyless cosign signing and the provenance attestation",
     ("attestations", "write"): "store the build provenance attestation",
     ("pull-requests", "write"): "create or update the one preview summary comment",
@@ -115,6 +119,8 @@ def _value(value: EnvValue, pipeline: Pipeline) -> str:
         return GITHUB_OIDC_ISSUER
     if value == CiFact.PIPELINE_URL:
         return _expr("github.server_url") + "/" + _expr("github.repository") + "/actions/runs/" + _expr("github.run_id")
+    if value == CiFact.MERGE_REQUEST:
+        return _expr("github.event.pull_request.number")
     if value == CiFact.PUSH_REMOTE:
         # The job token (contents: write) for this push only: the checkout never persists it in .git/config.
         return "https://x-access-token:" + _expr("github.token") + "@github.com/" + _expr("github.repository") + ".git"
@@ -690,6 +696,74 @@ def preview_workflow(pipeline: Pipeline) -> Document:
     }
 
 
+# --- mr-env.yml -------------------------------------------------------------------------------------------------
+
+MR_ENV_WORKFLOW = "mr-env.yml"
+#: Hourly, off the full hour (GitHub delays scheduled runs at the top of the hour).
+SWEEP_SCHEDULE = "23 * * * *"
+
+
+def mr_env_workflow(pipeline: Pipeline) -> Document | None:
+    """``mr-env.yml``: a pull request's own environment, made or updated when it opens or changes, destroyed when
+    it closes (``pull_request`` type ``closed``, merged or not), and the expired ones swept hourly.
+
+    A workflow of its own: a job cannot wait on another workflow's job (ci.yml's check) without ``workflow_run``,
+    which runs a fork's code with the repository's secrets; so the create job runs the test stage itself before it
+    pushes. Its concurrency group never cancels a running update (the engine's lock would stay behind).
+    """
+    envs = pipeline.mr_environments
+    if envs is None:
+        return None
+    same_repository = "github.event.pull_request.head.repo.full_name == github.repository"
+    opened = f"github.event_name == 'pull_request' && github.event.action != 'closed' && {same_repository}"
+    closed = f"github.event_name == 'pull_request' && github.event.action == 'closed' && {same_repository}"
+    registry = pipeline.registry
+
+    def job(each: Job, condition: str, *, checkout: Step) -> dict[str, Any]:
+        # GHCR takes the job token for the merge request's push; a cloud registry an OIDC token.
+        pushes = each.registry is not None and registry.kind == RegistryKind.GHCR
+        return {
+            "name": each.name,
+            "if": condition,
+            "runs-on": RUNNER,
+            "timeout-minutes": each.timeout_minutes,
+            # Its secrets: the scope merge request runs may use, never the template's own environment.
+            "environment": mr_environment_name(envs.template),
+            "permissions": {**_program_permissions(registry), **({"packages": "write"} if pushes else {})},
+            "steps": [
+                checkout,
+                *_python_and_pulumi(),
+                _kubeconfig(),
+                *(cloud_login_steps(registry, docker=each.registry is not None) if each.cloud_login else []),
+                *(_registry_login(registry) if each.registry and not registry.kind.cloud else []),
+                *(_run(command, pipeline) for command in each.commands),
+            ],
+        }
+
+    # Once a pull request is closed its merge ref may be gone, and what destroys runs the default branch's code.
+    main = {**_checkout(), "with": {"persist-credentials": False, "ref": pipeline.default_branch}}
+    return {
+        "name": "mr-env",
+        "on": {
+            "pull_request": {
+                "branches": [pipeline.default_branch],
+                "types": ["opened", "synchronize", "reopened", "closed"],
+            },
+            "schedule": [{"cron": SWEEP_SCHEDULE}],
+        },
+        "permissions": {},
+        "concurrency": {
+            "group": "mr-env-" + _expr("github.event.pull_request.number || 'sweep'"),
+            "cancel-in-progress": False,
+        },
+        "jobs": {
+            envs.create.id: job(envs.create, opened, checkout=_checkout()),
+            envs.stop.id: job(envs.stop, closed, checkout=main),
+            envs.sweep.id: job(envs.sweep, "github.event_name == 'schedule'", checkout=main),
+        },
+    }
+
+
 def required_checks(stacks: Mapping[str, EnvironmentConfig]) -> list[str]:
     """Status checks branch protection requires on ``main``: the image test and the non-prod previews.
 
@@ -703,10 +777,12 @@ def required_checks(stacks: Mapping[str, EnvironmentConfig]) -> list[str]:
 
 def documents(pipeline: Pipeline) -> dict[str, Document]:
     """Every workflow document by file name."""
+    mr_env = mr_env_workflow(pipeline)
     return {
         "ci.yml": ci_workflow(pipeline),
         "preview.yml": preview_workflow(pipeline),
         DELIVERY_WORKFLOW: delivery_workflow(pipeline),
+        **({MR_ENV_WORKFLOW: mr_env} if mr_env is not None else {}),
     }
 
 

@@ -8,6 +8,10 @@ signing uses ``id_tokens`` (``SIGSTORE_ID_TOKEN``, audience ``sigstore``); a clo
 whose audience the cloud's federation expects. The prod-tier job is ``when: manual`` in a protected environment:
 it blocks the pipeline until someone allowed to deploy there runs it (and GitLab's deployment approvals, when the
 environment has them, hold it further).
+
+A merge request gets an environment of its own after the check: a GitLab environment ``<template>-mr/<iid>`` with a
+stop job (run by GitLab when the merge request is merged or closed) and ``auto_stop_in`` the TTL; a pipeline schedule
+runs the sweep.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dockyard.pipeline.model import (
     RegistryLogin,
     Stage,
     Tool,
+    mr_environment_name,
     preview_environment_name,
 )
 from dockyard.pipeline.render import Document, dump_yaml
@@ -46,6 +51,8 @@ MAIN_RULE = '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH == $CI_DEFAULT_B
 CHANGE_RULE = (
     '$CI_PIPELINE_SOURCE == "merge_request_event" && $CI_MERGE_REQUEST_TARGET_BRANCH_NAME == $CI_DEFAULT_BRANCH'
 )
+#: A pipeline schedule (CI/CD > Schedules, on the default branch): it sweeps the expired merge request environments.
+SCHEDULE_RULE = '$CI_PIPELINE_SOURCE == "schedule"'
 #: The ID token a cloud registry's login presents to the cloud's federation.
 OIDC_TOKEN = "DOCKYARD_OIDC_TOKEN"
 STAGES = ["test", "preview", *(stage.value for stage in Stage if stage != Stage.TEST)]
@@ -58,6 +65,8 @@ def _fact(fact: CiFact) -> str:
         return "origin"
     if fact == CiFact.PIPELINE_URL:
         return '"$CI_PIPELINE_URL"'
+    if fact == CiFact.MERGE_REQUEST:
+        return '"${CI_MERGE_REQUEST_IID:-}"'
     if fact == CiFact.SIGNING_IDENTITY:
         # Fulcio's GitLab identity: the pipeline file of this project on the default branch.
         return '"$CI_SERVER_URL/$CI_PROJECT_PATH//.gitlab-ci.yml@refs/heads/$CI_DEFAULT_BRANCH"'
@@ -204,13 +213,48 @@ def _previews(pipeline: Pipeline, python_image: str) -> dict[str, Any]:
     }
 
 
+def _review_job(job: Job, pipeline: Pipeline, rule: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
+    return {
+        "stage": job.stage.value,
+        "rules": [rule],
+        "needs": [{"job": need, "artifacts": False} for need in job.needs],
+        "environment": environment,
+        "timeout": f"{job.timeout_minutes} minutes",
+        "script": _script(job, pipeline.registry),
+    }
+
+
+def _mr_environments(pipeline: Pipeline) -> dict[str, Any]:
+    """A merge request's environment is a GitLab environment of its own, ``<template>-mr/<iid>`` (its variables are
+    scoped ``<template>-mr/*``): its stop job runs when the merge request is merged or closed, or after the TTL
+    (``auto_stop_in``; each change restarts it), and a pipeline schedule sweeps whatever is left."""
+    envs = pipeline.mr_environments
+    if envs is None:
+        return {}
+    scope = mr_environment_name(envs.template)
+    name = f"{scope}/$CI_MERGE_REQUEST_IID"
+    create = {"name": name, "on_stop": envs.stop.id, "auto_stop_in": f"{envs.ttl_hours} hours"}
+    # GitLab runs a stop job itself; as a manual job it never runs on its own in the merge request's pipeline.
+    stop = _review_job(envs.stop, pipeline, {"if": CHANGE_RULE, "when": "manual"}, {"name": name, "action": "stop"})
+    stop["allow_failure"] = True
+    return {
+        envs.create.id: _review_job(envs.create, pipeline, {"if": CHANGE_RULE}, create),
+        envs.stop.id: stop,
+        envs.sweep.id: _review_job(
+            envs.sweep, pipeline, {"if": SCHEDULE_RULE}, {"name": f"{scope}/sweep", "action": "access"}
+        ),
+    }
+
+
 def document(pipeline: Pipeline, runner_image: str, python_image: str) -> Document:
     """The ``.gitlab-ci.yml`` document."""
     jobs: dict[str, Any] = {"image-test": _check(pipeline), **_previews(pipeline, python_image)}
     jobs.update({job.id: _job(job, pipeline) for job in pipeline.delivery})
+    jobs.update(_mr_environments(pipeline))
+    schedule = [{"if": SCHEDULE_RULE}] if pipeline.mr_environments else []
     return {
         # No pipeline for anything else (and no duplicate branch pipeline beside a merge request's).
-        "workflow": {"rules": [{"if": CHANGE_RULE}, {"if": MAIN_RULE}]},
+        "workflow": {"rules": [{"if": CHANGE_RULE}, {"if": MAIN_RULE}, *schedule]},
         "stages": STAGES,
         "default": {"image": runner_image, "interruptible": False},
         **jobs,

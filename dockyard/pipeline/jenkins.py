@@ -12,6 +12,11 @@ Jenkins has no OIDC identity the public Sigstore accepts, so where other systems
 with a cosign key pair held as credentials (``cosign-private-key``, ``cosign-password``, ``cosign-public-key``) and
 verifies with the public key. A cloud registry's login takes an ID token from the OpenID Connect Provider plugin's
 credential ``<stack>-oidc-token`` (its audience set to what the cloud's federation expects).
+
+A change request also gets its own environment after the check (stage ``mr-env``, credentials ``<template>-mr-*``).
+A multibranch pipeline runs nothing when a change request is merged or closed (it only drops its job), so there is no
+stop stage: the default branch's hourly timer build runs the sweep alone, which destroys each environment once its
+TTL has passed.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ def _fact(fact: CiFact) -> str:
         return "origin"
     if fact == CiFact.PIPELINE_URL:
         return '"$BUILD_URL"'
+    if fact == CiFact.MERGE_REQUEST:
+        # A multibranch change request's number (empty on a branch build).
+        return '"${CHANGE_ID:-}"'
     raise AssertionError(f"{fact}: Jenkins signs with a key pair, no keyless identity")  # pragma: no cover
 
 
@@ -156,12 +164,20 @@ def _steps(job: Job, registry: RegistryLogin) -> list[str]:
     return steps
 
 
-def _stage(job: Job, pipeline: Pipeline, runner_image: str) -> list[str]:
+#: A build the pipeline's own timer started (``triggers``): it sweeps, and runs nothing else.
+TIMER = "triggeredBy 'TimerTrigger'"
+
+
+def _stage(job: Job, pipeline: Pipeline, runner_image: str, condition: list[str] | None = None) -> list[str]:
+    """A stage of ``job``; ``condition``: its ``when`` conditions (default: the default branch, not the timer)."""
     registry = pipeline.registries[job.stack] if job.stack else pipeline.registry
     when = ["when {", "    beforeAgent true"]
     if job.approval is not None:
         when.append("    beforeInput true")
-    when += [f"    branch {groovy(pipeline.default_branch)}", "}"]
+    if condition is None:
+        condition = [f"branch {groovy(pipeline.default_branch)}"]
+        condition += [f"not {{ {TIMER} }}"] if pipeline.mr_environments else []
+    when += [*(f"    {line}" for line in condition), "}"]
     lines = [f"stage({groovy(job.id)}) {{", *_indent(when, 1)]
     if job.approval is not None:
         submitters = ",".join(job.approval.reviewers)
@@ -251,11 +267,29 @@ def _change_stages(pipeline: Pipeline, runner_image: str, python_image: str) -> 
     return lines + summary
 
 
+def _mr_environment_stages(pipeline: Pipeline, runner_image: str) -> list[str]:
+    """A change request's environment, made or updated after the check, and the hourly sweep on the default branch.
+
+    No stop stage: a multibranch pipeline runs nothing when a change request is merged or closed (its job is only
+    removed), so the environment goes when its TTL has passed, at the next sweep.
+    """
+    envs = pipeline.mr_environments
+    if envs is None:
+        return []
+    change = [f"changeRequest target: {groovy(pipeline.default_branch)}"]
+    sweep = [f"branch {groovy(pipeline.default_branch)}", TIMER]
+    return _stage(envs.create, pipeline, runner_image, change) + _stage(envs.sweep, pipeline, runner_image, sweep)
+
+
 def document(pipeline: Pipeline, runner_image: str, python_image: str) -> str:
     """The ``Jenkinsfile`` text (without its header)."""
     stages = _change_stages(pipeline, runner_image, python_image)
     for job in pipeline.delivery:
         stages += _stage(job, pipeline, runner_image)
+    stages += _mr_environment_stages(pipeline, runner_image)
+    # Only the default branch's job has the timer (every branch and change request runs this file).
+    main = groovy(pipeline.default_branch)
+    timer = ["    triggers {", f"        cron(env.BRANCH_NAME == {main} ? 'H * * * *' : '')", "    }"]
     lines = [
         "pipeline {",
         "    agent none",
@@ -263,6 +297,7 @@ def document(pipeline: Pipeline, runner_image: str, python_image: str) -> str:
         "        disableConcurrentBuilds()",
         "        buildDiscarder(logRotator(numToKeepStr: '50'))",
         "    }",
+        *(timer if pipeline.mr_environments else []),
         "    stages {",
         *_indent(stages, 2),
         "    }",

@@ -90,6 +90,13 @@ SUPPLY_CHAIN_JOB = "supply-chain"
 PREVIEW_JOB = "preview"
 SUMMARY_JOB = "pr-summary"
 COMMENT_JOB = "pr-comment"
+#: A merge request's own environment (``dockyard env``): made or updated on each change, destroyed when the merge
+#: request closes, and the expired ones swept on a schedule.
+MR_ENV_JOB = "mr-env"
+MR_ENV_STOP_JOB = "mr-env-stop"
+MR_ENV_SWEEP_JOB = "mr-env-sweep"
+#: Where the merge request's image push leaves its digest for ``dockyard env create``.
+MR_DIGEST_FILE = "mr-image.digest"
 
 
 class PipelineConfigError(ConfigProblemsError, ValueError):
@@ -105,13 +112,18 @@ class Stage(StrEnum):
     SUPPLY_CHAIN = "supply-chain"
     DEPLOY = "deploy"
     PROMOTE = "promote"
+    #: A merge request's own environment (beside the chain, never part of it).
+    REVIEW = "review"
 
 
 class Trigger(StrEnum):
-    """What starts a job: a change proposed against the default branch, or a push to it."""
+    """What starts a job: a change proposed against the default branch, or a push to it; the change merged or closed;
+    the CI system's schedule."""
 
     CHANGE = "change"
     MAIN = "main"
+    CHANGE_CLOSED = "change-closed"
+    SCHEDULE = "schedule"
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,8 @@ class CiFact(StrEnum):
     #: Where a promotion pushes its commit: the checkout's ``origin`` where the CI system's checkout may push (GitLab
     #: with the job token allowed to push, CircleCI's and Jenkins' checkout keys), else an address with a token.
     PUSH_REMOTE = "push-remote"
+    #: The number of the merge (pull) request the run is for; empty on a branch without one (CircleCI).
+    MERGE_REQUEST = "merge-request"
 
 
 EnvValue = str | Secret | Variable | ImageOutput | CiFact
@@ -280,6 +294,32 @@ class Job:
 
 
 @dataclass(frozen=True)
+class MergeRequestEnvironments:
+    """A merge request's own environment, made from ``template`` (the building stack).
+
+    The jobs' secrets come from the CI environment :func:`mr_environment_name` names: not the template's own (those
+    are protected, for the default branch), but a scope merge request pipelines see, holding what ``template``'s
+    update needs (its passphrase, backend, registry password with push access, a kubeconfig).
+    """
+
+    template: str
+    #: How long an environment lives after its newest change (``dockyard env create --ttl``; GitLab's auto-stop).
+    ttl_hours: int
+    #: On a change, after the check: the merge request's image built, pushed and deployed to its environment.
+    create: Job
+    #: When the merge request is merged or closed, where the CI system says so.
+    stop: Job
+    #: On a schedule: every environment whose expiry has passed.
+    sweep: Job
+
+
+def mr_environment_name(template: str) -> str:
+    """The CI environment (GitHub environment, GitLab environment scope, CircleCI context, Jenkins credential prefix)
+    whose secrets the merge request environments of ``template`` run with."""
+    return f"{template}-mr"
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """Everything a renderer needs: the delivery chain, the change check and the previews."""
 
@@ -301,6 +341,8 @@ class Pipeline:
     scan: tuple[str, tuple[str, ...]] = (DEFAULT_DB_REPOSITORY, SEVERITIES)
     #: Tools a preview runs beside the engine: cosign, where a previewed stack's program checks its trust policy.
     preview_tools: tuple[Tool, ...] = ()
+    #: Merge request environments; None when the building stack's trust policy would refuse a merge request's digest.
+    mr_environments: MergeRequestEnvironments | None = None
 
     def job(self, job_id: str) -> Job:
         return next(job for job in self.delivery if job.id == job_id)

@@ -56,7 +56,7 @@ class StackConfig:
 
     @property
     def namespace(self) -> str:
-        return self.env.kubernetes.namespace or f"{self.env.kubernetes.app_name}-{self.stack}"[:63].rstrip("-")
+        return self.env.kubernetes.namespace_of(self.stack)
 
     @property
     def render_directory(self) -> str:

@@ -121,13 +121,19 @@ def _write_back(target: Path, original: bytes | None, mode: int | None) -> None:
         return
     if target.exists() and target.read_bytes() == original:
         return
-    # Replace atomically: a crash mid-write must not leave half a config file behind.
+    write_atomically(target, original, mode)
+
+
+def write_atomically(target: Path, content: bytes, mode: int | None = None) -> None:
+    """Replace ``target``'s content at once: a crash mid-write must not leave half a config file behind."""
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(original)
-        if mode is not None:
-            os.chmod(temporary, mode & 0o7777)
+            stream.write(content)
+        if mode is None and target.exists():
+            mode = target.stat().st_mode
+        # mkstemp's 0600 would otherwise become the stack file's mode.
+        os.chmod(temporary, (mode if mode is not None else 0o644) & 0o7777)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

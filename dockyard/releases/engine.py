@@ -133,6 +133,12 @@ class Engine:
     def stack(self, name: str, *, create: bool) -> EngineStack:
         return EngineStack(self, name, create)
 
+    def stack_names(self) -> list[str]:
+        """The project's stacks in the backend (``pulumi stack ls``), by their short name."""
+        listed = json.loads(self.run(["stack", "ls", "--json"]) or "[]")
+        # A DIY backend may list a stack as organization/project/name.
+        return sorted(str(entry["name"]).rsplit("/", 1)[-1] for entry in listed or [])
+
 
 def _consume(stream: Any, lines: list[str], on_output: OnOutput | None) -> None:
     for line in iter(stream.readline, ""):
@@ -174,6 +180,15 @@ class EngineStack:
         args = ["up", "--yes", "--skip-preview", *(["--diff"] if diff else [])]
         self._run([*args, *(["--message", message] if message else [])], color, on_output, on_event)
         return None
+
+    def destroy(self, *, message: str | None = None, on_output: OnOutput | None = None) -> None:
+        """Delete every resource of the stack (the stack itself stays, with its history: :meth:`remove`)."""
+        args = ["destroy", "--yes", "--skip-preview", "--stack", self.name]
+        self.engine.run([*args, *(["--message", message] if message else [])], on_output)
+
+    def remove(self) -> None:
+        """Remove the emptied stack from the backend, and its ``Pulumi.<stack>.yaml`` with it (the engine's rule)."""
+        self.engine.run(["stack", "rm", "--yes", "--stack", self.name])
 
     def _run(self, args: list[str], color: str | None, on_output: OnOutput | None, on_event: OnEvent | None) -> None:
         with tempfile.TemporaryDirectory(prefix="dockyard-events-") as scratch:

@@ -29,6 +29,9 @@ CANARY_COMPLETE = "canary-complete"
 CANARY_ABORT = "canary-abort"
 SWITCH = "switch"
 REVERT = "revert"
+#: A merge request's environment made or updated with its digest, and destroyed (:mod:`dockyard.releases.mr_env`).
+MR_ENV = "mr-env"
+MR_ENV_DESTROY = "mr-env-destroy"
 
 #: Moves that undo a deployment that served traffic: the deployment before them failed.
 RESTORES = frozenset({ROLLBACK})
@@ -54,7 +57,7 @@ def parse_record(message: str) -> dict[str, str]:
     return {"action": words[1], **fields}
 
 
-def _value(config: Mapping[str, Any], key: str) -> Any:
+def recorded_value(config: Mapping[str, Any], key: str) -> Any:
     """A recorded config value (``{"value": "<json>", "secret": false}`` or a ConfigValue), decoded."""
     raw = config.get(f"{NAMESPACE}:{key}")
     text = getattr(raw, "value", raw.get("value") if isinstance(raw, dict) else raw)
@@ -66,7 +69,7 @@ def _value(config: Mapping[str, Any], key: str) -> Any:
 
 def image_from_config(config: Mapping[str, Any]) -> str | None:
     """The image a stack served with the config recorded for an update, as its strategy says."""
-    image, kubernetes = _value(config, "image"), _value(config, "kubernetes")
+    image, kubernetes = recorded_value(config, "image"), recorded_value(config, "kubernetes")
     strategy = kubernetes.get("strategy") if isinstance(kubernetes, dict) else None
     try:
         ref = ImageConfig.model_validate(image or {}).ref if isinstance(image, dict | None) else None

@@ -29,7 +29,6 @@ Definitions (all within the window ``[now - since, now]``):
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dockyard.model.durations import parse_duration
 from dockyard.releases.errors import DockyardError
 from dockyard.releases.history import ABANDONS, RESTORES, Update
 from dockyard.releases.ledger import Verification
@@ -47,16 +47,11 @@ from dockyard.releases.registry_client import RegistryUnreachableError, image_la
 CREATED_LABEL = "org.opencontainers.image.created"
 #: What a build outside a git checkout puts in the created label (dockyard_components.tags.release_identity).
 UNKNOWN_COMMIT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-_SINCE = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_since(text: str) -> timedelta:
     """``30d``, ``12h``, ``2w`` or ``90m``."""
-    match = _SINCE.match(text.strip())
-    if match is None or int(match[1]) == 0:
-        raise ValueError(f"--since {text!r}: expected a positive number with m, h, d or w, e.g. 30d")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    return parse_duration(text, "--since")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import yaml
 from pulumi import automation as auto
@@ -20,7 +20,7 @@ from dockyard.model.image_diff import WORKLOAD_TYPES, ImageChange, image_changes
 from dockyard.model.stack import edited, values_at
 from dockyard.model.strategies import ConfigValue, ConfigWrite
 from dockyard.releases.backend import scrub
-from dockyard.releases.config_guard import restored_unless_kept
+from dockyard.releases.config_guard import restored_unless_kept, write_atomically
 from dockyard.releases.engine import BackendGoneError, ConcurrentUpdateError, EngineError, OnEvent, OnOutput
 from dockyard.releases.errors import DockyardError, engine_error_line
 
@@ -94,12 +94,16 @@ class StackUpdate:
     image: str
     previous: str | None
     message: str
+    #: The whole stack file the write applies to, instead of the file as it is: a stack made from a template
+    #: (:mod:`dockyard.releases.mr_env`). Unless the update is applied the file still gets its own bytes back.
+    base: Mapping[str, Any] | None = None
 
 
-def write_config(path: Path, write: ConfigWrite) -> dict[str, ConfigValue]:
-    """Apply ``write`` to the stack file; return the values it replaced."""
+def write_config(path: Path, write: ConfigWrite, base: Mapping[str, Any] | None = None) -> dict[str, ConfigValue]:
+    """Apply ``write`` to the stack file (or to ``base``, which then replaces it); return the values it replaced."""
     document = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
-    path.write_text(yaml.safe_dump(edited(document, write), sort_keys=False))
+    written = edited(document if base is None else base, write)
+    write_atomically(path, yaml.safe_dump(written, sort_keys=False).encode())
     return values_at(document, write.values)
 
 
@@ -118,7 +122,7 @@ def apply_update(
     """
     outcome = Outcome(update.stack, update.action, update.write.what, update.image, update.previous)
     with restored_unless_kept(update.config_file) as edit:
-        outcome.before = write_config(update.config_file, update.write)
+        outcome.before = write_config(update.config_file, update.write, update.base)
         try:
             if not yes:
                 # The reviewer's diff: every changed property with its old and new value.

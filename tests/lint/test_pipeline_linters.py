@@ -154,7 +154,9 @@ def test_the_jenkinsfile_parses_and_keeps_the_chain(tmp_path: Path) -> None:
     events = _events(JENKINSFILE, tmp_path)
     assert _problems(events) == []
     stages = [event[2] for event in events if event[:2] == ["call", "stage"]]
-    assert stages[-6:] == ["build", "scan", "supply-chain", "deploy-dev", "promote-staging", "promote-prod"]
+    chain = ["build", "scan", "supply-chain", "deploy-dev", "promote-staging", "promote-prod"]
+    # A change request's environment and the timer's sweep beside the chain (no close event in Jenkins).
+    assert stages[-8:] == [*chain, "mr-env", "mr-env-sweep"]
     calls = [event[1] for event in events if event[0] == "call"]
     assert calls.count("input") == 1
     assert "withCredentials" not in calls, "a GHCR pipeline needs no cloud OIDC token"

@@ -91,7 +91,7 @@ def invalid_workflow(tmp_path: Path) -> Path:
 
 
 def test_there_are_workflows_to_lint() -> None:
-    assert {path.name for path in WORKFLOWS} == {"ci.yml", "preview.yml", "delivery.yml"}
+    assert {path.name for path in WORKFLOWS} == {"ci.yml", "preview.yml", "delivery.yml", "mr-env.yml"}
 
 
 def test_actionlint_reports_nothing(workflows: list[Path]) -> None:

@@ -15,6 +15,9 @@ import pulumi
 import pulumi.runtime.settings as runtime_settings
 import pytest
 
+from dockyard.model.config import EnvironmentConfig
+from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
+from dockyard.pipeline.model import Pipeline
 from tests.stacks import PROJECT
 
 FAKE_DIGEST = "sha256:" + "ab" * 32
@@ -199,3 +202,15 @@ def tools_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECORD", str(record))
     monkeypatch.setenv("SBOM", json.dumps(SBOM))
     return record
+
+
+@pytest.fixture(scope="module")
+def stacks() -> dict[str, EnvironmentConfig]:
+    """The committed stacks' validated configs."""
+    return read_stack_environments(PROJECT)
+
+
+@pytest.fixture(scope="module")
+def pipeline(stacks: dict[str, EnvironmentConfig]) -> Pipeline:
+    """The pipeline the committed stacks describe."""
+    return derive_pipeline(stacks)

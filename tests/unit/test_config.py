@@ -141,7 +141,7 @@ def test_unknown_keys_name_the_allowed_ones() -> None:
     document["registy"] = {}
     problems = problems_of("local", document)
     assert (
-        "local: dockyard:registy: unknown key; allowed keys: github, image, kubernetes, notifications, promotion, registry, signing, tier"
+        "local: dockyard:registy: unknown key; allowed keys: github, image, kubernetes, mergeRequest, notifications, promotion, registry, signing, tier"
         in (problems)
     )
     assert any(

@@ -17,7 +17,14 @@ from dockyard.model.config import EnvironmentConfig
 from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
 from dockyard.pipeline.files import pipeline_files
-from dockyard.pipeline.model import JUNIT_REPORT, Pipeline, Secret
+from dockyard.pipeline.model import (
+    JUNIT_REPORT,
+    MR_ENV_JOB,
+    MR_ENV_STOP_JOB,
+    MR_ENV_SWEEP_JOB,
+    Pipeline,
+    Secret,
+)
 from dockyard.pipeline.pins import HADOLINT_REQUIREMENT, IMAGES, PINS, image
 from dockyard.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
 from dockyard_components.scanner import FINDINGS_EXIT_CODE
@@ -95,8 +102,9 @@ def _gitlab(pipeline: Pipeline) -> dict[str, NeutralJob]:
 def _circleci(pipeline: Pipeline) -> dict[str, NeutralJob]:
     document = circleci.document(pipeline, RUNNER, PYTHON)
     jobs = {}
-    for workflow, main in (("change", False), ("delivery", True)):
-        for entry in document["workflows"][workflow]["jobs"]:
+    for workflow, jobs_of in document["workflows"].items():
+        main = workflow == "delivery"
+        for entry in jobs_of["jobs"]:
             ((name, settings),) = entry.items()
             job_id = settings.get("name", name)
             if settings.get("type") == "approval":
@@ -129,16 +137,6 @@ def _jenkins(pipeline: Pipeline) -> dict[str, NeutralJob]:
 READERS = {"github": _github, "gitlab": _gitlab, "circleci": _circleci, "jenkins": _jenkins}
 
 
-@pytest.fixture(scope="module")
-def stacks() -> dict[str, EnvironmentConfig]:
-    return read_stack_environments(ROOT)
-
-
-@pytest.fixture(scope="module")
-def pipeline(stacks: dict[str, EnvironmentConfig]) -> Pipeline:
-    return derive_pipeline(stacks)
-
-
 def _builds(job: NeutralJob) -> bool:
     """Builds the application image: ``pulumi up`` of the building stack without excluding its image, or a
     container build of the runtime target."""
@@ -146,13 +144,35 @@ def _builds(job: NeutralJob) -> bool:
     return any("--exclude" not in line for line in ups) or ("podman build" in job.script and "--tag" in job.script)
 
 
+#: A merge request's own environment: its image is the change's, pushed as ``mr-<number>`` and never promoted.
+MR_JOBS = (MR_ENV_JOB, MR_ENV_STOP_JOB, MR_ENV_SWEEP_JOB)
+
+
 @pytest.mark.parametrize("system", list(READERS))
 def test_exactly_one_build_per_commit(system: str, pipeline: Pipeline) -> None:
-    jobs = READERS[system](pipeline)
+    jobs = {job_id: job for job_id, job in READERS[system](pipeline).items() if job_id not in MR_JOBS}
     for main, expected in ((True, "build"), (False, "image-test")):
         builds = [job.id for job in jobs.values() if job.on_main == main and _builds(job)]
         assert builds == [expected], f"{system}: {builds}"
     assert not any("podman push" in job.script or "docker push" in job.script for job in jobs.values())
+
+
+@pytest.mark.parametrize("system", list(READERS))
+def test_only_a_merge_requests_environment_pushes_the_changes_image_under_its_own_tag(
+    system: str, pipeline: Pipeline
+) -> None:
+    jobs = READERS[system](pipeline)
+    pushing = [job for job in jobs.values() if "podman push" in job.script]
+    assert [job.id for job in pushing] == [MR_ENV_JOB], system
+    (job,) = pushing
+    assert not job.on_main
+    assert 'podman push --authfile "$HOME/.docker/config.json" --digestfile mr-image.digest "$IMAGE_NAME:mr-$MR"' in (
+        job.script
+    )
+    assert job.script.index("dockyard env create") > job.script.index("podman push")
+    if system != "github":  # GitHub: another workflow's job cannot be waited on (mr-env.yml runs the tests itself)
+        assert "image-test" in _transitive(jobs, MR_ENV_JOB), system
+    assert "dockyard env sweep" in jobs[MR_ENV_SWEEP_JOB].script
 
 
 @pytest.mark.parametrize("system", list(READERS))
@@ -325,6 +345,7 @@ def test_the_committed_files_are_the_generated_ones() -> None:
         ".github/workflows/ci.yml",
         ".github/workflows/delivery.yml",
         ".github/workflows/preview.yml",
+        ".github/workflows/mr-env.yml",
         ".gitlab-ci.yml",
         ".circleci/config.yml",
         "Jenkinsfile",

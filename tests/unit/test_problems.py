@@ -41,6 +41,6 @@ def test_the_three_config_errors_share_the_type_and_list_every_problem(tmp_path:
     assert len(stack.value.problems) == 5, "every problem at once"
     assert stack.value.problems[-1] == (
         "dev: dockyard:replicas: unknown key; "
-        "allowed keys: github, image, kubernetes, notifications, promotion, registry, signing, tier"
+        "allowed keys: github, image, kubernetes, mergeRequest, notifications, promotion, registry, signing, tier"
     )
     assert ci.value.problems[0].startswith("Pulumi.yaml: dockyard-ci:systems[0]: found 'travis'; allowed: ")

@@ -53,11 +53,6 @@ def _render(stacks: Mapping[str, EnvironmentConfig]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stacks() -> dict[str, EnvironmentConfig]:
-    return derive.read_stack_environments(ROOT)
-
-
-@pytest.fixture(scope="module")
 def documents(stacks: dict[str, EnvironmentConfig]) -> dict[str, Document]:
     return _documents(stacks)
 
@@ -189,10 +184,13 @@ def _builds(filename: str, document: Document, stacks: dict[str, EnvironmentConf
 def test_exactly_one_image_build_per_commit_across_all_workflows(
     stacks: dict[str, EnvironmentConfig], documents: dict[str, Document]
 ) -> None:
+    # A pull request's own environment (mr-env.yml) builds the change again to push it as mr-<number>: never
+    # delivered, never promoted (tests/unit/test_pipeline_renderers.py checks its tag on every CI system).
+    delivering = {name: document for name, document in documents.items() if name != github.MR_ENV_WORKFLOW}
     for event, expected in (("push", [f"{github.DELIVERY_WORKFLOW}:build:"]), ("pull_request", ["ci.yml:"])):
         builds = [
             where
-            for filename, document in documents.items()
+            for filename, document in delivering.items()
             if event in document["on"]
             for where in _builds(filename, document, stacks)
         ]
@@ -200,7 +198,7 @@ def test_exactly_one_image_build_per_commit_across_all_workflows(
         assert builds[0].startswith(expected[0]), builds
     pull_request_pushes = [
         step
-        for _, document in documents.items()
+        for _, document in delivering.items()
         if "pull_request" in document["on"]
         for _, step in _steps(document)
         if step.get("with", {}).get("push") is not False and step.get("uses") == uses("docker/build-push-action")
@@ -654,6 +652,10 @@ EXPECTED_PERMISSIONS = {
     # A promotion commits its stack file to the default branch.
     ("delivery.yml", "promote-staging"): {"contents": "write"},
     ("delivery.yml", "promote-prod"): {"contents": "write"},
+    # A pull request's own environment: its image pushed to GHCR with the job token; destroy and sweep push nothing.
+    ("mr-env.yml", model.MR_ENV_JOB): {"contents": "read", "packages": "write"},
+    ("mr-env.yml", model.MR_ENV_STOP_JOB): {"contents": "read"},
+    ("mr-env.yml", model.MR_ENV_SWEEP_JOB): {"contents": "read"},
 }
 
 
