@@ -9,9 +9,10 @@ in Pulumi's update history (:mod:`dockyard.releases.history`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,6 +83,8 @@ class Releases:
     copy: CopyRelease = copy_release
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     announce: Announce = notify.announce
+    #: Applied moves' events, told once the stack's lock is released (a slow webhook never holds the lock).
+    _untold: list[tuple[StackView, ReleaseEvent]] = field(default_factory=list, init=False, repr=False)
 
     def environment(self, stack: str, /) -> EnvironmentConfig:
         return self.project.environment(stack)
@@ -168,7 +171,7 @@ class Releases:
 
     def promote(self, source: str, target: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
         """Gate, then write the source's digest where the target's strategy takes a release, preview and apply."""
-        with self.project.lock(target):
+        with self._locked(target):
             facts = self.promotion_facts(source, target)
             problems = gates.evaluate(facts)
             if problems or facts.arriving is None:
@@ -179,7 +182,7 @@ class Releases:
 
     def rollback(self, stack: str, /, *, to: str | None, yes: bool, confirm: Confirm) -> Outcome:
         """Back to the previously served release (or ``to``): a switch back on blue-green, else a new ``image.ref``."""
-        with self.project.lock(stack):
+        with self._locked(stack):
             view = self.project.view(stack)
             image = self._rollback_target(stack, view.env, to)
             write = refusing(f"rollback of {stack}", lambda: view.env.kubernetes.strategy.rollback_write(image))
@@ -190,7 +193,7 @@ class Releases:
 
     def canary_step(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
         """The canary's next step; past the last one, the canary image becomes the stable one."""
-        with self.project.lock(stack):
+        with self._locked(stack):
             canary = self._canary(stack)
             write = refusing(f"canary step of {stack}", canary.advance_write)
             action = CANARY_STEP if canary.next_weight is not None else CANARY_COMPLETE
@@ -199,7 +202,7 @@ class Releases:
 
     def canary_abort(self, stack: str, /, *, yes: bool, confirm: Confirm, reason: str) -> Outcome:
         """Back to 0 %: the canary track goes away, the stable track serves everything."""
-        with self.project.lock(stack):
+        with self._locked(stack):
             canary = self._canary(stack)
             write = refusing(f"canary abort of {stack}", canary.abort_write)
             record = {"weight": str(canary.weight), "reason": reason}
@@ -207,7 +210,7 @@ class Releases:
 
     def switch(self, stack: str, /, *, yes: bool, confirm: Confirm) -> Outcome:
         """Flip a blue-green pair's ``activeColor`` to the idle color (verify it first: :mod:`.progressive`)."""
-        with self.project.lock(stack):
+        with self._locked(stack):
             strategy = refusing(
                 f"switch of {stack}", lambda: self.project.environment(stack).kubernetes.strategy.as_blue_green(stack)
             )
@@ -217,12 +220,24 @@ class Releases:
 
     def revert(self, stack: str, moved: Outcome, /) -> Outcome:
         """Put back what ``moved`` overwrote (a release on an idle color that failed its checks), at once."""
-        with self.project.lock(stack):
+        with self._locked(stack):
             write = ConfigWrite(f"revert {moved.what}", moved.before)
             image = self.project.environment(stack).served_image or moved.image
             return self._apply(stack, REVERT, write, image, {"reverted": moved.image}, True, lambda: True)
 
     # --- helpers ----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, stack: str) -> Iterator[None]:
+        """The stack's lock for one move; the move's events are announced after it is released, also when the move
+        raised after applying (a failed check that follows an applied write)."""
+        try:
+            with self.project.lock(stack):
+                yield
+        finally:
+            untold, self._untold[:] = list(self._untold), []
+            for view, event in untold:
+                self.announce(view, event)
 
     def _serving(self, stack: str) -> str | None:
         """The release the stack's last update serves (its ``image_ref`` output); None before its first update."""
@@ -293,7 +308,7 @@ class Releases:
             event = MOVE_EVENTS.get(action)
             if event is not None:
                 detail = record.get("reason") or outcome.what
-                self.announce(
-                    view, ReleaseEvent(event, self.project.name, stack, fields["actor"], image, previous, detail)
+                self._untold.append(
+                    (view, ReleaseEvent(event, self.project.name, stack, fields["actor"], image, previous, detail))
                 )
         return outcome

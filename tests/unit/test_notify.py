@@ -7,7 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,6 +276,27 @@ def test_an_applied_promotion_is_announced_once_and_a_preview_is_not(command: Ca
         BUILT,
         "dockyard",
     )
+
+
+def test_a_move_is_announced_only_once_its_lock_is_released(
+    command: Callable[[], Project], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow webhook (10 s timeout, one retry) never holds the stack's lock: other operators' moves go on."""
+    order: list[str] = []
+    project = command()
+    held = project.lock
+
+    @contextmanager
+    def lock(stack: str) -> Iterator[None]:
+        with held(stack):
+            order.append("locked")
+            yield
+        order.append("released")
+
+    monkeypatch.setattr(project, "lock", lock)
+    moves = replace(releases(project), announce=lambda view, event: order.append(f"announced {event.event}"))
+    moves.promote("local", STAGING, yes=True, confirm=lambda: True)
+    assert order == ["locked", "released", f"announced {Event.PROMOTED}"]
 
 
 def test_a_failed_verification_is_announced_and_a_passed_one_is_not(tmp_path: Path) -> None:
