@@ -44,7 +44,8 @@ readonly KUBECONFIG_FILE="$STATE/kubeconfig"
 readonly CONTEXT=dockyard-local
 readonly SERVICE_CIDR=10.96.0.0/24 POD_CIDR=10.244.0.0/16
 readonly ADMISSION_PORT="${DOCKYARD_CLUSTER_ADMISSION_PORT:-10443}"
-readonly PROJECT_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+PROJECT_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+readonly PROJECT_DIR
 readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok admission)
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }

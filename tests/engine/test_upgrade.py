@@ -1,5 +1,6 @@
 """Upgrading across the rename: a stack deployed by the release before ``dockyard_components`` existed (the
-components were the ``components`` package) previews with no replacement, and no change at all, on this release."""
+components were the ``components`` package) previews with no replacement, and no change but the namespace's trust
+policy for admission (new in this release), on this release."""
 
 from __future__ import annotations
 
@@ -80,5 +81,10 @@ def test_the_upgrade_previews_no_replacement_and_no_change(upgraded: Workspace) 
     # What changed, property by property, for the failure message.
     diffs = {step["urn"].split("::")[-1]: step.get("detailedDiff") or step.get("diffs") for step in steps}
     assert not {name: op for name, op in ops.items() if op in REPLACING}, (ops, diffs)
-    assert not {name: op for name, op in ops.items() if op != "same"}, (ops, diffs)
-    upgraded.pulumi("up", "--stack", "local", "--yes", "--expect-no-changes", timeout=900)
+    # What this release adds on purpose: the namespace carries the stack's trust policy for the admission webhook,
+    # an in-place update of its metadata. Nothing else changes.
+    assert {name: op for name, op in ops.items() if op != "same"} == {"app-namespace": "update"}, (ops, diffs)
+    admission = ('metadata.labels["dockyard.dev/admission"]', "metadata.annotations")
+    assert all(key.startswith(admission) for key in diffs["app-namespace"]), diffs
+    upgraded.pulumi("up", "--stack", "local", "--yes", timeout=900)
+    upgraded.pulumi("preview", "--stack", "local", "--expect-no-changes", timeout=900)
