@@ -239,8 +239,7 @@ node_ready_since() {
 }
 
 start_real_node() {
-    local other started=$SECONDS since
-    since=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ) # the Lease's MicroTime format, so the strings compare
+    local other started=$EPOCHREALTIME since=""
     real_node_preflight
     if other=$(foreign_node); then
         die "another real node runs on this machine (its iptables chains are global): $other; stop it, or DOCKYARD_CLUSTER_REAL_NODE=0"
@@ -256,6 +255,7 @@ start_real_node() {
     port_in_use_unless kube-proxy "$PROXY_METRICS_PORT" "$HOST" DOCKYARD_CLUSTER_PROXY_METRICS_PORT
     start_containerd
     if ! pid_of kubelet >/dev/null; then
+        since=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ) # the Lease's MicroTime format, so the strings compare
         log "starting kubelet ($NODE_NAME, pods in $NODE_POD_CIDR)"
         launch kubelet "$BIN/kubelet" --config "$NODE_DIR/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
             --root-dir "$NODE_DIR/kubelet" --hostname-override "$NODE_NAME" --node-ip "$(node_ip)" \
@@ -267,7 +267,7 @@ start_real_node() {
     fi
     wait_for "the real node" kubelet node_ready_since "$since"
     wait_for kube-proxy kube-proxy curl -fsS --max-time 2 "http://$HOST:$PROXY_HEALTH_PORT/healthz"
-    log "real node $NODE_NAME ready in $((SECONDS - started))s (taint $NODE_POOL_KEY=$NODE_POOL:NoSchedule)"
+    log "real node $NODE_NAME ready in $(took "$started")s (taint $NODE_POOL_KEY=$NODE_POOL:NoSchedule)"
 }
 
 # port_in_use_unless COMPONENT PORT ADDRESS VARIABLE: a port taken by anything but our running COMPONENT is an error.
