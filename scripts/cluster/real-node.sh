@@ -229,13 +229,17 @@ start_containerd() {
     fi
 }
 
-# node_ready_since TIME: Ready, with a kubelet that has renewed the node's Lease at or after TIME (a Node from an
-# earlier start still says Ready until the lease runs out; its status is rewritten only on change).
+# node_ready_since TIME: Ready, as posted by a kubelet started at TIME: a Node from an earlier start still says Ready
+# until its lease runs out. A kubelet that finds its Node renews the Lease at once; one that registers the Node
+# anew posts a fresh heartbeat (its Lease may be the old Node's, which the garbage collector is about to delete).
 node_ready_since() {
     local ready renewed
-    ready=$(kube get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)
+    ready=$(kube get node "$NODE_NAME" \
+        -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}' 2>/dev/null) || return 1
+    case "$ready" in "True "*) ;; *) return 1 ;; esac
+    [[ ! "${ready#True }" < "${1%.*}Z" ]] && return 0
     renewed=$(kube -n kube-node-lease get lease "$NODE_NAME" -o jsonpath='{.spec.renewTime}' 2>/dev/null)
-    [ "$ready" = True ] && [ -n "$renewed" ] && [[ ! "$renewed" < "$1" ]]
+    [ -n "$renewed" ] && [[ ! "$renewed" < "$1" ]]
 }
 
 start_real_node() {
