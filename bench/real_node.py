@@ -16,12 +16,11 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.cluster import cluster_state
+from bench.cluster import cluster_state, rss_mib
 from bench.timing import on_local_cluster, verdict
 from tests.engine.harness import Workspace, kubectl, namespace_of, set_stack_config
 from tests.local_services import CLUSTER
@@ -29,16 +28,6 @@ from tests.local_services import CLUSTER
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 SETTLE_SECONDS = 20
 DEPLOYMENT = "deployment/dockyard-app-stable"
-
-
-def rss_mib(state: Path, names: tuple[str, ...]) -> float:
-    total_kib = 0
-    for name in names:
-        pid = (state / f"{name}.pid").read_text().strip()
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total_kib += int(line.split()[1])
-    return total_kib / 1024
 
 
 def cluster(*args: str, **env: str) -> str:
