@@ -242,9 +242,19 @@ node_ready_since() {
     [ -n "$renewed" ] && [[ ! "$renewed" < "$1" ]]
 }
 
+# An API server started by a local-cluster.sh from before the real node lacks the Node authorizer and the kubelet
+# client certificate: the node would never become Ready. It needs a restart (etcd's data stays).
+api_server_knows_nodes() {
+    local pid
+    pid=$(pid_of kube-apiserver) || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- '--kubelet-client-certificate' && return 0
+    die "the running kube-apiserver was started without the real node's flags (Node authorization, kubelet client certificate); restart the cluster: $0 stop && $0 start (its objects and etcd data are kept), or DOCKYARD_CLUSTER_REAL_NODE=0"
+}
+
 start_real_node() {
     local other started=$EPOCHREALTIME since=""
     real_node_preflight
+    api_server_knows_nodes
     if other=$(foreign_node); then
         die "another real node runs on this machine (its iptables chains are global): $other; stop it, or DOCKYARD_CLUSTER_REAL_NODE=0"
     fi
