@@ -23,6 +23,7 @@
 #   DOCKYARD_CLUSTER_REAL_NODE   1 (default): the real node too; 0: kwok only (a machine without root or containerd)
 #   DOCKYARD_CLUSTER_KUBELET_PORT (10250, on the node's bridge address), DOCKYARD_CLUSTER_PROXY_HEALTH_PORT (10256)
 #   and DOCKYARD_CLUSTER_PROXY_METRICS_PORT (10249): the real node's ports. Only one real node per machine.
+#   DOCKYARD_CLUSTER_NODE_POD_CIDR (10.245.0.0/24, outside kwok's) and DOCKYARD_CLUSTER_NODE_BRIDGE (dockyard0)
 #   DOCKYARD_CLUSTER_START_TIMEOUT  seconds to wait for a ready cluster (60)
 #
 # State layout (0700; keys 0600; nothing is committed): pki/ (CA, serving and client certificates, service-account
