@@ -31,10 +31,10 @@ def cluster_state() -> Path:
     return Path(kubeconfig.strip("'\"")).parent
 
 
-def rss_mib(state: Path) -> float:
-    """Resident memory of the control plane's processes, from their pid files."""
+def rss_mib(state: Path, names: tuple[str, ...] = COMPONENTS) -> float:
+    """Resident memory of the control plane's processes (or those ``names``), from their pid files."""
     total_kib = 0
-    for name in COMPONENTS:
+    for name in names:
         pid = (state / f"{name}.pid").read_text().strip()
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

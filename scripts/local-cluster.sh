@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The local Kubernetes control plane the local stacks deploy to: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kwok (fake nodes: scheduled Pods become Running/Ready without containers), all on 127.0.0.1,
-# built by scripts/bootstrap-cluster.sh; and the admission webhook that enforces each stack's trust policy
-# (dockyard/admission, from the project's virtualenv). Admission (Pod Security, trust policies), controllers
-# (Deployments, ReplicaSets, HPA, EndpointSlices), the scheduler and Pulumi's await logic all run for real; only the
-# kubelet is simulated.
+# built by scripts/bootstrap-cluster.sh. Admission (Pod Security, and each stack's trust policy through the
+# webhook dockyard/admission, run from the project's virtualenv), controllers (Deployments, ReplicaSets, HPA,
+# EndpointSlices), the scheduler and Pulumi's await logic all run for real on the kwok nodes. Beside them one real
+# node (containerd, kubelet, kube-proxy: scripts/cluster/real-node.sh), tainted dockyard.dev/node-pool=real, runs
+# the pods of workloads that choose that pool: real pulls, probes, security contexts and Service traffic.
 #
 #   scripts/local-cluster.sh start    idempotent: certificates and kubeconfigs at first start, start what is not
 #                                     running, wait for /readyz and Ready nodes
-#   scripts/local-cluster.sh stop     stop every process (etcd data, certificates and kubeconfigs stay)
+#   scripts/local-cluster.sh stop     stop every process (etcd data, certificates and kubeconfigs stay) and take
+#                                     back the real node's host state (bridge, iptables chains, mounts, cgroups)
 #   scripts/local-cluster.sh status   exit 0 running+ready, 1 partly running or not ready, 3 stopped
 #   scripts/local-cluster.sh env      print shell exports (KUBECONFIG):  eval "$(scripts/local-cluster.sh env)"
 #   scripts/local-cluster.sh reset    stop and delete the cluster's state (every object in it)
@@ -17,16 +19,27 @@
 #   DOCKYARD_CACHE               cache root (default ~/.cache/dockyard); binaries from scripts/bootstrap-cluster.sh
 #   DOCKYARD_CLUSTER_STATE       state: $DOCKYARD_CACHE/cluster/state
 #   DOCKYARD_CLUSTER_API_PORT    kube-apiserver port (6443); etcd uses DOCKYARD_CLUSTER_ETCD_PORT (23790) and +10
+#   DOCKYARD_CLUSTER_KCM_PORT, DOCKYARD_CLUSTER_SCHEDULER_PORT   health ports (10257, 10259)
 #   DOCKYARD_CLUSTER_NODES       fake nodes (2)
+#   DOCKYARD_CLUSTER_REAL_NODE   1 (default): the real node too; 0: kwok only (a machine without root or containerd)
+#   DOCKYARD_CLUSTER_KUBELET_PORT (10250, on the node's bridge address), DOCKYARD_CLUSTER_PROXY_HEALTH_PORT (10256)
+#   and DOCKYARD_CLUSTER_PROXY_METRICS_PORT (10249): the real node's ports. Only one real node per machine.
+#   DOCKYARD_CLUSTER_NODE_POD_CIDR (10.245.0.0/24, outside kwok's) and DOCKYARD_CLUSTER_NODE_BRIDGE (dockyard0)
+#   DOCKYARD_CLUSTER_ADMISSION_PORT  the admission webhook's HTTPS port on 127.0.0.1 (10443)
 #   DOCKYARD_CLUSTER_START_TIMEOUT  seconds to wait for a ready cluster (60)
 #
 # State layout (0700; keys 0600; nothing is committed): pki/ (CA, serving and client certificates, service-account
-# key pair), kubeconfig (admin, context "dockyard-local"), <component>.kubeconfig, etcd/, <component>.pid/.log.
+# key pair), kubeconfig (admin, context "dockyard-local"), <component>.kubeconfig, etcd/, <component>.pid/.log,
+# node/ (the real node's configs, containerd's images, the kubelet's root).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=cluster/versions.env
 . "$SCRIPT_DIR/cluster/versions.env"
+# shellcheck source=local-registry.env
+. "$SCRIPT_DIR/local-registry.env"
+# ip, iptables and runc live in sbin.
+PATH="$PATH:/usr/sbin:/sbin"
 readonly CACHE="${DOCKYARD_CACHE:-${HOME:-/root}/.cache/dockyard}"
 readonly BIN="$CACHE/cluster/v$DOCKYARD_K8S_VERSION/bin"
 readonly STAGES="$CACHE/cluster/v$DOCKYARD_K8S_VERSION/kwok-stages.yaml"
@@ -35,7 +48,7 @@ readonly HOST=127.0.0.1
 readonly API_PORT="${DOCKYARD_CLUSTER_API_PORT:-6443}"
 readonly ETCD_PORT="${DOCKYARD_CLUSTER_ETCD_PORT:-23790}"
 readonly ETCD_PEER_PORT=$((ETCD_PORT + 10))
-readonly KCM_PORT=10257 SCHEDULER_PORT=10259
+readonly KCM_PORT="${DOCKYARD_CLUSTER_KCM_PORT:-10257}" SCHEDULER_PORT="${DOCKYARD_CLUSTER_SCHEDULER_PORT:-10259}"
 readonly NODES="${DOCKYARD_CLUSTER_NODES:-2}"
 readonly START_TIMEOUT="${DOCKYARD_CLUSTER_START_TIMEOUT:-60}"
 readonly PKI="$STATE/pki"
@@ -49,9 +62,12 @@ readonly PROJECT_DIR
 readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok admission)
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
+# took START: seconds since START (an $EPOCHREALTIME), to a tenth: what bench/real_node.py reads.
+took() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}'; }
 die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for p in "$API_PORT" "$ETCD_PORT"; do
+for p in "$API_PORT" "$ETCD_PORT" "$KCM_PORT" "$SCHEDULER_PORT" "${DOCKYARD_CLUSTER_KUBELET_PORT:-10250}" \
+    "${DOCKYARD_CLUSTER_PROXY_HEALTH_PORT:-10256}" "${DOCKYARD_CLUSTER_PROXY_METRICS_PORT:-10249}"; do
     case "$p" in '' | *[!0-9]*) die "ports must be numbers, got '$p'" ;; esac
 done
 
@@ -84,9 +100,11 @@ launch() {
     rm -f "$STATE/$name.pid"
     # A clean environment: no caller variable (KUBECONFIG, ETCD_*, proxies) changes what the component does.
     # shellcheck disable=SC2016
-    setsid nohup env -i PATH="$BIN:/usr/bin:/bin" HOME="$STATE" \
+    setsid nohup env -i PATH="$BIN:/usr/bin:/bin:/usr/sbin:/sbin" HOME="$STATE" \
         sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$STATE/$name.pid" "$@" >>"$log_file" 2>&1 </dev/null &
     disown 2>/dev/null || true
+    # On busy cores the pid file can come after the first health check, which would read a missing pid as a crash.
+    for _ in $(seq 1 50); do [ -s "$STATE/$name.pid" ] && break; sleep 0.1; done
 }
 
 # wait_for WHAT COMPONENT CHECK...: poll CHECK until it succeeds; fail with the component's log if it dies.
@@ -129,7 +147,7 @@ extendedKeyUsage=clientAuth"
 
 ensure_pki() {
     mkdir -p "$PKI" && chmod 0700 "$PKI"
-    [ -s "$PKI/ca.key" ] && [ -s "$PKI/ca.crt" ] && return 0
+    [ -s "$PKI/ca.key" ] && [ -s "$PKI/ca.crt" ] && { ensure_kubelet_client_cert; return 0; }
     log "creating the cluster CA, certificates and service-account keys in $PKI"
     rm -f "$PKI"/*
     openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$PKI/ca.key" \
@@ -148,6 +166,13 @@ subjectAltName=IP:$HOST,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
     openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
     chmod 0600 "$PKI/sa.key"
+    ensure_kubelet_client_cert
+}
+
+# The API server's client certificate towards kubelets (logs, exec, port-forward). Made when missing, so a state
+# from before the real node keeps its CA, its other certificates and its etcd data.
+ensure_kubelet_client_cert() {
+    [ -s "$PKI/apiserver-kubelet-client.crt" ] || client_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
 }
 
 # write_kubeconfig FILE CERT CONTEXT: a kubeconfig with embedded credentials.
@@ -199,12 +224,17 @@ start_apiserver() {
     log "starting kube-apiserver on https://$HOST:$API_PORT"
     # WatchList=false: Debian's etcd 3.4 cannot serve watch-list streams (rollouts would wait for re-lists).
     # endpoint-reconciler none: on loopback the reconciler would publish 127.0.0.1 as the kubernetes Service.
+    # The real node: the Node authorizer (else it goes NotReady), a client certificate towards its kubelet (logs,
+    # exec) and its InternalIP, the bridge address its kubelet listens on.
     launch kube-apiserver "$BIN/kube-apiserver" --bind-address "$HOST" --advertise-address "$HOST" \
         --secure-port "$API_PORT" --etcd-servers "http://$HOST:$ETCD_PORT" --endpoint-reconciler-type none \
         --client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
         --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
-        --authorization-mode RBAC --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=false \
+        --authorization-mode Node,RBAC --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=false \
+        --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+        --kubelet-client-key "$PKI/apiserver-kubelet-client.key" --kubelet-certificate-authority "$PKI/ca.crt" \
+        --kubelet-preferred-address-types InternalIP \
         --feature-gates WatchList=false --enable-priority-and-fairness=false --profiling=false \
         --cert-dir "$STATE/apiserver-certs"
     wait_for kube-apiserver kube-apiserver api_ready
@@ -269,6 +299,9 @@ subjectAltName=IP:$HOST"
         --ca-file "$PKI/ca.crt" | kube apply -f - >/dev/null
 }
 
+# shellcheck source=cluster/real-node.sh
+. "$SCRIPT_DIR/cluster/real-node.sh"
+
 ensure_nodes() {
     local i manifest=""
     for ((i = 0; i < NODES; i++)); do
@@ -309,19 +342,29 @@ cmd_start() {
     command -v kubectl >/dev/null 2>&1 || missing+=(kubectl)
     [ "${#missing[@]}" -eq 0 ] || die "missing: ${missing[*]} in $BIN; run scripts/bootstrap-cluster.sh first"
     mkdir -p "$STATE" && chmod 0700 "$STATE"
-    local started=$SECONDS
+    local started=$EPOCHREALTIME
     ensure_pki
     ensure_kubeconfigs
     start_etcd
     start_apiserver
     start_controllers
     ensure_nodes
+    log "control plane ready in $(took "$started")s"
+    if real_node_enabled; then
+        start_real_node
+    else
+        # A node left from an earlier start would stay NotReady with its pods: without it they are Pending.
+        stop_real_node
+        kube delete node "$NODE_NAME" --ignore-not-found >/dev/null
+    fi
     start_admission
-    log "cluster ready in $((SECONDS - started))s: https://$HOST:$API_PORT, context $CONTEXT, KUBECONFIG=$KUBECONFIG_FILE"
+    log "cluster ready in $(took "$started")s: https://$HOST:$API_PORT, context $CONTEXT, KUBECONFIG=$KUBECONFIG_FILE"
 }
 
 cmd_stop() {
     local c pid stopped=0
+    # The node first, while its containerd can still remove the pods' containers.
+    stop_real_node
     # Reverse order: the API server outlives its clients, etcd outlives the API server.
     for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
         c=${COMPONENTS[$i]}
@@ -336,8 +379,9 @@ cmd_stop() {
 }
 
 cmd_status() {
-    local c pid running=0 line=""
-    for c in "${COMPONENTS[@]}"; do
+    local c pid running=0 line="" components=("${COMPONENTS[@]}")
+    real_node_enabled && components+=("${NODE_COMPONENTS[@]}")
+    for c in "${components[@]}"; do
         if pid=$(pid_of "$c"); then
             running=$((running + 1))
             line+=" $c=$pid"
@@ -349,9 +393,9 @@ cmd_status() {
         echo "cluster: stopped (state $STATE)"
         return 3
     fi
-    if [ "$running" -eq "${#COMPONENTS[@]}" ] && api_ready >/dev/null 2>&1; then
+    if [ "$running" -eq "${#components[@]}" ] && api_ready >/dev/null 2>&1; then
         local rss
-        rss=$(for c in "${COMPONENTS[@]}"; do ps -o rss= -p "$(pid_of "$c")"; done | awk '{s += $1} END {printf "%d", s / 1024}')
+        rss=$(for c in "${components[@]}"; do ps -o rss= -p "$(pid_of "$c")"; done | awk '{s += $1} END {printf "%d", s / 1024}')
         echo "cluster: running, ready, https://$HOST:$API_PORT context $CONTEXT, ${rss} MiB RSS ($line )"
         return 0
     fi

@@ -301,6 +301,11 @@ class AppSpec(Model):
     rollout_timeout_seconds: int = Field(
         default=600, ge=10, le=3600, description="mode=cluster: how long `pulumi up` waits for each rollout"
     )
+    node_pool: DnsLabel | None = Field(
+        default=None,
+        description="run the pods only on nodes labelled dockyard.dev/node-pool=<pool>, tolerating that pool's "
+        "NoSchedule taint (local cluster: `real`, the node that runs containers; unset: any untainted node)",
+    )
 
     @property
     def tracks(self) -> list[Track]:

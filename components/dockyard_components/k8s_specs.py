@@ -25,6 +25,9 @@ ADMISSION_ENFORCED = "enforce"
 #: The namespace's trust policy (JSON) that the admission webhook enforces; written by the stack's program.
 TRUST_POLICY_ANNOTATION = "dockyard.dev/trust-policy"
 NON_ROOT_UID = 65532
+#: A node pool is the nodes with this label, tainted NoSchedule with the same key and value: only pods that choose
+#: the pool (``nodePool``) run there, and they run nowhere else.
+NODE_POOL_KEY = "dockyard.dev/node-pool"
 TMP_VOLUME = "tmp"
 
 
@@ -124,8 +127,15 @@ def pod_spec(
         if spread
         else None
     )
+    pool = settings.node_pool
     return k8s.core.v1.PodSpecArgs(
         containers=[container],
+        node_selector={NODE_POOL_KEY: pool} if pool else None,
+        tolerations=(
+            [k8s.core.v1.TolerationArgs(key=NODE_POOL_KEY, operator="Equal", value=pool, effect="NoSchedule")]
+            if pool
+            else None
+        ),
         automount_service_account_token=False,
         enable_service_links=False,
         image_pull_secrets=[k8s.core.v1.LocalObjectReferenceArgs(name=pull_secret)] if pull_secret else None,

@@ -139,6 +139,9 @@ class KubernetesAppArgs(TypedDict):
     """Old ReplicaSets kept per Deployment; 5 by default."""
     rollout_timeout_seconds: NotRequired[int]
     """How long ``pulumi up`` waits for each rollout to become ready; 600 by default."""
+    node_pool: NotRequired[str]
+    """Node pool the pods run in: nodes labelled ``dockyard.dev/node-pool=<pool>``, whose NoSchedule taint they
+    tolerate; any untainted node unless given."""
 
 
 #: The arguments that are the app's spec (the rest say where it runs and what it is handed).

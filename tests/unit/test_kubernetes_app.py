@@ -97,6 +97,32 @@ def test_rolling_deployment_is_locked_down(mocks: RecordingMocks) -> None:
     assert spread["topologyKey"] == "kubernetes.io/hostname"
 
 
+def test_a_node_pool_pins_every_track_to_the_pool_and_tolerates_its_taint(mocks: RecordingMocks) -> None:
+    """The real node is tainted dockyard.dev/node-pool=real:NoSchedule: the selector alone would leave the pods
+    Pending, the toleration alone would let them land on a kwok node that runs nothing."""
+    deploy(settings(node_pool="real", strategy={"type": "canary", "weight": 50, "canary_image": CANARY}, replicas=2))
+    deployments = by_kind(mocks, "Deployment")
+    assert len(deployments) == 2, list(deployments)
+    for deployment in deployments.values():
+        spec = pod(deployment)
+        assert spec["nodeSelector"] == {"dockyard.dev/node-pool": "real"}
+        assert spec["tolerations"] == [
+            {"key": "dockyard.dev/node-pool", "operator": "Equal", "value": "real", "effect": "NoSchedule"}
+        ]
+
+
+def test_without_a_node_pool_pods_go_to_any_untainted_node(mocks: RecordingMocks) -> None:
+    deploy(settings())
+    (deployment,) = by_kind(mocks, "Deployment").values()
+    assert "nodeSelector" not in pod(deployment)
+    assert "tolerations" not in pod(deployment)
+
+
+def test_a_node_pool_is_a_label_value() -> None:
+    with pytest.raises(ValueError, match=r"nodePool: .*DNS label"):
+        deploy(settings(node_pool="Real Node"))
+
+
 def test_labels_follow_the_recommended_set(mocks: RecordingMocks) -> None:
     deploy(settings())
     (deployment,) = by_kind(mocks, "Deployment").values()
