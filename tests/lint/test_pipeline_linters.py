@@ -154,11 +154,11 @@ def test_the_jenkinsfile_parses_and_keeps_the_chain(tmp_path: Path) -> None:
     events = _events(JENKINSFILE, tmp_path)
     assert _problems(events) == []
     stages = [event[2] for event in events if event[:2] == ["call", "stage"]]
-    chain = ["build", "scan", "supply-chain", "deploy-dev", "promote-staging", "promote-prod"]
+    chain = ["build", "scan", "supply-chain", "deploy-dev", "promote-qa", "promote-staging", "promote-prod"]
     # A change request's environment and the timer's sweep beside the chain (no close event in Jenkins).
-    assert stages[-8:] == [*chain, "mr-env", "mr-env-sweep"]
+    assert stages[-9:] == [*chain, "mr-env", "mr-env-sweep"]
     calls = [event[1] for event in events if event[0] == "call"]
-    assert calls.count("input") == 1
+    assert calls.count("input") == 1, "prod alone waits for a person (qa and staging run unattended)"
     assert "withCredentials" not in calls, "a GHCR pipeline needs no cloud OIDC token"
     bound = {event[1] for event in events if event[0] == "bind"}
     assert {"PULUMI_CONFIG_PASSPHRASE", "REGISTRY_PASSWORD", "KUBECONFIG", "COSIGN_KEY"} <= bound

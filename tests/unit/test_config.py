@@ -29,7 +29,7 @@ def prod_document() -> dict[str, Any]:
 
 
 def test_committed_stacks_are_the_expected_environments() -> None:
-    assert STACKS == ["dev", "local", "local-prod", "local-staging", "prod", "staging"]
+    assert STACKS == ["dev", "local", "local-prod", "local-staging", "prod", "qa", "staging"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -38,11 +38,11 @@ def test_every_committed_stack_validates(stack: str) -> None:
     assert isinstance(env, EnvironmentConfig)
 
 
-@pytest.mark.parametrize("stack", ["staging", "prod", "local-staging", "local-prod"])
+@pytest.mark.parametrize("stack", ["qa", "staging", "prod", "local-staging", "local-prod"])
 def test_promoted_stacks_never_build(stack: str) -> None:
     env = parse_environment(stack, dockyard_document(stack))
     assert env.image.build is None
-    assert env.tier in (Tier.STAGING, Tier.PROD)
+    assert env.tier in (Tier.QA, Tier.STAGING, Tier.PROD)
 
 
 def test_staging_refuses_a_build_section() -> None:

@@ -145,12 +145,18 @@ def _run_with_fake_pulumi(step: dict[str, Any], tmp_path: Path, image_ref: str, 
 def test_committed_stacks_are_read_and_only_github_enabled_ones_run_in_ci(
     stacks: dict[str, EnvironmentConfig],
 ) -> None:
-    assert set(stacks) >= {"dev", "local", "local-prod", "local-staging", "prod", "staging"}
-    assert list(derive.ci_stacks(stacks)) == ["dev", "prod", "staging"]
+    assert set(stacks) >= {"dev", "local", "local-prod", "local-staging", "prod", "qa", "staging"}
+    assert list(derive.ci_stacks(stacks)) == ["dev", "prod", "qa", "staging"]
     builder = derive.building_stack(stacks)
     assert builder is not None
     assert builder[0] == "dev"
-    assert derive.promotions(stacks) == [("dev", "staging"), ("staging", "prod")]
+    assert derive.promotions(stacks) == [("dev", "qa"), ("qa", "staging"), ("staging", "prod")]
+    # qa is promoted unattended right after dev verifies; prod alone waits for a person.
+    pipeline = derive.derive_pipeline(stacks)
+    qa = pipeline.job("promote-qa")
+    assert (qa.approval, qa.hold_minutes) == (None, 0)
+    assert stacks["qa"].requires_verified_releases
+    assert pipeline.job("promote-prod").approval is not None
 
 
 # --- one build per commit, and that digest is what every later job uses ----------------------------------------
@@ -280,7 +286,8 @@ def test_every_image_reference_between_jobs_is_this_runs_digest(delivery: dict[s
 
 
 def test_a_job_refuses_a_stack_that_no_longer_has_this_runs_digest(delivery: dict[str, Any], tmp_path: Path) -> None:
-    for job_id, source in (("deploy-dev", "dev"), ("promote-staging", "dev"), ("promote-prod", "staging")):
+    jobs = (("deploy-dev", "dev"), ("promote-qa", "dev"), ("promote-staging", "qa"), ("promote-prod", "staging"))
+    for job_id, source in jobs:
         steps = delivery[job_id]["steps"]
         guard = _step(delivery[job_id], "pulumi stack output")
         assert guard["env"]["STACK"] == source
@@ -322,7 +329,7 @@ def test_the_scan_gate_is_needed_by_every_job_that_signs_or_deploys(delivery: di
     assert gate["with"]["image-ref"] == THIS_RUN_IMAGE
     assert gate["with"]["severity"] == "HIGH,CRITICAL"
     gated = [job_id for job_id, job in delivery.items() if _signs_or_deploys(job)]
-    assert gated == [model.SUPPLY_CHAIN_JOB, "deploy-dev", "promote-staging", "promote-prod"]
+    assert gated == [model.SUPPLY_CHAIN_JOB, "deploy-dev", "promote-qa", "promote-staging", "promote-prod"]
     for job_id in gated:
         assert model.SCAN_JOB in delivery[job_id]["needs"], f"{job_id} does not wait for the scan"
     for job_id, job in delivery.items():
@@ -403,7 +410,15 @@ def test_supply_chain_tools_are_the_versions_the_local_stacks_use() -> None:
 
 
 def test_dev_is_deployed_then_verified_and_each_stack_promoted_with_verify(delivery: dict[str, Any]) -> None:
-    assert list(delivery) == ["build", "scan", "supply-chain", "deploy-dev", "promote-staging", "promote-prod"]
+    assert list(delivery) == [
+        "build",
+        "scan",
+        "supply-chain",
+        "deploy-dev",
+        "promote-qa",
+        "promote-staging",
+        "promote-prod",
+    ]
     # The steps that run when every one before them passed (not the failure step).
     deploy = [step["run"] for step in delivery["deploy-dev"]["steps"] if "run" in step and "if" not in step]
     assert deploy[-3].startswith("pulumi up --yes --stack")
@@ -411,7 +426,8 @@ def test_dev_is_deployed_then_verified_and_each_stack_promoted_with_verify(deliv
     assert deploy[-1].startswith('.venv/bin/dockyard notify --stack "$STACK" --event "$EVENT"')
     assert delivery["deploy-dev"]["needs"] == ["build", "scan", "supply-chain"]
     expected = {
-        "promote-staging": ("dev", "staging", "deploy-dev", 'dockyard canary advance --stack "$STACK" --auto --yes'),
+        "promote-qa": ("dev", "qa", "deploy-dev", None),
+        "promote-staging": ("qa", "staging", "promote-qa", 'dockyard canary advance --stack "$STACK" --auto --yes'),
         "promote-prod": ("staging", "prod", "promote-staging", 'dockyard switch --stack "$STACK" --yes'),
     }
     for job_id, (source, target, after, release) in expected.items():
@@ -423,6 +439,9 @@ def test_dev_is_deployed_then_verified_and_each_stack_promoted_with_verify(deliv
         assert (promote["env"]["SOURCE"], promote["env"]["STACK"]) == (source, target)
         # Taken all the way to serving, so the next promotion carries this run's digest, not the previous one.
         runs = _runs(job)
+        if release is None:  # rolling (qa): the promotion's update serves it at once
+            assert not any(re.search(r"dockyard (canary|switch)", run) for run in runs), job_id
+            continue
         assert runs.index(promote["run"]) < runs.index(f".venv/bin/{release}\n")
 
 
@@ -501,7 +520,7 @@ def test_a_preview_of_a_stack_with_a_trust_policy_has_cosign_for_the_programs_ch
 
 def test_preview_matrix_covers_every_github_stack(documents: dict[str, Document]) -> None:
     job = documents["preview.yml"]["jobs"][model.PREVIEW_JOB]
-    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod", "staging"]
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod", "qa", "staging"]
     assert job["strategy"]["fail-fast"] is False
     preview = next(step for step in job["steps"] if step.get("name") == "Preview")
     assert 'pulumi preview --stack "$STACK" --policy-pack policies --json --event-log' in preview["run"]
@@ -650,6 +669,7 @@ EXPECTED_PERMISSIONS = {
     },
     ("delivery.yml", "deploy-dev"): {"contents": "read"},
     # A promotion commits its stack file to the default branch.
+    ("delivery.yml", "promote-qa"): {"contents": "write"},
     ("delivery.yml", "promote-staging"): {"contents": "write"},
     ("delivery.yml", "promote-prod"): {"contents": "write"},
     # A pull request's own environment: its image pushed to GHCR with the job token; destroy and sweep push nothing.
@@ -684,7 +704,7 @@ def test_a_registry_other_than_ghcr_gets_no_packages_permission_and_uses_the_env
 
 def test_required_checks_name_real_jobs(stacks: dict[str, EnvironmentConfig], documents: dict[str, Document]) -> None:
     checks = github.required_checks(stacks)
-    assert checks == ["image-test", "preview (dev)", "preview (staging)"]
+    assert checks == ["image-test", "preview (dev)", "preview (qa)", "preview (staging)"]
     assert documents["ci.yml"]["jobs"][model.CI_TEST_JOB]["name"] == "image-test"
     assert documents["preview.yml"]["jobs"][model.PREVIEW_JOB]["name"] == "preview (${{ matrix.stack }})"
 
