@@ -43,6 +43,7 @@ EXPECTED_TYPES = {
     "local-staging": set(),
     "local-prod": {"kubernetes:policy/v1:PodDisruptionBudget"},
     "dev": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
+    "qa": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
     "staging": {"kubernetes:apps/v1:Deployment", "kubernetes:networking.k8s.io/v1:Ingress"},
     "prod": {"kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:policy/v1:PodDisruptionBudget"},
 }
