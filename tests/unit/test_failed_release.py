@@ -18,6 +18,7 @@ import yaml
 
 from dockyard.model.notifications import Event
 from dockyard.model.stack import StackView
+from dockyard.releases.engine import OnEvent, OnOutput
 from dockyard.releases.errors import EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
 from dockyard.releases.gates import RegistryAnswer
 from dockyard.releases.history import parse_record
@@ -25,7 +26,6 @@ from dockyard.releases.moves import Releases
 from dockyard.releases.notify import ReleaseEvent
 from dockyard.releases.progressive import promote_verified
 from dockyard.releases.project import Project
-from dockyard.releases.stack_update import OnEvent, OnOutput
 from dockyard.verify.kube import pod_reasons, read_reasons
 from tests.stacks import PROJECT
 from tests.unit.fake_stack import command_error
