@@ -202,8 +202,8 @@ class KubeApi:
             return f"{head}; the credentials of {self._context} are not accepted: renew them in {self.source}"
         if status == 403:
             return (
-                f"{head}; the user of {self._context} needs get and list on deployments, pods and endpointslices "
-                f"(discovery.k8s.io) in namespace {namespace}"
+                f"{head}; the user of {self._context} needs get and list on deployments, pods, events and "
+                f"endpointslices (discovery.k8s.io) in namespace {namespace}"
             )
         return f"{head}; try again, and if it persists: {next_step(self.context)}"
 
