@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -186,7 +187,8 @@ def _run_flow(project: Path, stack: str, what: str, flow: Flow) -> Run:
 
 
 def _fail(error: DockyardError) -> typer.Exit:
-    console.print(f"[red]error:[/] {error}")
+    # Escaped: the engine's and the pods' words hold brackets ("unready status: [app]") that are no markup.
+    console.print(f"[red]error:[/] {escape(str(error))}")
     return typer.Exit(code=error.exit_code)
 
 

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from dockyard import cli
 from dockyard.model.notifications import Event
 from dockyard.model.stack import StackView
 from dockyard.releases.engine import OnEvent, OnOutput
-from dockyard.releases.errors import EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError
+from dockyard.releases.errors import EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, UnhealthyError
 from dockyard.releases.gates import RegistryAnswer
 from dockyard.releases.history import parse_record
 from dockyard.releases.moves import Releases
@@ -302,3 +304,21 @@ def test_the_reasons_are_read_for_the_pods_of_each_deployment_that_exists() -> N
     found = read_reasons(reader, "ns", ["dockyard-app-stable", "dockyard-app-canary"])
     assert found == ["pod p1: 0/3 nodes are available"]
     assert reader.selectors == [labels]
+
+
+class FailedReleases:
+    """Stands in for Releases in the CLI: the promotion's update failed and so did its rollback."""
+
+    def __init__(self, project: object) -> None:
+        pass
+
+    def promote(self, *args: object, **kwargs: object) -> None:
+        raise UnhealthyError(f"promote of {TARGET} failed: {TIMED_OUT}\n  {PROBE}\nand the rollback failed too")
+
+
+def test_the_cli_prints_the_reasons_as_written_and_exits_with_the_errors_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "Releases", FailedReleases)
+    result = CliRunner().invoke(cli.app, ["promote", "--from", "local", "--to", TARGET, "--yes"])
+    assert result.exit_code == EXIT_UNHEALTHY
+    assert "containers with unready status: [app]" in result.output  # brackets are words here, not markup
+    assert f"\n  {PROBE}\n" in result.output
