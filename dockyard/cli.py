@@ -182,7 +182,7 @@ def _run_flow(project: Path, stack: str, what: str, flow: Flow) -> Run:
         run = flow(Releases(dockyard), Verifier(dockyard), _reporter(dockyard))
     if run.ending is not Ending.DONE and run.ending is not Ending.PREVIEWED:
         colour = "red" if run.ending is Ending.UNHEALTHY else "yellow"
-        console.print(f"[{colour}]{what} {run.ending}[/]: {run.problem}")
+        console.print(f"[{colour}]{what} {run.ending}[/]: {escape(str(run.problem))}")
     return run
 
 

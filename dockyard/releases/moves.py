@@ -388,5 +388,5 @@ class Releases:
         deployments = {name for each in views for name in expected_images(each.env, each.served_image)}
         try:
             return self.reasons(view, env.kubernetes.namespace_of(view.name), deployments)
-        except DockyardError as error:
-            return [f"the pods' reasons could not be read: {error}"]
+        except Exception as error:  # reading why must never stand between a failed update and its rollback
+            return [f"the pods' reasons could not be read: {error.__class__.__name__}: {error}"]

@@ -201,6 +201,21 @@ def test_without_a_pod_reason_the_engines_line_is_the_reason(tmp_path: Path, mon
     assert "timed out waiting to be Ready" in parse_record(s.engine.applied[1][0])["reason"]
 
 
+def test_a_cluster_that_cannot_be_read_does_not_stop_the_rollback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = setup(tmp_path, monkeypatch, "cluster", [TIMED_OUT, None])
+
+    def unreachable(*_: object) -> list[str]:
+        raise ConnectionRefusedError("connection refused")
+
+    s.releases.reasons = unreachable
+    error = promote(s)
+    assert error.exit_code == EXIT_REFUSED
+    assert "the pods' reasons could not be read: ConnectionRefusedError: connection refused" in str(error)
+    assert [image for _, image in s.engine.applied] == [BROKEN, SERVED]
+
+
 def test_a_rollback_that_fails_too_leaves_it_unhealthy_with_the_way_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
