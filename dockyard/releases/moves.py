@@ -343,29 +343,31 @@ class Releases:
         why = reasons[0] if reasons else error.reason
         told = "".join(f"\n  {line}" for line in reasons)
         served = view.served_image
-        if served is None:
-            return UnhealthyError(
-                f"{error}{told}\n{stack} served no release before this {failed.action}: nothing to roll back to; "
-                f"fix the release and promote again, or pulumi destroy --stack {stack}"
-            )
-        fields = {"image": served, "from": failed.image, "actor": actor(), "reverted": failed.image, "reason": why}
+        # Nothing served before (a first release): the file as it was still takes the failed pods away, but that is
+        # no rollback to a release, and nobody is told of one.
+        action = ROLLBACK if served is not None else REVERT
+        image = served or failed.image
+        fields = {"image": image, "from": failed.image, "actor": actor(), "reverted": failed.image, "reason": why}
         back = StackUpdate(
-            ROLLBACK,
+            action,
             stack,
             failed.config_file,
-            ConfigWrite(f"back to {served} after the failed {failed.action}", {}),
-            served,
+            ConfigWrite(f"back to what {stack} ran before the failed {failed.action}", {}),
+            image,
             failed.image,
-            record_message(ROLLBACK, **fields),
+            record_message(action, **fields),
         )
+        before = f"its release {served}" if served is not None else "no release, as before"
         try:
             reapply(self.project.stack(stack), back, print_line=self.project.print_line)
         except DockyardError as undo:
             return UnhealthyError(
-                f"{error}{told}\nand the rollback to {served} failed too: {undo}\n{stack} is left as that update "
-                f"left it; once the cause is fixed: pulumi up --stack {stack} (its file serves {served}), then "
+                f"{error}{told}\nand putting back {before} failed too: {undo}\n{stack} is left as that update left "
+                f"it; once the cause is fixed: pulumi up --stack {stack} (its file holds what was applied), then "
                 f"dockyard verify --stack {stack}"
             )
+        if served is None:
+            return DockyardError(f"{error}{told}\n{stack} serves {before} (dockyard history --stack {stack})")
         self._untold.append(
             (
                 view,

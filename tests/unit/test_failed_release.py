@@ -104,10 +104,11 @@ class FakeEngine:
     directory: Path
     ups: list[str | None] = field(default_factory=list)
     applied: list[tuple[str, str | None]] = field(default_factory=list)
+    serves: str | None = SERVED
 
     def read(self, stack: str, *args: str) -> Any:
         if args[:2] == ("stack", "output"):
-            return {"image_ref": BROKEN if stack == "local" else SERVED, "namespace": f"dockyard-app-{stack}"}
+            return {"image_ref": BROKEN if stack == "local" else self.serves, "namespace": f"dockyard-app-{stack}"}
         if args[:2] == ("stack", "history"):
             return [{"startTime": "2026-12-01T12:00:00Z", "endTime": "2026-12-01T12:01:00Z", "result": "succeeded"}]
         raise AssertionError(f"unexpected engine read {args}")
@@ -201,6 +202,22 @@ def test_without_a_pod_reason_the_engines_line_is_the_reason(tmp_path: Path, mon
     assert "timed out waiting to be Ready" in parse_record(s.engine.applied[1][0])["reason"]
 
 
+def test_a_failed_first_release_is_reverted_not_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = setup(tmp_path, monkeypatch, "cluster", [TIMED_OUT, None])
+    document = yaml.safe_load(s.file.read_text())
+    document["config"]["dockyard:image"] = {}
+    s.file.write_text(yaml.safe_dump(document, sort_keys=False))
+    s.engine.serves = None
+    error = promote(s)
+    assert error.exit_code == EXIT_REFUSED
+    assert f"{TARGET} serves no release, as before" in str(error)
+    # The file as it was (no release) is applied: the failed pods go; nothing served, so no rollback is told.
+    assert [image for _, image in s.engine.applied] == [BROKEN, None]
+    record = parse_record(s.engine.applied[1][0])
+    assert (record["action"], record["reverted"], record["reason"]) == ("revert", BROKEN, PROBE)
+    assert s.told == []
+
+
 def test_a_cluster_that_cannot_be_read_does_not_stop_the_rollback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,7 +242,7 @@ def test_a_rollback_that_fails_too_leaves_it_unhealthy_with_the_way_out(
     assert error.exit_code == EXIT_UNHEALTHY
     text = str(error)
     assert PROBE in text
-    assert f"the rollback to {SERVED} failed too" in text
+    assert f"putting back its release {SERVED} failed too" in text
     assert "the API server is gone" in text
     assert f"pulumi up --stack {TARGET}" in text  # the way out
     assert s.file.read_bytes() == before  # it still names the release that served
