@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from dockyard import cli
 from dockyard.model.notifications import Event
 from dockyard.model.stack import StackView
-from dockyard.releases.engine import OnEvent, OnOutput
 from dockyard.releases.errors import EXIT_REFUSED, EXIT_UNHEALTHY, DockyardError, UnhealthyError
 from dockyard.releases.gates import RegistryAnswer
 from dockyard.releases.history import parse_record
@@ -30,7 +29,7 @@ from dockyard.releases.progressive import promote_verified
 from dockyard.releases.project import Project
 from dockyard.verify.kube import pod_reasons, read_reasons
 from tests.stacks import PROJECT
-from tests.unit.fake_stack import command_error
+from tests.unit.fake_stack import FakeStack, command_error
 
 REPO = "127.0.0.1:5443/dockyard/app"
 SERVED = f"{REPO}@sha256:{'a' * 64}"
@@ -62,48 +61,20 @@ def stack_file(mode: str) -> dict[str, Any]:
     }
 
 
-@dataclass
-class ScriptedStack:
-    """One engine stack: each ``up`` takes the next scripted result (None: succeeds) and notes the file it applied."""
-
-    engine: FakeEngine
-    name: str
-
-    def preview(
-        self,
-        *,
-        diff: bool | None = None,
-        color: str | None = None,
-        on_output: OnOutput | None = None,
-        on_event: OnEvent | None = None,
-    ) -> object:
-        # A preview changes nothing: its failure is the move's refusal, with nothing to undo.
-        raise command_error("preview failed: the program raised")
-
-    def up(
-        self,
-        *,
-        message: str | None = None,
-        diff: bool | None = None,
-        color: str | None = None,
-        on_output: OnOutput | None = None,
-        on_event: OnEvent | None = None,
-    ) -> object:
-        document = yaml.safe_load((self.engine.directory / f"Pulumi.{self.name}.yaml").read_text())
-        self.engine.applied.append((str(message), document["config"]["dockyard:image"].get("ref")))
-        failure = self.engine.ups.pop(0)
-        if failure is not None:
-            raise command_error(failure)
-        return None
+def preview_fails() -> None:
+    # A preview changes nothing: its failure is the move's refusal, with nothing to undo.
+    raise command_error("preview failed: the program raised")
 
 
 @dataclass
 class FakeEngine:
-    """Answers a move's reads (outputs, history); ``ups`` scripts each update: None succeeds, a text fails with it."""
+    """Answers a move's reads (outputs, history); ``ups`` scripts each update: None succeeds, a text fails with it.
+    ``applied``: the image each update found in the stack file; ``messages``: the succeeded updates' messages."""
 
     directory: Path
     ups: list[str | None] = field(default_factory=list)
-    applied: list[tuple[str, str | None]] = field(default_factory=list)
+    applied: list[str | None] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
     serves: str | None = SERVED
 
     def read(self, stack: str, *args: str) -> Any:
@@ -113,8 +84,15 @@ class FakeEngine:
             return [{"startTime": "2026-12-01T12:00:00Z", "endTime": "2026-12-01T12:01:00Z", "result": "succeeded"}]
         raise AssertionError(f"unexpected engine read {args}")
 
-    def stack(self, name: str, *, create: bool) -> ScriptedStack:
-        return ScriptedStack(self, name)
+    def stack(self, name: str, *, create: bool) -> FakeStack:
+        config_file = self.directory / f"Pulumi.{name}.yaml"
+        return FakeStack(config_file, preview_fails, lambda: self._up(config_file), self.messages)
+
+    def _up(self, config_file: Path) -> None:
+        self.applied.append(yaml.safe_load(config_file.read_text())["config"]["dockyard:image"].get("ref"))
+        failure = self.ups.pop(0)
+        if failure is not None:
+            raise command_error(failure)
 
 
 @dataclass
@@ -184,9 +162,9 @@ def test_a_failed_promotion_names_the_probe_failure_and_rolls_back_recorded(
     # Asked once, in the stack's namespace, about its Deployment.
     assert s.cluster.asked == [(TARGET, f"dockyard-app-{TARGET}", frozenset({"dockyard-app-stable"}))]
     # The failed release was applied, then the file as it was before it: byte-identical, the served release.
-    assert [image for _, image in s.engine.applied] == [BROKEN, SERVED]
+    assert s.engine.applied == [BROKEN, SERVED]
     assert s.file.read_bytes() == before
-    record = parse_record(s.engine.applied[1][0])
+    record = parse_record(s.engine.messages[-1])
     assert record["action"] == "rollback"
     assert (record["image"], record["from"], record["reverted"]) == (SERVED, BROKEN, BROKEN)
     assert record["reason"] == PROBE
@@ -199,7 +177,7 @@ def test_without_a_pod_reason_the_engines_line_is_the_reason(tmp_path: Path, mon
     s.cluster.reasons = []
     error = promote(s)
     assert error.exit_code == EXIT_REFUSED
-    assert "timed out waiting to be Ready" in parse_record(s.engine.applied[1][0])["reason"]
+    assert "timed out waiting to be Ready" in parse_record(s.engine.messages[-1])["reason"]
 
 
 def test_a_failed_first_release_is_reverted_not_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,8 +190,8 @@ def test_a_failed_first_release_is_reverted_not_rolled_back(tmp_path: Path, monk
     assert error.exit_code == EXIT_REFUSED
     assert f"{TARGET} serves no release, as before" in str(error)
     # The file as it was (no release) is applied: the failed pods go; nothing served, so no rollback is told.
-    assert [image for _, image in s.engine.applied] == [BROKEN, None]
-    record = parse_record(s.engine.applied[1][0])
+    assert s.engine.applied == [BROKEN, None]
+    record = parse_record(s.engine.messages[-1])
     assert (record["action"], record["reverted"], record["reason"]) == ("revert", BROKEN, PROBE)
     assert s.told == []
 
@@ -230,7 +208,7 @@ def test_a_cluster_that_cannot_be_read_does_not_stop_the_rollback(
     error = promote(s)
     assert error.exit_code == EXIT_REFUSED
     assert "the pods' reasons could not be read: ConnectionRefusedError: connection refused" in str(error)
-    assert [image for _, image in s.engine.applied] == [BROKEN, SERVED]
+    assert s.engine.applied == [BROKEN, SERVED]
 
 
 def test_a_rollback_that_fails_too_leaves_it_unhealthy_with_the_way_out(
@@ -262,7 +240,7 @@ def test_a_rendering_stack_has_no_cluster_to_ask(tmp_path: Path, monkeypatch: py
     error = promote(s)
     assert error.exit_code == EXIT_REFUSED
     assert s.cluster.asked == []
-    assert [image for _, image in s.engine.applied] == [BROKEN, SERVED]
+    assert s.engine.applied == [BROKEN, SERVED]
 
 
 def test_promote_verify_ends_on_the_move_that_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
