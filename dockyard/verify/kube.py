@@ -152,8 +152,8 @@ def pod_reasons(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> 
 
 
 def read_reasons(reader: PodEventReader, namespace: str, deployments: Collection[str]) -> list[str]:
-    """Why the pods of ``deployments`` are not serving, pod by pod (:func:`pod_reasons`); a Deployment that does not
-    exist has nothing to say."""
+    """Why the pods of ``deployments`` are not serving, pod by pod (:func:`pod_reasons`); a ready pod's past warnings
+    (a probe that failed while it started) are not why, and a Deployment that does not exist has nothing to say."""
     lines: list[str] = []
     for name in sorted(deployments):
         deployment = reader.read_deployment(namespace, name)
@@ -161,6 +161,8 @@ def read_reasons(reader: PodEventReader, namespace: str, deployments: Collection
             continue
         selector = deployment.get("spec", {}).get("selector", {}).get("matchLabels", {})
         for pod in reader.list_pods(namespace, selector):
+            if _ready(pod):
+                continue
             lines += pod_reasons(pod, reader.list_pod_events(namespace, str(pod.get("metadata", {}).get("name"))))
     return lines
 

@@ -377,7 +377,8 @@ def test_an_answer_the_client_cannot_read_names_the_field(api_server: ApiServer,
 
 
 def test_a_pods_warning_events_are_read_through_the_official_client(api_server: ApiServer, no_ambient: Path) -> None:
-    (first, *_) = [pod["metadata"]["name"] for pod in healthy_pods()]
+    (first, second, *_) = [pod["metadata"]["name"] for pod in api_server.pods]
+    api_server.pods[0]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
     probe = "Readiness probe failed: HTTP probe failed with statuscode: 503"
 
     def event(kind: str, reason: str, message: str, at: str) -> dict[str, Any]:
@@ -390,8 +391,10 @@ def test_a_pods_warning_events_are_read_through_the_official_client(api_server: 
         event("Warning", "Unhealthy", probe, "2026-12-05T10:00:09Z"),
         event("Normal", "Pulled", "Successfully pulled image", "2026-12-05T10:00:01Z"),
     ]
+    # A ready pod whose startup probe once failed: not why anything does not serve.
+    api_server.events[second] = [event("Warning", "Unhealthy", "Startup probe failed: connection refused", "...0Z")]
     with connect("staging", kubeconfig=kubeconfig(api_server.url), context="staging") as api:
         found = read_reasons(api, NAMESPACE, ["dockyard-app-stable"])
     assert found == [f"pod {first}: {probe}"]
     asked = [query for path, query, _ in api_server.requests if path.endswith("/events")]
-    assert asked[0]["fieldSelector"] == [f"involvedObject.kind=Pod,involvedObject.name={first}"]
+    assert [query["fieldSelector"] for query in asked] == [[f"involvedObject.kind=Pod,involvedObject.name={first}"]]
