@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -181,12 +182,13 @@ def _run_flow(project: Path, stack: str, what: str, flow: Flow) -> Run:
         run = flow(Releases(dockyard), Verifier(dockyard), _reporter(dockyard))
     if run.ending is not Ending.DONE and run.ending is not Ending.PREVIEWED:
         colour = "red" if run.ending is Ending.UNHEALTHY else "yellow"
-        console.print(f"[{colour}]{what} {run.ending}[/]: {run.problem}")
+        console.print(f"[{colour}]{what} {run.ending}[/]: {escape(str(run.problem))}")
     return run
 
 
 def _fail(error: DockyardError) -> typer.Exit:
-    console.print(f"[red]error:[/] {error}")
+    # Escaped: the engine's and the pods' words hold brackets ("unready status: [app]") that are no markup.
+    console.print(f"[red]error:[/] {escape(str(error))}")
     return typer.Exit(code=error.exit_code)
 
 

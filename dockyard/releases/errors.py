@@ -28,6 +28,21 @@ class DockyardError(Exception):
     exit_code = EXIT_REFUSED
 
 
+class UpdateFailedError(DockyardError):
+    """A move's ``pulumi up`` ran and failed: resources may have changed, though the stack file holds only what was
+    applied. ``reason`` is the engine's own line."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class UnhealthyError(DockyardError):
+    """A failed move could not be answered by restoring the release that served: the message says the way out."""
+
+    exit_code = EXIT_UNHEALTHY
+
+
 class RefusedError(DockyardError):
     """A move that one or more gates refused; ``problems`` lists every reason at once."""
 

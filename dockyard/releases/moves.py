@@ -9,14 +9,14 @@ in Pulumi's update history (:mod:`dockyard.releases.history`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dockyard.model.config import CanaryStrategy, EnvironmentConfig
+from dockyard.model.config import CanaryStrategy, ConfigError, EnvironmentConfig
 from dockyard.model.notifications import Event
 from dockyard.model.stack import StackView
 from dockyard.model.strategies import ConfigWrite
@@ -24,7 +24,7 @@ from dockyard.releases import gates, notify
 from dockyard.releases.arrival import arriving_reference, copy_release
 from dockyard.releases.attestations import AttestationError, attested_verifications
 from dockyard.releases.engine import StackMissingError
-from dockyard.releases.errors import RefusedError, refusing
+from dockyard.releases.errors import DockyardError, RefusedError, UnhealthyError, UpdateFailedError, refusing
 from dockyard.releases.gates import CopyAnswer, PromotionFacts, RegistryAnswer, RollbackFacts
 from dockyard.releases.history import (
     CANARY_ABORT,
@@ -40,7 +40,7 @@ from dockyard.releases.ledger import Verification, latest_for
 from dockyard.releases.notify import Announce, ReleaseEvent
 from dockyard.releases.project import Project, actor, output_text
 from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
-from dockyard.releases.stack_update import Outcome, StackUpdate, apply_update
+from dockyard.releases.stack_update import Outcome, StackUpdate, apply_update, reapply
 from dockyard.releases.trust import scan_problems, trust_problems
 from dockyard_components.image_ref import parse_image_reference
 
@@ -61,6 +61,17 @@ ScanCheck = Callable[[StackView, str], list[str]]
 AttestedReader = Callable[[Path, str, str, StackView, str], list[Verification]]
 #: (image, source stack, target stack) → the image copied into the target's own registry (:mod:`.arrival`).
 CopyRelease = Callable[[str, StackView, StackView], CopyAnswer]
+#: (stack, namespace, Deployment names) → why their pods are not serving, one line each (:mod:`dockyard.verify`).
+PodReasons = Callable[[StackView, str, Collection[str]], list[str]]
+#: The moves whose failed update is undone at once by applying the stack file as it was before them (a revert or an
+#: abort is itself the undo: undoing it would bring back what failed).
+UNDONE_WHEN_FAILED = frozenset({PROMOTE, ROLLBACK, CANARY_STEP, CANARY_COMPLETE, SWITCH})
+
+
+def live_pod_reasons(stack: StackView, namespace: str, deployments: Collection[str]) -> list[str]:
+    from dockyard.verify.kube_api import live_reasons  # the official client: only a failed update pays its import
+
+    return live_reasons(stack, namespace, deployments)
 
 
 def check_registry(image: str, stack: StackView) -> RegistryAnswer:
@@ -83,6 +94,7 @@ class Releases:
     copy: CopyRelease = copy_release
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     announce: Announce = notify.announce
+    reasons: PodReasons = live_pod_reasons
     #: Applied moves' events, told once the stack's lock is released (a slow webhook never holds the lock).
     _untold: list[tuple[StackView, ReleaseEvent]] = field(default_factory=list, init=False, repr=False)
 
@@ -299,9 +311,18 @@ class Releases:
             raise RefusedError(f"{action} on {stack}", stale)
         fields = {"image": image, **({"from": previous} if previous else {}), "actor": actor(), **record}
         update = StackUpdate(action, stack, path, write, image, previous, record_message(action, **fields))
-        outcome = apply_update(
-            self.project.stack(stack, create=True), update, yes=yes, confirm=confirm, print_line=self.project.print_line
-        )
+        try:
+            outcome = apply_update(
+                self.project.stack(stack, create=True),
+                update,
+                yes=yes,
+                confirm=confirm,
+                print_line=self.project.print_line,
+            )
+        except UpdateFailedError as error:
+            if action not in UNDONE_WHEN_FAILED:
+                raise
+            raise self._undone(view, update, error) from None
         if outcome.applied:
             # The next step of the same command (a check, the next canary step) sees the file as written.
             self.project.wrote(view, write)
@@ -312,3 +333,62 @@ class Releases:
                     (view, ReleaseEvent(event, self.project.name, stack, fields["actor"], image, previous, detail))
                 )
         return outcome
+
+    def _undone(self, view: StackView, failed: StackUpdate, error: UpdateFailedError) -> DockyardError:
+        """After ``failed``'s update failed (its stack file already holds what was applied before it): the pods' own
+        reasons, then the file applied again so the live Deployments return to the release that served, recorded as
+        a rollback. The error to raise says all of it: rolled back (exit 1), or left unhealthy with the way out."""
+        stack = view.name
+        reasons = self._pod_reasons(view, failed.write)
+        why = reasons[0] if reasons else error.reason
+        told = "".join(f"\n  {line}" for line in reasons)
+        served = view.served_image
+        # Nothing served before (a first release): the file as it was still takes the failed pods away, but that is
+        # no rollback to a release, and nobody is told of one.
+        action = ROLLBACK if served is not None else REVERT
+        image = served or failed.image
+        fields = {"image": image, "from": failed.image, "actor": actor(), "reverted": failed.image, "reason": why}
+        back = StackUpdate(
+            action,
+            stack,
+            failed.config_file,
+            ConfigWrite(f"back to what {stack} ran before the failed {failed.action}", {}),
+            image,
+            failed.image,
+            record_message(action, **fields),
+        )
+        before = f"its release {served}" if served is not None else "no release, as before"
+        try:
+            reapply(self.project.stack(stack), back, print_line=self.project.print_line)
+        except DockyardError as undo:
+            return UnhealthyError(
+                f"{error}{told}\nand putting back {before} failed too: {undo}\n{stack} is left as that update left "
+                f"it; once the cause is fixed: pulumi up --stack {stack} (its file holds what was applied), then "
+                f"dockyard verify --stack {stack}"
+            )
+        if served is None:
+            return DockyardError(f"{error}{told}\n{stack} serves {before} (dockyard history --stack {stack})")
+        self._untold.append(
+            (
+                view,
+                ReleaseEvent(Event.ROLLED_BACK, self.project.name, stack, fields["actor"], served, failed.image, why),
+            )
+        )
+        return DockyardError(f"{error}{told}\n{stack} was rolled back to {served} (dockyard history --stack {stack})")
+
+    def _pod_reasons(self, view: StackView, write: ConfigWrite) -> list[str]:
+        """Why the Deployments the failed update touched (as they were, and as it would have left them) do not serve:
+        read from the cluster; a rendering stack has none."""
+        env = view.env
+        if env.kubernetes.renders:
+            return []
+        from dockyard.verify.verifier import expected_images  # verify's modules import the releases' modules
+
+        views = [view]
+        with suppress(ConfigError):  # a write the config refuses was not applied either
+            views.append(view.after(write))
+        deployments = {name for each in views for name in expected_images(each.env, each.served_image)}
+        try:
+            return self.reasons(view, env.kubernetes.namespace_of(view.name), deployments)
+        except Exception as error:  # reading why must never stand between a failed update and its rollback
+            return [f"the pods' reasons could not be read: {error.__class__.__name__}: {error}"]

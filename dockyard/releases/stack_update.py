@@ -8,7 +8,8 @@ failed preview or update all leave it byte-identical (:func:`dockyard.releases.c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ from dockyard.model.strategies import ConfigValue, ConfigWrite
 from dockyard.releases.backend import scrub
 from dockyard.releases.config_guard import restored_unless_kept, write_atomically
 from dockyard.releases.engine import BackendGoneError, ConcurrentUpdateError, EngineError, OnEvent, OnOutput
-from dockyard.releases.errors import DockyardError, engine_error_line
+from dockyard.releases.errors import DockyardError, UpdateFailedError, engine_error_line
 
 
 @dataclass(frozen=True)
@@ -123,37 +124,58 @@ def apply_update(
     outcome = Outcome(update.stack, update.action, update.write.what, update.image, update.previous)
     with restored_unless_kept(update.config_file) as edit:
         outcome.before = write_config(update.config_file, update.write, update.base)
-        try:
-            if not yes:
+        if not yes:
+            with _engine_errors(update, ran_up=False):
                 # The reviewer's diff: every changed property with its old and new value.
                 outcome.changes = _changes(
                     lambda on_event: stack.preview(diff=True, color="always", on_output=print_line, on_event=on_event)
                 )
-                if not confirm():
-                    return outcome
-            # The update's own output lists each resource as it changes; the changed properties and images are
-            # reported from its events.
-            applied = _changes(
-                lambda on_event: stack.up(
-                    message=update.message, color="always", on_output=print_line, on_event=on_event
-                )
-            )
-        except ConcurrentUpdateError:
-            raise DockyardError(f"{update.stack} is being updated by someone else; nothing changed") from None
-        except BackendGoneError as error:
-            # Its own message names the backend and the way back; the engine's last line would not.
-            raise DockyardError(
-                f"{update.action} of {update.stack}: {error} ({update.config_file.name} left as it was)"
-            ) from None
-        except EngineError as error:
-            raise DockyardError(
-                f"{update.action} of {update.stack} failed: {scrub(engine_error_line(RuntimeError(error.output)))} "
-                f"({update.config_file.name} left as it was)"
-            ) from None
+            if not confirm():
+                return outcome
+        applied = _up(stack, update, print_line)
         edit.keep()
         outcome.changes = applied
         outcome.applied = True
         return outcome
+
+
+def reapply(stack: UpdatableStack, update: StackUpdate, *, print_line: Callable[[str], None]) -> Outcome:
+    """Apply the stack file as it is (``update.write`` names what it holds and is not written): the undo of a failed
+    update, whose file was already restored to what was applied before it, without a round-trip of its bytes."""
+    outcome = Outcome(update.stack, update.action, update.write.what, update.image, update.previous)
+    outcome.changes = _up(stack, update, print_line)
+    outcome.applied = True
+    return outcome
+
+
+def _up(stack: UpdatableStack, update: StackUpdate, print_line: Callable[[str], None]) -> list[Change]:
+    with _engine_errors(update, ran_up=True):
+        # The update's own output lists each resource as it changes; the changed properties and images are
+        # reported from its events.
+        return _changes(
+            lambda on_event: stack.up(message=update.message, color="always", on_output=print_line, on_event=on_event)
+        )
+
+
+@contextmanager
+def _engine_errors(update: StackUpdate, *, ran_up: bool) -> Iterator[None]:
+    """A failed engine run as the move's error; a failed ``up`` (``ran_up``) as :class:`UpdateFailedError`, since
+    it may have changed resources."""
+    try:
+        yield
+    except ConcurrentUpdateError:
+        raise DockyardError(f"{update.stack} is being updated by someone else; nothing changed") from None
+    except BackendGoneError as error:
+        # Its own message names the backend and the way back; the engine's last line would not.
+        raise DockyardError(
+            f"{update.action} of {update.stack}: {error} ({update.config_file.name} left as it was)"
+        ) from None
+    except EngineError as error:
+        reason = scrub(engine_error_line(RuntimeError(error.output)))
+        message = f"{update.action} of {update.stack} failed: {reason} ({update.config_file.name} left as it was)"
+        if ran_up:
+            raise UpdateFailedError(message, reason) from None
+        raise DockyardError(message) from None
 
 
 def _changes(run: Callable[[OnEvent], object]) -> list[Change]:

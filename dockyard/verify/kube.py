@@ -36,6 +36,17 @@ class ClusterReader(Protocol):
         """The EndpointSlices of the Service ``service``."""
 
 
+class PodEventReader(Protocol):
+    """The reads that say why a stack's pods are not ready (:class:`.kube_api.KubeApi` has them)."""
+
+    def read_deployment(self, namespace: str, name: str, /) -> Mapping[str, Any] | None: ...
+
+    def list_pods(self, namespace: str, selector: Mapping[str, str], /) -> list[Mapping[str, Any]]: ...
+
+    def list_pod_events(self, namespace: str, pod: str, /) -> list[Mapping[str, Any]]:
+        """The events whose involved object is the pod ``pod``, oldest first."""
+
+
 # --- judging, pure over the API's objects -----------------------------------------------------------------------
 
 
@@ -120,6 +131,40 @@ def pod_problems(name: str, pods: Sequence[Mapping[str, Any]], image: str, wante
     if good < wanted:
         problems.append(f"{name}: {good} of {wanted} pods ready with {parse_image_reference(image).digest}")
     return problems
+
+
+def pod_reasons(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Why ``pod`` is not serving, in its own words: its containers' waiting reasons (ErrImagePull, CrashLoopBackOff)
+    and its Warning events (probe failures, pull and scheduling failures), each once, newest wording kept."""
+    name = pod.get("metadata", {}).get("name", "?")
+    found: dict[str, None] = {}
+    statuses = pod.get("status", {})
+    for status in [*(statuses.get("initContainerStatuses") or []), *(statuses.get("containerStatuses") or [])]:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        # ContainerCreating and PodInitializing are a pod on its way, not a reason.
+        if waiting.get("reason") and waiting["reason"] not in ("ContainerCreating", "PodInitializing"):
+            message = f": {waiting['message']}" if waiting.get("message") else ""
+            found[f"container {status.get('name')} waiting: {waiting['reason']}{message}"] = None
+    for event in events:
+        if event.get("type") == "Warning" and event.get("message"):
+            found[" ".join(str(event["message"]).split())] = None
+    return [f"pod {name}: {reason}" for reason in found]
+
+
+def read_reasons(reader: PodEventReader, namespace: str, deployments: Collection[str]) -> list[str]:
+    """Why the pods of ``deployments`` are not serving, pod by pod (:func:`pod_reasons`); a ready pod's past warnings
+    (a probe that failed while it started) are not why, and a Deployment that does not exist has nothing to say."""
+    lines: list[str] = []
+    for name in sorted(deployments):
+        deployment = reader.read_deployment(namespace, name)
+        if deployment is None:
+            continue
+        selector = deployment.get("spec", {}).get("selector", {}).get("matchLabels", {})
+        for pod in reader.list_pods(namespace, selector):
+            if _ready(pod):
+                continue
+            lines += pod_reasons(pod, reader.list_pod_events(namespace, str(pod.get("metadata", {}).get("name"))))
+    return lines
 
 
 def ready_endpoints(slices: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

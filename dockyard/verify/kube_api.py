@@ -15,7 +15,7 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,8 +29,9 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ValidationError
 
 from dockyard.model.config import LOCAL_CLUSTER_CONTEXT
+from dockyard.model.stack import StackView
 from dockyard.verify.common import VerifierError
-from dockyard.verify.kube import SERVICE_NAME_LABEL
+from dockyard.verify.kube import SERVICE_NAME_LABEL, read_reasons
 
 #: (connect, read) seconds for each API request.
 REQUEST_TIMEOUT = (5.0, 20.0)
@@ -138,6 +139,20 @@ class KubeApi:
         )
         return [_plain(pod) for pod in found.items] if found else []
 
+    def list_pod_events(self, namespace: str, pod: str, /) -> list[Mapping[str, Any]]:
+        core = kube_client.CoreV1Api(self.api)
+        found = self._ask(
+            namespace,
+            f"list events of pod {namespace}/{pod}",
+            lambda: core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+                _request_timeout=self.timeout,
+            ),
+        )
+        events = [_plain(event) for event in found.items] if found else []
+        return sorted(events, key=lambda event: str(event.get("lastTimestamp") or event.get("eventTime") or ""))
+
     def list_endpoint_slices(self, namespace: str, service: str, /) -> list[Mapping[str, Any]]:
         discovery = kube_client.DiscoveryV1Api(self.api)
         found = self._ask(
@@ -187,8 +202,8 @@ class KubeApi:
             return f"{head}; the credentials of {self._context} are not accepted: renew them in {self.source}"
         if status == 403:
             return (
-                f"{head}; the user of {self._context} needs get and list on deployments, pods and endpointslices "
-                f"(discovery.k8s.io) in namespace {namespace}"
+                f"{head}; the user of {self._context} needs get and list on deployments, pods, events and "
+                f"endpointslices (discovery.k8s.io) in namespace {namespace}"
             )
         return f"{head}; try again, and if it persists: {next_step(self.context)}"
 
@@ -282,3 +297,11 @@ def connect(stack: str, *, kubeconfig: str | None, context: str | None) -> Itera
             raise KubeconfigError(mask(f"{stack}: cannot use {which} of {source}: {error}")) from None
         with contextlib.closing(api):
             yield KubeApi(api, stack, context, source, mask)
+
+
+def live_reasons(stack: StackView, namespace: str, deployments: Collection[str]) -> list[str]:
+    """Why ``deployments``' pods in ``stack``'s cluster are not serving (:func:`.kube.read_reasons`), through the
+    same kubeconfig and context the verifier and the provider use."""
+    kubeconfig = stack.secret("dockyard:kubeconfig")
+    with connect(stack.name, kubeconfig=kubeconfig, context=stack.env.kubernetes.context) as api:
+        return read_reasons(api, namespace, deployments)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from dockyard.verify import VerifierError
-from dockyard.verify.kube import SERVICE_NAME_LABEL
+from dockyard.verify.kube import SERVICE_NAME_LABEL, read_reasons
 from dockyard.verify.kube_api import KubeconfigError, connect
 from tests.unit.test_verify import NAMESPACE, SELECTOR, SERVICE, deployment, endpoint_slice, healthy_pods, run_checks
 
@@ -38,6 +38,8 @@ class ApiServer:
     url: str = ""
     deployment: dict[str, Any] | None = field(default_factory=deployment)
     pods: list[dict[str, Any]] = field(default_factory=healthy_pods)
+    #: Pod name → its events (``/api/v1/namespaces/<ns>/events`` with an involvedObject field selector).
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     refuse: tuple[int, str] | None = None
     requests: list[tuple[str, dict[str, list[str]], str]] = field(default_factory=list)
 
@@ -49,6 +51,11 @@ class ApiServer:
             return 200, {"apiVersion": "apps/v1", **self.deployment}
         if path == f"/api/v1/namespaces/{NAMESPACE}/pods" and query.get("labelSelector") == [SELECTOR_QUERY]:
             return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": self.pods}
+        if path == f"/api/v1/namespaces/{NAMESPACE}/events":
+            wanted = dict(term.split("=", 1) for term in query.get("fieldSelector", [""])[0].split(","))
+            assert wanted["involvedObject.kind"] == "Pod", wanted
+            items = self.events.get(wanted["involvedObject.name"], [])
+            return 200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items}
         if path == f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices" and query.get(
             "labelSelector"
         ) == [f"{SERVICE_NAME_LABEL}={SERVICE}"]:
@@ -322,7 +329,7 @@ def test_an_unreachable_cluster_elsewhere_points_at_kubectl(no_ambient: Path) ->
             "staging: the Kubernetes API at {server} answered HTTP 403 Forbidden: deployments.apps "
             '"dockyard-app-stable" is forbidden: User "verifier" cannot get resource when asked to read Deployment '
             "dockyard-app-staging/dockyard-app-stable; the user of context staging needs get and list on deployments, "
-            "pods and endpointslices (discovery.k8s.io) in namespace dockyard-app-staging",
+            "pods, events and endpointslices (discovery.k8s.io) in namespace dockyard-app-staging",
         ),
         (
             500,
@@ -367,3 +374,27 @@ def test_an_answer_the_client_cannot_read_names_the_field(api_server: ApiServer,
         f"not fit the kubernetes client {kubernetes.__version__} (V1ContainerStatus.restartCount: Input should be a "
         "valid integer)"
     )
+
+
+def test_a_pods_warning_events_are_read_through_the_official_client(api_server: ApiServer, no_ambient: Path) -> None:
+    (first, second, *_) = [pod["metadata"]["name"] for pod in api_server.pods]
+    api_server.pods[0]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    probe = "Readiness probe failed: HTTP probe failed with statuscode: 503"
+
+    def event(kind: str, reason: str, message: str, at: str) -> dict[str, Any]:
+        involved = {"kind": "Pod", "name": first, "namespace": NAMESPACE}
+        meta = {"name": f"{first}.{reason}.{at[-3:-1]}", "namespace": NAMESPACE}
+        return {"metadata": meta, "involvedObject": involved, "type": kind, "reason": reason, "message": message,
+                "lastTimestamp": at}  # fmt: skip
+
+    api_server.events[first] = [
+        event("Warning", "Unhealthy", probe, "2026-12-05T10:00:09Z"),
+        event("Normal", "Pulled", "Successfully pulled image", "2026-12-05T10:00:01Z"),
+    ]
+    # A ready pod whose startup probe once failed: not why anything does not serve.
+    api_server.events[second] = [event("Warning", "Unhealthy", "Startup probe failed: connection refused", "...0Z")]
+    with connect("staging", kubeconfig=kubeconfig(api_server.url), context="staging") as api:
+        found = read_reasons(api, NAMESPACE, ["dockyard-app-stable"])
+    assert found == [f"pod {first}: {probe}"]
+    asked = [query for path, query, _ in api_server.requests if path.endswith("/events")]
+    assert [query["fieldSelector"] for query in asked] == [[f"involvedObject.kind=Pod,involvedObject.name={first}"]]
