@@ -147,7 +147,11 @@ def _handler(webhook: Webhook) -> type[BaseHTTPRequestHandler]:
                 file=sys.stderr,
                 flush=True,
             )
-            self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
+            try:
+                self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
+            except (OSError, ssl.SSLError):
+                # The API server stopped waiting (its timeoutSeconds): the check is cached, its retry is answered fast.
+                print(f"  the API server had stopped waiting for {request.get('uid')}", file=sys.stderr, flush=True)
 
         def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
             self.send_response(status)
