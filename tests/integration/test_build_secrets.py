@@ -58,7 +58,9 @@ def test_a_build_secret_is_used_in_the_build_and_found_nowhere_after(
     context = tmp_path / "app"
     context.mkdir()
     (context / "Dockerfile").write_text(DOCKERFILE)
-    (context / "main.go").write_text(f"package main // {tmp_path.name}\n")  # unique: the build always runs
+    # Unique per run: a secret mount does not enter the layer cache's key (as with docker), so the same sources would
+    # reuse an earlier run's RUN layer, and its marker, made from that run's secret.
+    (context / "main.go").write_text(f"package main // {secrets.token_hex(16)}\n")
     monkeypatch.delenv(MEMO_ENV, raising=False)
     monkeypatch.setattr(podman_build, "LOG_DIR", tmp_path / "logs")
     registry = env["DOCKYARD_REGISTRY"]
