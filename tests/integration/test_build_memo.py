@@ -4,6 +4,7 @@ registry has lost that digest, the next build runs in full."""
 
 from __future__ import annotations
 
+import secrets
 import ssl
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def test_a_memo_hit_reuses_the_digest_and_a_lost_digest_builds_again(
     context = tmp_path / "app"
     context.mkdir()
     (context / "Dockerfile").write_text(DOCKERFILE)
-    (context / "main.go").write_text(f"package main // {tmp_path.name}\n")  # unique: a first build always builds
+    # Unique per run (tmp_path's name repeats across sessions): a first build always builds.
+    source = f"package main // {secrets.token_hex(16)}\n"
+    (context / "main.go").write_text(source)
     monkeypatch.setenv(MEMO_ENV, str(tmp_path / "memo"))
     monkeypatch.delenv("DOCKYARD_BUILD_NO_CACHE", raising=False)
     monkeypatch.setattr(podman_build, "LOG_DIR", tmp_path / "logs")
@@ -57,10 +60,10 @@ def test_a_memo_hit_reuses_the_digest_and_a_lost_digest_builds_again(
 
     # Another source takes the tag in between (another branch's build of the same tag).
     other = {**props, "context_hash": f"{tmp_path.name}-other"}
-    (context / "main.go").write_text(f"package main // {tmp_path.name} other\n")
+    (context / "main.go").write_text(source + "// other\n")
     other_digest = podman_build.run_build(other)
     assert other_digest != built
-    (context / "main.go").write_text(f"package main // {tmp_path.name}\n")
+    (context / "main.go").write_text(source)
 
     with httpx.Client(verify=ssl.create_default_context(cafile=env["DOCKYARD_REGISTRY_CA"]), trust_env=False) as http:
         assert http.head(tag_url, auth=auth, headers=accept).headers["Docker-Content-Digest"] == other_digest
