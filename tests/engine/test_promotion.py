@@ -65,9 +65,9 @@ def test_forbidden_order_unknown_stack_and_freeze_are_refused_untouched(deployed
     wrong_order = dockyard(deployed, "promote", "--from", "local-staging", "--to", "local", "--yes")
     assert wrong_order.returncode == 1
     assert "local accepts no promotions" in wrong_order.output
-    unknown = dockyard(deployed, "promote", "--from", "qa", "--to", "local-staging", "--yes")
+    unknown = dockyard(deployed, "promote", "--from", "uat", "--to", "local-staging", "--yes")
     assert unknown.returncode == 1
-    assert "qa: no such stack" in unknown.output
+    assert "uat: no such stack" in unknown.output
 
     frozen = yaml.safe_load(before[1])
     frozen["config"]["dockyard:promotion"]["freezeWindows"] = [
