@@ -14,6 +14,7 @@ metrics and rollbacks read.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +30,13 @@ from dockyard_components.image_ref import parse_image_reference
 #: What cosign says when a digest carries no attestation of the asked type (an answer, not a failure).
 _NONE_FOUND = ("none of the attestations matched", "no matching attestations")
 
+#: cosign appends an attestation by reading the digest's ``.att`` manifest and pushing it back with one more layer; a
+#: registry has no compare-and-swap on tags, so two writers at once (two teams verifying the same digest) can push
+#: over each other. Publishing reads its record back after longer than one writer's read-to-push takes (well under a
+#: second) and writes again if it was lost.
+SETTLE_SECONDS = 1.0
+PUBLISH_TRIES = 4
+
 
 class AttestationError(DockyardError):
     """A verification could not be attested or read back; the message names the key or the registry to fix."""
@@ -36,6 +44,9 @@ class AttestationError(DockyardError):
 
 class SigningProject(Protocol):
     """What publishing reads of a project (:class:`~dockyard.releases.project.Project`; a fake in unit tests)."""
+
+    @property
+    def directory(self) -> Path: ...
 
     @property
     def backend(self) -> str: ...
@@ -63,10 +74,21 @@ def publish(project: SigningProject, view: StackView, record: Verification) -> s
             f"--stack {stack} < cosign.key (and dockyard:cosignPassword)"
         )
     with registry_signing_tools(view, private_key=private_key, key_password=key_password) as tools:
-        try:
-            tools.attest(record.image, predicate(record, project.backend), predicate_type=VERIFICATION_PREDICATE)
-        except CosignError as error:
-            raise AttestationError(f"{stack}: attesting the verification of {record.image}: {error}") from None
+        for _ in range(PUBLISH_TRIES):
+            try:
+                tools.attest(record.image, predicate(record, project.backend), predicate_type=VERIFICATION_PREDICATE)
+            except CosignError as error:
+                raise AttestationError(f"{stack}: attesting the verification of {record.image}: {error}") from None
+            time.sleep(SETTLE_SECONDS)
+            if record in attested_verifications(project.directory, project.backend, stack, view, record.image):
+                break
+        else:
+            raise AttestationError(
+                f"{stack}: the verification of {record.image} was attested {PUBLISH_TRIES} times and never read "
+                f"back: either other writers of {attestation_tag(record.image)} pushed over it each time (run "
+                f"dockyard verify --stack {stack} again), or signing.publicKeyFile is not the public half of "
+                f"dockyard:cosignPrivateKey; the ledger has the outcome"
+            )
     return attestation_tag(record.image)
 
 

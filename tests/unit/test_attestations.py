@@ -112,26 +112,59 @@ def test_no_attestation_is_an_answer_and_a_registry_fault_is_an_error(registry_s
 class SigningProjectFake:
     secrets: dict[str, str] = field(default_factory=dict)
     backend: str = BACKEND
+    directory: Path = PROJECT
 
     def secret_config(self, stack: str, key: str, /) -> str | None:
         return self.secrets.get(key)
 
 
-def test_publishing_attests_the_record_and_its_backend_with_the_stacks_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    attested: list[tuple[str, dict[str, Any], str, str | None, str | None]] = []
+@pytest.fixture
+def attested(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], str, str | None, str | None]]:
+    """What cosign attest was asked to push, in place of the registry; no settling wait."""
+    pushed: list[tuple[str, dict[str, Any], str, str | None, str | None]] = []
 
     def attest(self: SigningTools, image_ref: str, predicate: dict[str, Any], *, predicate_type: str) -> None:
-        attested.append((image_ref, predicate, predicate_type, self.private_key, self.key_password))
+        pushed.append((image_ref, predicate, predicate_type, self.private_key, self.key_password))
 
     monkeypatch.setattr(SigningTools, "attest", attest)
-    project = SigningProjectFake(
-        {"dockyard:cosignPrivateKey": "PRIVATE-KEY", "dockyard:cosignPassword": "key-password"}
-    )
-    where = publish(project, env("local"), record())
+    monkeypatch.setattr(attestations, "SETTLE_SECONDS", 0.0)
+    return pushed
+
+
+KEYS = {"dockyard:cosignPrivateKey": "PRIVATE-KEY", "dockyard:cosignPassword": "key-password"}
+
+
+def test_publishing_attests_the_record_and_its_backend_with_the_stacks_key(
+    attested: list[Any], registry_statements: list[Any]
+) -> None:
+    registry_statements.append([statement(record(stack="local"))])
+    where = publish(SigningProjectFake(KEYS), env("local"), record())
     assert where == f"{REPO}:sha256-{'a' * 64}.att"
     assert attested == [
         (IMAGE, {**record().to_json(), "backend": BACKEND}, VERIFICATION_PREDICATE, "PRIVATE-KEY", "key-password")
     ]
+    assert registry_statements == [], "read back once"
+
+
+def test_a_verification_another_writer_pushed_over_is_attested_again(
+    attested: list[Any], registry_statements: list[Any]
+) -> None:
+    another_teams = statement(record(), backend="file:///another/team")
+    registry_statements.extend([[another_teams], [another_teams, statement(record())]])
+    publish(SigningProjectFake(KEYS), env("local"), record())
+    assert len(attested) == 2, "lost to a concurrent push, so attested again"
+    assert registry_statements == []
+
+
+def test_a_verification_never_read_back_is_an_error_naming_both_causes(
+    attested: list[Any], registry_statements: list[Any]
+) -> None:
+    registry_statements.extend([[]] * attestations.PUBLISH_TRIES)
+    with pytest.raises(AttestationError, match=r"never read back.*pushed over it.*signing.publicKeyFile") as raised:
+        publish(SigningProjectFake(KEYS), env("local"), record())
+    assert len(attested) == attestations.PUBLISH_TRIES
+    assert "PRIVATE-KEY" not in str(raised.value)
+    assert "key-password" not in str(raised.value)
 
 
 def test_publishing_without_the_private_key_names_the_key_to_set() -> None:
