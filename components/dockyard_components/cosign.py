@@ -37,6 +37,15 @@ class ToolUnavailableError(CosignError):
     """The tool could not give an answer at all (not installed, timed out): nothing was verified, or refuted."""
 
 
+#: What cosign says when a digest carries no attestation of the asked type (an answer, not a failure).
+NO_ATTESTATION = ("none of the attestations matched", "no matching attestations")
+
+
+def says_none_attested(error: CosignError) -> bool:
+    """``error`` is cosign's answer that the digest has no attestation of the asked type (signed by the key)."""
+    return not isinstance(error, ToolUnavailableError) and any(marker in str(error) for marker in NO_ATTESTATION)
+
+
 @dataclass(frozen=True)
 class KeylessIdentity:
     """A keyless signer: the identity in the Fulcio certificate (exact, or a regular expression) and the OIDC issuer
@@ -259,6 +268,15 @@ class SigningTools:
                 envelope = json.loads(line)
                 statements.append(json.loads(base64.b64decode(envelope["payload"])))
         return statements
+
+    def attested(self, image_ref: str, *, predicate_type: str) -> list[dict[str, Any]]:
+        """:meth:`verify_attestation`, where a digest with none of ``predicate_type`` is an empty answer."""
+        try:
+            return self.verify_attestation(image_ref, predicate_type=predicate_type)
+        except CosignError as error:
+            if says_none_attested(error):
+                return []
+            raise
 
     def _signer_flags(self, identity: KeylessIdentity | None) -> list[str]:
         if identity is not None:

@@ -183,6 +183,22 @@ class ScanResult:
         }
 
 
+def same_scan(attested: Mapping[str, Any], predicate: Mapping[str, Any]) -> bool:
+    """Two vulnerability predicates say the same thing: the same scanner, DB source and severities, and the same
+    results; only when and under which report id they were made differ."""
+
+    def said(p: Mapping[str, Any]) -> tuple[Any, ...]:
+        scanner = p.get("scanner") or {}
+        return (
+            (p.get("invocation") or {}).get("parameters"),
+            scanner.get("version"),
+            scanner.get("db"),
+            (scanner.get("result") or {}).get("Results"),
+        )
+
+    return said(attested) == said(predicate)
+
+
 def scan(
     tools: SigningTools, image_ref: str, *, db_repository: str, severities: Sequence[str] = SEVERITIES
 ) -> ScanResult:

@@ -7,6 +7,12 @@ with the stack's key pair (the private key and its password are Pulumi secrets),
 or ``cosign verify-attestation`` with the public key, so an update never records a signature that does not verify.
 Its ``diff`` replaces only when the digest or the key changes: a second ``up`` signs nothing again.
 
+A digest that already carries an SBOM attestation signed by the key (another stack or checkout built the same
+digest: builds are reproducible) keeps it: the SBOM is read from it, nothing is attested again. Likewise a
+vulnerability attestation saying the same as this scan. Each cosign attest appends a layer to the digest's one
+``.att`` manifest, which every verification downloads whole: without this, it grew by two SBOM-sized layers per
+build of the same sources and every verify of the digest got slower.
+
 Offline (this machine) there is no transparency log: signatures are not uploaded to Rekor and verification
 skips it (``--tlog-upload=false``, ``--insecure-ignore-tlog``), which the trust policy states explicitly.
 """
@@ -24,7 +30,7 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from dockyard_components.cosign import CosignError, SigningTools, ToolUnavailableError, attestation_tag, signature_tag
-from dockyard_components.scanner import VULN_PREDICATE
+from dockyard_components.scanner import VULN_PREDICATE, same_scan
 
 #: Inputs whose change means a new signature: a new digest, a new key, or a new scan of the digest.
 RESIGN_KEYS = ("image_ref", "public_key", "vulnerability_report")
@@ -97,20 +103,29 @@ def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, 
     def sign_and_verify() -> None:
         _written(lambda: tools.sign(image), lambda: tools.verify(image))
 
+    def sbom_attested() -> dict[str, Any]:
+        """The SBOM of a statement our key already signed on the digest, else syft's, attested and verified."""
+        for statement in tools.attested(image, predicate_type="spdxjson"):
+            return dict(statement["predicate"])
+        sbom = tools.sbom(image)
+        _written(
+            lambda: tools.attest(image, sbom, predicate_type="spdxjson"),
+            lambda: tools.verify_attestation(image, predicate_type="spdxjson"),
+        )
+        return sbom
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         signed = pool.submit(sign_and_verify)
-        sbom = tools.sbom(image)
+        sbom = sbom_attested()
         signed.result()
-    _written(
-        lambda: tools.attest(image, sbom, predicate_type="spdxjson"),
-        lambda: tools.verify_attestation(image, predicate_type="spdxjson"),
-    )
     report = props.get("vulnerability_report")
     if report:
-        _written(
-            lambda: tools.attest(image, json.loads(report), predicate_type=VULN_PREDICATE),
-            lambda: tools.verify_attestation(image, predicate_type=VULN_PREDICATE),
-        )
+        scan = json.loads(report)
+        if not any(same_scan(s["predicate"], scan) for s in tools.attested(image, predicate_type=VULN_PREDICATE)):
+            _written(
+                lambda: tools.attest(image, scan, predicate_type=VULN_PREDICATE),
+                lambda: tools.verify_attestation(image, predicate_type=VULN_PREDICATE),
+            )
     canonical = json.dumps(sbom, sort_keys=True).encode()
     return {
         "image_ref": image,

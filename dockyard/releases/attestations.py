@@ -24,11 +24,8 @@ from dockyard.model.trust import TrustPolicy, TrustPolicyError, registry_tools, 
 from dockyard.releases.errors import DockyardError
 from dockyard.releases.ledger import Verification
 from dockyard.releases.trust import registry_signing_tools
-from dockyard_components.cosign import VERIFICATION_PREDICATE, CosignError, attestation_tag
+from dockyard_components.cosign import NO_ATTESTATION, VERIFICATION_PREDICATE, CosignError, attestation_tag
 from dockyard_components.image_ref import parse_image_reference
-
-#: What cosign says when a digest carries no attestation of the asked type (an answer, not a failure).
-_NONE_FOUND = ("none of the attestations matched", "no matching attestations")
 
 #: cosign appends an attestation by reading the digest's ``.att`` manifest and pushing it back with one more layer; a
 #: registry has no compare-and-swap on tags, so two writers at once (two teams verifying the same digest) can push
@@ -106,7 +103,7 @@ def attested_verifications(
         raise AttestationError(str(error)) from None
     with registry_tools(target.env.registry.host, target.credentials, policy) as tools:
         statements, reasons = signed_statements(tools, policy, image, VERIFICATION_PREDICATE)
-    failures = [reason for reason in reasons if not any(marker in reason for marker in _NONE_FOUND)]
+    failures = [reason for reason in reasons if not any(marker in reason for marker in NO_ATTESTATION)]
     if not statements and failures:
         raise AttestationError(f"reading the verification attestations of {image}: {'; '.join(failures)}")
     digest = parse_image_reference(image).digest

@@ -107,8 +107,18 @@ LOCAL_CONTEXT = "dockyard-local"
 SESSION = f"t{uuid.uuid4().hex[:6]}"
 
 
+#: The local stacks' image repository in the checkout; each workspace pushes to one of its own (see below).
+LOCAL_REPOSITORY = "dockyard/app"
+
+
 def isolate_namespaces(directory: Path, suffix: str) -> None:
-    """Workspaces share one local cluster: give each workspace's local stacks namespaces of their own."""
+    """Workspaces share one local cluster and registry: give each workspace's local stacks namespaces and an image
+    repository of their own.
+
+    The repository matters as much as the namespaces: builds are reproducible, so every workspace pushes the same
+    digest, and cosign keeps a digest's signatures and attestations under one tag per repository
+    (``sha256-<hex>.att``), written by read-modify-write. Shared, that tag was raced by concurrent workspaces and
+    grew by every session's attestations, which each verification downloads whole."""
     for stack_file in directory.glob("Pulumi.*.yaml"):
         document = yaml.safe_load(stack_file.read_text())
         kubernetes = document["config"].get("dockyard:kubernetes") or {}
@@ -116,7 +126,16 @@ def isolate_namespaces(directory: Path, suffix: str) -> None:
             continue
         stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
         kubernetes["namespace"] = f"dockyard-app-{stack}-{suffix}"[:63].rstrip("-")
+        registry = document["config"].get("dockyard:registry") or {}
+        if registry.get("repository") == LOCAL_REPOSITORY:
+            registry["repository"] = f"{LOCAL_REPOSITORY}-{suffix}"
         stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def image_repository(workspace: Workspace, stack: str = "local") -> str:
+    """``host/repository`` that ``stack`` of ``workspace`` pushes its images to."""
+    registry = yaml.safe_load(workspace.stack_file(stack).read_text())["config"]["dockyard:registry"]
+    return f"{registry['server']}/{registry['repository']}"
 
 
 def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Workspace:
@@ -386,17 +405,18 @@ def attest_verification(workspace: Workspace, record: Verification, *, key_of: s
 
 
 #: A digest no registry holds, as a release of a stack whose pods never pull (kwok, render mode).
-UNPULLED_RELEASE = "127.0.0.1:5443/dockyard/app@sha256:" + "e" * 64
+UNPULLED_DIGEST = "sha256:" + "e" * 64
 
 
-def accepted_release(workspace: Workspace, stack: str, path: list[str], image: str = UNPULLED_RELEASE) -> str:
-    """Write ``image`` at ``dockyard:<path>`` of ``stack`` as a release, and remember it as accepted by the stack's
-    trust policy in the workspace's trust cache, as an earlier check would have: for tests about something else
-    (render mode, the backend, timings) that need a Deployment without a build. The checks themselves (program and
-    admission) are tests/engine/test_supply_chain.py's."""
+def accepted_release(workspace: Workspace, stack: str, path: list[str], image: str | None = None) -> str:
+    """Write ``image`` (default: :data:`UNPULLED_DIGEST` in the stack's repository) at ``dockyard:<path>`` of
+    ``stack`` as a release, and remember it as accepted by the stack's trust policy in the workspace's trust cache, as
+    an earlier check would have: for tests about something else (render mode, the backend, timings) that need a
+    Deployment without a build. The checks themselves (program and admission) are tests/engine/test_supply_chain.py's."""
     from dockyard.model.config import environment_from_file
     from dockyard.model.trust import TrustCache, TrustPolicy
 
+    image = image or f"{image_repository(workspace, stack)}@{UNPULLED_DIGEST}"
     set_stack_config(workspace, stack, path, image)
     env = environment_from_file(workspace.directory, stack)
     if env.signing is not None:

@@ -15,12 +15,10 @@ from dockyard.model.rendered import rendered_objects
 from dockyard.releases.chart import MANAGED_BY_LABEL
 from dockyard.releases.helm import Helm, HelmError
 from dockyard_components.k8s_specs import version_label
-from tests.engine.harness import LOCAL_CONTEXT, SESSION, Workspace, kubectl, ok, set_stack_config
+from tests.engine.harness import LOCAL_CONTEXT, SESSION, Workspace, image_repository, kubectl, ok, set_stack_config
 from tests.rendered_stacks import install_values
 
 pytestmark = pytest.mark.engine
-
-CHARTS = "oci://127.0.0.1:5443/dockyard/app/charts"
 
 
 def test_helm_install_of_the_pushed_chart_rolls_out_the_built_digest(
@@ -35,8 +33,9 @@ def test_helm_install_of_the_pushed_chart_rolls_out_the_built_digest(
     namespace = str(workspace.outputs("local")["namespace"])
     assert kubectl(workspace, "get", "namespace", namespace, check=False).returncode != 0, "helm mode applies nothing"
 
+    charts = f"oci://{image_repository(workspace)}/charts"
     printed = ok(workspace, "chart", "--stack", "local")
-    pushed = re.search(rf"pushed {re.escape(CHARTS)}/dockyard-app-local:(\S+)@sha256:[0-9a-f]{{64}}", printed)
+    pushed = re.search(rf"pushed {re.escape(charts)}/dockyard-app-local:(\S+)@sha256:[0-9a-f]{{64}}", printed)
     assert pushed, printed
     version = pushed.group(1)
     assert version.startswith(f"0.0.0-{version_label(image)}.c"), "the release's digest names the chart version"
@@ -54,7 +53,7 @@ def test_helm_install_of_the_pushed_chart_rolls_out_the_built_digest(
                 [
                     "install",
                     release,
-                    f"{CHARTS}/dockyard-app-local",
+                    f"{charts}/dockyard-app-local",
                     "--version",
                     version,
                     # The chart carries its Namespace: the release record lives in one that exists.

@@ -21,6 +21,7 @@ import pytest
 
 from tests.engine.ci_scratch import BROKEN, Backend, git, served_images, team_backend
 from tests.engine.gitlab_local import PUSH_JOBS, LocalPipeline, scratch_pipeline
+from tests.engine.harness import LOCAL_REPOSITORY, SESSION
 from tests.engine.served_watch import NamespaceWatch, watch_served
 
 # The module's fixture runs the whole push pipeline (about 12 min on 2 busy cores) inside the first test's setup.
@@ -71,7 +72,9 @@ def delivered(engine: str, local_services: dict[str, str], tmp_path_factory: pyt
 
 
 def test_every_job_passes_and_local_prod_serves_the_builds_digest(delivered: Delivered) -> None:
-    assert delivered.image_ref.startswith(f"{delivered.services['DOCKYARD_REGISTRY']}/dockyard/app@sha256:")
+    repository = f"{delivered.services['DOCKYARD_REGISTRY']}/{LOCAL_REPOSITORY}-{SESSION}-ci-"
+    assert delivered.image_ref.startswith(repository), "the scratch's own repository"
+    assert re.search(r"@sha256:[0-9a-f]{64}$", delivered.image_ref), delivered.image_ref
     for stack in ("local", "local-staging", "local-prod"):
         assert _stack_output(delivered, stack, "image_ref") == delivered.image_ref, stack
     # What the cluster routes to: local-prod's Service selects the color whose Deployment runs the build's digest.

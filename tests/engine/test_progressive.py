@@ -24,6 +24,7 @@ from tests.engine.harness import (
     deployment_images,
     dockyard,
     history,
+    image_repository,
     images,
     live,
     live_specs,
@@ -73,7 +74,7 @@ def good(chain: Workspace) -> str:
 def test_a_canary_walk_follows_every_step_and_ends_on_one_stable_deployment(chain: Workspace, good: str) -> None:
     started = ok(chain, "promote", "--from", "local", "--to", "local-staging", "--yes")
     assert f"promoted local-staging → {good} (canary at 10%" in started
-    assert f"image app-canary: (none) → 127.0.0.1:5443/dockyard/app {short(good)}" in started
+    assert f"image app-canary: (none) → {image_repository(chain)} {short(good)}" in started
     # The first release: no stable track runs beside it (none was released), so the canary's pods are all there is.
     assert replicas(chain, "local-staging") == {"dockyard-app-canary": 1}
     assert images(chain, "local-staging") == {"dockyard-app-canary": good}
@@ -139,7 +140,7 @@ def test_a_canary_that_fails_its_analysis_is_aborted_and_the_stable_track_is_unt
 def test_blue_green_promote_switch_and_rollback_on_the_live_services(chain: Workspace, good: str) -> None:
     before = objects(chain, "local-prod")
     promoted = ok(chain, "promote", "--from", "local-staging", "--to", "local-prod", "--yes")
-    assert f"image app-green: (none) → 127.0.0.1:5443/dockyard/app {short(good)}" in promoted
+    assert f"image app-green: (none) → {image_repository(chain)} {short(good)}" in promoted
     after = objects(chain, "local-prod")
     assert after["services/dockyard-app"] == before["services/dockyard-app"], "the live Service is unchanged"
     assert "deployments/dockyard-app-blue" not in after, "blue has no release: no pods"
@@ -181,7 +182,7 @@ def test_blue_green_promote_switch_and_rollback_on_the_live_services(chain: Work
     stack_file.write_bytes(original)
     (chain.directory / "local-prod.json").write_text(preview.stdout)
     summary = pr_summary.render(pr_summary.load([chain.directory / "local-prod.json"]))
-    assert f"  - image app-blue: (none) → 127.0.0.1:5443/dockyard/app {short(second)}" in summary
+    assert f"  - image app-blue: (none) → {image_repository(chain)} {short(second)}" in summary
 
     ok(chain, "promote", "--from", "local-staging", "--to", "local-prod", "--yes")
     before_switch = objects(chain, "local-prod")

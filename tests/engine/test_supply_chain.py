@@ -35,6 +35,7 @@ from tests.engine.harness import (
     attest_verification,
     deployment_images,
     dockyard,
+    image_repository,
     kubectl,
     live,
     namespace_of,
@@ -132,7 +133,7 @@ def pushed_digest(workspace: Workspace) -> str:
         for r in workspace.export("local")["deployment"]["resources"]
         if r["type"] == "pulumi-python:dynamic:Resource" and r["urn"].endswith("image-podman-build")
     )
-    return f"{workspace.env['DOCKYARD_REGISTRY']}/dockyard/app@{build['outputs']['digest']}"
+    return f"{image_repository(workspace)}@{build['outputs']['digest']}"
 
 
 def test_a_vulnerable_build_fails_before_signing_and_deploys_nothing(signed: Workspace) -> None:
@@ -206,13 +207,13 @@ def push_by_hand(workspace: Workspace, tag: str, tmp_path: Path) -> str:
             "--digestfile",
             str(digest_file),
             "localhost/dockyard/static-nonroot:local",
-            f"{env['DOCKYARD_REGISTRY']}/dockyard/app:{tag}",
+            f"{image_repository(workspace)}:{tag}",
         ],
         check=True,
         capture_output=True,
         timeout=300,
     )
-    return f"{env['DOCKYARD_REGISTRY']}/dockyard/app@{digest_file.read_text().strip()}"
+    return f"{image_repository(workspace)}@{digest_file.read_text().strip()}"
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ from tests.engine.harness import (
     deploy_local_stacks,
     dockyard,
     history,
+    image_repository,
     images,
     make_workspace,
     objects,
@@ -267,7 +268,7 @@ def test_a_blue_green_promotion_and_a_switch_by_the_other_operator(team: Team, d
     ok(bob, "verify", "--stack", "local-staging")
     before = objects(alice, "local-prod")
     promoted = ok(alice, "promote", "--from", "local-staging", "--to", "local-prod", "--yes")
-    assert f"image app-green: (none) → 127.0.0.1:5443/dockyard/app {short(image)}" in promoted
+    assert f"image app-green: (none) → {image_repository(alice)} {short(image)}" in promoted
     after = objects(alice, "local-prod")
     assert after["services/dockyard-app"] == before["services/dockyard-app"], "the live Service is unchanged"
     assert "deployments/dockyard-app-blue" not in after, "blue has no release: no pods"

@@ -21,6 +21,7 @@ import pytest
 
 from tests.engine.act_local import ActRun, ActWorkflow, scratch_workflow
 from tests.engine.ci_scratch import BROKEN, LOCAL_CHAIN, Backend, git, served_images, team_backend
+from tests.engine.harness import LOCAL_REPOSITORY, SESSION
 
 # The module's fixture runs the whole delivery workflow (5-11 min on 2 busy cores) inside the first test's setup.
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
@@ -64,7 +65,9 @@ def test_every_job_succeeds_each_after_the_one_it_needs(delivered: Delivered) ->
 
 def test_the_build_jobs_output_is_the_digest_every_stack_serves(delivered: Delivered) -> None:
     image_ref = delivered.image_ref
-    assert image_ref.startswith(f"{delivered.services['DOCKYARD_REGISTRY']}/dockyard/app@sha256:"), image_ref
+    repository = f"{delivered.services['DOCKYARD_REGISTRY']}/{LOCAL_REPOSITORY}-{SESSION}-ci-"
+    assert image_ref.startswith(repository), "the scratch's own repository"
+    assert re.search(r"@sha256:[0-9a-f]{64}$", image_ref), image_ref
     for stack in ("local-staging", "local-prod"):
         assert _stack_output(delivered, stack, "image_ref") == image_ref, stack
     # The job output crossed to the later jobs: each promotion's commit names it (the step reads needs.build.outputs).

@@ -162,7 +162,8 @@ SBOM = {
     ],
 }
 
-# Each stand-in appends {"tool", "argv", "env"} to $RECORD; syft writes the SBOM, verify-attestation a DSSE line.
+# Each stand-in appends {"tool", "argv", "env"} to $RECORD; syft writes the SBOM; attest keeps its statement in
+# $RECORD.attested, where verify-attestation reads those of its type back as DSSE lines.
 STAND_IN = """#!/usr/bin/env python3
 import base64, json, os, sys
 from pathlib import Path
@@ -183,9 +184,22 @@ if os.environ.get("FAIL_ON") and os.environ["FAIL_ON"] in sys.argv[1:2]:
 if entry["tool"] == "syft":
     target = next(a for a in sys.argv if a.startswith("spdx-json=")).split("=", 1)[1]
     Path(target).write_text(os.environ["SBOM"])
+# The registry's attestations of the digest: what `attest` wrote, read back by `verify-attestation` of its type.
+store = Path(os.environ["RECORD"] + ".attested")
+attested = json.loads(store.read_text()) if store.exists() else []
+kinds = {"spdxjson": "https://spdx.dev/Document", "vuln": "https://cosign.sigstore.dev/attestation/vuln/v1"}
+if sys.argv[1:2] == ["attest"]:
+    kind = kinds.get(sys.argv[sys.argv.index("--type") + 1], sys.argv[sys.argv.index("--type") + 1])
+    predicate = json.loads(Path(sys.argv[sys.argv.index("--predicate") + 1]).read_text())
+    store.write_text(json.dumps([*attested, {"predicateType": kind, "predicate": predicate}]))
 if sys.argv[1:2] == ["verify-attestation"]:
-    statement = {"predicateType": "https://spdx.dev/Document", "predicate": json.loads(os.environ["SBOM"])}
-    print(json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
+    kind = kinds.get(sys.argv[sys.argv.index("--type") + 1], sys.argv[sys.argv.index("--type") + 1])
+    matching = [statement for statement in attested if statement["predicateType"] == kind]
+    if not matching:
+        sys.stderr.write(f"Error: none of the attestations matched the predicate type: {kind}\\n")
+        sys.exit(1)
+    for statement in matching:
+        print(json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
 """
 
 

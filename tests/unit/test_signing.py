@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dockyard_components.cosign import CosignError, SigningTools, attestation_tag, signature_tag
+from dockyard_components.scanner import ScanResult
 from dockyard_components.signing import CosignSigningProvider, sign_and_attest
 
 IMAGE = "127.0.0.1:5443/dockyard/app@sha256:" + "ab" * 32
@@ -22,6 +24,7 @@ PRIVATE_KEY = (
     "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nsentinel-key\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----"
 )
 KEY_PASSWORD = "sentinel-key-password"
+NOW, LATER = datetime(2026, 12, 5, 12, 0, tzinfo=UTC), datetime(2026, 12, 5, 13, 0, tzinfo=UTC)
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nsentinel-public\n-----END PUBLIC KEY-----\n"
 
 
@@ -49,17 +52,48 @@ def test_sbom_sign_attest_then_verify_both_on_the_digest(tools_on_path: Path, tm
         outputs = sign_and_attest(props(), tools)
         workdir = tools.directory
     steps = [c["argv"][0] for c in calls(tools_on_path)]
-    assert sorted(steps) == ["attest", "scan", "sign", "verify", "verify-attestation"]
-    # The signature is made while syft reads the image; each step is verified, and the SBOM attested, after it.
+    assert sorted(steps) == ["attest", "scan", "sign", "verify", "verify-attestation", "verify-attestation"]
+    # The signature is made while the SBOM half runs: is there one already, else syft reads the image, the SBOM is
+    # attested, and the attestation verified. Each write is verified after it.
+    sbom_half = [step for step in steps if step not in ("sign", "verify")]
+    assert sbom_half == ["verify-attestation", "scan", "attest", "verify-attestation"]
     assert steps.index("sign") < steps.index("verify")
-    assert steps.index("scan") < steps.index("attest") < steps.index("verify-attestation")
-    assert steps.index("verify") < steps.index("attest"), "both halves finished before the attestation"
     assert all(any(a in (IMAGE, f"registry:{IMAGE}") for a in c["argv"]) for c in calls(tools_on_path)), "one digest"
     assert outputs["signature_ref"] == signature_tag(IMAGE) == f"127.0.0.1:5443/dockyard/app:sha256-{'ab' * 32}.sig"
     assert outputs["sbom_attestation_ref"] == attestation_tag(IMAGE)
     assert outputs["sbom_packages"] == 2
     assert outputs["sbom_go_modules"] == ["golang.org/x/text"]
     assert not workdir.exists(), "the credentials directory is removed afterwards"
+
+
+def test_a_digest_already_attested_by_the_key_keeps_its_sbom_and_an_equal_scan_is_not_attested_again(
+    tools_on_path: Path,
+) -> None:
+    """Another stack or checkout built the same digest: its SBOM attestation is reused (no syft run, no new layer on
+    the ``.att`` every verification downloads), and a scan saying the same is not attested twice."""
+    scan = ScanResult(IMAGE, "127.0.0.1:5443/trivy-db", ("HIGH",), {"Results": [], "CreatedAt": "1"}, NOW, NOW)
+    rescanned = ScanResult(IMAGE, "127.0.0.1:5443/trivy-db", ("HIGH",), {"Results": [], "CreatedAt": "2"}, LATER, LATER)
+    first = {**props(), "vulnerability_report": json.dumps(scan.predicate())}
+    with SigningTools.from_props(first) as tools:
+        built = sign_and_attest(first, tools)
+    tools_on_path.unlink()
+    again = {**props(), "vulnerability_report": json.dumps(rescanned.predicate())}
+    with SigningTools.from_props(again) as tools:
+        rebuilt = sign_and_attest(again, tools)
+    steps = [c["argv"][0] for c in calls(tools_on_path)]
+    assert "scan" not in steps, "the SBOM is read from the attestation"
+    assert "attest" not in steps, "nothing attested again"
+    assert rebuilt["sbom_sha256"] == built["sbom_sha256"]
+    assert rebuilt["vulnerability_report"] == again["vulnerability_report"], "this scan's report is the output"
+
+    tools_on_path.unlink()
+    findings = {"Results": [{"Vulnerabilities": [{"VulnerabilityID": "CVE-2026-1"}]}]}
+    new_record = ScanResult(IMAGE, "127.0.0.1:5443/trivy-db", ("HIGH",), findings, LATER, LATER)
+    other = {**props(), "vulnerability_report": json.dumps(new_record.predicate())}
+    with SigningTools.from_props(other) as tools:
+        sign_and_attest(other, tools)
+    attests = [c["argv"] for c in calls(tools_on_path) if c["argv"][0] == "attest"]
+    assert [a[a.index("--type") + 1] for a in attests] == ["vuln"], "a scan that says more is attested"
 
 
 def test_secrets_reach_the_tools_only_through_the_environment(tools_on_path: Path) -> None:
