@@ -103,21 +103,17 @@ def sign_and_attest(props: Mapping[str, Any], tools: SigningTools) -> dict[str, 
     def sign_and_verify() -> None:
         _written(lambda: tools.sign(image), lambda: tools.verify(image))
 
-    def sbom_attested() -> dict[str, Any]:
-        """The SBOM of a statement our key already signed on the digest, else syft's, attested and verified."""
-        for statement in tools.attested(image, predicate_type="spdxjson"):
-            return dict(statement["predicate"])
-        sbom = tools.sbom(image)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        signed = pool.submit(sign_and_verify)
+        # An SBOM statement our key already signed on the digest is kept; else syft reads the image meanwhile.
+        kept = tools.attested(image, predicate_type="spdxjson")
+        sbom = dict(kept[0]["predicate"]) if kept else tools.sbom(image)
+        signed.result()  # nothing is attested with a key that could not sign
+    if not kept:
         _written(
             lambda: tools.attest(image, sbom, predicate_type="spdxjson"),
             lambda: tools.verify_attestation(image, predicate_type="spdxjson"),
         )
-        return sbom
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        signed = pool.submit(sign_and_verify)
-        sbom = sbom_attested()
-        signed.result()
     report = props.get("vulnerability_report")
     if report:
         scan = json.loads(report)

@@ -64,6 +64,9 @@ NAMESPACE = "dockyard"
 #: The kubeconfig context of the local control plane (scripts/local-cluster.sh): a throw-away cluster on this
 #: machine, which is why a prod-tier stack on it needs no approval gate.
 LOCAL_CLUSTER_CONTEXT = "dockyard-local"
+#: The node pool of the local cluster's one real node (containerd + kubelet); its other nodes are kwok's, which make
+#: every pod Ready without running a container.
+LOCAL_REAL_NODE_POOL = "real"
 
 #: Keys that must be stored encrypted (``pulumi config set --secret``) and are never parsed into models.
 SECRET_KEYS: dict[str, str] = {
@@ -196,6 +199,11 @@ class KubernetesConfig(AppSpec):
     def local_cluster(self) -> bool:
         """Applied to the local control plane that scripts/local-cluster.sh runs."""
         return self.mode == "cluster" and self.context == LOCAL_CLUSTER_CONTEXT
+
+    @property
+    def runs_containers(self) -> bool:
+        """Applied, and its pods really run: any cluster but the local one's kwok nodes."""
+        return self.mode == "cluster" and (not self.local_cluster or self.node_pool == LOCAL_REAL_NODE_POOL)
 
 
 class Reviewer(Model):

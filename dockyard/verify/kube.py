@@ -9,8 +9,10 @@ with the official ``kubernetes`` client. The judging functions here (:func:`roll
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Protocol
+import json
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlparse
 
 import httpx
@@ -21,6 +23,10 @@ from dockyard_components.image_ref import parse_image_reference, short_image
 HTTP_TIMEOUT = 5.0
 #: The label the EndpointSlice controller puts on every slice of a Service.
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+#: The traffic check: requests through the Service (``/`` and the health path in turn), a pause between each: the
+#: analysis window is about TRAFFIC_REQUESTS x TRAFFIC_INTERVAL seconds.
+TRAFFIC_REQUESTS = 10
+TRAFFIC_INTERVAL = 0.5
 
 
 class ClusterReader(Protocol):
@@ -34,6 +40,24 @@ class ClusterReader(Protocol):
 
     def list_endpoint_slices(self, namespace: str, service: str, /) -> list[Mapping[str, Any]]:
         """The EndpointSlices of the Service ``service``."""
+
+
+class ServiceAnswer(NamedTuple):
+    """What a request through a Service got: the app's HTTP status and body, or status 0 and why nothing answered."""
+
+    status: int
+    body: str
+
+
+class ServiceProber(Protocol):
+    """Requests to a Service's pods the way clients reach them (:class:`.kube_api.KubeApi`: the API server's service
+    proxy, which picks a ready endpoint as the Service does)."""
+
+    def get_through_service(self, namespace: str, service: str, path: str, /) -> ServiceAnswer: ...
+
+
+class LiveCluster(ClusterReader, ServiceProber, Protocol):
+    """What verifying a stack whose pods run asks of its cluster: the objects, and requests through the Service."""
 
 
 class PodEventReader(Protocol):
@@ -207,6 +231,49 @@ def health_check(url: str, health_path: str, http: httpx.Client | None = None) -
     if response.status_code != 200:
         return Check("health", False, f"GET {target} answered HTTP {response.status_code}, want 200")
     return Check("health", True, f"GET {target} answered 200")
+
+
+def _answer_problem(path: str, answer: ServiceAnswer) -> str | None:
+    if answer.status == 0:
+        return f"GET {path}: {answer.body}"
+    if answer.status != 200:
+        return f"GET {path}: HTTP {answer.status}, want 200"
+    try:
+        json.loads(answer.body)
+    except ValueError:
+        return f"GET {path}: HTTP 200 but the body is not JSON"
+    return None
+
+
+def traffic_check(
+    prober: ServiceProber,
+    *,
+    namespace: str,
+    service: str,
+    health_path: str,
+    requests: int | None = None,
+    interval: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Check:
+    """The app answers through its Service: ``requests`` GETs of ``/`` and the health path in turn, ``interval``
+    apart (default :data:`TRAFFIC_REQUESTS`, :data:`TRAFFIC_INTERVAL`), each 200 with a JSON body. Every failure in
+    the window counts (a canary's pods take a share of them)."""
+    requests = TRAFFIC_REQUESTS if requests is None else requests
+    interval = TRAFFIC_INTERVAL if interval is None else interval
+    failures: list[str] = []
+    for n in range(requests):
+        path = "/" if n % 2 == 0 else health_path
+        problem = _answer_problem(path, prober.get_through_service(namespace, service, path))
+        if problem:
+            failures.append(problem)
+        if n < requests - 1:
+            sleep(interval)
+    if failures:
+        first = "; ".join(dict.fromkeys(failures))
+        return Check(
+            "traffic", False, f"{len(failures)} of {requests} requests through Service {service} failed: {first}"
+        )
+    return Check("traffic", True, f"{requests} requests through Service {service} (GET / and {health_path}): all 200")
 
 
 def _through_ingress(url: str | None) -> bool:

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import kubernetes
 import urllib3
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from dockyard.model.config import LOCAL_CLUSTER_CONTEXT
 from dockyard.model.stack import StackView
 from dockyard.verify.common import VerifierError
-from dockyard.verify.kube import SERVICE_NAME_LABEL, read_reasons
+from dockyard.verify.kube import SERVICE_NAME_LABEL, ServiceAnswer, read_reasons
 
 #: (connect, read) seconds for each API request.
 REQUEST_TIMEOUT = (5.0, 20.0)
@@ -163,6 +163,35 @@ class KubeApi:
             ),
         )
         return [_plain(endpoint_slice) for endpoint_slice in found.items] if found else []
+
+    def get_through_service(self, namespace: str, service: str, path: str, /) -> ServiceAnswer:
+        """GET ``path`` of the Service's ``http`` port through the API server's service proxy. The app's own answer
+        comes back as it is (a 503 of its health path too); the proxy's (no ready endpoint, no such Service) and a
+        request that got no answer are status 0 with the reason."""
+        core = kube_client.CoreV1Api(self.api)
+        try:
+            # Unread (_preload_content=False): the client would parse a JSON body and hand back its repr.
+            response = cast(
+                urllib3.BaseHTTPResponse,
+                core.connect_get_namespaced_service_proxy_with_path(
+                    f"{service}:http",
+                    namespace,
+                    path.lstrip("/"),
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                ),
+            )
+        except ApiException as error:
+            status, text = int(error.status or 0), str(error.body or error.reason or "")
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                answer = json.loads(text)
+                if answer.get("kind") == "Status":  # the API server's own answer, not the app's
+                    hint = f" (the user of {self._context} needs get on services/proxy)" if status == 403 else ""
+                    return ServiceAnswer(0, self.mask(f"the API server: {answer.get('message') or status}{hint}"))
+            return ServiceAnswer(status, text[:500])
+        except urllib3.exceptions.HTTPError as error:
+            return ServiceAnswer(0, self.mask(self._unreachable(f"{error.__class__.__name__}: {error}")))
+        return ServiceAnswer(int(response.status), response.data.decode(errors="replace")[:500])
 
     def _ask(self, namespace: str, what: str, call: Callable[[], _T]) -> _T | None:
         """``call()``, which asks the API ``what`` in ``namespace``; None when the API answers 404."""

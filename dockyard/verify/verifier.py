@@ -39,7 +39,7 @@ from dockyard.releases.notify import Announce, ReleaseEvent
 from dockyard.releases.project import actor, output_text
 from dockyard.releases.records import VerificationRecords
 from dockyard.verify.common import VerifierError
-from dockyard.verify.kube import ClusterReader, cluster_checks, template_problems
+from dockyard.verify.kube import LiveCluster, cluster_checks, template_problems, traffic_check
 from dockyard.verify.local_run import HEALTH_TIMEOUT, LocalRun
 from dockyard_components.image_ref import ImageReferenceError, parse_image_reference, short_image
 from dockyard_components.release import deployment_name, service_name
@@ -166,7 +166,7 @@ class Verifier:
 
     project: StackFacts
     health_timeout: float = HEALTH_TIMEOUT
-    kube: ClusterReader | None = None
+    kube: LiveCluster | None = None
     http: httpx.Client | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     local_check: LocalCheck = run_locally
@@ -250,7 +250,13 @@ class Verifier:
                 url=output_text(outputs, "url") if subject.track is None else None,
                 http=self.http,
             )
-        if env.kubernetes.local_cluster:
+            if env.kubernetes.runs_containers:
+                checks.append(
+                    traffic_check(
+                        reader, namespace=namespace, service=subject.service, health_path=env.kubernetes.health_path
+                    )
+                )
+        if not env.kubernetes.runs_containers:
             # The local cluster's kwok nodes never run a container: the digest under test answers here instead.
             checks += self._run(subject.image, view)
         return checks
@@ -261,7 +267,7 @@ class Verifier:
         return self._ran[image]
 
     @contextlib.contextmanager
-    def _reader(self, stack_name: str, env: EnvironmentConfig) -> Iterator[ClusterReader]:
+    def _reader(self, stack_name: str, env: EnvironmentConfig) -> Iterator[LiveCluster]:
         """The live API of the stack's cluster: its ``dockyard:kubeconfig`` secret, else the ambient kubeconfig (as
         the provider does); ``kube`` when given."""
         if self.kube is not None:

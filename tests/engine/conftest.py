@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.harness import LOCAL_CONTEXT, SESSION, Workspace, engine_binary, make_workspace
+from tests.engine.real_node import RealNodeLease, real_node_lease
 from tests.local_services import start_local_cluster, start_local_services
 
 pytestmark = pytest.mark.engine
@@ -55,3 +56,10 @@ def workspace(engine: str, local_cluster: dict[str, str], tmp_path: Path) -> Wor
 def local_workspace(engine: str, local_services: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """One copy of the project on which the local stacks are deployed (shared: builds are slow)."""
     return make_workspace(tmp_path_factory.mktemp("local"), local_services)
+
+
+@pytest.fixture(scope="module")
+def real_node(local_cluster: dict[str, str]) -> Iterator[RealNodeLease]:
+    """The real node stays up while this module's pods are on it (see :class:`RealNodeLease`)."""
+    with real_node_lease(Path(local_cluster["KUBECONFIG"]).parent) as lease:
+        yield lease

@@ -32,6 +32,7 @@ from tests.engine.harness import (
     set_stack_config,
     succeeded,
 )
+from tests.engine.real_node import RealNodeLease
 
 pytestmark = pytest.mark.engine
 
@@ -42,7 +43,7 @@ PROBE_FAILURE = re.compile(r"pod dockyard-app-stable-\S+: \w+ probe failed: HTTP
 
 
 @pytest.fixture(scope="module")
-def deployed(local_workspace: Workspace) -> Workspace:
+def deployed(local_workspace: Workspace, real_node: RealNodeLease) -> Workspace:
     """local built and deployed; local-staging rolling, on the real node, with a short rollout timeout."""
     workspace = local_workspace
     rolling(workspace, TARGET)

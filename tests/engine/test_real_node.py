@@ -15,16 +15,14 @@ import json
 import os
 import re
 import subprocess
-import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.engine.harness import Workspace, kubectl, live, namespace_of, set_stack_config
+from tests.engine.real_node import RealNodeLease, ServiceWatcher, eventually, health, service_ip
 from tests.local_services import CLUSTER
 
 pytestmark = pytest.mark.engine
@@ -33,38 +31,6 @@ NODE = "real-node"
 BRIDGE = os.environ.get("DOCKYARD_CLUSTER_NODE_BRIDGE", "dockyard0")
 #: A short rollout timeout for the broken release: the update must fail within it.
 BROKEN_TIMEOUT = 30
-T = TypeVar("T")
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = 90) -> T:
-    """Poll ``probe`` until it returns something; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(1)
-
-
-#: Straight to the ClusterIP: a proxy from the environment must not answer for kube-proxy.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def health(ip: str) -> tuple[int, str]:
-    """GET http://<ClusterIP>/health: (status, version); (0, reason) when nothing answered."""
-    try:
-        with _DIRECT.open(f"http://{ip}/health", timeout=3) as response:
-            return response.status, str(json.loads(response.read())["version"])
-    except urllib.error.HTTPError as error:
-        return error.code, ""
-    except OSError as error:
-        return 0, str(error)
-
-
-def service_ip(workspace: Workspace) -> str:
-    return str(live(workspace, "local", "services")["dockyard-app"]["spec"]["clusterIP"])
 
 
 def app_pods(workspace: Workspace) -> dict[str, dict[str, Any]]:
@@ -93,7 +59,7 @@ def probe_counts(workspace: Workspace) -> dict[tuple[str, str], int]:
 
 
 @pytest.fixture(scope="module")
-def on_real_node(local_workspace: Workspace) -> Workspace:
+def on_real_node(local_workspace: Workspace, real_node: RealNodeLease) -> Workspace:
     """local, built and deployed with two replicas in the node pool ``real``."""
     workspace = local_workspace
     set_stack_config(workspace, "local", ["kubernetes", "nodePool"], "real")
@@ -202,29 +168,6 @@ def test_the_pull_uses_the_stacks_secret_and_a_wrong_password_is_err_image_pull(
         kubectl(workspace, "delete", "secret", "wrong-pull", "-n", namespace, check=False)
 
 
-class _Watcher:
-    """GETs the Service's /health every 0.25 s in a thread: what a client saw during an update."""
-
-    def __init__(self, ip: str) -> None:
-        self.ip = ip
-        self.answers: list[tuple[int, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.answers.append(health(self.ip))
-            self._stop.wait(0.25)
-
-    def __enter__(self) -> _Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def test_a_release_whose_health_fails_fails_its_update_and_the_old_pods_keep_serving(
     on_real_node: Workspace, serving_version: str
 ) -> None:
@@ -234,7 +177,7 @@ def test_a_release_whose_health_fails_fails_its_update_and_the_old_pods_keep_ser
     set_stack_config(workspace, "local", ["kubernetes", "rolloutTimeoutSeconds"], BROKEN_TIMEOUT)
     set_stack_config(workspace, "local", ["image", "build", "buildArgs", "HEALTH_FAIL"], "true")
     try:
-        with _Watcher(service_ip(workspace)) as watcher:
+        with ServiceWatcher(service_ip(workspace)) as watcher:
             failed = workspace.pulumi("up", "--stack", "local", "--yes", "--skip-preview", check=False, timeout=2400)
             answers_during_update = list(watcher.answers)
     finally:
@@ -303,7 +246,8 @@ def _cluster(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def node_restarted(on_real_node: Workspace) -> Iterator[Workspace]:
+def node_restarted(on_real_node: Workspace, real_node: RealNodeLease) -> Iterator[Workspace]:
+    real_node.exclusive()  # no other module's pods on the node from here
     yield on_real_node
     started = _cluster("start")
     assert started.returncode == 0, started.stderr[-3000:]

@@ -58,6 +58,7 @@ def test_sbom_sign_attest_then_verify_both_on_the_digest(tools_on_path: Path, tm
     sbom_half = [step for step in steps if step not in ("sign", "verify")]
     assert sbom_half == ["verify-attestation", "scan", "attest", "verify-attestation"]
     assert steps.index("sign") < steps.index("verify")
+    assert steps.index("verify") < steps.index("attest"), "signed and verified before anything is attested"
     assert all(any(a in (IMAGE, f"registry:{IMAGE}") for a in c["argv"]) for c in calls(tools_on_path)), "one digest"
     assert outputs["signature_ref"] == signature_tag(IMAGE) == f"127.0.0.1:5443/dockyard/app:sha256-{'ab' * 32}.sig"
     assert outputs["sbom_attestation_ref"] == attestation_tag(IMAGE)

@@ -21,6 +21,7 @@ from dockyard.releases.history import Update
 from dockyard.releases.ledger import Check, Ledger, Verification
 from dockyard.verify import Verifier, subject_of
 from dockyard.verify.common import VerifierError
+from dockyard.verify.kube import ServiceAnswer
 from tests.stacks import dockyard_document
 
 REPO = "127.0.0.1:5443/dockyard/app"
@@ -109,6 +110,10 @@ class FakeCluster:
             for n in range(2)
         ]
 
+    def get_through_service(self, namespace: str, service: str, path: str, /) -> ServiceAnswer:
+        self.asked.append(f"GET {path} through {service}")
+        return ServiceAnswer(200, '{"status": "ok"}')
+
     def list_endpoint_slices(self, namespace: str, service: str, /) -> list[Mapping[str, Any]]:
         self.asked.append(f"endpointslices {service}")
         track = "green" if service.endswith("-preview") else "blue"
@@ -125,6 +130,27 @@ def verifier(tmp_path: Path, ran: list[str]) -> tuple[Verifier, FakeCluster]:
 
     cluster = FakeCluster()
     return Verifier(FakeProject(tmp_path), kube=cluster, local_check=local_check), cluster
+
+
+def test_on_the_real_node_the_idle_color_answers_through_its_service_and_nothing_runs_beside_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stack whose pods run (the local cluster's real node, or any other cluster) is checked through its Service;
+    the local run stands in only for kwok's pods, which run nothing."""
+    monkeypatch.setattr("dockyard.verify.kube.TRAFFIC_INTERVAL", 0.0)
+    ran: list[str] = []
+    checks, cluster = verifier(tmp_path, ran)
+    document = copy.deepcopy(dockyard_document("local-prod"))
+    document.pop("signing", None)
+    document["kubernetes"]["strategy"].update(blueImage=BLUE, greenImage=GREEN)
+    document["kubernetes"]["nodePool"] = "real"
+    checks.project.env = parse_environment("local-prod", document)  # type: ignore[attr-defined]
+    record = checks.verify("local-prod", candidate=True, trigger="before switching to green")
+    assert record.passed, record.checks
+    assert ran == [], "no local run"
+    traffic = next(check for check in record.checks if check.name == "traffic")
+    assert traffic.detail == "10 requests through Service dockyard-app-preview (GET / and /health): all 200"
+    assert cluster.asked[2:4] == ["GET / through dockyard-app-preview", "GET /health through dockyard-app-preview"]
 
 
 def test_the_idle_color_is_verified_alone_and_recorded_as_not_serving(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from dockyard.verify import (
     manifest_check,
     subject_of,
 )
-from dockyard.verify.kube import SERVICE_NAME_LABEL
+from dockyard.verify.kube import SERVICE_NAME_LABEL, TRAFFIC_INTERVAL, ServiceAnswer, traffic_check
 from tests.stacks import dockyard_document
 
 NAMESPACE = "dockyard-app-staging"
@@ -433,3 +433,45 @@ def test_records_of_candidates_round_trip_and_old_records_read_as_served(tmp_pat
     assert ledger.verifications("dev") == [idle]
     old = {k: v for k, v in record(OLD, True, 1).to_json().items() if k not in ("track", "serving")}
     assert Verification.from_json(old) == record(OLD, True, 1)
+
+
+@dataclass
+class Answers:
+    """A ServiceProber answering from a script, one answer per request; records the paths and the pauses."""
+
+    script: list[ServiceAnswer]
+    paths: list[str] = field(default_factory=list)
+    pauses: list[float] = field(default_factory=list)
+
+    def get_through_service(self, namespace: str, service: str, path: str, /) -> ServiceAnswer:
+        assert (namespace, service) == (NAMESPACE, SERVICE)
+        self.paths.append(path)
+        return self.script.pop(0)
+
+
+def traffic(answers: Answers) -> Check:
+    return traffic_check(
+        answers, namespace=NAMESPACE, service=SERVICE, health_path="/health", requests=4, sleep=answers.pauses.append
+    )
+
+
+def test_traffic_through_the_service_passes_when_every_request_answers_200_with_json() -> None:
+    answers = Answers([ServiceAnswer(200, '{"ok": true}')] * 4)
+    check = traffic(answers)
+    assert check == Check("traffic", True, f"4 requests through Service {SERVICE} (GET / and /health): all 200")
+    assert answers.paths == ["/", "/health", "/", "/health"]
+    assert answers.pauses == [TRAFFIC_INTERVAL] * 3, "spread over the window, no pause after the last"
+
+
+def test_every_failed_request_in_the_window_counts_and_each_reason_is_named_once() -> None:
+    """A canary whose pods fail takes a share of the requests: one failure fails the check."""
+    ok, failing = ServiceAnswer(200, "{}"), ServiceAnswer(503, '{"status": "failing"}')
+    check = traffic(Answers([ok, failing, ok, failing]))
+    assert not check.passed
+    assert check.detail == f"2 of 4 requests through Service {SERVICE} failed: GET /health: HTTP 503, want 200"
+    refused = ServiceAnswer(0, f'the API server: no endpoints available for service "{SERVICE}"')
+    check = traffic(Answers([refused, ServiceAnswer(200, "<html>"), ok, ok]))
+    assert check.detail == (
+        f"2 of 4 requests through Service {SERVICE} failed: GET /: the API server: no endpoints available for "
+        f'service "{SERVICE}"; GET /health: HTTP 200 but the body is not JSON'
+    )

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import kubernetes
 import pytest
 import yaml
 
 from dockyard.verify import VerifierError
-from dockyard.verify.kube import SERVICE_NAME_LABEL, read_reasons
+from dockyard.verify.kube import SERVICE_NAME_LABEL, ServiceAnswer, read_reasons
 from dockyard.verify.kube_api import KubeconfigError, connect
 from tests.unit.test_verify import NAMESPACE, SELECTOR, SERVICE, deployment, endpoint_slice, healthy_pods, run_checks
 
@@ -41,12 +41,20 @@ class ApiServer:
     #: Pod name → its events (``/api/v1/namespaces/<ns>/events`` with an involvedObject field selector).
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     refuse: tuple[int, str] | None = None
+    #: Path under the Service's proxy → the app's status and raw body.
+    app: dict[str, tuple[int, str]] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, list[str]], str]] = field(default_factory=list)
 
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any] | str]:
         if self.refuse:
             code, message = self.refuse
             return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": code}
+        proxy = f"/api/v1/namespaces/{NAMESPACE}/services/{SERVICE}:http/proxy"
+        if path.startswith(proxy):
+            if not self.app:
+                message = f'no endpoints available for service "{SERVICE}"'
+                return 503, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message}
+            return self.app[path.removeprefix(proxy) or "/"]
         if path == f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/dockyard-app-stable" and self.deployment:
             return 200, {"apiVersion": "apps/v1", **self.deployment}
         if path == f"/api/v1/namespaces/{NAMESPACE}/pods" and query.get("labelSelector") == [SELECTOR_QUERY]:
@@ -77,9 +85,10 @@ def api_server() -> Iterator[ApiServer]:
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             query = parse_qs(parsed.query)
-            server.requests.append((parsed.path, query, self.headers.get("Authorization", "")))
-            code, body = server.answer(parsed.path, query)
-            data = json.dumps(body).encode()
+            path = unquote(parsed.path)  # as kube-apiserver reads it (the client quotes `:` in a proxy's name)
+            server.requests.append((path, query, self.headers.get("Authorization", "")))
+            code, body = server.answer(path, query)
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -398,3 +407,20 @@ def test_a_pods_warning_events_are_read_through_the_official_client(api_server: 
     assert found == [f"pod {first}: {probe}"]
     asked = [query for path, query, _ in api_server.requests if path.endswith("/events")]
     assert [query["fieldSelector"] for query in asked] == [[f"involvedObject.kind=Pod,involvedObject.name={first}"]]
+
+
+def test_requests_through_the_service_go_by_the_api_servers_proxy(api_server: ApiServer, no_ambient: Path) -> None:
+    """The app's answers come back as they are (its 503 too); the proxy's own refusal is no answer, with its reason."""
+    api_server.app = {"/": (200, '{"app": "dockyard"}'), "/health": (503, '{"status": "failing"}')}
+    with connect("staging", kubeconfig=kubeconfig(api_server.url), context="staging") as api:
+        assert api.get_through_service(NAMESPACE, SERVICE, "/") == ServiceAnswer(200, '{"app": "dockyard"}')
+        assert api.get_through_service(NAMESPACE, SERVICE, "/health") == ServiceAnswer(503, '{"status": "failing"}')
+        api_server.app = {}
+        refused = api.get_through_service(NAMESPACE, SERVICE, "/health")
+    assert refused == ServiceAnswer(0, f'the API server: no endpoints available for service "{SERVICE}"')
+    assert [path for path, _, _ in api_server.requests] == [
+        f"/api/v1/namespaces/{NAMESPACE}/services/{SERVICE}:http/proxy/",
+        f"/api/v1/namespaces/{NAMESPACE}/services/{SERVICE}:http/proxy/health",
+        f"/api/v1/namespaces/{NAMESPACE}/services/{SERVICE}:http/proxy/health",
+    ]
+    assert all(auth == f"Bearer {TOKEN}" for _, _, auth in api_server.requests)
