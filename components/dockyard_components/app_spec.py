@@ -297,6 +297,14 @@ class AppSpec(Model):
     ingress: IngressConfig | None = None
     env: dict[EnvName, str] = Field(default_factory=dict, description="non-secret settings, in a ConfigMap")
     termination_grace_period_seconds: int = Field(default=30, ge=0, le=3600)
+    drain_seconds: int = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="how long a terminating pod keeps serving before the app gets SIGTERM (lifecycle.preStop.sleep), "
+        "so that Services stop sending it requests first (kube-proxy and load balancers follow the endpoints with a "
+        "delay); 0: none; below terminationGracePeriodSeconds",
+    )
     revision_history_limit: int = Field(default=5, ge=0, le=50)
     rollout_timeout_seconds: int = Field(
         default=600, ge=10, le=3600, description="mode=cluster: how long `pulumi up` waits for each rollout"
@@ -306,6 +314,16 @@ class AppSpec(Model):
         description="run the pods only on nodes labelled dockyard.dev/node-pool=<pool>, tolerating that pool's "
         "NoSchedule taint (local cluster: `real`, the node that runs containers; unset: any untainted node)",
     )
+
+    @model_validator(mode="after")
+    def _drained_before_killed(self) -> AppSpec:
+        if self.drain_seconds and self.drain_seconds >= self.termination_grace_period_seconds:
+            raise ValueError(
+                f"drainSeconds {self.drain_seconds} ≥ terminationGracePeriodSeconds "
+                f"{self.termination_grace_period_seconds}: the pod would be killed before the app is told to stop; "
+                "allowed: drainSeconds < terminationGracePeriodSeconds, or 0"
+            )
+        return self
 
     @property
     def tracks(self) -> list[Track]:

@@ -105,6 +105,17 @@ def container_spec(
         ),
         # A read-only root filesystem still needs a writable /tmp.
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name=TMP_VOLUME, mount_path="/tmp")],
+        # Serve on while the Services drop the pod's endpoint, then SIGTERM (the app's graceful shutdown): a scale-down
+        # or a rollout refused requests on this machine's real node without it. The kubelet sleeps: no shell needed.
+        lifecycle=(
+            k8s.core.v1.LifecycleArgs(
+                pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                    sleep=k8s.core.v1.SleepActionArgs(seconds=settings.drain_seconds)
+                )
+            )
+            if settings.drain_seconds
+            else None
+        ),
     )
 
 

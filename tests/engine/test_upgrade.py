@@ -81,10 +81,12 @@ def test_the_upgrade_previews_no_replacement_and_no_change(upgraded: Workspace) 
     # What changed, property by property, for the failure message.
     diffs = {step["urn"].split("::")[-1]: step.get("detailedDiff") or step.get("diffs") for step in steps}
     assert not {name: op for name, op in ops.items() if op in REPLACING}, (ops, diffs)
-    # What this release adds on purpose: the namespace carries the stack's trust policy for the admission webhook,
-    # an in-place update of its metadata. Nothing else changes.
-    assert {name: op for name, op in ops.items() if op != "same"} == {"app-namespace": "update"}, (ops, diffs)
+    # What this release adds on purpose, each an in-place update: the namespace carries the stack's trust policy for
+    # the admission webhook; the app container drains before it is stopped (lifecycle.preStop). Nothing else changes.
+    changed = {name: op for name, op in ops.items() if op != "same"}
+    assert changed == {"app-namespace": "update", "app-stable": "update"}, (ops, diffs)
     admission = ('metadata.labels["dockyard.dev/admission"]', "metadata.annotations")
     assert all(key.startswith(admission) for key in diffs["app-namespace"]), diffs
+    assert all(".lifecycle" in key for key in diffs["app-stable"]), diffs
     upgraded.pulumi("up", "--stack", "local", "--yes", timeout=900)
     upgraded.pulumi("preview", "--stack", "local", "--expect-no-changes", timeout=900)

@@ -93,6 +93,7 @@ def test_rolling_deployment_is_locked_down(mocks: RecordingMocks) -> None:
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert deployment["spec"]["revisionHistoryLimit"] == 5
     assert spec["terminationGracePeriodSeconds"] == 30
+    assert app["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}, "serves on while its endpoint is dropped"
     (spread,) = spec["topologySpreadConstraints"]
     assert spread["topologyKey"] == "kubernetes.io/hostname"
 
@@ -121,6 +122,14 @@ def test_without_a_node_pool_pods_go_to_any_untainted_node(mocks: RecordingMocks
 def test_a_node_pool_is_a_label_value() -> None:
     with pytest.raises(ValueError, match=r"nodePool: .*DNS label"):
         deploy(settings(node_pool="Real Node"))
+
+
+def test_the_drain_comes_before_the_kill_and_zero_drains_nothing(mocks: RecordingMocks) -> None:
+    with pytest.raises(ValueError, match=r"drainSeconds 30 ≥ terminationGracePeriodSeconds 30"):
+        deploy(settings(drain_seconds=30))
+    deploy(settings(drain_seconds=0))
+    (deployment,) = by_kind(mocks, "Deployment").values()
+    assert "lifecycle" not in pod(deployment)["containers"][0]
 
 
 def test_labels_follow_the_recommended_set(mocks: RecordingMocks) -> None:
