@@ -128,3 +128,15 @@ def test_a_blue_green_pair_is_verified_through_the_preview_service_then_the_main
     checked_through(last_verification(deployed, BLUE_GREEN), "dockyard-app")
     assert deployment_images(deployed, BLUE_GREEN) == {good}
     assert health(service_ip(deployed, BLUE_GREEN))[0] == 200, "a client of the ClusterIP gets the release"
+
+
+def test_metrics_count_the_failed_canary_and_its_time_to_restore(deployed: Workspace, good: str) -> None:
+    """The failed promotion is a failed change; the incident it opened closed with the next passed verification of
+    what local-staging served (the blue-green test's first step), a time to restore measured from real moves."""
+    figures = succeeded(deployed, "metrics", "--stack", CANARY, "--since", "1d", "--json").json()
+    assert figures["failed_updates"] == 1, figures
+    assert figures["failed_changes"] >= 1, figures
+    assert figures["rollbacks"] == 1, figures
+    assert figures["open_incidents"] == 0, figures
+    assert figures["time_to_restore"]["count"] == 1, figures
+    assert figures["time_to_restore"]["median"] > 0, figures
