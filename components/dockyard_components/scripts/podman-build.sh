@@ -126,9 +126,13 @@ if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
   # earlier image and its step images are the layer cache that gives a rebuild of its inputs the same digest (a
   # clean build after a failed one must come back as the digest that was signed); `local-services.sh prune` frees
   # them.
-  podman images --filter "reference=$IMAGE_NAME" --filter "before=$iid" --format '{{.ID}}' | sort -u |
+  # Best effort, like the removals above: another build's clean-up on the same storage can remove an image while
+  # this lists them ("locating item named manifest … file does not exist"); the pushed digest stands either way.
+  earlier=$(podman images --filter "reference=$IMAGE_NAME" --filter "before=$iid" --format '{{.ID}}' 2>/dev/null) ||
+    { log "earlier local tags not listed (the storage changed meanwhile): left for local-services.sh prune"; earlier=""; }
+  printf '%s\n' "$earlier" | sort -u |
     while read -r old; do
-      [ "$old" = "${iid:0:12}" ] || podman untag "$old" >/dev/null 2>&1 || true
+      [ -z "$old" ] || [ "$old" = "${iid:0:12}" ] || podman untag "$old" >/dev/null 2>&1 || true
     done
 fi
 printf '%s' "$digest"
