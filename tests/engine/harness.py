@@ -9,14 +9,14 @@ import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dockyard.releases.attestations import predicate
-from dockyard.releases.ledger import Verification
+from dockyard.releases.ledger import Check, Verification
 from dockyard_components.cosign import VERIFICATION_PREDICATE, SigningTools
 from tests.stacks import PROJECT
 
@@ -402,6 +402,19 @@ def attest_verification(workspace: Workspace, record: Verification, *, key_of: s
             predicate(record, f"file://{workspace.backend}"),
             predicate_type=VERIFICATION_PREDICATE,
         )
+
+
+def broken_release(workspace: Workspace) -> str:
+    """local rebuilt with ``HEALTH_FAIL=true`` (its /health answers 503), with a passed verification attested by hand
+    so the promotion gate lets it go: the stand-in for a release that looked healthy where it was built."""
+    image = release(workspace, health_fail=True)
+    attest_verification(
+        workspace,
+        Verification(
+            "local", image, True, datetime.now(UTC), "engine-test", "cluster", "test", (Check("stand-in", True, ""),)
+        ),
+    )
+    return image
 
 
 #: A digest no registry holds, as a release of a stack whose pods never pull (kwok, render mode).

@@ -13,20 +13,17 @@ The tests run in order on one workspace (builds are slow).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 import pytest
 import yaml
 
-from dockyard.releases.ledger import Check, Verification
 from tests.engine.harness import (
     Workspace,
-    attest_verification,
+    broken_release,
     deploy_local_stacks,
     deployment_images,
     dockyard,
     history,
-    release,
     replicas,
     rolling,
     set_stack_config,
@@ -67,14 +64,8 @@ def good(deployed: Workspace) -> str:
 @pytest.fixture(scope="module")
 def broken(deployed: Workspace, good: str) -> str:
     """local rebuilt with HEALTH_FAIL=true, with a passed verification attested by hand so the gate lets it go."""
-    image = release(deployed, health_fail=True)
+    image = broken_release(deployed)
     assert image != good
-    attest_verification(
-        deployed,
-        Verification(
-            "local", image, True, datetime.now(UTC), "engine-test", "cluster", "test", (Check("stand-in", True, ""),)
-        ),
-    )
     return image
 
 

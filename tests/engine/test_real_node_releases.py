@@ -12,15 +12,13 @@ The tests run in order on one workspace (builds are slow).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from dockyard.releases.ledger import Check, Verification
 from tests.engine.harness import (
     Workspace,
-    attest_verification,
+    broken_release,
     deploy_local_stacks,
     deployment_images,
     dockyard,
@@ -91,14 +89,7 @@ def test_a_canary_whose_pods_fail_is_rolled_back_while_the_stable_track_serves(d
     """The broken release's probe fails, so its canary pods never join the Service: the canary step's update fails
     within the rollout timeout, the promotion rolls back to what served, and no client request failed meanwhile."""
     serving = health(service_ip(deployed, CANARY))
-    broken = release(deployed, health_fail=True)
-    # The stand-in for a release that looked healthy where it was built: a passed verification, attested by hand.
-    attest_verification(
-        deployed,
-        Verification(
-            "local", broken, True, datetime.now(UTC), "engine-test", "cluster", "test", (Check("stand-in", True, ""),)
-        ),
-    )
+    broken = broken_release(deployed)
     with ServiceWatcher(service_ip(deployed, CANARY)) as watcher:
         result = dockyard(deployed, "promote", "--from", "local", "--to", CANARY, "--yes")
     assert result.returncode == 1, result.output[-6000:]
