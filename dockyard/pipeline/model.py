@@ -24,6 +24,7 @@ from enum import StrEnum
 from dockyard.model.config import BuildConfig
 from dockyard.model.problems import ConfigProblemsError
 from dockyard.model.registry import AwsLogin, AzureLogin, GcpLogin, RegistryKind
+from dockyard.pipeline.pins import UV_REQUIREMENT
 from dockyard_components.github_ci import DEFAULT_BRANCH as DEFAULT_BRANCH
 from dockyard_components.github_ci import RELEASE_TAGS as RELEASE_TAGS
 from dockyard_components.github_ci import SECRET_PASSPHRASE as SECRET_PASSPHRASE
@@ -48,8 +49,13 @@ APP_IMAGE_TYPE = "dockyard:index:AppImage"
 #: What every job installs: the components distribution is served by no package index, so it is named beside the
 #: project and pip takes the project's requirement ``dockyard-components==<version>`` from that directory.
 PIP_INSTALL = "python -m pip install --no-cache-dir ./components ."
-#: The program and ``dockyard`` in ``.venv``, as the jobs that run ``pulumi`` need them (Pulumi.yaml names it).
-INSTALL_PROJECT = "python -m venv .venv\n.venv/bin/" + PIP_INSTALL + "\n"
+#: The program and ``dockyard`` in ``.venv``, as the jobs that run ``pulumi`` need them (Pulumi.yaml names it): uv
+#: (pinned, installed into the venv by pip) installs the rest, five times faster than pip (dockyard.pipeline.pins).
+INSTALL_PROJECT = (
+    "python -m venv .venv\n"
+    f".venv/bin/python -m pip install --no-cache-dir {UV_REQUIREMENT}\n"
+    ".venv/bin/uv pip install --python .venv/bin/python ./components .\n"
+)
 #: The component of every stack's registry: the build targets it with the image, since the image's credential
 #: check (a child of it) must exist before the image is built with that credential.
 REGISTRY_TYPE = "dockyard:index:ContainerRegistry"

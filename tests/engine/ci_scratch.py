@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dockyard.pipeline.pins import HADOLINT_REQUIREMENT
+from dockyard.pipeline.pins import HADOLINT_REQUIREMENT, UV_REQUIREMENT
 from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION, isolate_namespaces
 from tests.stacks import PROJECT
 from tests.team_postgres import start_postgres
@@ -50,6 +50,7 @@ def wheelhouse(cache: Path) -> Path:
         (PROJECT / "pyproject.toml").read_bytes()
         + (PROJECT / "components" / "pyproject.toml").read_bytes()
         + HADOLINT_REQUIREMENT.encode()
+        + UV_REQUIREMENT.encode()
     ).hexdigest()[:16]
     directory = cache / "wheelhouse" / key
     if not (directory / ".complete").is_file():
@@ -74,6 +75,8 @@ def wheelhouse(cache: Path) -> Path:
                 ".",
                 # The build and check jobs lint the Dockerfile with it, in a venv of their own.
                 HADOLINT_REQUIREMENT,
+                # Every job installs it into its virtualenv first, then the project with it.
+                UV_REQUIREMENT,
                 *sorted(build_requires),
             ],
             PROJECT,
@@ -182,6 +185,9 @@ def runner_environment(root: Path, services: dict[str, str], tools: list[Path]) 
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         # No bytecode at install time: a job's virtualenv is used once (halves the install).
         "PIP_NO_COMPILE": "1",
+        # uv (which installs each job's virtualenv) reads settings of its own: the same wheelhouse, no index.
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(wheelhouse(tool_cache(services))),
     }
 
 

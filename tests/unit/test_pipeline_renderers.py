@@ -25,7 +25,7 @@ from dockyard.pipeline.model import (
     Pipeline,
     Secret,
 )
-from dockyard.pipeline.pins import HADOLINT_REQUIREMENT, IMAGES, PINS, image
+from dockyard.pipeline.pins import HADOLINT_REQUIREMENT, IMAGES, PINS, UV_REQUIREMENT, image
 from dockyard.pipeline.settings import CiConfig, CiConfigError, CiSystem, read_ci_config
 from dockyard_components.scanner import FINDINGS_EXIT_CODE
 from scripts.generate_workflows import expected_files
@@ -410,7 +410,9 @@ def test_every_job_that_installs_the_project_installs_the_components_first(syste
         line
         for job in READERS[system](pipeline).values()
         for line in job.script.splitlines()
-        if "pip install" in line and "$HADOLINT" not in line  # the Dockerfile linter's own venv
+        if "pip install" in line
+        and "$HADOLINT" not in line  # the Dockerfile linter's own venv
+        and UV_REQUIREMENT not in line  # the installer, into the job's venv first
     ]
     assert installs, "some job installs the project"
     assert all("./components ." in line for line in installs), installs
