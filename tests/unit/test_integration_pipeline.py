@@ -14,6 +14,7 @@ import yaml
 from dockyard.model.config import EnvironmentConfig, IntegrationConfig
 from dockyard.pipeline import circleci, github, gitlab, jenkins
 from dockyard.pipeline.derive import derive_pipeline, read_stack_environments
+from dockyard.pipeline.files import pipeline_files
 from dockyard.pipeline.model import (
     BUILD_JOB,
     INTEGRATION_JOB,
@@ -25,6 +26,7 @@ from dockyard.pipeline.model import (
     Tool,
 )
 from dockyard.pipeline.pins import IMAGES, PINS
+from dockyard.pipeline.settings import CiConfig, CiSystem
 from tests.unit.test_registry_kinds import PYTHON, RUNNER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,3 +317,39 @@ def test_no_secret_is_near_the_service_containers(system: str, pipeline: Pipelin
         text = jenkins.document(pipeline, RUNNER, PYTHON)
         rendered = text[text.index("stage('integration')") : text.index("stage('build')")]
     assert not [name for name in SECRETS if name in repr(rendered)]
+
+
+# --- the local runs ---------------------------------------------------------------------------------------------
+
+
+def test_the_local_runs_drop_a_job_with_services_and_leave_other_files_as_generated(tmp_path: Path) -> None:
+    """gitlab-ci-local and act cannot start service containers here (tests/engine/ci_scratch.py says why): should a
+    local stack get integration tests, its local run's files lose that job and the build's need of it, nothing else."""
+    from tests.engine.ci_scratch import LOCAL_CHAIN, without_service_jobs
+
+    stacks = read_stack_environments(ROOT)
+    local = stacks["local"]
+    assert local.image.build is not None
+    build = local.image.build.model_copy(update={"integration": DEFAULT})
+    stacks["local"] = local.model_copy(update={"image": local.image.model_copy(update={"build": build})})
+    ci = CiConfig(systems=[CiSystem.GITHUB, CiSystem.GITLAB], runner_image=RUNNER)
+    plain = pipeline_files(read_stack_environments(ROOT), ci, LOCAL_CHAIN, ROOT)
+    with_services = pipeline_files(stacks, ci, LOCAL_CHAIN, _project(tmp_path))
+    for name, files in (("plain", plain), ("services", with_services)):
+        for path, text in files.items():
+            (tmp_path / name / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / path).write_text(text)
+    assert without_service_jobs(tmp_path / "plain") == []
+    assert all((tmp_path / "plain" / path).read_text() == text for path, text in plain.items())
+    assert without_service_jobs(tmp_path / "services") == [INTEGRATION_JOB, INTEGRATION_JOB]
+    gitlab_document = yaml.safe_load((tmp_path / "services" / ".gitlab-ci.yml").read_text())
+    assert INTEGRATION_JOB not in gitlab_document
+    assert gitlab_document[BUILD_JOB]["needs"] == []
+    assert gitlab_document == {key: value for key, value in yaml.safe_load(plain[".gitlab-ci.yml"]).items()}, (
+        "the rest as without integration tests"
+    )
+    delivery = yaml.safe_load((tmp_path / "services" / ".github" / "workflows" / "delivery.yml").read_text())
+    assert delivery["on"] == {"push": {"branches": ["main"]}}
+    assert INTEGRATION_JOB not in delivery["jobs"]
+    assert "needs" not in delivery["jobs"][BUILD_JOB]
+    assert delivery["jobs"] == yaml.safe_load(plain[".github/workflows/delivery.yml"])["jobs"]
