@@ -26,7 +26,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 def expected_files(project_dir: Path) -> dict[str, str]:
     """What the generator writes for ``project_dir``: every chosen CI system's files by repository path."""
-    return pipeline_files(read_stack_environments(project_dir), read_ci_config(project_dir))
+    return pipeline_files(read_stack_environments(project_dir), read_ci_config(project_dir), None, project_dir)
 
 
 def _stale(project_dir: Path, expected: dict[str, str]) -> list[str]:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.systems is not None:
             ci = ci.model_copy(update={"systems": args.systems})
         out: Path = args.out or project_dir
-        for path, content in pipeline_files(read_stack_environments(project_dir), ci, args.stacks).items():
+        for path, content in pipeline_files(read_stack_environments(project_dir), ci, args.stacks, project_dir).items():
             target = out / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content, encoding="utf-8")

@@ -113,6 +113,18 @@ _GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 # --- sections -------------------------------------------------------------------------------------------------
 
 
+class IntegrationConfig(Model):
+    """``image.build.integration``: the app's integration tests against the services its compose file declares."""
+
+    compose: str = Field(
+        default="compose.integration.yaml", description="compose file of the test environment, relative to the context"
+    )
+    service: str = Field(
+        default="tests", description="the compose service that runs the tests; every other is a dependency"
+    )
+    target: str = Field(default="integration", description="Dockerfile stage the tests service is built from")
+
+
 class BuildConfig(Model):
     """How a building stack builds the image (build once, then promote the digest)."""
 
@@ -136,6 +148,10 @@ class BuildConfig(Model):
     secrets: list[SecretId] = Field(
         default_factory=list,
         description="podman: ids of build secrets (values in dockyard:buildSecrets) for RUN --mount=type=secret,id=<id>",
+    )
+    integration: IntegrationConfig | None = Field(
+        default=None,
+        description="integration tests against the compose file's services, after the tests, before the push",
     )
 
     @model_validator(mode="after")

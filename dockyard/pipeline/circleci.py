@@ -31,6 +31,7 @@ from dockyard.pipeline.model import (
     Job,
     Pipeline,
     RegistryLogin,
+    ServiceContainer,
     Stage,
     Tool,
 )
@@ -127,10 +128,21 @@ def _test_reports(job: Job) -> list[Any]:
     return [{"store_test_results": {"path": job.test_reports}}, {"store_artifacts": {"path": job.test_reports}}]
 
 
+def _secondary(service: ServiceContainer) -> dict[str, Any]:
+    """A secondary container, reachable by its compose name. CircleCI reads no variable in an image, so a
+    ``${VAR:-default}`` image is its default; it has no health check, so the job waits for the ports."""
+    return {
+        "image": service.image,
+        "name": service.name,
+        **({"environment": dict(service.environment)} if service.environment else {}),
+    }
+
+
 def _job(job: Job, pipeline: Pipeline, runner_image: str) -> dict[str, Any]:
     registry = pipeline.registries[job.stack] if job.stack else pipeline.registry
     return {
-        "docker": [{"image": runner_image}],
+        # The job runs in the first image; its services are the secondary containers after it.
+        "docker": [{"image": runner_image}, *(_secondary(service) for service in job.services)],
         "resource_class": "medium",
         "steps": _steps(job, registry),
     }

@@ -4,6 +4,8 @@ jobs with the shell they run.
 Design: one chain of custody, and the building stack's own ``AppImage`` is the only build of a commit. A push to the
 default branch splits the building stack's update in two around the gates:
 
+0. ``integration`` (with ``image.build.integration``): the app's integration tests against the services its compose
+   file declares, run by each CI system as its own service containers, in a job without secrets; the build needs it.
 1. ``build``: ``pulumi up --target <its AppImage subtree>`` runs the test stage, builds and pushes (dev: podman, as
    on the local stacks) and records the digest in the stack's state. The job hands on that stack's ``image_ref``
    output, ``repo@sha256:...``, and refuses anything that is not digest-pinned.
@@ -44,6 +46,7 @@ from dockyard.model.config import (
 from dockyard.model.merge_requests import DEFAULT_TTL, parse_ttl
 from dockyard.model.notifications import Event
 from dockyard.model.problems import Problem
+from dockyard.pipeline.compose import IntegrationEnvironment, read_integration
 from dockyard.pipeline.model import (
     BUILD_JOB,
     CHECK_IMAGE,
@@ -51,6 +54,9 @@ from dockyard.pipeline.model import (
     DEFAULT_BRANCH,
     IMAGE_REF_ENV,
     IMAGE_REF_OUTPUT,
+    INTEGRATION_JOB,
+    INTEGRATION_REPORTS_DIRECTORY,
+    INTEGRATION_TAG,
     JUNIT_CONVERTER,
     MR_DIGEST_FILE,
     MR_ENV_JOB,
@@ -80,6 +86,7 @@ from dockyard.pipeline.model import (
     PipelineConfigError,
     RegistryLogin,
     Secret,
+    ServiceAddress,
     Signing,
     Stage,
     Tool,
@@ -342,7 +349,85 @@ def lint_command(build: BuildConfig) -> Command:
     )
 
 
-def _build_job(stack: str, env: EnvironmentConfig) -> Job:
+#: Seconds a job waits for each service's port before it fails (GitHub also waits for a healthy service first).
+SERVICE_WAIT_SECONDS = 120
+#: ``go test -json``'s events printed as ``go test -v`` would (the Dockerfile's test stage reads them the same way).
+_PRINT_EVENTS = (
+    'sed -e \'/"Output":"/!d\' -e \'s/.*"Output":"\\(.*\\)"[,}].*$/\\1/\' -e \'s/\\\\n$//\' '
+    "-e 's/\\\\t/    /g' -e 's/\\\\\"/\"/g'"
+)
+
+
+def _integration_job(stack: str, env: EnvironmentConfig, integration: IntegrationEnvironment) -> Job:
+    """The app's integration tests against its compose file's services, before the build (which needs it).
+
+    A job of its own, not a step of the build: service containers belong to a job in GitLab, GitHub and CircleCI, and
+    the build job holds the stack's secrets (passphrase, backend, registry password, kubeconfig) that third-party
+    service images have no business running beside; this job holds none. The tests run on the runner with the Go
+    toolchain the app's go.mod names, the services where each CI system puts them (:class:`ServiceAddress`).
+    """
+    assert env.image.build is not None
+    context = env.image.build.context
+    addresses = {
+        f"SERVICE_{index}": ServiceAddress(service.name, port)
+        for index, service in enumerate(integration.services)
+        for port in service.ports[:1]
+    }
+    commands = []
+    if addresses:
+        commands.append(
+            Command(
+                f"Wait for the services ({', '.join(service.name for service in integration.services)})",
+                "wait_for() {\n"
+                "  waited=0\n"
+                '  until (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; do\n'
+                '    if [ "$waited" -ge "$WAIT_SECONDS" ]; then\n'
+                '      echo "::error::$1 does not accept connections after ${waited}s"\n'
+                "      exit 1\n"
+                "    fi\n"
+                "    sleep 2\n"
+                "    waited=$((waited + 2))\n"
+                "  done\n"
+                '  echo "$1 accepts connections"\n'
+                "}\n" + "".join(f'wait_for "${name}"\n' for name in addresses),
+                {**addresses, "WAIT_SECONDS": str(SERVICE_WAIT_SECONDS)},
+            )
+        )
+    commands.append(
+        Command(
+            f"Run the integration tests (go test -tags {INTEGRATION_TAG})",
+            # The events, not the exit status alone: the report is written also when a test failed.
+            'reports="$PWD/$REPORTS_DIR"\n'
+            'mkdir -p "$reports"\n'
+            "status=0\n"
+            '(cd "$CONTEXT" && go test -tags "$TAGS" -count=1 -json ./...) > "$reports/go-test.json" || status=$?\n'
+            f'{_PRINT_EVENTS} "$reports/go-test.json"\n'
+            f'python3 {JUNIT_CONVERTER} "$reports"\n'
+            'exit "$status"\n',
+            {
+                **integration.environment,
+                "CONTEXT": context,
+                "TAGS": INTEGRATION_TAG,
+                "REPORTS_DIR": INTEGRATION_REPORTS_DIRECTORY,
+            },
+        )
+    )
+    return Job(
+        id=INTEGRATION_JOB,
+        name=f"integration tests ({stack})",
+        stage=Stage.INTEGRATION,
+        trigger=Trigger.MAIN,
+        needs=(),
+        timeout_minutes=30,
+        commands=tuple(commands),
+        test_reports=INTEGRATION_REPORTS_DIRECTORY,
+        tools=(Tool.GO,),
+        services=integration.services,
+        compose=integration.compose,
+    )
+
+
+def _build_job(stack: str, env: EnvironmentConfig, integration: bool = False) -> Job:
     assert env.image.build is not None
     reports = TEST_REPORTS_DIRECTORY if env.image.build.test_reports_target else None
     build = Command(
@@ -372,7 +457,8 @@ def _build_job(stack: str, env: EnvironmentConfig) -> Job:
         name=f"{BUILD_JOB} ({stack})",
         stage=Stage.BUILD,
         trigger=Trigger.MAIN,
-        needs=(),
+        # Nothing is pushed unless the integration tests passed.
+        needs=(INTEGRATION_JOB,) if integration else (),
         timeout_minutes=45,
         commands=(lint_command(env.image.build), build),
         test_reports=reports,
@@ -770,9 +856,12 @@ def _mr_environments(stack: str, env: EnvironmentConfig) -> MergeRequestEnvironm
 # --- the model --------------------------------------------------------------------------------------------------
 
 
-def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None) -> Pipeline:
+def derive_pipeline(
+    stacks: Mapping[str, EnvironmentConfig], chosen: Collection[str] | None = None, project_dir: Path = Path()
+) -> Pipeline:
     """The pipeline of the CI stacks in ``stacks`` (``chosen``, else the GitHub-enabled ones); raises
-    :class:`PipelineConfigError` if they form no chain."""
+    :class:`PipelineConfigError` if they form no chain. ``project_dir``: where the building stack's build context
+    is (its integration compose file is read from there)."""
     enabled = ci_stacks(stacks, chosen)
     if not enabled:
         raise PipelineConfigError(
@@ -804,7 +893,17 @@ def derive_pipeline(stacks: Mapping[str, EnvironmentConfig], chosen: Collection[
     ]
     if problems:
         raise PipelineConfigError(problems)
-    jobs = [_build_job(stack, env), _scan_job(stack, env), _supply_chain_job(stack, env), _deploy_job(stack, env)]
+    integration = env.image.build.integration
+    jobs = []
+    if integration is not None:
+        environment = read_integration(stack, env.image.build.context, integration, project_dir)
+        jobs.append(_integration_job(stack, env, environment))
+    jobs += [
+        _build_job(stack, env, integration=integration is not None),
+        _scan_job(stack, env),
+        _supply_chain_job(stack, env),
+        _deploy_job(stack, env),
+    ]
     for upstream, target in chain:
         upstream_job = deploy_job_id(upstream) if upstream == stack else promote_job_id(upstream)
         jobs.append(_promote_job(upstream, upstream_job, target, stacks[target]))

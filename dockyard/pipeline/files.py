@@ -22,11 +22,14 @@ LOCATIONS: dict[CiSystem, tuple[str, ...]] = {
 
 
 def pipeline_files(
-    stacks: Mapping[str, EnvironmentConfig], ci: CiConfig, chosen: Collection[str] | None = None
+    stacks: Mapping[str, EnvironmentConfig],
+    ci: CiConfig,
+    chosen: Collection[str] | None = None,
+    project_dir: Path = Path(),
 ) -> dict[str, str]:
     """File contents by repository path for each chosen CI system, all rendered from one pipeline model of the
-    ``chosen`` stacks (default: the GitHub-enabled ones)."""
-    pipeline = derive_pipeline(stacks, chosen)
+    ``chosen`` stacks (default: the GitHub-enabled ones) of the project in ``project_dir``."""
+    pipeline = derive_pipeline(stacks, chosen, project_dir)
     files: dict[str, str] = {}
     python = image("python")
     for system in ci.systems:

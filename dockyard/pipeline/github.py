@@ -49,6 +49,7 @@ from dockyard.pipeline.model import (
     SUMMARY_JOB,
     SYFT_VERSION,
     TEST_REPORTS_ARTIFACT,
+    TEST_REPORTS_DIRECTORY,
     VARIABLE_REGISTRY_HOST,
     VARIABLE_REGISTRY_USERNAME,
     VULNERABILITY_REPORT,
@@ -61,6 +62,8 @@ from dockyard.pipeline.model import (
     Pipeline,
     RegistryLogin,
     Secret,
+    ServiceAddress,
+    ServiceContainer,
     Stage,
     Tool,
     Variable,
@@ -124,6 +127,9 @@ def _value(value: EnvValue, pipeline: Pipeline) -> str:
     if value == CiFact.PUSH_REMOTE:
         # The job token (contents: write) for this push only: the checkout never persists it in .git/config.
         return "https://x-access-token:" + _expr("github.token") + "@github.com/" + _expr("github.repository") + ".git"
+    if isinstance(value, ServiceAddress):
+        # The job runs on the runner's host; each service container's ports are published there.
+        return f"localhost:{value.port}"
     return value
 
 
@@ -340,12 +346,14 @@ def _upload(name: str, path: str, retention_days: int) -> Step:
 
 
 def _upload_test_reports(folder: str) -> Step:
-    # Also when a test failed the build; a reused digest ran no test, so an empty folder only warns.
+    # Also when a test failed the build; a reused digest ran no test, so an empty folder only warns. One run's
+    # artifacts need distinct names: the build's keeps the established one, any other is named after its folder.
+    name = TEST_REPORTS_ARTIFACT if folder == TEST_REPORTS_DIRECTORY else folder
     return {
         "name": f"Keep the test reports ({folder}/)",
         "if": _expr("!cancelled()"),
         "uses": uses("actions/upload-artifact"),
-        "with": {"name": TEST_REPORTS_ARTIFACT, "path": f"{folder}/", "if-no-files-found": "warn", "retention-days": 7},
+        "with": {"name": name, "path": f"{folder}/", "if-no-files-found": "warn", "retention-days": 7},
     }
 
 
@@ -454,6 +462,59 @@ def _program_permissions(registry: RegistryLogin) -> dict[str, str]:
     return {"contents": "read", **({"id-token": "write"} if registry.kind.cloud else {})}
 
 
+def _service(service: ServiceContainer) -> dict[str, Any]:
+    """A job service container: its ports published on the runner (the job runs on the host), its health check as
+    the runner's ``--health-*`` options (the job's steps start once it is healthy). The image is the pinned one, never
+    a repository variable (an expression there is an unpinned image to zizmor, and to a reviewer)."""
+    entry: dict[str, Any] = {"image": service.image}
+    if service.ports:
+        entry["ports"] = [f"{port}:{port}" for port in service.ports]
+    if service.environment:
+        entry["env"] = dict(service.environment)
+    health = service.health
+    if health is not None:
+        command = health.command.replace("\\", "\\\\").replace('"', '\\"')
+        options = [f'--health-cmd "{command}"']
+        options += [f"--health-{name} {value}" for name, value in _health_timing(service) if value is not None]
+        entry["options"] = " ".join(options)
+    return entry
+
+
+def _health_timing(service: ServiceContainer) -> list[tuple[str, object]]:
+    assert service.health is not None
+    health = service.health
+    return [
+        ("interval", health.interval),
+        ("timeout", health.timeout),
+        ("retries", health.retries),
+        ("start-period", health.start_period),
+    ]
+
+
+def _integration_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
+    """The app's integration tests on the runner, its services as the job's service containers; no secrets."""
+    go_mod = f"{pipeline.build.context}/go.mod"
+    setup_go = {
+        "name": "Set up Go",
+        "uses": uses("actions/setup-go"),
+        # No cache: a cache another workflow wrote must not feed a job that gates the release (cache poisoning).
+        "with": {"go-version-file": go_mod, "cache": False},
+    }
+    return {
+        "name": job.name,
+        "runs-on": RUNNER,
+        "timeout-minutes": job.timeout_minutes,
+        "permissions": {"contents": "read"},
+        "services": {service.name: _service(service) for service in job.services},
+        "steps": [
+            _checkout(),
+            *([setup_go] if Tool.GO in job.tools else []),
+            *(_run(command, pipeline) for command in job.commands),
+            *([_upload_test_reports(job.test_reports)] if job.test_reports else []),
+        ],
+    }
+
+
 def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     assert job.stack is not None
     registry = pipeline.registries[job.stack]
@@ -461,6 +522,7 @@ def _build_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     reports = [_upload_test_reports(job.test_reports)] if job.test_reports else []
     return {
         "name": job.name,
+        **({"needs": list(job.needs)} if job.needs else {}),
         "runs-on": RUNNER,
         "timeout-minutes": job.timeout_minutes,
         "environment": job.environment,
@@ -588,6 +650,7 @@ def _stack_job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
 
 
 _JOBS = {
+    Stage.INTEGRATION: _integration_job,
     Stage.BUILD: _build_job,
     Stage.SCAN: _scan_job,
     Stage.SUPPLY_CHAIN: _supply_chain_job,

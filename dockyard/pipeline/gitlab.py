@@ -31,6 +31,7 @@ from dockyard.pipeline.model import (
     Job,
     Pipeline,
     RegistryLogin,
+    ServiceContainer,
     Stage,
     Tool,
     mr_environment_name,
@@ -141,6 +142,8 @@ def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
         id_tokens[OIDC_TOKEN] = {"aud": audience}
     if id_tokens:
         entry["id_tokens"] = id_tokens
+    if job.services:
+        entry.update(_services(job.services))
     entry["timeout"] = f"{job.timeout_minutes} minutes"
     entry["script"] = _script(job, registry)
     if job.on_failure is not None:
@@ -155,6 +158,23 @@ def _job(job: Job, pipeline: Pipeline) -> dict[str, Any]:
     if artifacts:
         entry["artifacts"] = artifacts
     return entry
+
+
+def _services(services: tuple[ServiceContainer, ...]) -> dict[str, Any]:
+    """GitLab ``services``, each reachable by its compose name (``alias``). An image the compose file lets a variable
+    replace is that variable, defaulted in the job's ``variables`` (a project CI/CD variable of the same name wins).
+    GitLab waits for a service's exposed ports itself; it has no health command, so the job waits for the ports."""
+    variables = {service.image_variable: service.image for service in services if service.image_variable}
+    entries = []
+    for service in services:
+        entry: dict[str, Any] = {
+            "name": f"${service.image_variable}" if service.image_variable else service.image,
+            "alias": service.name,
+        }
+        if service.environment:
+            entry["variables"] = dict(service.environment)
+        entries.append(entry)
+    return {"services": entries, **({"variables": variables} if variables else {})}
 
 
 def _add_test_reports(job: Job, artifacts: dict[str, Any]) -> None:

@@ -21,8 +21,12 @@ TTL has passed.
 
 from __future__ import annotations
 
+import shlex
+
 from dockyard.pipeline.derive import preview_command, summary_command
 from dockyard.pipeline.model import (
+    INTEGRATION_TAG,
+    JUNIT_CONVERTER,
     PIP_INSTALL,
     PREVIEW_DIRECTORY,
     PREVIEW_JOB,
@@ -31,6 +35,7 @@ from dockyard.pipeline.model import (
     SUMMARY_JOB,
     CiFact,
     Command,
+    ComposeEnvironment,
     Job,
     Pipeline,
     RegistryLogin,
@@ -131,8 +136,56 @@ def _bindings(job: Job) -> dict[str, str]:
     return bindings
 
 
+#: Every compose step's first lines: the compose CLI the agent has (podman-compose beside podman, else Docker's
+#: plugin), and a project name of this build's own (``BUILD_TAG`` is unique per job and build), so ``down`` removes
+#: exactly what ``up`` started, also when two builds run at once.
+_COMPOSE = (
+    "compose() {\n"
+    '  if command -v podman-compose > /dev/null; then podman-compose "$@"; else docker compose "$@"; fi\n'
+    "}\n"
+    "project=\"dockyard-it-$(printf '%s' \"$BUILD_TAG\" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_-' '-')\"\n"
+)
+
+
+def _compose_steps(job: Job, compose: ComposeEnvironment) -> list[str]:
+    """Jenkins runs the app's compose file itself: its services up (detached), the tests service run in their
+    network (its environment is the file's own), the report written from the events also when a test failed."""
+    services = " ".join(service.name for service in job.services)
+    reports = str(job.test_reports)
+    script = (
+        _COMPOSE
+        + f"export COMPOSE_FILE={shlex.quote(compose.file)}\n"
+        # The digest CI pins for an image the file names by tag, unless the agent sets the file's variable itself.
+        + "".join(
+            f'export {service.image_variable}="${{{service.image_variable}:-{service.image}}}"\n'
+            for service in job.services
+            if service.image_variable
+        )
+        + (f'compose --project-name "$project" up --detach {services}\n' if services else "")
+        + f"mkdir -p {shlex.quote(reports)}\n"
+        + "status=0\n"
+        # The tests service's own command is replaced by the event stream (the Dockerfile stage has the toolchain).
+        + f'compose --project-name "$project" run --rm -T {shlex.quote(compose.tests)} '
+        + f"go test -tags {INTEGRATION_TAG} -count=1 -json ./... > {shlex.quote(reports)}/go-test.json || status=$?\n"
+        + f"python3 {JUNIT_CONVERTER} {shlex.quote(reports)}\n"
+        + 'exit "$status"\n'
+    )
+    return [_sh(f"Run the integration tests ({compose.file})", script)]
+
+
+def _compose_down(compose: ComposeEnvironment) -> str:
+    script = (
+        _COMPOSE
+        + f"export COMPOSE_FILE={shlex.quote(compose.file)}\n"
+        + 'compose --project-name "$project" down --volumes --remove-orphans || true\n'
+    )
+    return _sh("Take the integration environment down", script)
+
+
 def _steps(job: Job, registry: RegistryLogin) -> list[str]:
     steps: list[str] = []
+    if job.compose is not None:
+        return _compose_steps(job, job.compose)
     if job.hold_minutes:
         # Prod's wait timer (time to stop an approved release) and the target's promotion soak.
         steps.append(f"sleep(time: {job.hold_minutes}, unit: 'MINUTES')")
@@ -207,13 +260,17 @@ def _post(job: Job) -> list[str]:
     """The stage's one ``post`` block: its test reports always (a failing test is recorded on the build's page), its
     webhooks told on failure (on the stage's agent, with its credentials bound; a failure there changes nothing)."""
     conditions = []
-    if job.test_reports:
-        conditions += [
-            "always {",
-            f"    junit allowEmptyResults: true, testResults: {groovy(job.test_reports + '/junit.xml')}",
-            f"    archiveArtifacts artifacts: {groovy(job.test_reports + '/**')}, allowEmptyArchive: true",
-            "}",
-        ]
+    if job.test_reports or job.compose is not None:
+        conditions.append("always {")
+        if job.test_reports:
+            conditions += [
+                f"    junit allowEmptyResults: true, testResults: {groovy(job.test_reports + '/junit.xml')}",
+                f"    archiveArtifacts artifacts: {groovy(job.test_reports + '/**')}, allowEmptyArchive: true",
+            ]
+        if job.compose is not None:
+            # Whatever happened: no service container outlives the stage.
+            conditions.append(f"    {_compose_down(job.compose)}")
+        conditions.append("}")
     if job.on_failure is not None:
         conditions += ["failure {", f"    {_sh(job.on_failure.name, block(job.on_failure, _fact))}", "}"]
     return ["post {", *_indent(conditions, 1), "}"] if conditions else []

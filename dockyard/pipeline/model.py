@@ -4,7 +4,9 @@ stack configs; each renderer (``github``, ``gitlab``, ``circleci``, ``jenkins``)
 
 The chain every renderer keeps (see :mod:`dockyard.pipeline.derive` for why it is shaped so):
 
-``build`` (the building stack's ``pulumi up --target`` its AppImage: the test stage, the one build, the push) →
+[``integration`` (the app's integration tests against its compose file's services, each CI system's own service
+containers; only with ``image.build.integration``) →] ``build`` (the building stack's ``pulumi up --target`` its
+AppImage: the test stage, the one build, the push) →
 ``scan`` (Trivy; HIGH or CRITICAL stops every later job) → ``supply-chain`` (SBOM, signature, attestations) →
 ``deploy-<stack>`` (``pulumi up --exclude`` the image, ``dockyard verify``) → ``promote-<stack>`` down
 ``promotion.upstream`` (``dockyard promote --verify``, then the canary walked or the idle color switched to), the
@@ -74,6 +76,10 @@ CHECK_IMAGE = "dockyard-ci:scan"
 TEST_REPORTS_DIRECTORY = "test-reports"
 JUNIT_REPORT = f"{TEST_REPORTS_DIRECTORY}/junit.xml"
 TEST_REPORTS_ARTIFACT = "test-reports"
+#: The integration job's report folder and artifact: a name of its own, since GitHub refuses two artifacts of one name.
+INTEGRATION_REPORTS_DIRECTORY = "integration-reports"
+#: The build tag of the app's integration tests (``go test -tags integration``).
+INTEGRATION_TAG = "integration"
 #: Makes ``junit.xml`` from the exported events where no project is installed (the change's check): stdlib only.
 JUNIT_CONVERTER = "components/dockyard_components/test_reports.py"
 
@@ -90,6 +96,8 @@ VARIABLE_STACK = "PULUMI_STACK"
 VARIABLE_NAMESPACE = "K8S_NAMESPACE"
 
 CI_TEST_JOB = "image-test"
+#: The app's integration tests against its compose file's services, before the build pushes anything.
+INTEGRATION_JOB = "integration"
 BUILD_JOB = "build"
 SCAN_JOB = "scan"
 SUPPLY_CHAIN_JOB = "supply-chain"
@@ -113,6 +121,7 @@ class Stage(StrEnum):
     """The chain's stages, in order; every CI system runs them in this order."""
 
     TEST = "test"
+    INTEGRATION = "integration"
     BUILD = "build"
     SCAN = "scan"
     SUPPLY_CHAIN = "supply-chain"
@@ -166,7 +175,55 @@ class CiFact(StrEnum):
     MERGE_REQUEST = "merge-request"
 
 
-EnvValue = str | Secret | Variable | ImageOutput | CiFact
+@dataclass(frozen=True)
+class ServiceAddress:
+    """``host:port`` where a job reaches one of its :class:`ServiceContainer`: the service's name where the CI system
+    puts the job beside it on a network (GitLab's alias, CircleCI's container name), ``localhost`` where the job runs
+    on the runner's host and the service's ports are published there (GitHub Actions)."""
+
+    service: str
+    port: int
+
+
+EnvValue = str | Secret | Variable | ImageOutput | CiFact | ServiceAddress
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A compose service's ``healthcheck``: the shell command and its timing (compose durations, e.g. ``5s``)."""
+
+    command: str
+    interval: str | None = None
+    timeout: str | None = None
+    retries: int | None = None
+    start_period: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceContainer:
+    """A container a job's tests need beside them: a compose service other than the tests' own, run as the CI
+    system's service container (GitLab ``services``, GitHub job ``services``, CircleCI secondary container)."""
+
+    name: str
+    #: The image as the compose file resolves it without the variable (``${VAR:-default}``: the default), pinned by
+    #: digest (as written, or the pin of that tag in :mod:`dockyard.pipeline.pins`).
+    image: str
+    #: ``${VAR:-default}``: the CI variable that may replace the image where the CI system can read one there.
+    image_variable: str | None = None
+    #: Container ports the tests reach (from ``ports``, ``expose`` and the tests' ``<service>:<port>`` addresses).
+    ports: tuple[int, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    health: HealthCheck | None = None
+
+
+@dataclass(frozen=True)
+class ComposeEnvironment:
+    """The compose file a job's services come from, for a CI system that runs the file itself (Jenkins)."""
+
+    #: The file, relative to the repository root.
+    file: str
+    #: The service that runs the tests; every other one is a :class:`ServiceContainer`.
+    tests: str
 
 
 @dataclass(frozen=True)
@@ -192,6 +249,8 @@ class Tool(StrEnum):
     TRIVY = "trivy"
     HELM = "helm"
     """A helm-mode stack's jobs publish its chart (``dockyard chart``) after the update."""
+    GO = "go"
+    """The Go toolchain the app's ``go.mod`` names (the integration tests run on the runner, beside their services)."""
 
 
 class Access(StrEnum):
@@ -283,6 +342,10 @@ class Job:
     on_failure: Command | None = None
     #: Folder of the test run's reports (:data:`JUNIT_REPORT`, coverage) that the job publishes, also when it fails.
     test_reports: str | None = None
+    #: Containers the job's commands reach (:class:`ServiceAddress`), started before them and gone after the job.
+    services: tuple[ServiceContainer, ...] = ()
+    #: Where ``services`` come from, for a CI system that runs the compose file itself.
+    compose: ComposeEnvironment | None = None
 
     @property
     def publishes_image(self) -> bool:

@@ -27,6 +27,8 @@ class Pin(NamedTuple):
 PINS: dict[str, Pin] = {
     "actions/checkout": Pin("de0fac2e4500dabe0009e67214ff5f5447ce83dd", "v6.0.2"),
     "actions/setup-python": Pin("a309ff8b426b58ec0e2a45f0f869d46889d02405", "v6.2.0"),
+    # The integration tests' Go toolchain, as the app's go.mod names it.
+    "actions/setup-go": Pin("4b73464bb391d4059bd26b0524d20df3927bd417", "v6.3.0"),
     "actions/upload-artifact": Pin("043fb46d1a93c77aae656e7c1c64a875d1fc6a0a", "v7.0.1"),
     "actions/download-artifact": Pin("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
     "actions/attest-build-provenance": Pin("a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32", "v4.1.0"),
@@ -65,6 +67,10 @@ class ImagePin(NamedTuple):
 IMAGES: dict[str, ImagePin] = {
     # dockyard pr-summary needs only Python: the previews' summary job.
     "python": ImagePin("python:3.11-slim", "sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"),
+    # The app's integration tests' cache (app/compose.integration.yaml names it by tag; CI runs this digest of it).
+    "redis": ImagePin(
+        "docker.io/library/redis:7-bookworm", "sha256:595cc6f2bb3af6e03347b90deb6123c6aa2c81dea05ce08128de8a174b6ac67b"
+    ),
 }
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -76,6 +82,16 @@ def image(name: str) -> str:
     if not _DIGEST.match(pin.digest):
         raise ValueError(f"{name}: pin {pin.digest!r} is not a sha256 digest")
     return pin.reference
+
+
+def pinned_image(reference: str) -> str | None:
+    """``reference`` pinned by digest: as written when it names one, else the pin in :data:`IMAGES` of that exact
+    name (a compose file's image by tag); None when it is neither."""
+    name, _, digest = reference.partition("@")
+    if digest:
+        return reference if _DIGEST.match(digest) else None
+    pin = next((pin for pin in IMAGES.values() if pin.name == name), None)
+    return None if pin is None else image(next(key for key, value in IMAGES.items() if value is pin))
 
 
 #: Trivy binary the action installs: the version scripts/bootstrap-supply-chain.sh builds (DOCKYARD_TRIVY_VERSION),

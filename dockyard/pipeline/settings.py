@@ -67,7 +67,8 @@ class CiConfig(BaseModel):
     runner_image: Annotated[str, AfterValidator(_pinned)] | None = Field(
         default=None,
         description="image (pinned by digest) the GitLab, CircleCI and Jenkins jobs run in: Python 3.11, the "
-        "Pulumi CLI, podman, trivy, cosign, syft, helm (helm-mode stacks) and the registry's cloud CLI",
+        "Pulumi CLI, podman, trivy, cosign, syft, helm (helm-mode stacks), the registry's cloud CLI, and for "
+        "integration tests Go (the app's go.mod) and, for Jenkins, podman-compose or docker compose",
     )
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ from dockyard.pipeline.model import (
     ImageOutput,
     RegistryLogin,
     Secret,
+    ServiceAddress,
     Variable,
 )
 
@@ -42,6 +43,9 @@ def value(item: EnvValue, facts: Resolve) -> str:
         return f'"${IMAGE_REF_ENV}"'
     if isinstance(item, CiFact):
         return facts(item)
+    if isinstance(item, ServiceAddress):
+        # The CI systems that run jobs in a container put the services beside it, reachable by their names.
+        return shlex.quote(f"{item.service}:{item.port}")
     return shlex.quote(item)
 
 

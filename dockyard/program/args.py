@@ -271,7 +271,7 @@ def pipeline_args(
         "secrets": _secret_values(config.stack, config.secrets),
         "variables": environment_variables(config),
         "manages_repository": manages_repository(config),
-        "workflow_files": actions.render(derive_pipeline(stacks)),
+        "workflow_files": actions.render(derive_pipeline(stacks, project_dir=project_dir)),
         "required_checks": actions.required_checks(stacks),
         "regenerate_command": REGENERATE_COMMAND,
     }

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dockyard.pipeline.pins import HADOLINT_REQUIREMENT, UV_REQUIREMENT
 from tests.engine.harness import LOCAL_CONTEXT, PASSPHRASE, SESSION, isolate_namespaces
 from tests.stacks import PROJECT
@@ -150,7 +152,54 @@ def scratch_repository(root: Path, system: str, origin: Path | None = None) -> t
         PROJECT,
         generator_env,
     )
+    without_service_jobs(directory)
     return directory, origin
+
+
+def without_service_jobs(directory: Path) -> list[str]:
+    """Drop every job with service containers (the integration tests, ``image.build.integration``) from the
+    generated GitLab pipeline and GitHub workflows in ``directory``, and every need of one; returns the jobs dropped.
+
+    Neither local runner can start a service container here: gitlab-ci-local runs ``docker network create`` and pulls
+    the image from docker.io even with ``--force-shell-executor`` (and a shell job on the host could not resolve the
+    service's network alias anyway); act's host platform (``-self-hosted``) ignores ``services:`` silently, so the
+    tests would find nothing at the address. The local stacks' build runs the compose environment itself. A file
+    without such a job is left byte for byte as generated.
+    """
+    dropped: list[str] = []
+    gitlab_file = directory / ".gitlab-ci.yml"
+    if gitlab_file.is_file():
+        document = yaml.safe_load(gitlab_file.read_text())
+        jobs = [name for name, job in document.items() if isinstance(job, dict) and job.get("services")]
+        if jobs:
+            for name in jobs:
+                del document[name]
+            for job in document.values():
+                if isinstance(job, dict) and isinstance(job.get("needs"), list):
+                    job["needs"] = [n for n in job["needs"] if (n["job"] if isinstance(n, dict) else n) not in jobs]
+            gitlab_file.write_text(yaml.safe_dump(document, sort_keys=False, width=4096))
+            dropped += jobs
+    for workflow in sorted((directory / ".github" / "workflows").glob("*.yml")):
+        # PyYAML reads the key `on` as true: it is written back as "on".
+        document = {
+            ("on" if key is True else key): value for key, value in yaml.safe_load(workflow.read_text()).items()
+        }
+        jobs = [name for name, job in document.get("jobs", {}).items() if job.get("services")]
+        if not jobs:
+            continue
+        for name in jobs:
+            del document["jobs"][name]
+        for job in document["jobs"].values():
+            needs = job.get("needs")
+            if needs is not None:
+                kept = [need for need in ([needs] if isinstance(needs, str) else needs) if need not in jobs]
+                if kept:
+                    job["needs"] = kept
+                else:
+                    del job["needs"]
+        workflow.write_text(yaml.safe_dump(document, sort_keys=False, width=4096))
+        dropped += jobs
+    return dropped
 
 
 def ignore(directory: Path, *names: str) -> None:

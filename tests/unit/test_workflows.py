@@ -411,6 +411,7 @@ def test_supply_chain_tools_are_the_versions_the_local_stacks_use() -> None:
 
 def test_dev_is_deployed_then_verified_and_each_stack_promoted_with_verify(delivery: dict[str, Any]) -> None:
     assert list(delivery) == [
+        "integration",
         "build",
         "scan",
         "supply-chain",
@@ -659,6 +660,8 @@ EXPECTED_PERMISSIONS = {
     ("preview.yml", model.PREVIEW_JOB): {"contents": "read"},
     ("preview.yml", model.SUMMARY_JOB): {"contents": "read"},
     ("preview.yml", model.COMMENT_JOB): {"pull-requests": "write"},
+    # The integration tests read the checkout, nothing else: no secrets, no token.
+    ("delivery.yml", model.INTEGRATION_JOB): {"contents": "read"},
     ("delivery.yml", model.BUILD_JOB): {"contents": "read"},
     ("delivery.yml", model.SCAN_JOB): {"packages": "read"},
     ("delivery.yml", model.SUPPLY_CHAIN_JOB): {
@@ -739,6 +742,9 @@ def test_check_mode_lists_a_differing_file_and_exits_non_zero(tmp_path: Path) ->
     shutil.copytree(ROOT / ".circleci", tmp_path / ".circleci")
     for name in (".gitlab-ci.yml", "Jenkinsfile"):
         shutil.copy(ROOT / name, tmp_path)
+    # dev's integration tests: their services come from the app's compose file.
+    (tmp_path / "app").mkdir()
+    shutil.copy(ROOT / "app" / "compose.integration.yaml", tmp_path / "app")
     command = [sys.executable, "-m", "scripts.generate_workflows", "--check", "--project-dir", str(tmp_path)]
 
     clean = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
