@@ -76,6 +76,8 @@ def main() -> None:
         table.add_column(column)
     table.add_row("build that rebuilds (tests, runtime, push), no integration stage", f"{plain:.1f} s", "", "")
     table.add_row("the same with the integration stage", f"{staged:.1f} s", "", "")
+    rounds_text = ", ".join(f"{w:.1f}/{p:.1f}" for w, p in zip(with_times, without_times, strict=True))
+    table.add_row("each round, with/without", rounds_text, "", "")
     met = ratio <= TARGET
     table.add_row("ratio", f"{ratio:.2f}x", f"≤ {TARGET:.2f}x", "[green]met[/green]" if met else "[red]MISSED[/red]")
     Console().print(table)
