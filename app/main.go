@@ -10,6 +10,8 @@
 //	GET /        200 {"message":"hello from dockyard-app","version":...}
 //	GET /whoami  200 {"subject":...} for an HS256 bearer token signed with $APP_TOKEN_KEY;
 //	             401 for any other token; 404 when APP_TOKEN_KEY is not set
+//	GET /visits  200 {"visits":N}, the visit count kept in the Redis-protocol cache at $DOCKYARD_CACHE_ADDR
+//	             (host:port); 503 when the cache does not answer; 404 when DOCKYARD_CACHE_ADDR is not set
 //
 // Modes:
 //
@@ -56,6 +58,8 @@ type config struct {
 	HealthFail bool
 	// TokenKey verifies the bearer tokens of /whoami (HS256); empty: /whoami is not served.
 	TokenKey []byte
+	// CacheAddr is the cache's host:port (DOCKYARD_CACHE_ADDR); empty: /visits is not served.
+	CacheAddr string
 }
 
 // resolveConfig combines the build-time values with the environment.
@@ -71,7 +75,10 @@ func resolveConfig(getenv func(string) string) config {
 		v = "dev"
 	}
 	fail, _ := strconv.ParseBool(healthFail)
-	return config{Version: v, HealthFail: fail, TokenKey: []byte(getenv("APP_TOKEN_KEY"))}
+	return config{
+		Version: v, HealthFail: fail, TokenKey: []byte(getenv("APP_TOKEN_KEY")),
+		CacheAddr: strings.TrimSpace(getenv("DOCKYARD_CACHE_ADDR")),
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
@@ -114,6 +121,19 @@ func newHandler(cfg config) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"subject": subject})
+	})
+	visits := newVisitCounter(cfg.CacheAddr)
+	mux.HandleFunc("GET /visits", func(w http.ResponseWriter, r *http.Request) {
+		if visits == nil {
+			http.NotFound(w, r)
+			return
+		}
+		n, err := visits.hit(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cache unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int64{"visits": n})
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, helloResponse{

@@ -290,3 +290,14 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("logs %q", logs.String())
 	}
 }
+
+func TestVisitsNeedACache(t *testing.T) {
+	if res, _ := do(t, newHandler(resolveConfig(env(nil))), http.MethodGet, "/visits"); res.StatusCode != http.StatusNotFound {
+		t.Errorf("without DOCKYARD_CACHE_ADDR: status %d, want 404", res.StatusCode)
+	}
+	// Nothing listens on port 1: the cache is named but down, and the app says so instead of failing.
+	cfg := resolveConfig(env(map[string]string{"DOCKYARD_CACHE_ADDR": "127.0.0.1:1"}))
+	if res, body := do(t, newHandler(cfg), http.MethodGet, "/visits"); res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("cache down: status %d (%s), want 503", res.StatusCode, body)
+	}
+}

@@ -10,13 +10,19 @@
 #   localhost/dockyard/static-nonroot:1           (stands in for gcr.io/distroless/static-debian12:nonroot)
 #       FROM scratch: /etc/passwd + /etc/group with nonroot (65532), CA bundle, /tmp (1777),
 #       /home/nonroot; USER 65532:65532. Also tagged :local.
+#   localhost/dockyard/redis:7                    (stands in for docker.io/library/redis:7-bookworm: the cache that
+#       app/compose.integration.yaml runs the integration tests against) FROM scratch: Debian bookworm's Redis 7.0
+#       server and redis-cli (package redis-tools; the server binary is redis-check-rdb, started as redis-server)
+#       with the shared libraries they link; USER 65532:65532, no persistence, protected mode off (the tests reach
+#       it from another container, as the official image allows). Also tagged :local.
 #
 # No registry is contacted. Each image carries the label io.dockyard.input-digest, a hash of its
 # recipe and inputs; an image whose label matches is left alone (idempotent), so running this
 # script again costs a second or two.
 #
 # It also makes podman usable here, once per machine (as root):
-#   * installs missing Debian packages (podman, buildah, skopeo, busybox-static, ca-certificates);
+#   * installs missing Debian packages (podman, buildah, skopeo, runc for `podman run`, busybox-static,
+#     ca-certificates, redis-tools);
 #   * writes /etc/containers/storage.conf when that file is absent or was written here: driver "overlay" when a
 #     probe mount of overlayfs works (as root on ext4 here), "vfs" otherwise, each in a graph root of its own, so
 #     that plain `podman build` / `buildah` / `skopeo` use the same store with no --storage-driver flag.
@@ -31,6 +37,8 @@ set -euo pipefail
 readonly BUILDER_REPO="localhost/dockyard/go-builder"
 readonly RUNTIME_REPO="localhost/dockyard/static-nonroot"
 readonly RUNTIME_REF="$RUNTIME_REPO:1"
+readonly REDIS_REPO="localhost/dockyard/redis"
+readonly REDIS_REF="$REDIS_REPO:7"
 readonly DIGEST_LABEL="io.dockyard.input-digest"
 readonly STORAGE_CONF="${DOCKYARD_STORAGE_CONF:-/etc/containers/storage.conf}"
 readonly CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
@@ -61,7 +69,8 @@ apt_install() {
 
 ensure_packages() {
     local missing=() pair cmd pkg
-    for pair in podman:podman buildah:buildah skopeo:skopeo flock:util-linux; do
+    # runc: the integration stage's `podman run` (crun cannot set rlimits here); redis-tools: the cache image.
+    for pair in podman:podman buildah:buildah skopeo:skopeo runc:runc flock:util-linux redis-check-rdb:redis-tools; do
         cmd=${pair%%:*} pkg=${pair#*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
@@ -259,6 +268,50 @@ configure_static_nonroot() { # container
         "$1"
 }
 
+# The Redis server and redis-cli from redis-tools, with every shared library they link (and the loader).
+redis_files() {
+    printf '%s\n' /usr/bin/redis-check-rdb /usr/bin/redis-cli
+    ldd /usr/bin/redis-check-rdb /usr/bin/redis-cli | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'
+}
+
+populate_redis() { # rootfs dir
+    local root=$1 file
+    write_passwd_files "$root"
+    for file in $(redis_files | LC_ALL=C sort -u); do
+        mkdir -p "$root$(dirname "$file")"
+        cp -L "$file" "$root$file"
+    done
+    # Debian's redis-server is this same binary under another name (it picks its mode from argv[0]).
+    ln -s redis-check-rdb "$root/usr/bin/redis-server"
+    mkdir -p "$root/data" && chown 65532:65532 "$root/data"
+}
+
+configure_redis() { # container
+    buildah config \
+        --env "PATH=/usr/bin:/bin" \
+        --workingdir /data \
+        --user 65532:65532 \
+        --port 6379 \
+        --entrypoint '[]' \
+        --cmd '["redis-server", "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", "/data"]' \
+        --os linux --arch amd64 \
+        --created-by "dockyard scripts/local-base-images.sh (offline stand-in for redis:7-bookworm)" \
+        --label "org.opencontainers.image.title=dockyard redis" \
+        --label "org.opencontainers.image.description=Debian bookworm redis-server 7.0 and redis-cli on scratch" \
+        --label "org.opencontainers.image.version=$(dpkg-query -W -f='${Version}' redis-tools)" \
+        "$1"
+}
+
+redis_digest() {
+    {
+        echo "recipe"
+        declare -f write_passwd_files redis_files populate_redis configure_redis
+        dpkg-query -W -f='${Version}\n' redis-tools
+        redis_files | LC_ALL=C sort -u | xargs sha256sum
+        sha256sum "$CA_BUNDLE" | cut -d' ' -f1
+    } | sha256_of
+}
+
 go_builder_digest() { # uses GO_ROOT, GO_VER
     {
         echo "recipe"
@@ -331,6 +384,7 @@ cmd_print() {
     gover=$(go_version)
     printf 'export DOCKYARD_BUILDER_IMAGE=%s\n' "$BUILDER_REPO:$gover"
     printf 'export DOCKYARD_RUNTIME_IMAGE=%s\n' "$RUNTIME_REF"
+    printf 'export DOCKYARD_CACHE_IMAGE=%s\n' "$REDIS_REF"
 }
 
 cmd_build() {
@@ -353,7 +407,9 @@ cmd_build() {
 
     ensure_image "$RUNTIME_REF" "$(static_nonroot_digest)" populate_static_nonroot configure_static_nonroot \
         "$RUNTIME_REPO:local"
-    log "base images ready in $((SECONDS - t0))s: $ref (also :${GO_VER%.*}, :local), $RUNTIME_REF (also :local)"
+    ensure_image "$REDIS_REF" "$(redis_digest)" populate_redis configure_redis "$REDIS_REPO:local"
+    log "base images ready in $((SECONDS - t0))s: $ref (also :${GO_VER%.*}, :local), $RUNTIME_REF (also :local)," \
+        "$REDIS_REF (also :local)"
 }
 
 FORCE=0

@@ -5,7 +5,7 @@
 """
 
 from dockyard_components.github_ci import CiPipeline, CiPipelineArgs, ReviewerArgs, ReviewerType
-from dockyard_components.image import AppImage, AppImageArgs, Builder
+from dockyard_components.image import AppImage, AppImageArgs, Builder, IntegrationArgs
 from dockyard_components.image_ref import ImageReference, ImageReferenceError, parse_image_reference
 from dockyard_components.kubernetes_app import (
     AutoscalingArgs,
@@ -36,6 +36,7 @@ __all__ = [
     "ImageReference",
     "ImageReferenceError",
     "IngressArgs",
+    "IntegrationArgs",
     "KubernetesApp",
     "KubernetesAppArgs",
     "RegistryKind",

@@ -25,6 +25,19 @@ class Builder(StrEnum):
     """Daemonless: a dynamic resource runs the podman CLI (what CI runners and this project's local stacks use)."""
 
 
+class IntegrationArgs(TypedDict):
+    """Integration tests against service containers (podman only): after the test stage, before the push."""
+
+    compose: str
+    """Compose file, relative to the build context; its ``service`` and every service it ``depends_on`` run."""
+    service: str
+    """Service whose image is ``target`` and whose exit status is the tests' verdict."""
+    target: str
+    """Dockerfile stage that holds the integration tests (built, run, never pushed)."""
+    env: NotRequired[Mapping[str, str]]
+    """Variables for the Compose file's ``${VAR}`` interpolation (over the builder's environment)."""
+
+
 class AppImageArgs(TypedDict):
     image_name: pulumi.Input[str]
     """``registry/repository`` to push to."""
@@ -59,6 +72,8 @@ class AppImageArgs(TypedDict):
     """podman only: registry/repository (no tag) that build layers are pulled from and pushed to."""
     password_source: NotRequired[str]
     """podman only: where the password is set (e.g. a config key), named when the registry refuses it."""
+    integration: NotRequired[IntegrationArgs]
+    """podman only: run these integration tests after the test stage; a failure pushes nothing."""
     secrets: NotRequired[pulumi.Input[Mapping[str, pulumi.Input[str]]]]
     """podman only: build secrets, id to value, read in the Dockerfile with ``RUN --mount=type=secret,id=<id>``; kept
     a Pulumi secret and in no layer, history entry, image config or log."""
@@ -105,6 +120,13 @@ def _secret_props(secrets: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None)
     return {"secrets": values, "secret_ids": ids}
 
 
+def _integration_props(integration: IntegrationArgs | None) -> dict[str, Any]:
+    """The build's integration stage as one plain input (a change rebuilds); none without."""
+    if integration is None:
+        return {}
+    return {"integration": {**integration, "env": dict(integration.get("env", {}))}}
+
+
 class AppImage(pulumi.ComponentResource):
     """One application image, built and pushed once; ``ref`` is ``registry/repository@sha256:<digest>``.
 
@@ -132,6 +154,8 @@ class AppImage(pulumi.ComponentResource):
         if args.get("secrets") is not None and build.builder != Builder.PODMAN:
             # pulumi-docker's Image (v4) has no build secrets; a build arg would put the value in the image history.
             raise ValueError(f"{name}: build secrets need the podman builder")
+        if args.get("integration") is not None and build.builder != Builder.PODMAN:
+            raise ValueError(f"{name}: integration tests need the podman builder (pulumi-docker runs no containers)")
         sources_hash = context_hash(build.context, build.dockerfile)
         if build.builder == Builder.PODMAN:
             digest, test_reports = self._build_with_podman(name, args, build, sources_hash)
@@ -180,6 +204,7 @@ class AppImage(pulumi.ComponentResource):
                 "password": build.password,
                 "cache_repo": args.get("cache_repo"),
                 "password_source": args.get("password_source"),
+                **_integration_props(args.get("integration")),
                 **_secret_props(args.get("secrets")),
             },
             opts=pulumi.ResourceOptions(parent=self),

@@ -42,6 +42,7 @@ REBUILD_KEYS = (
     "labels",
     "context_hash",
     "secret_ids",
+    "integration",
 )
 #: Inputs that are secrets: never among a resource's outputs.
 SECRET_INPUTS = ("password", "secrets")
@@ -95,14 +96,31 @@ def failure_report(output: str, log_path: Path, image_name: str, returncode: int
     if verdict is not None:
         return f"podman build of {image_name}: {verdict}\nfull output: {log_path}"
     step = steps[-1] if steps else "the build script"
-    failures = [line for line in lines if FAILURE.search(line) and not line.startswith("dockyard-build: ")]
-    shown = failures[:FIRST_FAILURES] or lines[-FIRST_FAILURES:]
+    # The failing step's own output: an earlier step's lines (the unit tests' log, say) are not why it failed.
+    last_step = max((i for i, line in enumerate(lines) if line.startswith("dockyard-build: ")), default=-1)
+    failures = [
+        line for line in lines[last_step + 1 :] if FAILURE.search(line) and not line.startswith("dockyard-build: ")
+    ]
+    shown = failures[:FIRST_FAILURES] or lines[last_step + 1 :][-FIRST_FAILURES:] or lines[-FIRST_FAILURES:]
     more = f"\n  ... {len(failures) - FIRST_FAILURES} more" if len(failures) > FIRST_FAILURES else ""
     body = "\n".join(f"  {line}" for line in shown)
     return (
         f"podman build of {image_name} failed while {step} (exit {returncode}); first failures:\n{body}{more}\n"
         f"full output: {log_path}"
     )
+
+
+def integration_environment(integration: Mapping[str, Any] | None) -> dict[str, str]:
+    """The script's ``INTEGRATION_*`` variables (an empty ``INTEGRATION_TARGET``: no integration stage) and the
+    Python that runs :mod:`dockyard_components.integration` (this one: the package is importable here)."""
+    integration = integration or {}
+    return {
+        "INTEGRATION_TARGET": integration.get("target") or "",
+        "INTEGRATION_COMPOSE": integration.get("compose") or "",
+        "INTEGRATION_SERVICE": integration.get("service") or "",
+        "INTEGRATION_ENV": _lines(integration.get("env") or {}),
+        "DOCKYARD_PYTHON": sys.executable,
+    }
 
 
 def run_build(props: Mapping[str, Any], built: dict[str, str] | None = None) -> str:
@@ -116,10 +134,8 @@ def run_build(props: Mapping[str, Any], built: dict[str, str] | None = None) -> 
         return digest
 
 
-def _run_script(props: Mapping[str, Any], reuse: str | None, built: dict[str, str]) -> str:
-    """Run ``scripts/podman-build.sh`` for ``props`` under the build guard; return the pushed manifest digest."""
-    script = resources.files("dockyard_components").joinpath("scripts/podman-build.sh").read_text()
-    password = props.get("password")
+def script_environment(props: Mapping[str, Any], reuse: str | None = None) -> dict[str, str]:
+    """The build script's environment for ``props`` (``REPORTS_DIR`` and ``BUILD_SECRETS`` are the caller's)."""
     environment = {
         **os.environ,
         "IMAGE_NAME": props["image_name"],
@@ -133,12 +149,21 @@ def _run_script(props: Mapping[str, Any], reuse: str | None, built: dict[str, st
         "LABELS": _lines(props["labels"]),
         "REGISTRY": props["registry_server"],
         "REGISTRY_USER": props["username"],
-        "REGISTRY_LOGIN": "true" if password else "false",
+        "REGISTRY_LOGIN": "true" if props.get("password") else "false",
         "CACHE_REPO": props.get("cache_repo") or "",
         "PASSWORD_SOURCE": props.get("password_source") or "",
         "REUSE_DIGEST": reuse or "",
         "REPORTS_TARGET": props.get("reports_target") or "",
     }
+    environment.update(integration_environment(props.get("integration")))
+    return environment
+
+
+def _run_script(props: Mapping[str, Any], reuse: str | None, built: dict[str, str]) -> str:
+    """Run ``scripts/podman-build.sh`` for ``props`` under the build guard; return the pushed manifest digest."""
+    script = resources.files("dockyard_components").joinpath("scripts/podman-build.sh").read_text()
+    password = props.get("password")
+    environment = script_environment(props, reuse)
     log_path = new_log_path(props["image_name"])
     built["log"] = str(log_path)
     reports = reports_beside(log_path, Path(props["project_dir"]))

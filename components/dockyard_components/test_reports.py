@@ -10,6 +10,7 @@ gotestsum writes (one ``testsuite`` per package, one ``testcase`` per test and s
 from __future__ import annotations
 
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -53,6 +54,43 @@ def read_events(text: str) -> list[dict[str, Any]]:
             continue
         if isinstance(event, dict) and "Action" in event:
             events.append(event)
+    return events
+
+
+_VERBOSE_START = re.compile(r"^=== (?:RUN|CONT)\s+(\S+)")
+_VERBOSE_END = re.compile(r"^\s*--- (PASS|FAIL|SKIP): (\S+) \((\d+(?:\.\d+)?)s\)")
+
+
+def events_from_verbose(text: str, package: str) -> list[dict[str, Any]]:
+    """``go test -json``-shaped events from a compiled test binary's ``-test.v`` output (a test binary run on its
+    own, as the integration stage does, has no ``test2json`` beside it). Each line is the output of the test that
+    ran last; a run that ends without ``PASS`` fails its package."""
+    events: list[dict[str, Any]] = []
+    current: str | None = None
+    verdict = None
+    for line in text.splitlines(keepends=True):
+        if start := _VERBOSE_START.match(line):
+            current = start.group(1)
+            events.append({"Action": "run", "Package": package, "Test": current})
+        elif end := _VERBOSE_END.match(line):
+            events.append({"Action": "output", "Package": package, "Test": end.group(2), "Output": line})
+            events.append(
+                {
+                    "Action": end.group(1).lower(),
+                    "Package": package,
+                    "Test": end.group(2),
+                    "Elapsed": float(end.group(3)),
+                }
+            )
+            current = None
+            continue
+        if line.strip() in ("PASS", "FAIL"):
+            verdict = line.strip().lower()
+        event: dict[str, Any] = {"Action": "output", "Package": package, "Output": line}
+        if current is not None and verdict is None:
+            event["Test"] = current
+        events.append(event)
+    events.append({"Action": verdict or "fail", "Package": package})
     return events
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -113,16 +113,34 @@ _GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 # --- sections -------------------------------------------------------------------------------------------------
 
 
-class IntegrationConfig(Model):
-    """``image.build.integration``: the app's integration tests against the services its compose file declares."""
+_COMPOSE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
-    compose: str = Field(
-        default="compose.integration.yaml", description="compose file of the test environment, relative to the context"
+
+def _compose_path(value: str) -> str:
+    parts = PurePosixPath(value).parts
+    if PurePosixPath(value).is_absolute() or ".." in parts or not value.endswith((".yaml", ".yml")):
+        raise ValueError(
+            "allowed: a .yaml or .yml path relative to the build context, inside it (no '..', not absolute)"
+        )
+    return value
+
+
+class IntegrationConfig(Model):
+    """Integration tests against service containers, run after the test stage and before the push (podman)."""
+
+    compose: Annotated[str, AfterValidator(_compose_path)] = Field(
+        default="compose.integration.yaml", description="Compose file, relative to the build context"
     )
-    service: str = Field(
-        default="tests", description="the compose service that runs the tests; every other is a dependency"
+    service: Annotated[
+        str, AfterValidator(matching(_COMPOSE_NAME, "a Compose service name: letters, digits, '_', '.', '-'"))
+    ] = Field(default="tests", description="service that runs the tests; the services it depends_on start first")
+    target: Annotated[
+        str, AfterValidator(matching(_COMPOSE_NAME, "a Dockerfile stage name: letters, digits, '_', '.', '-'"))
+    ] = Field(default="integration", description="Dockerfile stage that is the tests' image (never pushed)")
+    env: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="variables for the Compose file's ${VAR} (e.g. DOCKYARD_CACHE_IMAGE: a local cache image)",
     )
-    target: str = Field(default="integration", description="Dockerfile stage the tests service is built from")
 
 
 class BuildConfig(Model):
@@ -151,7 +169,8 @@ class BuildConfig(Model):
     )
     integration: IntegrationConfig | None = Field(
         default=None,
-        description="integration tests against the compose file's services, after the tests, before the push",
+        description="podman: run the integration tests against the Compose file's services before the push; "
+        "absent: no integration stage",
     )
 
     @model_validator(mode="after")
@@ -166,6 +185,11 @@ class BuildConfig(Model):
             raise ValueError(
                 f"testReportsTarget: set with builder {self.builder}; allowed: builder podman "
                 "(pulumi-docker exports no stage)"
+            )
+        if self.integration is not None and self.builder != "podman":
+            raise ValueError(
+                f"integration: set with builder {self.builder}; allowed: builder podman "
+                "(pulumi-docker runs no containers during a build)"
             )
         if self.test_reports_target and not self.test_target:
             raise ValueError("testReportsTarget: set without testTarget; allowed: both (the reports are the tests')")

@@ -27,7 +27,7 @@ from dockyard.program.stack_config import StackConfig, StackSecrets
 from dockyard_components.app_spec import AppSpec
 from dockyard_components.build_context import context_hash
 from dockyard_components.github_ci import CiPipelineArgs, ReviewerArgs, ReviewerType
-from dockyard_components.image import AppImageArgs, Builder
+from dockyard_components.image import AppImageArgs, Builder, IntegrationArgs
 from dockyard_components.kubernetes_app import KubernetesAppArgs
 from dockyard_components.registry import ContainerRegistry, ContainerRegistryArgs
 from dockyard_components.scanner import ScannedImage, ScannedImageArgs
@@ -112,6 +112,11 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
         args["test_reports_target"] = build.test_reports_target
     if build.cache_repo:
         args["cache_repo"] = build.cache_repo
+    if build.integration is not None:
+        integration = build.integration
+        args["integration"] = IntegrationArgs(
+            compose=integration.compose, service=integration.service, target=integration.target, env=integration.env
+        )
     if build.secrets and stack.secrets.build_secrets is not None:
         args["secrets"] = stack.secrets.build_secrets
     return args

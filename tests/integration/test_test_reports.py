@@ -6,7 +6,6 @@ failing test with its message beside the passing ones."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from dockyard_components import podman_build
-from dockyard_components.build_memo import MEMO_ENV
-from dockyard_components.test_reports import REPORTS_ENV
 from tests.local_services import build_props, start_local_services
 from tests.stacks import PROJECT
 
@@ -27,22 +24,14 @@ BROKEN = '\nfunc TestBrokenOnPurpose(t *testing.T) { t.Fatal("broken on purpose"
 
 def app_tests() -> set[str]:
     """The top-level tests the app's sources declare."""
-    sources = "".join(p.read_text() for p in (PROJECT / "app").glob("*_test.go"))
+    # The integration tests (build tag `integration`) run in their own stage, against the cache.
+    files = [p.read_text() for p in (PROJECT / "app").glob("*_test.go")]
+    sources = "".join(text for text in files if not text.startswith("//go:build integration"))
     return set(re.findall(r"^func (Test\w+)\(t \*testing\.T\)", sources, re.MULTILINE))
 
 
 def cases(junit: Path) -> dict[str, ET.Element]:
     return {case.attrib["name"]: case for case in ET.parse(junit).getroot().iter("testcase")}
-
-
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the app (tests/ may change it) and a build with no memo, logging under tmp_path."""
-    shutil.copytree(PROJECT / "app", tmp_path / "app")
-    monkeypatch.delenv(MEMO_ENV, raising=False)
-    monkeypatch.delenv(REPORTS_ENV, raising=False)
-    monkeypatch.setattr(podman_build, "LOG_DIR", tmp_path / "logs")
-    return tmp_path / "app"
 
 
 def test_the_junit_report_lists_every_app_test_and_the_build_keeps_coverage(app: Path, tmp_path: Path) -> None:

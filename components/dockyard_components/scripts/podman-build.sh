@@ -13,7 +13,11 @@
 #   removed by the provider after the build; each is mounted only into the Dockerfile steps that ask for it with
 #   --mount=type=secret,id=<id>, so it is in no layer, no history entry and no log line), REPORTS_TARGET (a stage
 #   that holds only the test stage's reports; empty: none) and REPORTS_DIR (where that stage is exported, before the
-#   test stage runs, so that the reports of a failing test are kept too; see test_reports.py).
+#   test stage runs, so that the reports of a failing test are kept too; see test_reports.py), INTEGRATION_TARGET (a
+#   stage holding the integration tests; empty: none), INTEGRATION_COMPOSE (relative to CONTEXT),
+#   INTEGRATION_SERVICE, INTEGRATION_ENV (newline separated KEY=VALUE: the Compose file's variables, over the
+#   environment) and DOCKYARD_PYTHON (runs dockyard_components.integration: one podman pod per build, removed when the tests end and,
+#   by a reaper in a session of its own, when this script is killed).
 # From the caller's environment: DOCKYARD_BUILD_NO_CACHE (1: a cold build, for the benchmarks), BUILDAH_ISOLATION,
 # DOCKYARD_BUILD_KEEP_IMAGES (1: keep this build's test-stage image and the older local tags of IMAGE_NAME).
 # Disk: with vfs every image is a full copy (overlay stores layer diffs), so after a push the test-stage image and the local tags of IMAGE_NAME
@@ -87,6 +91,20 @@ if [ -n "${TEST_TARGET:-}" ]; then
   podman build "${flags[@]}" --target "$TEST_TARGET" --iidfile "$work/test-iid" "$CONTEXT" >&2
 fi
 
+if [ -n "${INTEGRATION_TARGET:-}" ]; then
+  log "building the $INTEGRATION_TARGET stage"
+  podman build "${flags[@]}" --target "$INTEGRATION_TARGET" --iidfile "$work/integration-iid" "$CONTEXT" >&2
+  project="dockyard-it-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+  # The reaper outlives a SIGKILL of this process group (setsid: a session of its own) and removes the project once
+  # this shell is gone; the run below removes it itself when the tests end.
+  setsid -f "$DOCKYARD_PYTHON" -m dockyard_components.integration reap --project "$project" --owner "$$" \
+    </dev/null >/dev/null 2>&1
+  log "running the integration tests: service $INTEGRATION_SERVICE of $INTEGRATION_COMPOSE (podman pod $project)"
+  INTEGRATION_ENV="${INTEGRATION_ENV:-}" "$DOCKYARD_PYTHON" -m dockyard_components.integration run \
+    --compose "$CONTEXT/$INTEGRATION_COMPOSE" --service "$INTEGRATION_SERVICE" --image "$(cat "$work/integration-iid")" --project "$project" --owner "$$" \
+    --reports "${REPORTS_DIR:-}" >&2
+fi
+
 label_flags=()
 while IFS= read -r label; do [ -n "$label" ] && label_flags+=(--label "$label"); done <<<"${LABELS:-}"
 # No TARGET: the Dockerfile's last stage, as `podman build` does by default.
@@ -116,6 +134,10 @@ if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
   # The test stage is only run, never pushed; removing it also frees its untagged parent layers.
   if [ -s "$work/test-iid" ] && [ "$(cat "$work/test-iid")" != "$iid" ]; then
     podman rmi "$(cat "$work/test-iid")" >/dev/null 2>&1 || true
+  fi
+  # The integration tests' image is only run, never pushed.
+  if [ -s "$work/integration-iid" ] && [ "$(cat "$work/integration-iid")" != "$iid" ]; then
+    podman rmi "$(cat "$work/integration-iid")" >/dev/null 2>&1 || true
   fi
   # The exported reports' image (a few files on scratch): the reports are in REPORTS_DIR.
   if [ -s "$work/reports-iid" ]; then

@@ -1,0 +1,3 @@
+module github.com/bsm/ginkgo/v2
+
+go 1.18

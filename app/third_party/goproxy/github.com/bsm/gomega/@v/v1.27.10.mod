@@ -1,0 +1,3 @@
+module github.com/bsm/gomega
+
+go 1.18
