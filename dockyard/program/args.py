@@ -97,7 +97,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
         context=build.context,
         dockerfile=build.dockerfile,
         target=build.target,
-        platform=build.platform,
+        platforms=build.target_platforms,
         build_args=build.build_args,
         tags=tags,
         metadata=metadata,
