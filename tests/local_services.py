@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from collections.abc import Mapping
@@ -27,6 +28,31 @@ def parse_exports(text: str) -> dict[str, str]:
 def start_local_services(timeout: int = 2400) -> dict[str, str]:
     """``scripts/local-services.sh start`` (idempotent), then its ``env`` exports plus the registry password."""
     subprocess.run([str(SERVICES), "start"], check=True, timeout=timeout, capture_output=True, text=True)
+    printed = subprocess.run([str(SERVICES), "env"], check=True, timeout=120, capture_output=True, text=True).stdout
+    env = parse_exports(printed)
+    env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
+    return env
+
+
+def services_env() -> dict[str, str]:
+    """The running local services' ``env`` exports plus the registry password, without starting anything (for tests
+    that must not restart what others use), after publishing the base images to the registry (idempotent), so that
+    ``DOCKYARD_*_IMAGE_PINNED`` name them by digest."""
+    printed = subprocess.run([str(SERVICES), "env"], check=True, timeout=120, capture_output=True, text=True).stdout
+    env = parse_exports(printed)
+    publish = PROJECT / "scripts" / "local-base-images.sh"
+    subprocess.run(
+        [str(publish), "publish"],
+        env={
+            **os.environ,
+            "REGISTRY_AUTH_FILE": env["DOCKYARD_REGISTRY_AUTHFILE"],
+            "DOCKYARD_REGISTRY": env["DOCKYARD_REGISTRY"],
+        },
+        check=True,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
     printed = subprocess.run([str(SERVICES), "env"], check=True, timeout=120, capture_output=True, text=True).stdout
     env = parse_exports(printed)
     env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
