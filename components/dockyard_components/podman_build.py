@@ -131,7 +131,8 @@ def _run_script(props: Mapping[str, Any], reuse: str | None, built: dict[str, st
         "TARGET": props.get("target") or "",
         "TEST_TARGET": props.get("test_target") or "",
         "PLATFORM": props["platform"],
-        "TIMESTAMP": str(props["timestamp"]) if props.get("timestamp") is not None else "",
+        # A number through the engine comes back a float (0.0); --timestamp takes whole seconds.
+        "TIMESTAMP": str(int(props["timestamp"])) if props.get("timestamp") is not None else "",
         "BUILD_ARGS": _lines(props["build_args"]),
         "LABELS": _lines(props["labels"]),
         "REGISTRY": props["registry_server"],
