@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,53 @@ def services_env() -> dict[str, str]:
     env = parse_exports(printed)
     env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
     return env
+
+
+def pinned_build_props(env: Mapping[str, str], tmp_path: Path, tag: str, platform: str) -> dict[str, Any]:
+    """Inputs of one PodmanBuild of the checkout's app (copied to ``tmp_path``) for ``platform`` (comma separated: an
+    image index) on the base images by digest (``DOCKYARD_*_IMAGE_PINNED``), pushed to dockyard/multiarch-it:``tag``;
+    one commit's inputs: the same labels, build args and timestamp every time."""
+    project = tmp_path / "project"
+    if not project.exists():
+        shutil.copytree(PROJECT / "app", project / "app", ignore=shutil.ignore_patterns(".git"))
+    props = build_props(env, project, "dockyard/multiarch-it", tag)
+    return {
+        **props,
+        "platform": platform,
+        "timestamp": 1764950400,  # the commit time as image.py passes it (2025-12-05T16:00:00Z)
+        "build_args": {
+            "BUILDER_IMAGE": env["DOCKYARD_BUILDER_IMAGE_PINNED"],
+            "RUNTIME_IMAGE": env["DOCKYARD_RUNTIME_IMAGE_PINNED"],
+            "BUILD_DATE": "2025-12-05T16:00:00Z",
+            "VCS_REF": "multiarch-it",
+            "VERSION": "0.0.0+multiarch-it",
+        },
+        "labels": {"org.opencontainers.image.created": "2025-12-05T16:00:00Z"},
+    }
+
+
+@contextlib.contextmanager
+def fresh_podman_storage(root: Path) -> Iterator[dict[str, str]]:
+    """The environment of a podman with a storage of its own (overlay, in the new folder ``root``) and its own
+    ``TMPDIR``, where buildah keeps RUN --mount=type=cache directories (the Go build cache): a build there is as cold
+    as on a fresh runner, and shares nothing with the machine's storage. Removed afterwards, by podman itself (its
+    overlay mounts and files owned by a build's users go with it)."""
+    root.mkdir(parents=True)
+    conf = root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/graph"\nrunroot = "{root}/run"\n')
+    (root / "tmp").mkdir()
+    env = {"CONTAINERS_STORAGE_CONF": str(conf), "TMPDIR": str(root / "tmp")}
+    try:
+        yield env
+    finally:
+        subprocess.run(
+            ["podman", "system", "reset", "--force"],
+            env={**os.environ, **env},
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 CLUSTER = PROJECT / "scripts" / "local-cluster.sh"
