@@ -174,6 +174,10 @@ def scan_args(stack: StackConfig, registry: ContainerRegistry, image: pulumi.Out
         args["password"] = registry.password
     if stack.env.registry.ca_bundle:
         args["ca_file"] = stack.env.registry.ca_bundle
+    build = stack.env.image.build
+    if build is not None and len(build.target_platforms) > 1:
+        # An image index: trivy alone scans only the host's platform.
+        args["platforms"] = build.target_platforms
     return args
 
 
