@@ -85,16 +85,17 @@ def pinned_build_props(env: Mapping[str, str], tmp_path: Path, tag: str, platfor
 
 
 @contextlib.contextmanager
-def fresh_podman_storage(root: Path) -> Iterator[dict[str, str]]:
+def fresh_podman_storage(root: Path, *, go_cache: bool = False) -> Iterator[dict[str, str]]:
     """The environment of a podman with a storage of its own (overlay, in the new folder ``root``) and its own
     ``TMPDIR``, where buildah keeps RUN --mount=type=cache directories (the Go build cache): a build there is as cold
     as on a fresh runner, and shares nothing with the machine's storage. Removed afterwards, by podman itself (its
-    overlay mounts and files owned by a build's users go with it)."""
+    overlay mounts and files owned by a build's users go with it). ``go_cache``: keep the machine's TMPDIR (and so
+    its Go build cache), as a CI runner on this machine does."""
     root.mkdir(parents=True)
     conf = root / "storage.conf"
     conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/graph"\nrunroot = "{root}/run"\n')
     (root / "tmp").mkdir()
-    env = {"CONTAINERS_STORAGE_CONF": str(conf), "TMPDIR": str(root / "tmp")}
+    env = {"CONTAINERS_STORAGE_CONF": str(conf), **({} if go_cache else {"TMPDIR": str(root / "tmp")})}
     try:
         yield env
     finally:
