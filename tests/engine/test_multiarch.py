@@ -75,7 +75,10 @@ def test_the_signature_and_attestations_verify_on_the_index_digest(deployed: Wor
     for statement in (*sboms, *scans):
         assert [s["digest"]["sha256"] for s in statement["subject"]] == [digest.removeprefix("sha256:")]
     assert sboms
-    assert scans
+    # trivy scanned each platform's image (alone it takes the host's): the report names both.
+    (scan,) = scans
+    targets = [result["Target"] for result in scan["predicate"]["scanner"]["result"]["Results"]]
+    assert {target.rsplit(" ", 1)[-1] for target in targets} == {"(linux/amd64)", "(linux/arm64)"}, targets
 
 
 def test_verify_passes_on_this_machines_image_of_the_index(deployed: Workspace) -> None:
