@@ -117,10 +117,12 @@ else
   log "building ${TARGET:-the last stage} as $primary"
   output_flags=(--tag "$primary")
 fi
-# --iidfile: with --manifest, the last platform's image (what the clean-up below spares).
 podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --platform "$PLATFORM" "${output_flags[@]}" \
   --iidfile "$work/iid" "$CONTEXT" >&2
 iid=$(cat "$work/iid")
+# With --manifest the iidfile names the list's manifest digest, no local image: the list's own image ID is what the
+# clean-up below compares and filters on.
+[ "$index" = true ] && iid=$(podman image inspect --format '{{.Id}}' "$primary")
 
 digest=""
 for tag in "${tags[@]}"; do
@@ -147,10 +149,6 @@ if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
   if [ -s "$work/test-iid" ] && [ "$(cat "$work/test-iid")" != "$iid" ]; then
     podman rmi "$(cat "$work/test-iid")" >/dev/null 2>&1 || true
   fi
-  # A pushed image index: the registry holds it; its per-platform images stay, untagged, as the layer cache.
-  if [ "$index" = true ]; then
-    podman manifest rm "$primary" >/dev/null 2>&1 || true
-  fi
   # The exported reports' image (a few files on scratch): the reports are in REPORTS_DIR.
   if [ -s "$work/reports-iid" ]; then
     podman rmi "$(cat "$work/reports-iid")" >/dev/null 2>&1 || true
@@ -168,5 +166,10 @@ if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
     while read -r old; do
       [ -z "$old" ] || [ "$old" = "${iid:0:12}" ] || podman untag "$old" >/dev/null 2>&1 || true
     done
+  # A pushed image index: the registry holds it; its per-platform images stay, untagged, as the layer cache. Last:
+  # "before=" above names the list.
+  if [ "$index" = true ]; then
+    podman manifest rm "$primary" >/dev/null 2>&1 || true
+  fi
 fi
 printf '%s' "$digest"
