@@ -109,8 +109,9 @@ SecretId = Annotated[
 
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 
-#: The OCI platforms a static Go binary cross-compiles to (GOOS/GOARCH[/GOARM]) and that the runtime base is made for.
-PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64")
+#: The OCI platforms the app's Dockerfile cross-compiles to (GOOS/GOARCH from TARGETOS/TARGETARCH; no variant, so no
+#: linux/arm/v7, whose GOARM the Dockerfile does not set) and distroless ships.
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x", "linux/riscv64")
 Platform = Annotated[
     str,
     AfterValidator(
