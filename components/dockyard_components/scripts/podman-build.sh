@@ -5,11 +5,11 @@
 # builder. Everything else goes to stderr, which the provider keeps whole in a log file (~/.cache/dockyard/build-logs)
 # and quotes from on failure. The provider sets, from the resource's inputs:
 #   IMAGE_NAME, TAGS (space separated, the first is the primary), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (empty: no
-#   test stage), PLATFORM (os/arch, or several comma separated: one image index, built with --manifest and pushed
-#   whole; the test stages run on the build platform only), TIMESTAMP (seconds since the epoch, the commit's time:
-#   --timestamp sets every history entry's time and every file's mtime in the pushed image's layers to it, so two
-#   clean builds of one commit give one digest; empty: the clock), BUILD_ARGS and LABELS (newline separated
-#   KEY=VALUE), REGISTRY, REGISTRY_USER,
+#   test stage), PLATFORM (os/arch, or several comma separated: one image index, built with --manifest one platform
+#   after another in the order given, and pushed whole; the test stages run on the build platform only), TIMESTAMP
+#   (seconds since the epoch, the commit's time: --timestamp sets every history entry's time and every file's mtime
+#   in the pushed image's layers to it, so two clean builds of one commit give one digest; empty: the clock),
+#   BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER,
 #   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (a repository without a tag that layers are pulled
 #   from and pushed to; empty: the local layer cache only), PASSWORD_SOURCE (where the password is set, named when
 #   the registry refuses it), REUSE_DIGEST (a digest a build with the same inputs pushed: reused when the registry
@@ -117,8 +117,19 @@ else
   log "building ${TARGET:-the last stage} as $primary"
   output_flags=(--tag "$primary")
 fi
-podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --platform "$PLATFORM" "${output_flags[@]}" \
-  --iidfile "$work/iid" "$CONTEXT" >&2
+if [ "$index" = true ]; then
+  # One platform at a time, in the order given: `--platform a,b` builds them side by side and adds each to the list
+  # as it finishes, so the index's order, and its digest, changed from run to run. The tests and everything before
+  # the cross-compile are in the layer cache after the first.
+  for platform in ${PLATFORM//,/ }; do
+    log "building ${TARGET:-the last stage} for $platform"
+    podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --platform "$platform" "${output_flags[@]}" \
+      --iidfile "$work/iid" "$CONTEXT" >&2
+  done
+else
+  podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --platform "$PLATFORM" "${output_flags[@]}" \
+    --iidfile "$work/iid" "$CONTEXT" >&2
+fi
 iid=$(cat "$work/iid")
 # With --manifest the iidfile names the list's manifest digest, no local image: the list's own image ID is what the
 # clean-up below compares and filters on.
