@@ -9,14 +9,22 @@
 #       external dependencies (app/ has none). Also tagged :<major.minor> and :local.
 #   localhost/dockyard/static-nonroot:1           (stands in for gcr.io/distroless/static-debian12:nonroot)
 #       FROM scratch: /etc/passwd + /etc/group with nonroot (65532), CA bundle, /tmp (1777),
-#       /home/nonroot; USER 65532:65532. Also tagged :local.
+#       /home/nonroot; USER 65532:65532. Also tagged :local. Its files are the same for every
+#       architecture, so it is made for each of RUNTIME_ARCHES (:1-amd64, :1-arm64; :1 is amd64), as
+#       distroless is, for multi-arch app images (nothing runs in it: no emulation needed).
 #   localhost/dockyard/redis:7                    (stands in for docker.io/library/redis:7-bookworm: the cache that
 #       app/compose.integration.yaml runs the integration tests against) FROM scratch: Debian bookworm's Redis 7.0
 #       server and redis-cli (package redis-tools; the server binary is redis-check-rdb, started as redis-server)
 #       with the shared libraries they link; USER 65532:65532, no persistence, protected mode off (the tests reach
 #       it from another container, as the official image allows). Also tagged :local.
 #
-# No registry is contacted. Each image carries the label io.dockyard.input-digest, a hash of its
+# `publish` pushes them to the local registry (DOCKYARD_REGISTRY, default 127.0.0.1:5443; podman's login,
+# REGISTRY_AUTH_FILE) as $REGISTRY/dockyard/base/go-builder:<go version> and $REGISTRY/dockyard/base/static-nonroot:1
+# (an image index of RUNTIME_ARCHES), and `print` then also names them by digest (DOCKYARD_*_IMAGE_PINNED): what a
+# build in a fresh podman storage pulls, and what a reproducible build names. Every time in the images is 0
+# (`buildah commit --timestamp 0`), so the same inputs give the same digests.
+#
+# `build` contacts no registry. Each image carries the label io.dockyard.input-digest, a hash of its
 # recipe and inputs; an image whose label matches is left alone (idempotent), so running this
 # script again costs a second or two.
 #
@@ -30,6 +38,7 @@
 # runtime cannot set rlimits on this machine.
 #
 # Usage: scripts/local-base-images.sh [build] [--force]   build what is missing or stale (default)
+#        scripts/local-base-images.sh publish              push them to the local registry (after build)
 #        scripts/local-base-images.sh print                print `export DOCKYARD_*_IMAGE=...` lines
 #        scripts/local-base-images.sh setup                packages + storage.conf only
 set -euo pipefail
@@ -39,11 +48,15 @@ readonly RUNTIME_REPO="localhost/dockyard/static-nonroot"
 readonly RUNTIME_REF="$RUNTIME_REPO:1"
 readonly REDIS_REPO="localhost/dockyard/redis"
 readonly REDIS_REF="$REDIS_REPO:7"
+readonly RUNTIME_ARCHES=(amd64 arm64)
+readonly PUBLISH_REGISTRY="${DOCKYARD_REGISTRY:-127.0.0.1:5443}"
+readonly PINNED_FILE="${DOCKYARD_STATE:-${HOME:-/root}/.cache/dockyard/local}/base-images.env"
 readonly DIGEST_LABEL="io.dockyard.input-digest"
 readonly STORAGE_CONF="${DOCKYARD_STORAGE_CONF:-/etc/containers/storage.conf}"
 readonly CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
 readonly LOCK_FILE="${DOCKYARD_BASE_IMAGES_LOCK:-/tmp/dockyard-base-images.lock}"
 STORAGE_DRIVER=""
+ARCH=amd64
 
 log() { printf '[base-images] %s\n' "$*" >&2; }
 die() { printf '[base-images] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -255,13 +268,13 @@ populate_static_nonroot() { # rootfs dir
     write_passwd_files "$1"
 }
 
-configure_static_nonroot() { # container
+configure_static_nonroot() { # container (uses ARCH)
     buildah config \
         --env "PATH=/usr/local/bin:/usr/bin:/bin" \
         --env "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
         --workingdir /home/nonroot \
         --user 65532:65532 \
-        --os linux --arch amd64 \
+        --os linux --arch "$ARCH" \
         --created-by "dockyard scripts/local-base-images.sh (offline stand-in for distroless static:nonroot)" \
         --label "org.opencontainers.image.title=dockyard static-nonroot" \
         --label "org.opencontainers.image.description=scratch + passwd/group (nonroot 65532), CA bundle, /tmp" \
@@ -323,9 +336,9 @@ go_builder_digest() { # uses GO_ROOT, GO_VER
     } | sha256_of
 }
 
-static_nonroot_digest() {
+static_nonroot_digest() { # uses ARCH
     {
-        echo "recipe"
+        echo "recipe $ARCH"
         declare -f write_passwd_files populate_static_nonroot configure_static_nonroot
         sha256sum "$CA_BUNDLE" | cut -d' ' -f1
     } | sha256_of
@@ -345,7 +358,7 @@ build_image() {
     "$configure" "$WORK_CTR"
     buildah config --label "$DIGEST_LABEL=$digest" "$WORK_CTR"
     log "  committing $ref"
-    buildah commit --quiet --rm --format oci "$WORK_CTR" "$ref" >/dev/null
+    buildah commit --quiet --rm --format oci --timestamp 0 "$WORK_CTR" "$ref" >/dev/null
     WORK_CTR=""
     local tag
     for tag in "$@"; do podman tag "$ref" "$tag"; done
@@ -385,6 +398,33 @@ cmd_print() {
     printf 'export DOCKYARD_BUILDER_IMAGE=%s\n' "$BUILDER_REPO:$gover"
     printf 'export DOCKYARD_RUNTIME_IMAGE=%s\n' "$RUNTIME_REF"
     printf 'export DOCKYARD_CACHE_IMAGE=%s\n' "$REDIS_REF"
+    # What `publish` pushed, by digest (absent before the first publish).
+    [ -s "$PINNED_FILE" ] && cat "$PINNED_FILE"
+    return 0
+}
+
+cmd_publish() { # push the base images to the local registry; record their digest references in PINNED_FILE
+    local gover base builder_digest runtime_digest list arch work
+    gover=$(go_version)
+    base="$PUBLISH_REGISTRY/dockyard/base"
+    work=$(mktemp -d)
+    WORK_DIR=$work
+    podman push --quiet --digestfile "$work/builder" "$BUILDER_REPO:$gover" "docker://$base/go-builder:$gover"
+    builder_digest=$(cat "$work/builder")
+    # The runtime base as one image index of every architecture, made afresh (a list only grows by `add`).
+    list="localhost/dockyard/static-nonroot-index:$$"
+    podman manifest create "$list" >/dev/null
+    for arch in "${RUNTIME_ARCHES[@]}"; do
+        podman manifest add "$list" "containers-storage:$RUNTIME_REF-$arch" >/dev/null
+    done
+    podman manifest push --quiet --all --format oci --digestfile "$work/runtime" "$list" "docker://$base/static-nonroot:1"
+    podman manifest rm "$list" >/dev/null
+    runtime_digest=$(cat "$work/runtime")
+    mkdir -p "$(dirname "$PINNED_FILE")"
+    printf 'export DOCKYARD_BUILDER_IMAGE_PINNED=%s\nexport DOCKYARD_RUNTIME_IMAGE_PINNED=%s\n' \
+        "$base/go-builder@$builder_digest" "$base/static-nonroot@$runtime_digest" >"$PINNED_FILE.tmp.$$"
+    mv "$PINNED_FILE.tmp.$$" "$PINNED_FILE"
+    log "published $base/go-builder@$builder_digest and $base/static-nonroot@$runtime_digest (${RUNTIME_ARCHES[*]})"
 }
 
 cmd_build() {
@@ -405,21 +445,25 @@ cmd_build() {
         "$BUILDER_REPO:${GO_VER%.*}" "$BUILDER_REPO:local"
     if [ "$before" != "$d_builder" ] || [ "$FORCE" -eq 1 ]; then smoke_go_builder "$ref"; fi
 
-    ensure_image "$RUNTIME_REF" "$(static_nonroot_digest)" populate_static_nonroot configure_static_nonroot \
-        "$RUNTIME_REPO:local"
+    for ARCH in "${RUNTIME_ARCHES[@]}"; do
+        ensure_image "$RUNTIME_REF-$ARCH" "$(static_nonroot_digest)" populate_static_nonroot configure_static_nonroot
+    done
+    ARCH=amd64
+    # The unsuffixed tags are this machine's architecture, as before there were several.
+    podman tag "$RUNTIME_REF-amd64" "$RUNTIME_REF" "$RUNTIME_REPO:local"
     ensure_image "$REDIS_REF" "$(redis_digest)" populate_redis configure_redis "$REDIS_REPO:local"
-    log "base images ready in $((SECONDS - t0))s: $ref (also :${GO_VER%.*}, :local), $RUNTIME_REF (also :local)," \
-        "$REDIS_REF (also :local)"
+    log "base images ready in $((SECONDS - t0))s: $ref (also :${GO_VER%.*}, :local), $RUNTIME_REF" \
+        "(also :local, and :1-<arch> for ${RUNTIME_ARCHES[*]}), $REDIS_REF (also :local)"
 }
 
 FORCE=0
 CMD=build
 for arg in "$@"; do
     case "$arg" in
-        build | print | setup) CMD=$arg ;;
+        build | print | setup | publish) CMD=$arg ;;
         --force) FORCE=1 ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$arg' (usage: $0 [build|print|setup] [--force])" ;;
+        *) die "unknown argument '$arg' (usage: $0 [build|print|setup|publish] [--force])" ;;
     esac
 done
 
@@ -427,4 +471,5 @@ case "$CMD" in
     print) cmd_print ;;
     setup) ensure_packages; ensure_storage; log "podman storage: $STORAGE_DRIVER ($STORAGE_CONF)" ;;
     build) cmd_build ;;
+    publish) cmd_publish ;;
 esac

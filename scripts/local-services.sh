@@ -571,6 +571,11 @@ start_registry() {
         "$SCRIPT_DIR/local-base-images.sh" build
     fi
     podman_login
+    # The base images by digest (an image index for the runtime base): what a fresh storage pulls, what pins a build.
+    if [ "${DOCKYARD_SKIP_BASE_IMAGES:-0}" != 1 ]; then
+        REGISTRY_AUTH_FILE="$AUTH_FILE" DOCKYARD_REGISTRY="$ADDR" DOCKYARD_STATE="$STATE" \
+            "$SCRIPT_DIR/local-base-images.sh" publish
+    fi
     # The offline vulnerability DB that scans read (--db-repository): a manifest read when its records are unchanged.
     if [ -x "${DOCKYARD_CACHE:-$HOME/.cache/dockyard}/supply-chain/bin/trivy-db" ]; then
         "$SCRIPT_DIR/local-vuln-db.sh" publish

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,87 @@ def start_local_services(timeout: int = 2400) -> dict[str, str]:
     env = parse_exports(printed)
     env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
     return env
+
+
+def services_env() -> dict[str, str]:
+    """The running local services' ``env`` exports plus the registry password, without starting anything (for tests
+    that must not restart what others use), after publishing the base images to the registry (idempotent), so that
+    ``DOCKYARD_*_IMAGE_PINNED`` name them by digest."""
+    printed = subprocess.run([str(SERVICES), "env"], check=True, timeout=120, capture_output=True, text=True).stdout
+    env = parse_exports(printed)
+    publish = PROJECT / "scripts" / "local-base-images.sh"
+    subprocess.run(
+        [str(publish), "publish"],
+        env={
+            **os.environ,
+            "REGISTRY_AUTH_FILE": env["DOCKYARD_REGISTRY_AUTHFILE"],
+            "DOCKYARD_REGISTRY": env["DOCKYARD_REGISTRY"],
+        },
+        check=True,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
+    printed = subprocess.run([str(SERVICES), "env"], check=True, timeout=120, capture_output=True, text=True).stdout
+    env = parse_exports(printed)
+    env["DOCKYARD_REGISTRY_PASSWORD"] = Path(env["DOCKYARD_REGISTRY_PASSWORD_FILE"]).read_text().strip()
+    return env
+
+
+def pinned_build_props(env: Mapping[str, str], tmp_path: Path, tag: str, platform: str) -> dict[str, Any]:
+    """Inputs of one PodmanBuild of the checkout's app (copied to ``tmp_path``) for ``platform`` (comma separated: an
+    image index) on the base images by digest (``DOCKYARD_*_IMAGE_PINNED``), pushed to dockyard/multiarch-it:``tag``;
+    one commit's inputs: the same labels, build args and timestamp every time."""
+    project = tmp_path / "project"
+    if not project.exists():
+        shutil.copytree(PROJECT / "app", project / "app", ignore=shutil.ignore_patterns(".git"))
+    props = build_props(env, project, "dockyard/multiarch-it", tag)
+    return {
+        **props,
+        "platform": platform,
+        "timestamp": 1764950400,  # the commit time as image.py passes it (2025-12-05T16:00:00Z)
+        "build_args": {
+            "BUILDER_IMAGE": env["DOCKYARD_BUILDER_IMAGE_PINNED"],
+            "RUNTIME_IMAGE": env["DOCKYARD_RUNTIME_IMAGE_PINNED"],
+            "BUILD_DATE": "2025-12-05T16:00:00Z",
+            "VCS_REF": "multiarch-it",
+            "VERSION": "0.0.0+multiarch-it",
+        },
+        "labels": {"org.opencontainers.image.created": "2025-12-05T16:00:00Z"},
+    }
+
+
+@contextlib.contextmanager
+def fresh_podman_storage(root: Path, *, go_cache: bool = False) -> Iterator[dict[str, str]]:
+    """The environment of a podman with a storage of its own (overlay, in the new folder ``root``) and its own
+    ``TMPDIR``, where buildah keeps RUN --mount=type=cache directories (the Go build cache): a build there is as cold
+    as on a fresh runner, and shares nothing with the machine's storage. Removed afterwards, by podman itself (its
+    overlay mounts and files owned by a build's users go with it). ``go_cache``: keep the machine's TMPDIR (and so
+    its Go build cache), as a CI runner on this machine does."""
+    root.mkdir(parents=True)
+    conf = root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/graph"\nrunroot = "{root}/run"\n')
+    (root / "tmp").mkdir()
+    # Its own libpod tmp_dir too: `podman system reset` below removes the tmp_dir, and the default (/run/libpod) is
+    # the machine storage's, which a build running beside this one (another test worker) still uses.
+    engine = root / "containers.conf"
+    engine.write_text(f'[engine]\ntmp_dir = "{root}/libpod-tmp"\n')
+    env = {
+        "CONTAINERS_STORAGE_CONF": str(conf),
+        "CONTAINERS_CONF": str(engine),
+        **({} if go_cache else {"TMPDIR": str(root / "tmp")}),
+    }
+    try:
+        yield env
+    finally:
+        subprocess.run(
+            ["podman", "system", "reset", "--force"],
+            env={**os.environ, **env},
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 CLUSTER = PROJECT / "scripts" / "local-cluster.sh"

@@ -13,7 +13,7 @@ import pulumi
 
 from dockyard_components.build_context import context_hash
 from dockyard_components.podman_build import PodmanBuild
-from dockyard_components.tags import BuildMetadata, metadata_build_args, metadata_labels
+from dockyard_components.tags import BuildMetadata, metadata_build_args, metadata_labels, source_date_epoch
 
 
 class Builder(StrEnum):
@@ -62,8 +62,13 @@ class AppImageArgs(TypedDict):
     test_reports_target: NotRequired[str]
     """podman only: a stage holding only the test run's ``go-test.json`` and ``coverage.out``, exported before the
     test stage runs (so a failing test keeps its reports too); ``test_reports`` then names the folder."""
+    platforms: NotRequired[Sequence[str]]
+    """Target platforms (``os/arch``); ``[linux/amd64]`` unless given. Two or more (podman only): one image index,
+    cross-compiled (the Dockerfile's ``FROM --platform=$BUILDPLATFORM`` stages), the tests run once on the build
+    platform; ``digest`` is the index's."""
     platform: NotRequired[str]
-    """Target platform; ``linux/amd64`` unless given."""
+    """One target platform: the shorthand for ``platforms=[platform]`` (kept for callers written before
+    ``platforms``)."""
     build_args: NotRequired[Mapping[str, str]]
     """Extra build args (base images and the like)."""
     metadata: NotRequired[BuildMetadata]
@@ -88,15 +93,23 @@ class ImageBuild:
     dockerfile: str
     target: str | None
     test_target: str | None
-    platform: str
+    platforms: tuple[str, ...]
     build_args: Mapping[str, str]
     labels: Mapping[str, str]
     password: pulumi.Output[str] | None
+    timestamp: int
+    """Seconds since the epoch for every time in the image (history, files): the commit's (``metadata.created``),
+    0 without metadata, never the clock, so that two builds of one commit push one digest."""
 
     @staticmethod
     def of(args: AppImageArgs) -> "ImageBuild":
         metadata = args.get("metadata")
         password = args.get("password")
+        if "platform" in args and "platforms" in args:
+            raise ValueError("AppImageArgs: give platform or platforms, not both")
+        platforms = tuple(args["platforms"]) if "platforms" in args else (args.get("platform", "linux/amd64"),)
+        if not platforms:
+            raise ValueError("AppImageArgs: platforms is empty; give at least one (e.g. linux/amd64)")
         return ImageBuild(
             builder=Builder(args.get("builder", Builder.PODMAN)),
             # Relative to the program's directory: the working directory of a Pulumi program and of its providers.
@@ -104,10 +117,11 @@ class ImageBuild:
             dockerfile=args.get("dockerfile", "Dockerfile"),
             target=args.get("target"),
             test_target=args.get("test_target"),
-            platform=args.get("platform", "linux/amd64"),
+            platforms=platforms,
             build_args={**args.get("build_args", {}), **(metadata_build_args(metadata) if metadata else {})},
             labels=metadata_labels(metadata) if metadata else {},
             password=pulumi.Output.secret(password) if password is not None else None,
+            timestamp=source_date_epoch(metadata["created"]) if metadata else 0,
         )
 
 
@@ -151,6 +165,9 @@ class AppImage(pulumi.ComponentResource):
         if not args["tags"]:
             raise ValueError(f"{name}: at least one tag is required")
         build = ImageBuild.of(args)
+        if len(build.platforms) > 1 and build.builder != Builder.PODMAN:
+            # pulumi-docker's Image (v4) builds one platform.
+            raise ValueError(f"{name}: {len(build.platforms)} platforms need the podman builder")
         if args.get("secrets") is not None and build.builder != Builder.PODMAN:
             # pulumi-docker's Image (v4) has no build secrets; a build arg would put the value in the image history.
             raise ValueError(f"{name}: build secrets need the podman builder")
@@ -195,7 +212,10 @@ class AppImage(pulumi.ComponentResource):
                 "target": build.target,
                 "test_target": build.test_target,
                 "reports_target": args.get("test_reports_target"),
-                "platform": build.platform,
+                # One string, comma separated (podman's --platform): a one-platform build's inputs are what they were
+                # before platforms existed, so upgrading rebuilds nothing.
+                "platform": ",".join(build.platforms),
+                "timestamp": build.timestamp,
                 "build_args": dict(build.build_args),
                 "labels": dict(build.labels),
                 "context_hash": sources_hash,
@@ -233,7 +253,7 @@ class AppImage(pulumi.ComponentResource):
                 context=str(build.context),
                 dockerfile=str(build.context / build.dockerfile),
                 target=target,
-                platform=build.platform,
+                platform=build.platforms[0],
                 # Inline cache metadata lets the next build use the pushed image as its cache-from source.
                 args={**build.build_args, "BUILDKIT_INLINE_CACHE": "1"},
                 cache_from=cache,

@@ -29,7 +29,9 @@ from dockyard_components.test_reports import REPORTS_ENV, clear, write_junit
 #: Inputs that shape the pushed image: any change rebuilds (a replacement, since an image is immutable). Not among
 #: them: ``cache_repo``, the optional registry layer cache, which only makes a build faster; the build secrets'
 #: values (``secrets``), which grant the build access and are not content: rotating one must not rebuild, and a
-#: value, even hashed, kept in state or the build memo's key could be checked against guesses. Their ids are.
+#: value, even hashed, kept in state or the build memo's key could be checked against guesses. Their ids are. Nor
+#: ``timestamp``: it is the commit's time, which ``labels`` (``org.opencontainers.image.created``) already carry.
+#: ``platform`` is one string, comma separated for an image index.
 REBUILD_KEYS = (
     "image_name",
     "tags",
@@ -145,6 +147,8 @@ def script_environment(props: Mapping[str, Any], reuse: str | None = None) -> di
         "TARGET": props.get("target") or "",
         "TEST_TARGET": props.get("test_target") or "",
         "PLATFORM": props["platform"],
+        # A number through the engine comes back a float (0.0); --timestamp takes whole seconds.
+        "TIMESTAMP": str(int(props["timestamp"])) if props.get("timestamp") is not None else "",
         "BUILD_ARGS": _lines(props["build_args"]),
         "LABELS": _lines(props["labels"]),
         "REGISTRY": props["registry_server"],
@@ -246,7 +250,8 @@ class PodmanBuildProvider(dynamic.ResourceProvider):
 
 
 class PodmanBuild(dynamic.Resource):
-    """One podman build + push. Output ``digest`` is the pushed manifest digest.
+    """One podman build + push. Output ``digest`` is the pushed manifest digest (an image index's when ``platform``
+    names several, comma separated). ``timestamp`` (seconds since the epoch) is every time in the image.
 
     The optional input ``cache_repo`` (a repository without a tag) becomes the script's ``CACHE_REPO``: layers are
     pulled from and pushed to it, so a fresh CI runner reuses the previous build's layers. ``secrets`` (id → value, a

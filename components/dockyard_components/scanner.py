@@ -15,7 +15,7 @@ The result, trivy's JSON report wrapped as a cosign vulnerability predicate, is 
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict, get_args
 
@@ -35,7 +35,7 @@ DEFAULT_DB_REPOSITORY = "mirror.gcr.io/aquasec/trivy-db:2"
 #: The cosign predicate type of the attestation (``cosign attest --type vuln``).
 VULN_PREDICATE = "vuln"
 #: Inputs whose change means a new scan.
-RESCAN_KEYS = ("image_ref", "db_repository", "severities")
+RESCAN_KEYS = ("image_ref", "db_repository", "severities", "platforms")
 
 
 class ScanError(Exception):
@@ -109,13 +109,21 @@ def trivy_settings(*, db_repository: str, severities: Sequence[str]) -> list[str
 
 
 def trivy_image_args(
-    image_ref: str, *, db_repository: str, severities: Sequence[str], cache_dir: str, output: str
+    image_ref: str,
+    *,
+    db_repository: str,
+    severities: Sequence[str],
+    cache_dir: str,
+    output: str,
+    platform: str | None = None,
 ) -> list[str]:
-    """``trivy image`` of a pushed digest, read from the registry, into a fresh cache; the JSON report to ``output``."""
+    """``trivy image`` of a pushed digest, read from the registry, into a fresh cache; the JSON report to ``output``.
+    ``platform``: the image of an index to scan (trivy takes the host's otherwise)."""
     return [
         "image",
         "--image-src",
         "remote",
+        *(["--platform", platform] if platform else []),
         *trivy_settings(db_repository=db_repository, severities=severities),
         "--cache-dir",
         cache_dir,
@@ -200,11 +208,43 @@ def same_scan(attested: Mapping[str, Any], predicate: Mapping[str, Any]) -> bool
 
 
 def scan(
-    tools: SigningTools, image_ref: str, *, db_repository: str, severities: Sequence[str] = SEVERITIES
+    tools: SigningTools,
+    image_ref: str,
+    *,
+    db_repository: str,
+    severities: Sequence[str] = SEVERITIES,
+    platforms: Sequence[str] = (),
 ) -> ScanResult:
     """Scan ``image_ref`` with trivy against the DB in ``db_repository``, logged in through ``tools`` (inside its
     ``with`` block). Returns a clean result, raises :class:`VulnerableImageError` with the findings or
-    :class:`ScannerUnavailableError` when trivy itself failed."""
+    :class:`ScannerUnavailableError` when trivy itself failed.
+
+    ``platforms`` (an image index's, two or more): each platform's image is scanned (trivy alone would scan only the
+    host's) and must pass; the result holds every platform's results, each target named with its platform."""
+    if len(platforms) < 2:
+        return _scan_one(tools, image_ref, db_repository=db_repository, severities=severities)
+    results = [
+        _scan_one(tools, image_ref, db_repository=db_repository, severities=severities, platform=platform)
+        for platform in platforms
+    ]
+    merged = [
+        {**entry, "Target": f"{entry.get('Target', '')} ({platform})"}
+        for platform, result in zip(platforms, results, strict=True)
+        for entry in result.report.get("Results") or []
+    ]
+    return replace(
+        results[0], report={**results[0].report, "Results": merged}, finished=max(r.finished for r in results)
+    )
+
+
+def _scan_one(
+    tools: SigningTools,
+    image_ref: str,
+    *,
+    db_repository: str,
+    severities: Sequence[str],
+    platform: str | None = None,
+) -> ScanResult:
     try:
         trivy = tool("trivy")
     except CosignError as error:  # not installed
@@ -213,7 +253,12 @@ def scan(
     output = tools.directory / "trivy-report.json"
     output.unlink(missing_ok=True)
     args = trivy_image_args(
-        image_ref, db_repository=db_repository, severities=severities, cache_dir=str(cache), output=str(output)
+        image_ref,
+        db_repository=db_repository,
+        severities=severities,
+        cache_dir=str(cache),
+        output=str(output),
+        platform=platform,
     )
     started = datetime.now(UTC)
     try:
@@ -221,8 +266,8 @@ def scan(
     except CosignError as error:  # a timeout
         raise ScannerUnavailableError(f"scanner unavailable: {error}") from None
     finished = datetime.now(UTC)
-    return judge(
-        image_ref,
+    result = judge(
+        f"{image_ref} ({platform})" if platform else image_ref,
         completed.returncode,
         output.read_text() if output.is_file() else "",
         completed.stderr,
@@ -231,6 +276,7 @@ def scan(
         started=started,
         finished=finished,
     )
+    return replace(result, image_ref=image_ref)
 
 
 def judge(
@@ -293,11 +339,13 @@ class TrivyScanProvider(dynamic.ResourceProvider):
                 props["image_ref"],
                 db_repository=props["db_repository"],
                 severities=tuple(props["severities"]),
+                platforms=tuple(props.get("platforms") or ()),
             )
         outputs = {
             "image_ref": props["image_ref"],
             "db_repository": props["db_repository"],
             "severities": list(props["severities"]),
+            "platforms": props.get("platforms"),
             "vulnerability_report": json.dumps(result.predicate(), sort_keys=True),
             "scanned_at": result.finished.isoformat(),
         }
@@ -337,6 +385,9 @@ class ScannedImageArgs(TypedDict):
     """OCI repository of the vulnerability DB (trivy's ``--db-repository``); trivy's public one unless given."""
     severities: NotRequired[pulumi.Input[Sequence[str]]]
     """Severities that fail the scan; HIGH and CRITICAL unless given."""
+    platforms: NotRequired[pulumi.Input[Sequence[str]]]
+    """The platforms of an image index (two or more): each one's image is scanned and must pass; the image trivy
+    resolves (the host's platform) unless given."""
 
 
 class ScannedImage(pulumi.ComponentResource):
@@ -363,6 +414,7 @@ class ScannedImage(pulumi.ComponentResource):
                 "ca_file": args.get("ca_file"),
                 "db_repository": args.get("db_repository", DEFAULT_DB_REPOSITORY),
                 "severities": args.get("severities", list(SEVERITIES)),
+                "platforms": args.get("platforms"),
             },
             pulumi.ResourceOptions(parent=self, additional_secret_outputs=["password"]),
         )

@@ -8,6 +8,7 @@ Tags are for people; deployments always use the digest. The function is pure so 
 import re
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TypedDict
 
@@ -108,6 +109,12 @@ class BuildMetadata(TypedDict):
     """Release version (semver)."""
     source: str
     """URL of the source repository."""
+
+
+def source_date_epoch(created: str) -> int:
+    """``created`` (RFC 3339, the commit's time) as SOURCE_DATE_EPOCH: seconds since the epoch, for
+    ``podman build --timestamp``."""
+    return int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
 
 
 def metadata_build_args(metadata: BuildMetadata) -> dict[str, str]:

@@ -109,6 +109,16 @@ SecretId = Annotated[
 
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 
+#: The OCI platforms the app's Dockerfile cross-compiles to (GOOS/GOARCH from TARGETOS/TARGETARCH; no variant, so no
+#: linux/arm/v7, whose GOARM the Dockerfile does not set) and distroless ships.
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x", "linux/riscv64")
+Platform = Annotated[
+    str,
+    AfterValidator(
+        matching(re.compile(f"^(?:{'|'.join(map(re.escape, PLATFORMS))})$"), f"one of {', '.join(PLATFORMS)}")
+    ),
+]
+
 
 # --- sections -------------------------------------------------------------------------------------------------
 
@@ -157,7 +167,12 @@ class BuildConfig(Model):
         default=None,
         description="podman: stage holding only the tests' go-test.json and coverage.out (JUnit report, CI artifacts)",
     )
-    platform: str = Field(default="linux/amd64", description="target platform")
+    platforms: list[Platform] = Field(
+        default_factory=lambda: ["linux/amd64"],
+        min_length=1,
+        description="target platforms; two or more: one image index (podman), the tests run on the build platform once",
+    )
+    platform: Platform | None = Field(default=None, description="shorthand for platforms: [<platform>]")
     build_args: dict[EnvName, str] = Field(default_factory=dict, description="extra --build-arg values")
     cache_repo: Annotated[str, AfterValidator(_cache_repository)] | None = Field(
         default=None,
@@ -194,6 +209,26 @@ class BuildConfig(Model):
         if self.test_reports_target and not self.test_target:
             raise ValueError("testReportsTarget: set without testTarget; allowed: both (the reports are the tests')")
         return self
+
+    @model_validator(mode="after")
+    def _one_platform_list(self) -> BuildConfig:
+        # `platform` stays as the one-platform shorthand that stack files written before `platforms` use; everything
+        # downstream reads the one list, target_platforms.
+        if self.platform is not None and "platforms" in self.model_fields_set:
+            raise ValueError("platform: set with platforms; allowed: one of them (platform is platforms: [<one>])")
+        if len(set(self.platforms)) != len(self.platforms):
+            raise ValueError(f"platforms: found {self.platforms} with a platform twice; allowed: each platform once")
+        if len(self.target_platforms) > 1 and self.builder != "podman":
+            raise ValueError(
+                f"platforms: {len(self.platforms)} with builder {self.builder}; allowed: builder podman "
+                "(pulumi-docker's Image builds one platform)"
+            )
+        return self
+
+    @property
+    def target_platforms(self) -> list[str]:
+        """The platforms built: ``[platform]`` when the shorthand is set, else ``platforms``."""
+        return [self.platform] if self.platform is not None else list(self.platforms)
 
 
 class ImageConfig(Model):

@@ -712,7 +712,8 @@ def _podman_build(build: BuildConfig) -> tuple[str, dict[str, EnvValue]]:
     common: dict[str, EnvValue] = {
         "CONTEXT": build.context,
         "DOCKERFILE": f"{build.context}/{build.dockerfile}",
-        "PLATFORM": build.platform,
+        # The check job builds for one platform: what the tests and the scan need (the runner's own, first listed).
+        "PLATFORM": build.target_platforms[0],
         **dict(sorted(build.build_args.items())),
     }
     return f'podman build --platform "$PLATFORM" --file "$DOCKERFILE"{args} --target "$TARGET"', common

@@ -393,7 +393,8 @@ def ci_workflow(pipeline: Pipeline) -> Document:
     common: dict[str, Any] = {
         "context": build.context,
         "file": f"{build.context}/{build.dockerfile}",
-        "platforms": build.platform,
+        # The check loads one image into the runner (an index cannot be loaded): the first platform listed.
+        "platforms": build.target_platforms[0],
         "push": False,
     }
     if build.build_args:

@@ -97,7 +97,7 @@ def image_args(stack: StackConfig, registry: ContainerRegistry) -> AppImageArgs:
         context=build.context,
         dockerfile=build.dockerfile,
         target=build.target,
-        platform=build.platform,
+        platforms=build.target_platforms,
         build_args=build.build_args,
         tags=tags,
         metadata=metadata,
@@ -179,6 +179,10 @@ def scan_args(stack: StackConfig, registry: ContainerRegistry, image: pulumi.Out
         args["password"] = registry.password
     if stack.env.registry.ca_bundle:
         args["ca_file"] = stack.env.registry.ca_bundle
+    build = stack.env.image.build
+    if build is not None and len(build.target_platforms) > 1:
+        # An image index: trivy alone scans only the host's platform.
+        args["platforms"] = build.target_platforms
     return args
 
 

@@ -108,6 +108,17 @@ def manifest_exists(
         return str(response.headers.get("docker-content-digest", session.digest)) == session.digest
 
 
+def index_platforms(
+    image_ref: str, credentials: RegistryCredentials, transport: httpx.BaseTransport | None = None
+) -> list[str]:
+    """The platforms (``os/arch``) of the image index ``registry/repo@sha256:...``, in its order; empty for a single
+    image. Entries that are no platform's image (BuildKit's attestation manifests, ``unknown/unknown``) are left out."""
+    with RegistrySession(image_ref, credentials, transport=transport) as session:
+        manifest = session.json(f"/manifests/{session.digest}")
+    platforms = [entry.get("platform") or {} for entry in manifest.get("manifests") or []]
+    return [f"{p['os']}/{p['architecture']}" for p in platforms if p.get("os") not in (None, "unknown")]
+
+
 def image_labels(
     image_ref: str, credentials: RegistryCredentials, transport: httpx.BaseTransport | None = None
 ) -> dict[str, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dockyard.model.stack import StackView
 from dockyard.model.trust import TrustPolicy, TrustPolicyError, check_images, registry_tools
+from dockyard.releases.registry_client import RegistryUnreachableError, index_platforms
 from dockyard_components.cosign import SigningTools
 from dockyard_components.scanner import ScanError, scan
 
@@ -56,9 +57,16 @@ def scan_problems(stack: StackView, image: str) -> list[str]:
     required = stack.env.signing.scan if stack.env.signing else None
     if required is None:
         return []
+    try:
+        # An image index: each platform's image is scanned (trivy alone takes the host's).
+        platforms = index_platforms(image, stack.credentials)
+    except RegistryUnreachableError as error:
+        return [f"scanner unavailable: {error}"]
     with registry_signing_tools(stack) as tools:
         try:
-            scan(tools, image, db_repository=required.db_repository, severities=required.severities)
+            scan(
+                tools, image, db_repository=required.db_repository, severities=required.severities, platforms=platforms
+            )
         except ScanError as error:
             return [str(error)]
     return []

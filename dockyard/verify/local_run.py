@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import secrets
 import signal
 import socket
@@ -28,6 +29,16 @@ from dockyard.model.credentials import RegistryCredentials
 from dockyard.releases.ledger import Check
 from dockyard.verify.common import VerifierError
 from dockyard_components.image_ref import short_image
+
+#: OCI architecture names of the machines this runs on (``platform.machine()``).
+_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def local_platform() -> str:
+    """This machine's OCI platform: the image of an index that runs here without emulation."""
+    machine = platform.machine()
+    return f"linux/{_ARCHITECTURES.get(machine.lower(), machine.lower())}"
+
 
 #: How long the health path may take to answer 200 after the process starts (seconds).
 HEALTH_TIMEOUT = 30.0
@@ -128,13 +139,18 @@ class LocalRun:
 
     def run(self) -> list[Check]:
         container = f"dockyard-verify-{secrets.token_hex(4)}"
+        # An image index (a multi-arch build) gives this machine's image; a single image must be of this platform.
+        here = local_platform()
         with self._registry_access() as access:
-            pulled = _run(["buildah", "from", "--pull=always", *access, "--name", container, self.image], PULL_TIMEOUT)
+            pulled = _run(
+                ["buildah", "from", "--pull=always", "--platform", here, *access, "--name", container, self.image],
+                PULL_TIMEOUT,
+            )
         if pulled.returncode != 0:
             self.checks.append(Check("pull", False, f"buildah from {self.image}: {_tail(pulled.stderr)}"))
             return self.checks
         try:
-            self.checks.append(Check("pull", True, f"pulled {short_image(self.image)}"))
+            self.checks.append(Check("pull", True, f"pulled {short_image(self.image)} ({here})"))
             self._run_container(container)
         finally:
             _run(["buildah", "rm", container], SHORT_TIMEOUT)

@@ -60,7 +60,14 @@ def test_the_same_inputs_in_another_checkout_reuse_the_first_digest(builds: list
 
 @pytest.mark.parametrize(
     "change",
-    [{"context_hash": "h2"}, {"build_args": {"HEALTH_FAIL": "true"}}, {"tags": ["sha-2"]}, {"registry_server": "s"}],
+    [
+        {"context_hash": "h2"},
+        {"build_args": {"HEALTH_FAIL": "true"}},
+        {"tags": ["sha-2"]},
+        {"registry_server": "s"},
+        # An image index of the same sources is another image: its memo entry holds the index digest.
+        {"platform": "linux/amd64,linux/arm64"},
+    ],
 )
 def test_any_input_that_shapes_the_image_builds_in_full(builds: list[dict[str, str]], change: dict[str, Any]) -> None:
     first = podman_build.run_build(PROPS)

@@ -293,6 +293,15 @@ def test_random_documents_only_raise_config_error(document: dict[str, Any]) -> N
     assert all(line.startswith("fuzz: dockyard:") for line in problems)
 
 
+def _build_problems(build: dict[str, Any]) -> list[str]:
+    """The problems of the local stack with ``build`` merged into its ``dockyard:image.build``."""
+    document = copy.deepcopy(dockyard_document("local"))
+    document["image"]["build"].update(build)
+    with pytest.raises(ConfigError) as caught:
+        parse_environment("local", document)
+    return caught.value.problems
+
+
 @pytest.mark.parametrize(
     ("build", "problem"),
     [
@@ -308,8 +317,61 @@ def test_random_documents_only_raise_config_error(document: dict[str, Any]) -> N
     ],
 )
 def test_build_secret_ids_need_podman_and_a_plain_id(build: dict[str, Any], problem: str) -> None:
+    assert _build_problems(build) == [problem]
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (
+            {"platforms": ["linux/amd64", "linux/arm"]},
+            "local: dockyard:image.build.platforms[1]: found 'linux/arm'; allowed: one of linux/amd64, linux/arm64, "
+            "linux/ppc64le, linux/s390x, linux/riscv64",
+        ),
+        (
+            {"platform": "amd64"},
+            "local: dockyard:image.build.platform: found 'amd64'; allowed: one of linux/amd64, linux/arm64, "
+            "linux/ppc64le, linux/s390x, linux/riscv64",
+        ),
+        (
+            {"platform": "linux/arm64", "platforms": ["linux/arm64"]},
+            "local: dockyard:image.build.platform: set with platforms; allowed: one of them (platform is platforms: "
+            "[<one>])",
+        ),
+        (
+            {"platforms": ["linux/arm64", "linux/arm64"]},
+            "local: dockyard:image.build.platforms: found ['linux/arm64', 'linux/arm64'] with a platform twice; "
+            "allowed: each platform once",
+        ),
+        (
+            {
+                "builder": "docker",
+                "testReportsTarget": None,
+                "integration": None,
+                "platforms": ["linux/amd64", "linux/arm64"],
+            },
+            "local: dockyard:image.build.platforms: 2 with builder docker; allowed: builder podman (pulumi-docker's "
+            "Image builds one platform)",
+        ),
+    ],
+)
+def test_a_bad_platform_is_one_error_naming_the_stack_the_key_and_what_is_allowed(
+    build: dict[str, Any], problem: str
+) -> None:
+    assert _build_problems(build) == [problem]
+
+
+@pytest.mark.parametrize(
+    ("build", "platforms"),
+    [
+        ({}, ["linux/amd64"]),
+        ({"platform": "linux/arm64"}, ["linux/arm64"]),
+        ({"platforms": ["linux/amd64", "linux/arm64"]}, ["linux/amd64", "linux/arm64"]),
+    ],
+)
+def test_platform_is_the_shorthand_of_one_platform(build: dict[str, Any], platforms: list[str]) -> None:
     document = copy.deepcopy(dockyard_document("local"))
     document["image"]["build"].update(build)
-    with pytest.raises(ConfigError) as caught:
-        parse_environment("local", document)
-    assert caught.value.problems == [problem]
+    image_build = parse_environment("local", document).image.build
+    assert image_build is not None
+    assert image_build.target_platforms == platforms

@@ -111,6 +111,32 @@ def test_podman_build_runs_tests_then_pushes_every_tag(mocks: RecordingMocks, co
     assert "--password-stdin" in script
 
 
+def test_one_platform_builds_as_before_and_every_time_is_the_commits(mocks: RecordingMocks, context: Path) -> None:
+    build("podman")
+    (resource,) = mocks.of_type("pulumi-python:dynamic:Resource")
+    # The same input as before `platforms` existed: upgrading rebuilds nothing.
+    assert resource.inputs["platform"] == "linux/amd64"
+    assert resource.inputs["timestamp"] == 1795687200  # METADATA.created, 2026-11-26T10:00:00Z
+
+
+def test_two_platforms_are_one_index_build(mocks: RecordingMocks, context: Path) -> None:
+    args = image_args(Builder.PODMAN)
+    del args["platform"]
+    args["platforms"] = ["linux/amd64", "linux/arm64"]
+
+    @pulumi.runtime.test
+    async def run() -> None:
+        AppImage("image", args)
+
+    run()
+    (resource,) = mocks.of_type("pulumi-python:dynamic:Resource")
+    assert resource.inputs["platform"] == "linux/amd64,linux/arm64"
+    with pytest.raises(ValueError, match="2 platforms need the podman builder"):
+        AppImage("docker-image", {**args, "builder": Builder.DOCKER})
+    with pytest.raises(ValueError, match="platform or platforms, not both"):
+        AppImage("both", {**args, "platform": "linux/amd64"})
+
+
 def test_podman_rebuilds_only_when_the_image_would_change() -> None:
     provider = PodmanBuildProvider()
     olds = {"image_name": "r/a", "tags": ["sha-1"], "context_hash": "h1", "password": "old", "project_dir": "/a"}

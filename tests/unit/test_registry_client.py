@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from dockyard.model.credentials import RegistryCredentials
-from dockyard.releases.registry_client import RegistryUnreachableError, manifest_exists
+from dockyard.releases.registry_client import RegistryUnreachableError, index_platforms, manifest_exists
 
 DIGEST = "sha256:" + "7" * 64
 REF = f"ghcr.io/acme/app@{DIGEST}"
@@ -46,3 +46,24 @@ def test_unreachable_registry_is_one_clear_error() -> None:
 
     with pytest.raises(RegistryUnreachableError, match=r"ghcr\.io: ConnectError: connection refused"):
         manifest_exists(REF, CREDENTIALS, transport=httpx.MockTransport(fail))
+
+
+def test_index_platforms_lists_an_index_and_nothing_for_one_image() -> None:
+    index: dict[str, object] = {
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"digest": "sha256:" + "1" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": "sha256:" + "2" * 64, "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": "sha256:" + "3" * 64, "platform": {"os": "unknown", "architecture": "unknown"}},
+        ],
+    }
+    image: dict[str, object] = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"digest": "sha256:" + "4" * 64},
+    }
+    assert index_platforms(REF, CREDENTIALS, transport=_serving(index)) == ["linux/amd64", "linux/arm64"]
+    assert index_platforms(REF, CREDENTIALS, transport=_serving(image)) == []
+
+
+def _serving(document: dict[str, object]) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(200, json=document))

@@ -148,3 +148,29 @@ def test_ci_installs_the_trivy_the_bootstrap_builds() -> None:
 
     versions = (Path(__file__).parents[2] / "scripts" / "supply-chain" / "versions.env").read_text()
     assert f"DOCKYARD_TRIVY_VERSION={TRIVY_VERSION}\n" in versions
+
+
+def test_an_index_is_scanned_once_per_platform_and_a_finding_on_one_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned: list[str] = []
+    vulnerable = {"linux/arm64"}
+
+    def fake_run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        platform = args[args.index("--platform") + 1]
+        scanned.append(platform)
+        found = platform in vulnerable
+        Path(args[args.index("--output") + 1]).write_text(report(JWT) if found else report())
+        return subprocess.CompletedProcess(args, FINDINGS_EXIT_CODE if found else 0, "", "")
+
+    monkeypatch.setattr(scanner, "tool", lambda name: f"/bin/{name}")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    platforms = ("linux/amd64", "linux/arm64")
+    with SigningTools("127.0.0.1:5443", "u", "p", None) as tools:
+        with pytest.raises(VulnerableImageError, match=r"\(linux/arm64\).*CVE-2025-30204"):
+            scanner.scan(tools, IMAGE, db_repository="r/db:2", platforms=platforms)
+        assert scanned == list(platforms)
+        vulnerable.clear()
+        result = scanner.scan(tools, IMAGE, db_repository="r/db:2", platforms=platforms)
+    assert result.image_ref == IMAGE
+    named = [r["Target"].rsplit(" ", 1)[1] for r in result.report["Results"]]
+    assert sorted(set(named)) == ["(linux/amd64)", "(linux/arm64)"]
+    assert named.count("(linux/amd64)") == named.count("(linux/arm64)")

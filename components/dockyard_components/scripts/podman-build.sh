@@ -5,7 +5,11 @@
 # builder. Everything else goes to stderr, which the provider keeps whole in a log file (~/.cache/dockyard/build-logs)
 # and quotes from on failure. The provider sets, from the resource's inputs:
 #   IMAGE_NAME, TAGS (space separated, the first is the primary), CONTEXT, DOCKERFILE, TARGET, TEST_TARGET (empty: no
-#   test stage), PLATFORM, BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER,
+#   test stage), PLATFORM (os/arch, or several comma separated: one image index, built with --manifest one platform
+#   after another in the order given, and pushed whole; the test stages run on the build platform only), TIMESTAMP
+#   (seconds since the epoch, the commit's time: --timestamp sets every history entry's time and every file's mtime
+#   in the pushed image's layers to it, so two clean builds of one commit give one digest; empty: the clock),
+#   BUILD_ARGS and LABELS (newline separated KEY=VALUE), REGISTRY, REGISTRY_USER,
 #   REGISTRY_LOGIN (true: the password is on stdin), CACHE_REPO (a repository without a tag that layers are pulled
 #   from and pushed to; empty: the local layer cache only), PASSWORD_SOURCE (where the password is set, named when
 #   the registry refuses it), REUSE_DIGEST (a digest a build with the same inputs pushed: reused when the registry
@@ -33,7 +37,11 @@ trap 'rm -rf "$work"' EXIT
 exec 9>>"$(podman info --format '{{.Store.GraphRoot}}')/dockyard-build.lock"
 flock -s 9
 
-flags=(--layers --isolation "${BUILDAH_ISOLATION:-chroot}" --platform "$PLATFORM" -f "$CONTEXT/$DOCKERFILE")
+# The platform podman runs on. podman 4.3 does not define the build platform arg on its own, so it is passed: the
+# Dockerfile's stages pinned to it (compilers, tests) then run natively, whatever the target platforms.
+build_platform=$(podman info --format '{{.Host.OS}}/{{.Host.Arch}}')
+flags=(--layers --isolation "${BUILDAH_ISOLATION:-chroot}" -f "$CONTEXT/$DOCKERFILE"
+  --build-arg "BUILDPLATFORM=$build_platform")
 while IFS= read -r arg; do [ -n "$arg" ] && flags+=(--build-arg "$arg"); done <<<"${BUILD_ARGS:-}"
 # Paths only: the values stay in their files (see build_secrets.py).
 while IFS='=' read -r id src; do [ -n "$id" ] && flags+=(--secret "id=$id,src=$src"); done <<<"${BUILD_SECRETS:-}"
@@ -72,7 +80,8 @@ if [ -n "${REUSE_DIGEST:-}" ]; then
     # A tag is "what the last build of these inputs pushed": another build may have moved it since, so each tag
     # is pointed at the reused digest again (a manifest put within the repository; no layer moves).
     for tag in "${tags[@]}"; do
-      skopeo copy --quiet --preserve-digests "docker://$IMAGE_NAME@$REUSE_DIGEST" "docker://$IMAGE_NAME:$tag" >&2
+      # --all: an image index is copied whole (a no-op for one image).
+      skopeo copy --quiet --all --preserve-digests "docker://$IMAGE_NAME@$REUSE_DIGEST" "docker://$IMAGE_NAME:$tag" >&2
     done
     printf '%s' "$REUSE_DIGEST"
     exit 0
@@ -83,17 +92,18 @@ fi
 if [ -n "${TEST_TARGET:-}" ] && [ -n "${REPORTS_TARGET:-}" ]; then
   # The tests run here; the test stage below finds them in the layer cache and only fails or passes on their status.
   log "running the tests and exporting the $REPORTS_TARGET stage to $REPORTS_DIR"
-  podman build "${flags[@]}" --target "$REPORTS_TARGET" --output "type=local,dest=$REPORTS_DIR" \
-    --iidfile "$work/reports-iid" "$CONTEXT" >&2
+  podman build "${flags[@]}" --platform "$build_platform" --target "$REPORTS_TARGET" \
+    --output "type=local,dest=$REPORTS_DIR" --iidfile "$work/reports-iid" "$CONTEXT" >&2
 fi
 if [ -n "${TEST_TARGET:-}" ]; then
-  log "running the $TEST_TARGET stage"
-  podman build "${flags[@]}" --target "$TEST_TARGET" --iidfile "$work/test-iid" "$CONTEXT" >&2
+  log "running the $TEST_TARGET stage on $build_platform"
+  podman build "${flags[@]}" --platform "$build_platform" --target "$TEST_TARGET" --iidfile "$work/test-iid" \
+    "$CONTEXT" >&2
 fi
 
 if [ -n "${INTEGRATION_TARGET:-}" ]; then
   log "building the $INTEGRATION_TARGET stage"
-  podman build "${flags[@]}" --target "$INTEGRATION_TARGET" --iidfile "$work/integration-iid" "$CONTEXT" >&2
+  podman build "${flags[@]}" --platform "$build_platform" --target "$INTEGRATION_TARGET" --iidfile "$work/integration-iid" "$CONTEXT" >&2
   project="dockyard-it-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
   # The reaper outlives a SIGKILL of this process group (setsid: a session of its own) and removes the project once
   # this shell is gone; the run below removes it itself when the tests end.
@@ -110,16 +120,49 @@ while IFS= read -r label; do [ -n "$label" ] && label_flags+=(--label "$label");
 # No TARGET: the Dockerfile's last stage, as `podman build` does by default.
 target_flags=()
 [ -n "${TARGET:-}" ] && target_flags=(--target "$TARGET")
-log "building ${TARGET:-the last stage} as $IMAGE_NAME:${tags[0]}"
-podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --iidfile "$work/iid" \
-  --tag "$IMAGE_NAME:${tags[0]}" "$CONTEXT" >&2
+# Every time in the pushed image (history, config, file mtimes in its layers) is the commit's: one commit, one digest.
+[ -n "${TIMESTAMP:-}" ] && label_flags+=(--timestamp "$TIMESTAMP")
+primary="$IMAGE_NAME:${tags[0]}"
+index=false
+if [[ "$PLATFORM" == *,* ]]; then
+  index=true
+  # One image per platform, gathered in a local manifest list (an image index) that is pushed whole. `--manifest`
+  # adds to a list of that name, so an earlier build's list (or image) under the name goes first.
+  podman manifest rm "$primary" >/dev/null 2>&1 || podman untag "$primary" >/dev/null 2>&1 || true
+  log "building ${TARGET:-the last stage} for $PLATFORM as the image index $primary"
+  output_flags=(--manifest "$primary")
+else
+  log "building ${TARGET:-the last stage} as $primary"
+  output_flags=(--tag "$primary")
+fi
+if [ "$index" = true ]; then
+  # One platform at a time, in the order given: `--platform a,b` builds them side by side and adds each to the list
+  # as it finishes, so the index's order, and its digest, changed from run to run. The tests and everything before
+  # the cross-compile are in the layer cache after the first.
+  for platform in ${PLATFORM//,/ }; do
+    log "building ${TARGET:-the last stage} for $platform"
+    podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --platform "$platform" "${output_flags[@]}" \
+      --iidfile "$work/iid" "$CONTEXT" >&2
+  done
+else
+  podman build "${flags[@]}" "${label_flags[@]}" "${target_flags[@]}" --platform "$PLATFORM" "${output_flags[@]}" \
+    --iidfile "$work/iid" "$CONTEXT" >&2
+fi
 iid=$(cat "$work/iid")
+# With --manifest the iidfile names the list's manifest digest, no local image: the list's own image ID is what the
+# clean-up below compares and filters on.
+[ "$index" = true ] && iid=$(podman image inspect --format '{{.Id}}' "$primary")
 
 digest=""
 for tag in "${tags[@]}"; do
-  podman tag "$iid" "$IMAGE_NAME:$tag"
-  log "pushing $IMAGE_NAME:$tag"
-  podman push --digestfile "$work/digest" "$IMAGE_NAME:$tag" >&2
+  if [ "$index" = true ]; then
+    log "pushing the image index $IMAGE_NAME:$tag"
+    podman manifest push --all --format oci --digestfile "$work/digest" "$primary" "docker://$IMAGE_NAME:$tag" >&2
+  else
+    podman tag "$iid" "$IMAGE_NAME:$tag"
+    log "pushing $IMAGE_NAME:$tag"
+    podman push --digestfile "$work/digest" "$IMAGE_NAME:$tag" >&2
+  fi
   pushed=$(cat "$work/digest")
   if [ -n "$digest" ] && [ "$pushed" != "$digest" ]; then
     log "tag $tag was pushed as $pushed, expected $digest"
@@ -156,5 +199,10 @@ if [ "${DOCKYARD_BUILD_KEEP_IMAGES:-0}" != 1 ] && flock -n -x 9; then
     while read -r old; do
       [ -z "$old" ] || [ "$old" = "${iid:0:12}" ] || podman untag "$old" >/dev/null 2>&1 || true
     done
+  # A pushed image index: the registry holds it; its per-platform images stay, untagged, as the layer cache. Last:
+  # "before=" above names the list.
+  if [ "$index" = true ]; then
+    podman manifest rm "$primary" >/dev/null 2>&1 || true
+  fi
 fi
 printf '%s' "$digest"
