@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from _pytest.terminal import TerminalReporter
+
+from tests.stacks import PROJECT
 
 
 def tier_of(nodeid: str) -> str:
@@ -38,3 +41,11 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     for tier in sorted(outcomes):
         counts = ", ".join(f"{n} {key}" for key, n in sorted(outcomes[tier].items()))
         terminalreporter.write_line(f"tier {tier:<12} {counts}; {seconds[tier]:.0f} s of test time")
+
+
+@pytest.fixture(autouse=True)
+def _in_the_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in the project's root, as the CLI and the generator run (paths in stack files, such as the
+    compose file of ``image.build.integration``, are relative to it), whatever directory pytest was started from
+    or an earlier test left; a test's own ``monkeypatch.chdir`` still wins."""
+    monkeypatch.chdir(PROJECT)
