@@ -219,6 +219,8 @@ def runner_environment(root: Path, services: dict[str, str], tools: list[Path]) 
         + "\n"
         + Path(services["DOCKYARD_REGISTRY_CA"]).read_text()
     )
+    # pip and uv (which installs each job's virtualenv) read settings of their own: the same wheelhouse, no index.
+    wheels = str(wheelhouse(tool_cache(services)))
     return {
         "PATH": os.pathsep.join([*map(str, tools), "/usr/local/bin", "/usr/bin", "/bin"]),
         "LANG": "C.UTF-8",
@@ -230,13 +232,12 @@ def runner_environment(root: Path, services: dict[str, str], tools: list[Path]) 
         "DOCKYARD_REGISTRY_CA": services["DOCKYARD_REGISTRY_CA"],
         "SSL_CERT_FILE": str(ca_bundle),
         "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheelhouse(tool_cache(services))),
+        "PIP_FIND_LINKS": wheels,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         # No bytecode at install time: a job's virtualenv is used once (halves the install).
         "PIP_NO_COMPILE": "1",
-        # uv (which installs each job's virtualenv) reads settings of its own: the same wheelhouse, no index.
         "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(wheelhouse(tool_cache(services))),
+        "UV_FIND_LINKS": wheels,
     }
 
 
