@@ -217,12 +217,23 @@ EOF
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 
+# cri_ready: containerd's CRI answers the call the kubelet validates it with (runtime.v1 Version). containerd serves
+# `ctr version` while its CRI plugin still loads its state, and a kubelet started then exits with "server is not
+# initialized yet". A gRPC call by curl: HTTP/2 over the socket, an empty request frame, the status in the trailers
+# (which --dump-header writes after the headers).
+cri_ready() {
+    printf '\0\0\0\0\0' | curl -sS -D - -o /dev/null --max-time 2 --unix-socket "$CONTAINERD_SOCK" --http2-prior-knowledge \
+        -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- \
+        http://localhost/runtime.v1.RuntimeService/Version | tr -d '\r' | grep -qx 'grpc-status: 0'
+}
+
 start_containerd() {
     if ! pid_of containerd >/dev/null; then
         log "starting containerd (real node)"
         launch containerd "$(command -v containerd)" --config "$NODE_DIR/containerd.toml"
     fi
     wait_for containerd containerd ctr --address "$CONTAINERD_SOCK" version
+    wait_for "containerd's CRI" containerd cri_ready
     if ! ctr_k8s images ls -q 2>/dev/null | grep -qxF "$DOCKYARD_PAUSE_IMAGE"; then
         ctr_k8s images import "$PAUSE_ARCHIVE" >/dev/null || die "importing $PAUSE_ARCHIVE into containerd failed"
         ctr_k8s images ls -q | grep -qxF "$DOCKYARD_PAUSE_IMAGE" || die "$PAUSE_ARCHIVE holds no $DOCKYARD_PAUSE_IMAGE"
