@@ -414,7 +414,10 @@ cmd_env() {
 cmd_reset() {
     cmd_stop
     rm -rf "$STATE"
-    log "deleted $STATE"
+    # kubectl's discovery cache of this address (six hours) would still list the deleted cluster's custom resources:
+    # `kubectl get all` then fails on one the new cluster lacks.
+    rm -rf "${KUBECACHEDIR:-$HOME/.kube/cache}/discovery/${HOST}_$API_PORT"
+    log "deleted $STATE and kubectl's discovery cache of https://$HOST:$API_PORT"
 }
 
 case "${1:-}" in

@@ -15,6 +15,9 @@ from _pytest.terminal import TerminalReporter
 
 from tests.stacks import PROJECT
 
+#: Modules listed by time at the end of a run.
+SLOWEST_MODULES = 15
+
 
 def tier_of(nodeid: str) -> str:
     """``tests/<tier>/...`` → ``<tier>``."""
@@ -26,6 +29,8 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     """One line per tier: passed/failed/error/skipped counts and the seconds its tests took, fixtures included."""
     outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     seconds: dict[str, float] = defaultdict(float)
+    module_seconds: dict[str, float] = defaultdict(float)
+    module_worker: dict[str, str] = {}
     for key, reports in terminalreporter.stats.items():
         for report in reports:
             nodeid = getattr(report, "nodeid", "")
@@ -33,6 +38,9 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
                 continue
             tier = tier_of(nodeid)
             seconds[tier] += report.duration
+            module = nodeid.split("::")[0]
+            module_seconds[module] += report.duration
+            module_worker[module] = worker_of(report)
             if key in ("passed", "failed", "error", "skipped"):  # "" holds the passing setups and teardowns
                 outcomes[tier][key] += 1
     if not outcomes:
@@ -41,6 +49,17 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     for tier in sorted(outcomes):
         counts = ", ".join(f"{n} {key}" for key, n in sorted(outcomes[tier].items()))
         terminalreporter.write_line(f"tier {tier:<12} {counts}; {seconds[tier]:.0f} s of test time")
+    # Whole modules, because that is what loadfile places on a worker: the longest ones set the run's tail.
+    terminalreporter.section(f"slowest {SLOWEST_MODULES} modules (setup, calls and teardown)")
+    for module, total in sorted(module_seconds.items(), key=lambda item: -item[1])[:SLOWEST_MODULES]:
+        terminalreporter.write_line(f"{total:8.1f}s  {module_worker[module]:<4} {module}")
+
+
+def worker_of(report: pytest.TestReport) -> str:
+    """The pytest-xdist worker that ran a report's test (``gw0``…), ``-`` without xdist."""
+    node = getattr(report, "node", None)
+    gateway = getattr(node, "gateway", None)
+    return str(getattr(gateway, "id", "-"))
 
 
 @pytest.fixture(autouse=True)

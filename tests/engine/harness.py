@@ -132,6 +132,28 @@ def isolate_namespaces(directory: Path, suffix: str) -> None:
         stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
+def without_integration_stage(directory: Path) -> None:
+    """Turn off ``image.build.integration`` in a workspace's stacks: it runs the same pod for the same digest in every
+    build, and most modules are about what comes after the build. The modules that prove it turn it back on
+    (:func:`with_integration_stage`); the local pipeline runs build with it from the checkout's stack files."""
+    for stack_file in directory.glob("Pulumi.*.yaml"):
+        document = yaml.safe_load(stack_file.read_text())
+        build = ((document["config"].get("dockyard:image") or {}).get("build")) or {}
+        if build.pop("integration", None) is not None:
+            stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def with_integration_stage(workspace: Workspace, stack: str = "local") -> None:
+    """``image.build.integration`` of ``stack`` as the checkout's stack file has it."""
+    checkout = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())
+    set_stack_config(
+        workspace,
+        stack,
+        ["image", "build", "integration"],
+        checkout["config"]["dockyard:image"]["build"]["integration"],
+    )
+
+
 def image_repository(workspace: Workspace, stack: str = "local") -> str:
     """``host/repository`` that ``stack`` of ``workspace`` pushes its images to."""
     registry = yaml.safe_load(workspace.stack_file(stack).read_text())["config"]["dockyard:registry"]
@@ -150,6 +172,7 @@ def make_workspace(root: Path, extra_env: dict[str, str] | None = None) -> Works
     for stack_file in PROJECT.glob("Pulumi.*.yaml"):
         shutil.copy2(stack_file, directory / stack_file.name)
     isolate_namespaces(directory, f"{SESSION}-" + re.sub(r"[^a-z0-9-]", "-", root.name.lower()).strip("-"))
+    without_integration_stage(directory)
     # The copy runs on the checkout's virtualenv (Pulumi.yaml names .venv relative to the project).
     (directory / ".venv").symlink_to(PROJECT / ".venv")
     backend = root / "state"

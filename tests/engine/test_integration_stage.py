@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dockyard_components.integration import leftovers
-from tests.engine.harness import Workspace, image_repository, set_stack_config
+from tests.engine.harness import Workspace, image_repository, set_stack_config, with_integration_stage
 
 pytestmark = pytest.mark.engine
 
@@ -26,6 +26,7 @@ def tags(repository: str) -> list[str]:
 
 def test_a_failing_integration_test_fails_up_before_the_push(local_workspace: Workspace) -> None:
     local_workspace.init("local")
+    with_integration_stage(local_workspace)
     set_stack_config(local_workspace, "local", ["image", "build", "buildArgs", "CACHE_FAIL"], "true")
     repository = image_repository(local_workspace)
     before = tags(repository)

@@ -21,6 +21,7 @@ from tests.engine.harness import (
     dockyard,
     set_stack_config,
     signing_tools,
+    with_integration_stage,
 )
 
 pytestmark = pytest.mark.engine
@@ -31,8 +32,10 @@ INDEX = "application/vnd.oci.image.index.v1+json"
 
 @pytest.fixture(scope="module")
 def deployed(local_workspace: Workspace) -> Workspace:
-    """The workspace's local stack with two platforms and its base images by digest from the local registry."""
+    """The workspace's local stack with two platforms, the integration stage (on the build platform) and its base
+    images by digest from the local registry."""
     env = local_workspace.env
+    with_integration_stage(local_workspace)
     set_stack_config(local_workspace, "local", ["image", "build", "platforms"], PLATFORMS)
     set_stack_config(
         local_workspace,
