@@ -420,6 +420,22 @@ cmd_reset() {
     log "deleted $STATE and kubectl's discovery cache of https://$HOST:$API_PORT"
 }
 
+# One start, stop or reset at a time (two terminals, or test workers starting the cluster side by side): a stop
+# between another start's containerd and its kubelet left that kubelet without a runtime. flock -o: the daemons a
+# start launches do not inherit the lock.
+readonly LIFECYCLE_LOCK="$CACHE/cluster/lifecycle.lock" LIFECYCLE_WAIT=900
+case "${1:-}" in
+    start | stop | reset)
+        if [ -z "${DOCKYARD_CLUSTER_LIFECYCLE_LOCKED:-}" ]; then
+            mkdir -p "$(dirname "$LIFECYCLE_LOCK")"
+            rc=0
+            DOCKYARD_CLUSTER_LIFECYCLE_LOCKED=1 flock -o -E 75 -w "$LIFECYCLE_WAIT" "$LIFECYCLE_LOCK" "$0" "$@" || rc=$?
+            [ "$rc" != 75 ] || die "another $0 start, stop or reset held $LIFECYCLE_LOCK for ${LIFECYCLE_WAIT}s; see: pgrep -af local-cluster.sh"
+            exit "$rc"
+        fi
+        ;;
+esac
+
 case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;

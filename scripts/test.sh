@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Every test tier, as CI runs it: static checks (ruff, mypy, generated files), then one pytest run over unit (mocks),
-# lint, integration (registry + podman), engine and drills (the real pulumi CLI on the local cluster) on two
-# pytest-xdist workers (tests/conftest.py places them and prints one line per tier). Both run even when the static
-# checks fail; the exit code is non-zero if either failed.
+# lint, integration (registry + podman), engine and drills (the real pulumi CLI on the local cluster) on three
+# pytest-xdist workers (tests/conftest.py places them and prints one line per tier and the slowest modules). Both run
+# even when the static checks fail; the exit code is non-zero if either failed.
 #
 #   scripts/test.sh                 everything (installs and starts what the tiers need)
 #   scripts/test.sh --quick         the edit loop: static checks and the unit tier; no services, no engine
 #   scripts/test.sh [--] PYTEST_ARGS  the full set-up, then pytest with these arguments only (e.g. tests/engine -x)
 #
-# Env: DOCKYARD_TEST_WORKERS  pytest-xdist workers (2: this machine's cores)
+# Env: DOCKYARD_TEST_WORKERS  pytest-xdist workers (3 on this machine's 2 cores: the tests mostly wait on processes)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
-workers=${DOCKYARD_TEST_WORKERS:-2}
+workers=${DOCKYARD_TEST_WORKERS:-3}
 summary=()
 failed=0
 

@@ -1,9 +1,12 @@
 """One line per tier at the end of a run.
 
-``scripts/test.sh`` runs every tier in one ``pytest -n 2 --dist loadfile``: the engine, drill and integration tests
-mostly wait on processes (pulumi, podman, the API server), so a second worker fills the gaps. ``loadfile`` keeps each
-module on one worker, so a module-scoped workspace (its stacks, backend and namespaces) is built once. (``loadgroup``
-would group finer, but pytest 9.2 ignores the node-id suffix xdist 3.8 gives a group: it degrades to ``load``.)
+``scripts/test.sh`` runs every tier in one ``pytest -n 3 --dist loadfile`` on two cores: the engine, drill and
+integration tests mostly wait on processes (pulumi, podman, the API server), so a third worker fills the gaps (two
+left the cores idle a third of the time). Shared things are locked where the workers meet: the real node
+(:func:`tests.local_services.real_node_lease`) and podman's storage (:func:`tests.local_services.remove_images`).
+``loadfile`` keeps each module on one worker, so a module-scoped workspace (its stacks, backend and namespaces) is
+built once. (``loadgroup`` would group finer, but pytest 9.2 ignores the node-id suffix xdist 3.8 gives a group: it
+degrades to ``load``.)
 """
 
 from __future__ import annotations

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tests.stacks import PROJECT
 
@@ -121,12 +122,42 @@ CLUSTER = PROJECT / "scripts" / "local-cluster.sh"
 
 
 def start_local_cluster(timeout: int = 600) -> dict[str, str]:
-    """``scripts/local-cluster.sh start`` (idempotent), then its ``env`` exports (KUBECONFIG)."""
-    started = subprocess.run([str(CLUSTER), "start"], timeout=timeout, capture_output=True, text=True, check=False)
+    """``scripts/local-cluster.sh start`` (idempotent), then its ``env`` exports (KUBECONFIG).
+
+    The start holds a lease on the real node: it starts the node too, and a worker's first start must not bring the
+    node back while the test that takes it down holds it exclusively (it found the start's kube-proxy "left on the
+    host", and the start's kubelet found containerd stopped under it)."""
+    printed = subprocess.run([str(CLUSTER), "env"], check=True, timeout=60, capture_output=True, text=True).stdout
+    exports = parse_exports(printed)
+    state = Path(exports["KUBECONFIG"]).parent
+    state.mkdir(parents=True, exist_ok=True)
+    with real_node_lease(state):
+        started = subprocess.run([str(CLUSTER), "start"], timeout=timeout, capture_output=True, text=True, check=False)
     if started.returncode != 0:
         raise RuntimeError(f"scripts/local-cluster.sh start failed:\n{started.stderr[-3000:]}")
-    printed = subprocess.run([str(CLUSTER), "env"], check=True, timeout=60, capture_output=True, text=True).stdout
-    return parse_exports(printed)
+    return exports
+
+
+class RealNodeLease:
+    """A shared lock on the real node for as long as a module's pods are on it (the test modules run side by side on
+    pytest-xdist workers). The one test that takes the node down turns its own lease exclusive first: it waits until no other
+    module holds one."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+
+    def exclusive(self) -> None:
+        fcntl.flock(self._handle, fcntl.LOCK_EX)  # from shared: released, then taken when no one else holds it
+
+
+@contextlib.contextmanager
+def real_node_lease(cluster_state: Path) -> Iterator[RealNodeLease]:
+    with (cluster_state / "real-node.tests.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield RealNodeLease(handle)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def build_props(env: Mapping[str, str], project_dir: Path, repository: str, tag: str) -> dict[str, Any]:
@@ -149,3 +180,44 @@ def build_props(env: Mapping[str, str], project_dir: Path, repository: str, tag:
         "username": env["DOCKYARD_REGISTRY_USER"],
         "password": env["DOCKYARD_REGISTRY_PASSWORD"],
     }
+
+
+#: The build script's lock on podman's storage (``components/dockyard_components/scripts/podman-build.sh``): every
+#: build holds it shared, and images are removed only by whoever holds it exclusively. A build looks its cached
+#: layers up by image, and one removed under it fails with "getting top layer info: layer not known".
+BUILD_LOCK = "dockyard-build.lock"
+
+
+def _graph_root() -> Path:
+    info = subprocess.run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], capture_output=True, text=True)
+    return Path(info.stdout.strip())
+
+
+@contextlib.contextmanager
+def podman_build_lock() -> Iterator[None]:
+    """Held shared around a test's own ``podman build``, as the build script holds it."""
+    with (_graph_root() / BUILD_LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_images(*refs: str) -> None:
+    """Remove what a test built or pulled, as the build script cleans up: only when no build is running (the lock
+    taken exclusively without waiting); otherwise only the names go, and ``local-services.sh prune`` frees the
+    images later. A name is untagged, never the image ID: a concurrent build may have tagged the same
+    (reproducible) image for its push."""
+    with (_graph_root() / BUILD_LOCK).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            command = ["podman", "untag"]
+        else:
+            command = ["podman", "rmi", "--force"]
+        try:
+            for ref in refs:
+                subprocess.run([*command, ref], capture_output=True, check=False, timeout=120)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -20,7 +20,7 @@ from tests.local_services import SERVICES, parse_exports
 __all__ = ["engine", "local_cluster", "local_services", "local_workspace", "workspace"]
 
 #: The drill registry's port: not the shared registry's, so stopping or re-keying it disturbs nobody; one per
-#: pytest-xdist worker (gw0 → 5453, gw1 → 5454), whose drill modules may run side by side.
+#: pytest-xdist worker (gw0 → 5453, gw1 → 5454, …), whose drill modules may run side by side.
 DRILL_REGISTRY_PORT = 5453 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 #: A second user the drill registry accepts: rotating to it is a credential rotation both sides agree on.
 ROTATED_USER = "rotated"

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.harness import LOCAL_CONTEXT, SESSION, Workspace, engine_binary, make_workspace
-from tests.engine.real_node import RealNodeLease, real_node_lease
-from tests.local_services import start_local_cluster, start_local_services
+from tests.local_services import RealNodeLease, real_node_lease, start_local_cluster, start_local_services
 
 pytestmark = pytest.mark.engine
 

@@ -1,19 +1,16 @@
 """Reaching the app on the local cluster's real node as a client does: its Service's ClusterIP from this host
-(kube-proxy's iptables rules), a watcher that records every answer while an update runs, and the lease that keeps
-the node up while a module's pods are on it."""
+(kube-proxy's iptables rules) and a watcher that records every answer while an update runs (the lease that keeps
+the node up while a module's pods are on it is tests/local_services.py's)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import IO, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from tests.engine.harness import Workspace, live
 
@@ -72,25 +69,3 @@ class ServiceWatcher:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-
-
-class RealNodeLease:
-    """A shared lock on the real node for as long as a module's pods are on it (the test modules run side by side on
-    two workers). The one test that takes the node down turns its own lease exclusive first: it waits until no other
-    module holds one."""
-
-    def __init__(self, handle: IO[str]) -> None:
-        self._handle = handle
-
-    def exclusive(self) -> None:
-        fcntl.flock(self._handle, fcntl.LOCK_EX)  # from shared: released, then taken when no one else holds it
-
-
-@contextlib.contextmanager
-def real_node_lease(cluster_state: Path) -> Iterator[RealNodeLease]:
-    with (cluster_state / "real-node.tests.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        try:
-            yield RealNodeLease(handle)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

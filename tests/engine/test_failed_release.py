@@ -29,7 +29,7 @@ from tests.engine.harness import (
     set_stack_config,
     succeeded,
 )
-from tests.engine.real_node import RealNodeLease
+from tests.local_services import RealNodeLease
 
 pytestmark = pytest.mark.engine
 

@@ -11,6 +11,7 @@ The tests run in order on one workspace (builds are slow), on the worker that ru
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -22,8 +23,8 @@ from typing import Any
 import pytest
 
 from tests.engine.harness import Workspace, kubectl, live, namespace_of, set_stack_config
-from tests.engine.real_node import RealNodeLease, ServiceWatcher, eventually, health, service_ip
-from tests.local_services import CLUSTER
+from tests.engine.real_node import ServiceWatcher, eventually, health, service_ip
+from tests.local_services import CLUSTER, RealNodeLease
 
 pytestmark = pytest.mark.engine
 
@@ -243,6 +244,23 @@ def _cluster(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CLUSTER), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=300, check=False
     )
+
+
+def test_a_start_waits_while_another_start_stop_or_reset_runs(real_node: RealNodeLease) -> None:
+    """Two starts side by side (a worker's and the node test's) raced: one's stop of the node left the other's
+    kubelet without containerd. The script runs one lifecycle command at a time; held here, a start waits for it."""
+    cache = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard"))
+    with (cache / "cluster" / "lifecycle.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        start = subprocess.Popen([str(CLUSTER), "start"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                start.wait(timeout=3)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _, stderr = start.communicate(timeout=300)
+    assert start.returncode == 0, stderr[-3000:]
+    assert "cluster ready" in stderr, stderr[-3000:]
 
 
 @pytest.fixture

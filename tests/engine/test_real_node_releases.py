@@ -27,7 +27,8 @@ from tests.engine.harness import (
     set_stack_config,
     succeeded,
 )
-from tests.engine.real_node import RealNodeLease, ServiceWatcher, health, service_ip
+from tests.engine.real_node import ServiceWatcher, health, service_ip
+from tests.local_services import RealNodeLease
 
 pytestmark = pytest.mark.engine
 

@@ -13,7 +13,6 @@ import hashlib
 import secrets
 import ssl
 import stat
-import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 
 from dockyard_components import podman_build
 from dockyard_components.build_memo import MEMO_ENV
-from tests.local_services import build_props, start_local_services
+from tests.local_services import build_props, remove_images, start_local_services
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -88,7 +87,7 @@ def test_a_build_secret_is_used_in_the_build_and_found_nowhere_after(
     try:
         digest = podman_build.run_build(props)
     finally:
-        subprocess.run(["podman", "rmi", "--force", f"{image_name}:{tag}"], capture_output=True, check=False)
+        remove_images(f"{image_name}:{tag}")
     assert len(handed) == 1
     assert modes == [0o600]
     assert not any(Path(path).exists() for path in handed), "a secret file outlived the build"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from dockyard_components import integration, podman_build
-from tests.local_services import build_props, start_local_services
+from tests.local_services import build_props, remove_images, start_local_services
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -67,7 +67,7 @@ def test_passing_integration_tests_push_and_leave_nothing(app: Path, tmp_path: P
         digest = podman_build.run_build(props, built)
         assert pushed(f"{props['image_name']}@{digest}")
     finally:
-        subprocess.run(["podman", "rmi", "--force", f"{props['image_name']}:{tag}"], capture_output=True)
+        remove_images(f"{props['image_name']}:{tag}")
     log = Path(built["log"])
     [project] = projects_in(log)
     text = log.read_text()

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.local_services import parse_exports
+from tests.local_services import parse_exports, podman_build_lock, remove_images
 
 # Per-call timeouts bound every step; the test timeout leaves room for a cold start
 # (package installs, base images) and two image builds inside the first tests' fixtures.
@@ -166,6 +166,11 @@ def http(services: Services) -> Iterator[httpx.Client]:
 
 
 def podman_build(services: Services, *, target: str, tag: str, extra: list[str] | None = None) -> None:
+    with podman_build_lock():
+        _podman_build(services, target=target, tag=tag, extra=extra)
+
+
+def _podman_build(services: Services, *, target: str, tag: str, extra: list[str] | None) -> None:
     run(
         [
             "podman",
@@ -231,11 +236,8 @@ def pushed(
         for p in out.values():
             with contextlib.suppress(httpx.HTTPError):
                 http.delete(services.url(f"/v2/{p.repo}/manifests/{p.digest}"), auth=services.basic_auth())
-            # By image id: that also drops the repo@digest name `buildah from` added when pulling.
-            image_id = run(
-                ["podman", "image", "inspect", "--format", "{{.Id}}", p.ref], timeout=SHORT_TIMEOUT, check=False
-            ).stdout.strip()
-            run(["podman", "rmi", "--force", image_id or p.ref], timeout=SHORT_TIMEOUT, check=False)
+            # The repo@digest name `buildah from` added when pulling goes too.
+            remove_images(p.ref, f"{services.registry}/{p.repo}@{p.digest}")
 
 
 def descendants(root: int) -> list[int]:
@@ -378,7 +380,7 @@ def test_build_test_target(services: Services) -> None:
     try:
         podman_build(services, target="test", tag=tag)
     finally:
-        run(["podman", "rmi", "--force", tag], timeout=SHORT_TIMEOUT, check=False)
+        remove_images(tag)
 
 
 def test_push_digest_matches_registry(services: Services, http: httpx.Client, pushed: dict[str, Pushed]) -> None:

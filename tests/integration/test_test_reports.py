@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dockyard_components import podman_build
-from tests.local_services import build_props, start_local_services
+from tests.local_services import build_props, remove_images, start_local_services
 from tests.stacks import PROJECT
 
 pytestmark = pytest.mark.timeout(1200)
@@ -46,7 +46,7 @@ def test_the_junit_report_lists_every_app_test_and_the_build_keeps_coverage(app:
             ["skopeo", "delete", f"docker://{props['image_name']}@{digest}"], capture_output=True, check=False
         )
     finally:
-        subprocess.run(["podman", "rmi", "--force", f"{props['image_name']}:{tag}"], capture_output=True, check=False)
+        remove_images(f"{props['image_name']}:{tag}")
     reports = Path(built["test_reports"])
     assert reports == Path(built["log"]).with_suffix(".reports")  # beside the build log
     found = cases(reports / "junit.xml")
