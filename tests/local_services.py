@@ -138,10 +138,21 @@ def start_local_cluster(timeout: int = 600) -> dict[str, str]:
     return exports
 
 
+@contextlib.contextmanager
+def shared_lock(path: Path) -> Iterator[IO[str]]:
+    """``flock`` shared on ``path`` while the block runs; the open file, to turn it exclusive."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class RealNodeLease:
     """A shared lock on the real node for as long as a module's pods are on it (the test modules run side by side on
-    pytest-xdist workers). The one test that takes the node down turns its own lease exclusive first: it waits until no other
-    module holds one."""
+    pytest-xdist workers). The one test that takes the node down turns its own lease exclusive first: it waits until
+    no other module holds one."""
 
     def __init__(self, handle: IO[str]) -> None:
         self._handle = handle
@@ -152,12 +163,8 @@ class RealNodeLease:
 
 @contextlib.contextmanager
 def real_node_lease(cluster_state: Path) -> Iterator[RealNodeLease]:
-    with (cluster_state / "real-node.tests.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        try:
-            yield RealNodeLease(handle)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with shared_lock(cluster_state / "real-node.tests.lock") as handle:
+        yield RealNodeLease(handle)
 
 
 def build_props(env: Mapping[str, str], project_dir: Path, repository: str, tag: str) -> dict[str, Any]:
@@ -188,20 +195,18 @@ def build_props(env: Mapping[str, str], project_dir: Path, repository: str, tag:
 BUILD_LOCK = "dockyard-build.lock"
 
 
-def _graph_root() -> Path:
-    info = subprocess.run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], capture_output=True, text=True)
-    return Path(info.stdout.strip())
+def _build_lock_file() -> Path:
+    info = subprocess.run(
+        ["podman", "info", "--format", "{{.Store.GraphRoot}}"], capture_output=True, text=True, check=True, timeout=60
+    )
+    return Path(info.stdout.strip()) / BUILD_LOCK
 
 
 @contextlib.contextmanager
 def podman_build_lock() -> Iterator[None]:
     """Held shared around a test's own ``podman build``, as the build script holds it."""
-    with (_graph_root() / BUILD_LOCK).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with shared_lock(_build_lock_file()):
+        yield
 
 
 def remove_images(*refs: str) -> None:
@@ -209,7 +214,7 @@ def remove_images(*refs: str) -> None:
     taken exclusively without waiting); otherwise only the names go, and ``local-services.sh prune`` frees the
     images later. A name is untagged, never the image ID: a concurrent build may have tagged the same
     (reproducible) image for its push."""
-    with (_graph_root() / BUILD_LOCK).open("a") as handle:
+    with _build_lock_file().open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
