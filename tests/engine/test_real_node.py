@@ -250,6 +250,7 @@ def test_a_start_waits_while_another_start_stop_or_reset_runs(real_node: RealNod
     """Two starts side by side (a worker's and the node test's) raced: one's stop of the node left the other's
     kubelet without containerd. The script runs one lifecycle command at a time; held here, a start waits for it."""
     cache = Path(os.environ.get("DOCKYARD_CACHE", Path.home() / ".cache" / "dockyard"))
+    # scripts/local-cluster.sh's LIFECYCLE_LOCK
     with (cache / "cluster" / "lifecycle.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         start = subprocess.Popen([str(CLUSTER), "start"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
