@@ -21,11 +21,14 @@
 #                                      podman's storage use (each build removes what it leaves behind;
 #                                      `prune` frees the rest)
 #   scripts/local-services.sh env      print shell exports:  eval "$(scripts/local-services.sh env)"
-#   scripts/local-services.sh prune    free disk: drop dangling images and the build cache
-#                                      (`podman image prune`); tagged images, base images and the
-#                                      registry's data stay. On vfs (no overlay mounts) every cached
-#                                      build step is a full copy of the root filesystem (~160 MB).
-#                                      Not while builds run: it deletes their cache between steps.
+#   scripts/local-services.sh prune    shrink podman's storage to what a build needs: build containers that
+#                                      killed builds left, every image named for a registry on this machine
+#                                      (127.0.0.1:PORT/…, localhost:PORT/…: copies of pushes, which the
+#                                      registry keeps), then dangling images and earlier builds' step images.
+#                                      The base images (localhost/dockyard/…), the Go build cache (a cache
+#                                      mount) and the registry's data stay. Waits for running builds (their
+#                                      lock, exclusively). scripts/test.sh runs it first: every podman call
+#                                      reads the whole image list, which each test run grows by ~1500 images.
 #
 # Settings (environment):
 #   DOCKYARD_STATE                 all state: ${HOME}/.cache/dockyard/local by default
@@ -681,12 +684,23 @@ cmd_env() {
 
 cmd_prune() {
     command -v podman >/dev/null 2>&1 || { log "podman not installed: nothing to prune"; return 0; }
-    local root before after
+    local root before started=$SECONDS wait="${DOCKYARD_PRUNE_WAIT:-900}"
     root=$(podman info --format '{{.Store.GraphRoot}}')
-    before=$(du -sm "$root" 2>/dev/null | cut -f1)
+    # The lock every build holds shared (podman-build.sh): exclusive, no build runs while images go.
+    exec 8>>"$root/dockyard-build.lock"
+    flock -x -w "$wait" 8 || die "a build still holds $root/dockyard-build.lock after ${wait}s: prune when it ends"
+    before=$(podman images --all --quiet | wc -l)
+    # With the lock ours, no build owns a working container: these are what killed builds left.
+    buildah containers --quiet | xargs -r buildah rm >/dev/null
+    # Copies of pushed images (the registry keeps them) and the temporary images of interrupted builds.
+    # By name (an image index is removed by name only), by ID when untagged.
+    podman images --format '{{.ID}} {{.Repository}} {{.Tag}}' |
+        awk '$2 ~ /^(127\.0\.0\.1|localhost):[0-9]+\// || $2 ~ /^docker\.io\/library\/[0-9a-f]+-tmp$/ {
+            print ($3 == "<none>" ? $1 : $2 ":" $3) }' |
+        sort -u | xargs -r podman rmi --force >/dev/null || log "some images were not removed (above): the next prune retries"
     podman image prune --force >/dev/null
-    after=$(du -sm "$root" 2>/dev/null | cut -f1)
-    log "pruned dangling images and build cache: $root ${before} MB -> ${after} MB"
+    log "pruned podman's storage in $((SECONDS - started))s: ${before} -> $(podman images --all --quiet | wc -l) images," \
+        "$(du -sm "$root" 2>/dev/null | cut -f1) MB in $root"
 }
 
 case "${1:-}" in

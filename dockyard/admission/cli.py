@@ -10,7 +10,6 @@ import yaml
 
 from dockyard.admission.policy_controller import cluster_image_policy
 from dockyard.admission.registration import webhook_configuration
-from dockyard.admission.server import serve
 from dockyard.model.config import environment_from_file
 from dockyard.model.trust import TrustPolicy
 
@@ -27,6 +26,9 @@ def serve_command(
     port: int = 10443,
 ) -> None:
     """Serve AdmissionReviews on https://HOST:PORT/validate until killed."""
+    # Here, not at the top: the server loads the Kubernetes client, which no other dockyard command needs.
+    from dockyard.admission.server import serve
+
     serve(host, port, cert, key, kubeconfig, work_dir)
 
 

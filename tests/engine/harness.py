@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -37,6 +38,7 @@ def pinned_version() -> str:
     raise EngineMissingError("scripts/engine/versions.env names no DOCKYARD_PULUMI_VERSION")
 
 
+@functools.cache  # checked once per process: every ``pulumi`` call of the suite goes through here
 def engine_binary() -> str:
     binary = shutil.which("pulumi")
     if binary is None:

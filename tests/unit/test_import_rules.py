@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -100,3 +103,25 @@ def test_the_library_imports_nothing_of_dockyard() -> None:
         for path in LIBRARY.rglob("*.py")
     }
     assert not {path: names for path, names in wrong.items() if names}
+
+
+def test_starting_the_cli_loads_no_kubernetes_api_types_or_client() -> None:
+    """As run, not as read: every ``dockyard`` command pays for what ``dockyard.cli`` loads. pulumi_kubernetes's API
+    types (``core.v1`` alone is ~0.15 s) and the Kubernetes client (~0.15 s) are for the program and the webhook."""
+    probe = "import sys, dockyard.cli; print(sorted(m for m in sys.modules if m.startswith(HEAVY)))"
+    heavy = "('pulumi_kubernetes.core.v1._inputs', 'kubernetes')"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe.replace("HEAVY", heavy)], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def test_every_public_name_of_the_library_is_imported_from_its_module_on_first_use() -> None:
+    import dockyard_components
+
+    assert sorted(dockyard_components.__all__) == sorted(dockyard_components._HOMES)
+    for name, home in dockyard_components._HOMES.items():
+        module = importlib.import_module(f"dockyard_components.{home}")
+        assert getattr(dockyard_components, name) is getattr(module, name), name
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        dockyard_components.Nothing  # noqa: B018
