@@ -627,7 +627,12 @@ podman_storage() {
     command -v podman >/dev/null 2>&1 || return 0
     local root
     root=$(podman info --format '{{.Store.GraphRoot}}' 2>/dev/null) || return 0
-    printf 'podman storage: %s MB in %s (free it: %s prune)\n' "$(du -sm "$root" 2>/dev/null | cut -f1)" "$root" "$0"
+    # du gives up without a total when a build removes a directory under it ("fts_read failed"): read it again.
+    local size=""
+    for _ in 1 2 3; do
+        size=$(du -sm "$root" 2>/dev/null | cut -f1) && [ -n "$size" ] && break
+    done
+    printf 'podman storage: %s MB in %s (free it: %s prune)\n' "${size:-?}" "$root" "$0"
 }
 
 cmd_status() {

@@ -217,6 +217,14 @@ EOF
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 
+# has_pause_image: containerd holds the pause image. The list is read whole before grep looks: `ctr … | grep -q`
+# under pipefail fails when grep exits at its match while ctr still writes (SIGPIPE), which the node's growing image
+# list (every session's app images) made happen: every cluster start of a CI run died on "holds no pause image".
+has_pause_image() {
+    local listed
+    listed=$(ctr_k8s images ls -q) && grep -qxF "$DOCKYARD_PAUSE_IMAGE" <<<"$listed"
+}
+
 # cri_ready: containerd's CRI answers the call the kubelet validates it with (runtime.v1 Version). containerd serves
 # `ctr version` while its CRI plugin still loads its state, and a kubelet started then exits with "server is not
 # initialized yet". A gRPC call by curl: HTTP/2 over the socket, an empty request frame, the status in the trailers
@@ -234,9 +242,9 @@ start_containerd() {
     fi
     wait_for containerd containerd ctr --address "$CONTAINERD_SOCK" version
     wait_for "containerd's CRI" containerd cri_ready
-    if ! ctr_k8s images ls -q 2>/dev/null | grep -qxF "$DOCKYARD_PAUSE_IMAGE"; then
+    if ! has_pause_image 2>/dev/null; then
         ctr_k8s images import "$PAUSE_ARCHIVE" >/dev/null || die "importing $PAUSE_ARCHIVE into containerd failed"
-        ctr_k8s images ls -q | grep -qxF "$DOCKYARD_PAUSE_IMAGE" || die "$PAUSE_ARCHIVE holds no $DOCKYARD_PAUSE_IMAGE"
+        has_pause_image || die "$PAUSE_ARCHIVE holds no $DOCKYARD_PAUSE_IMAGE"
     fi
 }
 
