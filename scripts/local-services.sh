@@ -28,7 +28,7 @@
 #                                      The base images (localhost/dockyard/…), the Go build cache (a cache
 #                                      mount) and the registry's data stay. Waits for running builds (their
 #                                      lock, exclusively). scripts/test.sh runs it first: every podman call
-#                                      reads the whole image list, which each test run grows by ~1500 images.
+#                                      reads the whole image list, which each test run grows by ~500 images.
 #
 # Settings (environment):
 #   DOCKYARD_STATE                 all state: ${HOME}/.cache/dockyard/local by default
@@ -627,12 +627,17 @@ podman_storage() {
     command -v podman >/dev/null 2>&1 || return 0
     local root
     root=$(podman info --format '{{.Store.GraphRoot}}' 2>/dev/null) || return 0
-    # du gives up without a total when a build removes a directory under it ("fts_read failed"): read it again.
+    printf 'podman storage: %s MB in %s (free it: %s prune)\n' "$(storage_mb "$root")" "$root" "$0"
+}
+
+# storage_mb DIR: its size in MB, "?" when it cannot be read. du gives up without a total when a build removes a
+# directory under it ("fts_read failed"): read it again.
+storage_mb() {
     local size=""
     for _ in 1 2 3; do
-        size=$(du -sm "$root" 2>/dev/null | cut -f1) && [ -n "$size" ] && break
+        size=$(du -sm "$1" 2>/dev/null | cut -f1) && [ -n "$size" ] && break
     done
-    printf 'podman storage: %s MB in %s (free it: %s prune)\n' "${size:-?}" "$root" "$0"
+    echo "${size:-?}"
 }
 
 cmd_status() {
@@ -709,7 +714,7 @@ cmd_prune() {
         sort -u | xargs -r podman rmi --force >/dev/null || log "some images were not removed (above): the next prune retries"
     podman image prune --force >/dev/null
     log "pruned podman's storage in $((SECONDS - started))s: ${before} -> $(podman images --all --quiet | wc -l) images," \
-        "$(du -sm "$root" 2>/dev/null | cut -f1) MB in $root"
+        "$(storage_mb "$root") MB in $root"
 }
 
 case "${1:-}" in

@@ -65,7 +65,7 @@ step "Pulumi engine, Kubernetes control plane, supply-chain tools, act (side by 
 scripts/bootstrap.sh
 step "local registry and base images, local cluster"
 scripts/local-services.sh start
-# What earlier runs left in podman's storage (~1500 images a run): every podman call reads the whole image list.
+# What earlier runs left in podman's storage (~500 images a run): every podman call reads the whole image list.
 scripts/local-services.sh prune
 scripts/local-cluster.sh start
 # shellcheck source=scripts/local-env.sh
