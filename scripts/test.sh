@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Every test tier, as CI runs it: static checks (ruff, mypy, generated files), then one pytest run over unit (mocks),
+# Every test tier, as CI runs it: static checks (ruff, mypy, generated files) beside one pytest run over unit (mocks),
 # lint, integration (registry + podman), engine and drills (the real pulumi CLI on the local cluster) on three
-# pytest-xdist workers (tests/conftest.py places them and prints one line per tier and the slowest modules). Both run
-# even when the static checks fail; the exit code is non-zero if either failed.
+# pytest-xdist workers (tests/conftest.py places them and prints one line per tier and the slowest modules). The
+# static checks' output is printed when pytest ends; the exit code is non-zero if either failed.
 #
 #   scripts/test.sh                 everything (installs and starts what the tiers need)
 #   scripts/test.sh --quick         the edit loop: static checks and the unit tier; no services, no engine
@@ -11,24 +11,58 @@
 # Env: DOCKYARD_TEST_WORKERS  pytest-xdist workers (3 on this machine's 2 cores: the tests mostly wait on processes)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Python caches compiled modules (and pytest the test modules it rewrites for assertions): a shell that sets
+# PYTHONDONTWRITEBYTECODE made every worker and every Python a test starts compile them again (the unit tier took
+# 67 s of CPU instead of 45 s).
+unset PYTHONDONTWRITEBYTECODE
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 workers=${DOCKYARD_TEST_WORKERS:-3}
 summary=()
 failed=0
 
-# tier NAME CMD...: run one tier, keep its one-line result for the summary.
+# record NAME RC SECONDS: keep a tier's one-line result for the summary.
+record() {
+    local line
+    line=$(printf 'tier %-12s %s in %ss' "$1" "$([ "$2" = 0 ] && echo passed || echo "FAILED (exit $2)")" "$3")
+    printf '%s\n' "$line" >&2
+    summary+=("$line")
+    [ "$2" = 0 ] || failed=1
+}
+
+# tier NAME CMD...: run one tier.
 tier() {
     local name=$1 start=$SECONDS rc=0
     shift
     step "tier $name"
     "$@" || rc=$?
-    local line
-    line=$(printf 'tier %-12s %s in %ss' "$name" "$([ "$rc" = 0 ] && echo passed || echo "FAILED (exit $rc)")" \
-        "$((SECONDS - start))")
-    printf '%s\n' "$line" >&2
-    summary+=("$line")
-    [ "$rc" = 0 ] || failed=1
+    record "$name" "$rc" "$((SECONDS - start))"
+}
+
+# beside NAME CMD... -- CMD2...: run the tier NAME in the background while CMD2 (a tier) runs, then print its output
+# and result. The static checks are one process at a time; beside pytest's start (its workers collect and set up
+# fixtures) they cost no wall time of their own.
+beside() {
+    local name=$1 log status
+    shift
+    local command=()
+    while [ "$1" != "--" ]; do command+=("$1"); shift; done
+    shift
+    log=$(mktemp) status=$(mktemp)
+    (
+        start=$SECONDS rc=0
+        "${command[@]}" >"$log" 2>&1 || rc=$?
+        echo "$rc $((SECONDS - start))" >"$status"
+    ) &
+    local pid=$!
+    "$@"
+    wait "$pid" || true
+    step "tier $name (ran beside the tier above)"
+    cat "$log" >&2
+    local rc seconds
+    read -r rc seconds <"$status" || { rc=1 seconds=?; }
+    record "$name" "$rc" "$seconds"
+    rm -f "$log" "$status"
 }
 
 static_checks() {
@@ -51,8 +85,7 @@ step "virtualenv"
 scripts/setup-venv.sh
 
 if [ "${1:-}" = "--quick" ]; then
-    tier static static_checks
-    tier unit pytest_tier -n "$workers" --dist loadfile tests/unit
+    beside static static_checks -- tier unit pytest_tier -n "$workers" --dist loadfile tests/unit
     report
 fi
 [ "${1:-}" = "--" ] && shift
@@ -77,6 +110,5 @@ if [ "$#" -gt 0 ]; then
     report
 fi
 
-tier static static_checks
-tier pytest pytest_tier -n "$workers" --dist loadfile tests
+beside static static_checks -- tier pytest pytest_tier -n "$workers" --dist loadfile tests
 report
