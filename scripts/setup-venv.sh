@@ -13,9 +13,11 @@ stamp=.venv/.dockyard-installed
 wanted=$(cat pyproject.toml components/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "setup-venv: installing the project and its pinned dependencies" >&2
-    .venv/bin/python -m pip install --quiet --upgrade pip==25.3
-    # The components distribution first: the program's pyproject.toml requires it, and it is not on PyPI.
-    .venv/bin/python -m pip install --quiet -e ./components
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    # pip stays in the venv (the language host's toolchain is pip); uv installs the pinned set: on a fresh clone
+    # 22 s against pip's 70 s here, the same versions. Bytecode is compiled at install, as pip does: a shell with
+    # PYTHONDONTWRITEBYTECODE would otherwise compile pulumi_kubernetes on every import.
+    .venv/bin/python -m pip install --quiet --upgrade pip==25.3 uv==0.9.16
+    # The components distribution beside the program: the program's pyproject.toml requires it (not on PyPI).
+    .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode -e ./components -e '.[dev]'
     echo "$wanted" >"$stamp"
 fi

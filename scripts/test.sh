@@ -60,7 +60,7 @@ beside() {
     step "tier $name (ran beside the tier above)"
     cat "$log" >&2
     local rc seconds
-    read -r rc seconds <"$status" || { rc=1 seconds=?; }
+    read -r rc seconds <"$status" || { rc=1 seconds='?'; }
     record "$name" "$rc" "$seconds"
     rm -f "$log" "$status"
 }

@@ -6,6 +6,7 @@ import base64
 import json
 import ssl
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,18 @@ def test_every_committed_stack_previews_without_credentials_and_passes_the_polic
     assert deployments == {"prod": 2, "local-staging": 0, "local-prod": 0}.get(stack, 1)
     errors = [d for d in preview.get("diagnostics", []) if d.get("severity") == "error"]
     assert not errors
+
+
+def test_the_language_host_names_the_projects_python(workspace: Workspace) -> None:
+    """What the engine records of the runtime (``pulumi about``, asked on every update) comes from our language
+    host's About: the project's virtualenv Python and its version, from one Python run."""
+    workspace.init("local")
+    runtime = workspace.pulumi("about", "--json", "--stack", "local").json()["runtime"]
+    venv_python = workspace.directory / ".venv" / "bin" / "python"
+    assert runtime["language"] == "python"
+    assert runtime["languageHost"].startswith("dockyard v")
+    assert Path(runtime["executable"]) == venv_python
+    assert runtime["version"] == "{}.{}.{}".format(*sys.version_info[:3]), "the .venv's Python runs these tests too"
 
 
 def test_invalid_config_stops_with_one_clear_error_and_registers_nothing(workspace: Workspace) -> None:
