@@ -6,20 +6,46 @@ left the cores idle a third of the time). Shared things are locked where the wor
 (:func:`tests.local_services.real_node_lease`) and podman's storage (:func:`tests.local_services.remove_images`).
 ``loadfile`` keeps each module on one worker, so a module-scoped workspace (its stacks, backend and namespaces) is
 built once. (``loadgroup`` would group finer, but pytest 9.2 ignores the node-id suffix xdist 3.8 gives a group: it
-degrades to ``load``.)
+degrades to ``load``.) Modules run longest first, by the times the last run recorded (:mod:`tests.schedule`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from _pytest.terminal import TerminalReporter
 
+from tests import schedule
 from tests.stacks import PROJECT
 
 #: Modules listed by time at the end of a run.
 SLOWEST_MODULES = 15
+
+
+#: The module times this run orders by: read once by the controller (a run beside this one may rewrite the file while
+#: the workers collect), handed to every worker.
+MODULE_SECONDS = pytest.StashKey[dict[str, float]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    config.stash[MODULE_SECONDS] = workerinput[schedule.WORKER_INPUT] if workerinput else schedule.read()
+    # With times to go by, xdist keeps the collection order, which pytest_collection_modifyitems makes longest first;
+    # without (a fresh machine) its own order stays: modules by their number of tests.
+    if config.stash[MODULE_SECONDS] and hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    node.workerinput[schedule.WORKER_INPUT] = node.config.stash[MODULE_SECONDS]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    module_seconds: dict[str, float] = config.stash[MODULE_SECONDS]
+    items[:] = schedule.longest_first(items, module_seconds)
 
 
 def tier_of(nodeid: str) -> str:
@@ -48,6 +74,8 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
                 outcomes[tier][key] += 1
     if not outcomes:
         return
+    if not hasattr(terminalreporter.config, "workerinput"):  # the controller, or a run without workers
+        schedule.record(module_seconds)
     terminalreporter.section("tiers")
     for tier in sorted(outcomes):
         counts = ", ".join(f"{n} {key}" for key, n in sorted(outcomes[tier].items()))
